@@ -1,0 +1,24 @@
+"""The Celery app object: the single home of the AMQP connection config.
+
+We do not run Celery workers for signals (a worker discards the model
+service's plain-JSON messages); ``consume_signals`` and the event publisher
+use ``app.connection_for_write()`` from kombu with this config.
+"""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ordermanager.settings.base")
+
+app = Celery("ordermanager")
+
+
+def configure_from_settings() -> Celery:
+    from django.conf import settings
+
+    app.conf.broker_url = settings.SIGNAL_BROKER_URL or "memory://"
+    app.conf.broker_heartbeat = 30
+    app.conf.broker_connection_timeout = 5
+    app.conf.broker_transport_options = {"confirm_publish": True}
+    return app

@@ -1,0 +1,257 @@
+"""Every setting of the service, read from the environment (and an optional .env).
+
+Everything lives here behind env switches (no production-only module); the
+readers in ``ordermanager.env`` stop the process on a bad value with a line
+that names the variable. ``env.example`` documents each variable.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import environ
+
+from ordermanager.env import (
+    ConfigError,
+    env_bool,
+    env_choice,
+    env_decimal,
+    env_float_seconds,
+    env_int,
+    env_secret,
+    env_str,
+    read_dotenv,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+read_dotenv(BASE_DIR / ".env")
+
+# --- Django core -----------------------------------------------------------
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG and env_bool("REQUIRE_SECRET_KEY", False):
+        raise ConfigError("DJANGO_SECRET_KEY is empty; set it (or DJANGO_SECRET_KEY_FILE) in production")
+    # Embedded default only: a per-checkout key so `make run` needs no setup.
+    SECRET_KEY = "insecure-embedded-default-" + str(BASE_DIR)
+ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "channels",
+    "django_q",
+    "ordermanager.core.apps.CoreConfig",
+    "exchange",
+    "positions",
+    "orders",
+    "signals_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "ordermanager.urls"
+WSGI_APPLICATION = "ordermanager.wsgi.application"
+ASGI_APPLICATION = "ordermanager.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database --------------------------------------------------------------
+# SQLite is the embedded default; PostgreSQL is production and CI (see
+# docs/decisions/0002-sqlite-embedded-postgres-truth.md for what SQLite lacks).
+_db_url = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'ordermanager.sqlite3'}")
+try:
+    DATABASES = {"default": environ.Env.db_url_config(_db_url)}
+except Exception as exc:  # environ raises several types for a malformed URL
+    raise ConfigError(f"DATABASE_URL is not a valid database URL ({exc.__class__.__name__})") from None
+_engine = DATABASES["default"]["ENGINE"]
+if _engine not in ("django.db.backends.sqlite3", "django.db.backends.postgresql"):
+    raise ConfigError(f"DATABASE_URL uses {_engine!r}; use sqlite:/// or postgres://")
+DATABASE_IS_POSTGRES = _engine == "django.db.backends.postgresql"
+if DATABASE_IS_POSTGRES:
+    DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    (BASE_DIR / "var").mkdir(exist_ok=True)
+    # WAL + a busy timeout let the web server, the processor and qcluster share the file.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+LOGIN_URL = "/admin/login/"
+
+# --- Logging (structlog; JSON in production, readable on a terminal) ---------
+LOG_FORMAT = env_choice("LOG_FORMAT", "console", ("console", "json"))
+LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "structured": {
+            "()": "ordermanager.logging.make_formatter",
+            "json": LOG_FORMAT == "json",
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        "amqp": {"level": "WARNING"},
+        "kombu": {"level": "WARNING"},
+    },
+}
+
+# --- DRF / OpenAPI -----------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "ordermanager.api.exception_handler.handle",
+    "COERCE_DECIMAL_TO_STRING": True,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Order Manager API",
+    "DESCRIPTION": "Signals in, orders on Bybit out; orders, fills, positions and PnL.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Channels ------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- django-q2 (ORM broker on the service's own database) -----------------------
+Q_CLUSTER = {
+    "name": "ordermanager",
+    "orm": "default",
+    "workers": env_int("QCLUSTER_WORKERS", 2, minimum=1),
+    "timeout": env_int("QCLUSTER_TIMEOUT", 300, minimum=10),
+    "retry": env_int("QCLUSTER_TIMEOUT", 300, minimum=10) + 60,
+    "max_attempts": 1,
+    "catch_up": False,
+    "sync": env_bool("QCLUSTER_SYNC", False),
+}
+
+# --- AMQP (signals in, events out) ----------------------------------------------
+# Empty SIGNAL_BROKER_URL = the embedded default: no bus, signals enter through
+# POST /api/signals/ and `manage.py send_signal` straight into the inbox.
+SIGNAL_BROKER_URL = env_str("SIGNAL_BROKER_URL", "")
+if SIGNAL_BROKER_URL and not SIGNAL_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
+    raise ConfigError(f"SIGNAL_BROKER_URL={SIGNAL_BROKER_URL.split('@')[-1]!r} must be an amqp:// URL (or empty)")
+SIGNAL_QUEUE = env_str("SIGNAL_QUEUE", "model-service.trading_signals")
+SIGNAL_DEAD_LETTER_QUEUE = env_str("SIGNAL_DEAD_LETTER_QUEUE", SIGNAL_QUEUE + ".dead")
+SIGNAL_PREFETCH = env_int("SIGNAL_PREFETCH", 50, minimum=1, maximum=10000)
+ORDER_EVENTS_EXCHANGE = env_str("ORDER_EVENTS_EXCHANGE", "order-manager.events")
+SIGNAL_MAX_CLOCK_SKEW = env_int("SIGNAL_MAX_CLOCK_SKEW", 30, minimum=0)
+
+# --- Exchange ----------------------------------------------------------------------
+BYBIT_ENV = env_choice("BYBIT_ENV", "simulator", ("mainnet", "testnet", "demo", "simulator"))
+BYBIT_BASE_URL = env_str("BYBIT_BASE_URL", "")
+BYBIT_API_KEY = env_secret("BYBIT_API_KEY", "")
+BYBIT_API_SECRET = env_secret("BYBIT_API_SECRET", "")
+BYBIT_RECV_WINDOW = env_int("BYBIT_RECV_WINDOW", 5000, minimum=1000, maximum=60000)
+BYBIT_HTTP_TIMEOUT = env_float_seconds("BYBIT_HTTP_TIMEOUT", "5", minimum="0.1")
+BYBIT_CATEGORY = env_choice("BYBIT_CATEGORY", "linear", ("linear", "spot"))
+BYBIT_API_RETRY_MAX_ATTEMPTS = env_int("BYBIT_API_RETRY_MAX_ATTEMPTS", 3, minimum=1, maximum=20)
+BYBIT_API_RETRY_BASE_DELAY = env_float_seconds("BYBIT_API_RETRY_BASE_DELAY", "1.0")
+BYBIT_API_RETRY_MAX_DELAY = env_float_seconds("BYBIT_API_RETRY_MAX_DELAY", "30.0")
+BYBIT_API_RETRY_MULTIPLIER = float(env_decimal("BYBIT_API_RETRY_MULTIPLIER", "2.0", minimum="1"))
+if BYBIT_API_RETRY_MAX_DELAY < BYBIT_API_RETRY_BASE_DELAY:
+    raise ConfigError(
+        f"BYBIT_API_RETRY_MAX_DELAY={BYBIT_API_RETRY_MAX_DELAY} is out of range: "
+        f"must be at least BYBIT_API_RETRY_BASE_DELAY={BYBIT_API_RETRY_BASE_DELAY}"
+    )
+INSTRUMENT_CACHE_TTL = env_int("INSTRUMENT_CACHE_TTL", 3600, minimum=0)
+# The built-in simulator (paper exchange of the embedded default).
+SIMULATOR_HOST = env_str("SIMULATOR_HOST", "127.0.0.1")
+SIMULATOR_PORT = env_int("SIMULATOR_PORT", 8765, minimum=1, maximum=65535)
+if BYBIT_ENV == "simulator" and not BYBIT_API_KEY:
+    # Paper credentials: the simulator checks signatures like Bybit does.
+    BYBIT_API_KEY, BYBIT_API_SECRET = "sim-key", "sim-secret"
+if BYBIT_ENV != "simulator" and not BYBIT_BASE_URL and not (BYBIT_API_KEY and BYBIT_API_SECRET):
+    raise ConfigError(f"BYBIT_ENV={BYBIT_ENV!r} needs BYBIT_API_KEY and BYBIT_API_SECRET (or their _FILE forms)")
+
+# --- Trading rules (design notes) ---------------------------------------------------
+ENABLE_DRY_RUN = env_bool("ENABLE_DRY_RUN", False)
+MAX_SINGLE_ORDER_SIZE = env_decimal("MAX_SINGLE_ORDER_SIZE", "10000", minimum="0", exclusive_minimum=True)
+ENABLE_ORDER_SPLITTING = env_bool("ENABLE_ORDER_SPLITTING", False)
+ORDER_EXECUTION_TIMEOUT = env_float_seconds("ORDER_EXECUTION_TIMEOUT", "30", minimum="1")
+MAX_POSITION_SIZE = env_decimal("MAX_POSITION_SIZE", "50000", minimum="0")
+MAX_EXPOSURE = env_decimal("MAX_EXPOSURE", "200000", minimum="0")
+MAX_ORDER_SIZE_RATIO = env_decimal("MAX_ORDER_SIZE_RATIO", "0.5", minimum="0", maximum="1")
+MARKET_ORDER_CONFIDENCE_THRESHOLD = env_decimal("MARKET_ORDER_CONFIDENCE_THRESHOLD", "0.9", minimum="0", maximum="1")
+MARKET_ORDER_SPREAD_THRESHOLD = env_decimal("MARKET_ORDER_SPREAD_THRESHOLD", "0.1", minimum="0", maximum="100")
+LIMIT_ORDER_PRICE_OFFSET_RATIO = env_decimal("LIMIT_ORDER_PRICE_OFFSET_RATIO", "0.5", minimum="0", maximum="1")
+ALLOW_SHORT = env_bool("ALLOW_SHORT", False)
+CANCEL_OPPOSITE_ORDERS_ONLY = env_bool("CANCEL_OPPOSITE_ORDERS_ONLY", False)
+CANCEL_PARTIALLY_FILLED_ORDERS = env_bool("CANCEL_PARTIALLY_FILLED_ORDERS", False)
+CANCEL_STALE_ORDER_TIMEOUT = env_int("CANCEL_STALE_ORDER_TIMEOUT", 3600, minimum=1)
+POSITION_SNAPSHOT_INTERVAL = env_int("POSITION_SNAPSHOT_INTERVAL", 300, minimum=1)
+POSITION_VALIDATION_INTERVAL = env_int("POSITION_VALIDATION_INTERVAL", 3600, minimum=1)
+UNREALIZED_LOSS_WARNING_THRESHOLD = env_decimal("UNREALIZED_LOSS_WARNING_THRESHOLD", "10", minimum="0", maximum="100")
+PENDING_SUBMIT_RETRY_WINDOW = env_int("PENDING_SUBMIT_RETRY_WINDOW", 60, minimum=0)
+
+# --- ws-gateway ---------------------------------------------------------------------
+WS_GATEWAY_HOST = env_str("WS_GATEWAY_HOST", "")
+WS_GATEWAY_PORT = env_int("WS_GATEWAY_PORT", 8080, minimum=1, maximum=65535)
+WS_GATEWAY_API_KEY = env_secret("WS_GATEWAY_API_KEY", "")
+
+# --- Bootstrap admin (make run) -------------------------------------------------------
+ADMIN_USERNAME = env_str("ADMIN_USERNAME", "admin")
+
+# Quantities/prices are DecimalFields of this shape everywhere; see
+# docs/decisions/0001-decimal-precision.md.
+DECIMAL_ZERO = Decimal("0")
