@@ -1,0 +1,320 @@
+"""Plain values that cross the boundary of the exchange app.
+
+Bybit sends every decimal as a string; these types parse them straight into
+``Decimal`` (never through float) and turn empty strings into ``None``. The
+same types serve REST answers and private-stream items, whose field names
+are the same except where noted (``avgPrice`` vs ``entryPrice``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+
+class MalformedPayload(ValueError):
+    """An exchange payload lacks a field or carries a value we cannot parse."""
+
+
+def dec(value: Any, *, name: str = "value", default: Decimal | None = None) -> Decimal | None:
+    """Parse a Bybit decimal string. ``""``/``None`` give ``default``; floats are refused."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, float):
+        raise MalformedPayload(f"{name} arrived as a float ({value!r}); decimals must be strings")
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation:
+        raise MalformedPayload(f"{name}={value!r} is not a decimal") from None
+    if not result.is_finite():
+        raise MalformedPayload(f"{name}={value!r} is not finite")
+    return result
+
+
+def dec_req(item: dict, key: str) -> Decimal:
+    value = dec(item.get(key), name=key)
+    if value is None:
+        raise MalformedPayload(f"{key} is missing")
+    return value
+
+
+def ms(value: Any, *, name: str = "time") -> int:
+    if value is None or value == "":
+        return 0
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise MalformedPayload(f"{name}={value!r} is not a millisecond timestamp") from None
+
+
+def req(item: dict, key: str) -> Any:
+    if key not in item or item[key] is None:
+        raise MalformedPayload(f"{key} is missing")
+    return item[key]
+
+
+@dataclass(frozen=True)
+class OrderAck:
+    """Answer to create/amend/cancel: the request was accepted (Bybit is asynchronous).
+
+    ``resolved_existing`` is True when the client found the order already on the
+    exchange (after an ambiguous outcome or a duplicate orderLinkId) instead of
+    creating it with this call.
+    """
+
+    order_id: str
+    order_link_id: str
+    dry_run: bool = False
+    resolved_existing: bool = False
+
+
+@dataclass(frozen=True)
+class OrderInfo:
+    category: str
+    symbol: str
+    order_id: str
+    order_link_id: str
+    side: str
+    order_type: str
+    order_status: str
+    qty: Decimal
+    price: Decimal | None
+    avg_price: Decimal | None
+    cum_exec_qty: Decimal
+    cum_exec_value: Decimal
+    cum_exec_fee: Decimal
+    leaves_qty: Decimal
+    time_in_force: str
+    position_idx: int
+    reduce_only: bool
+    reject_reason: str
+    cancel_type: str
+    create_type: str
+    created_ms: int
+    updated_ms: int
+
+    @classmethod
+    def from_api(cls, item: dict, *, category: str = "linear") -> OrderInfo:
+        return cls(
+            category=item.get("category") or category,
+            symbol=req(item, "symbol"),
+            order_id=str(req(item, "orderId")),
+            order_link_id=item.get("orderLinkId") or "",
+            side=req(item, "side"),
+            order_type=item.get("orderType") or "",
+            order_status=req(item, "orderStatus"),
+            qty=dec_req(item, "qty"),
+            price=_positive_or_none(dec(item.get("price"), name="price")),
+            avg_price=_positive_or_none(dec(item.get("avgPrice"), name="avgPrice")),
+            cum_exec_qty=dec(item.get("cumExecQty"), name="cumExecQty", default=Decimal(0)),
+            cum_exec_value=dec(item.get("cumExecValue"), name="cumExecValue", default=Decimal(0)),
+            cum_exec_fee=_fee(item),
+            leaves_qty=dec(item.get("leavesQty"), name="leavesQty", default=Decimal(0)),
+            time_in_force=item.get("timeInForce") or "",
+            position_idx=int(item.get("positionIdx") or 0),
+            reduce_only=bool(item.get("reduceOnly", False)),
+            reject_reason=item.get("rejectReason") or "",
+            cancel_type=item.get("cancelType") or "",
+            create_type=item.get("createType") or "",
+            created_ms=ms(item.get("createdTime"), name="createdTime"),
+            updated_ms=ms(item.get("updatedTime"), name="updatedTime"),
+        )
+
+
+@dataclass(frozen=True)
+class ExecutionInfo:
+    category: str
+    symbol: str
+    exec_id: str
+    order_id: str
+    order_link_id: str
+    side: str
+    exec_type: str
+    exec_qty: Decimal
+    exec_price: Decimal
+    exec_value: Decimal
+    exec_fee: Decimal
+    fee_currency: str
+    is_maker: bool
+    closed_size: Decimal | None
+    leaves_qty: Decimal | None
+    exec_time_ms: int
+    seq: int | None
+    position_idx: int | None = None  # not in Bybit's execution rows; filled from the order when known
+
+    @classmethod
+    def from_api(cls, item: dict, *, category: str = "linear") -> ExecutionInfo:
+        return cls(
+            category=item.get("category") or category,
+            symbol=req(item, "symbol"),
+            exec_id=str(req(item, "execId")),
+            order_id=str(item.get("orderId") or ""),
+            order_link_id=item.get("orderLinkId") or "",
+            side=item.get("side") or "",
+            exec_type=item.get("execType") or "Trade",
+            exec_qty=dec(item.get("execQty"), name="execQty", default=Decimal(0)),
+            exec_price=dec(item.get("execPrice"), name="execPrice", default=Decimal(0)),
+            exec_value=dec(item.get("execValue"), name="execValue", default=Decimal(0)),
+            exec_fee=dec(item.get("execFee"), name="execFee", default=Decimal(0)),
+            fee_currency=item.get("feeCurrency") or "",
+            is_maker=bool(item.get("isMaker", False)),
+            closed_size=dec(item.get("closedSize"), name="closedSize"),
+            leaves_qty=dec(item.get("leavesQty"), name="leavesQty"),
+            exec_time_ms=ms(item.get("execTime"), name="execTime"),
+            seq=int(item["seq"]) if item.get("seq") not in (None, "") else None,
+        )
+
+
+@dataclass(frozen=True)
+class PositionInfo:
+    category: str
+    symbol: str
+    position_idx: int
+    side: str  # "Buy", "Sell" or "" when flat
+    size: Decimal  # always >= 0 on Bybit
+    avg_price: Decimal
+    mark_price: Decimal | None
+    unrealised_pnl: Decimal
+    cum_realised_pnl: Decimal
+    seq: int | None
+    updated_ms: int
+
+    @property
+    def signed_size(self) -> Decimal:
+        return -self.size if self.side == "Sell" else self.size
+
+    @classmethod
+    def from_api(cls, item: dict, *, category: str = "linear") -> PositionInfo:
+        # REST calls the entry price avgPrice, the private stream entryPrice.
+        entry = item.get("avgPrice", item.get("entryPrice"))
+        return cls(
+            category=item.get("category") or category,
+            symbol=req(item, "symbol"),
+            position_idx=int(item.get("positionIdx") or 0),
+            side=item.get("side") or "",
+            size=dec(item.get("size"), name="size", default=Decimal(0)),
+            avg_price=dec(entry, name="avgPrice", default=Decimal(0)),
+            mark_price=dec(item.get("markPrice"), name="markPrice"),
+            unrealised_pnl=dec(item.get("unrealisedPnl"), name="unrealisedPnl", default=Decimal(0)),
+            cum_realised_pnl=dec(item.get("cumRealisedPnl"), name="cumRealisedPnl", default=Decimal(0)),
+            seq=int(item["seq"]) if item.get("seq") not in (None, "") else None,
+            updated_ms=ms(item.get("updatedTime"), name="updatedTime"),
+        )
+
+
+@dataclass(frozen=True)
+class CoinBalance:
+    coin: str
+    equity: Decimal
+    wallet_balance: Decimal
+    unrealised_pnl: Decimal
+
+
+@dataclass(frozen=True)
+class WalletBalance:
+    account_type: str
+    total_equity: Decimal
+    total_wallet_balance: Decimal
+    total_available_balance: Decimal
+    coins: tuple[CoinBalance, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_api(cls, account: dict) -> WalletBalance:
+        coins = tuple(
+            CoinBalance(
+                coin=c.get("coin", ""),
+                equity=dec(c.get("equity"), name="equity", default=Decimal(0)),
+                wallet_balance=dec(c.get("walletBalance"), name="walletBalance", default=Decimal(0)),
+                unrealised_pnl=dec(c.get("unrealisedPnl"), name="unrealisedPnl", default=Decimal(0)),
+            )
+            for c in account.get("coin") or []
+        )
+        return cls(
+            account_type=account.get("accountType") or "UNIFIED",
+            total_equity=dec(account.get("totalEquity"), name="totalEquity", default=Decimal(0)),
+            total_wallet_balance=dec(account.get("totalWalletBalance"), name="totalWalletBalance", default=Decimal(0)),
+            total_available_balance=dec(
+                account.get("totalAvailableBalance"), name="totalAvailableBalance", default=Decimal(0)
+            ),
+            coins=coins,
+        )
+
+
+@dataclass(frozen=True)
+class InstrumentInfo:
+    category: str
+    symbol: str
+    status: str
+    base_coin: str
+    quote_coin: str
+    tick_size: Decimal
+    qty_step: Decimal
+    min_order_qty: Decimal
+    max_order_qty: Decimal
+    max_market_order_qty: Decimal | None
+    min_notional: Decimal
+    raw: dict
+
+    @classmethod
+    def from_api(cls, item: dict, *, category: str = "linear") -> InstrumentInfo:
+        lot = item.get("lotSizeFilter") or {}
+        price = item.get("priceFilter") or {}
+        if category == "spot":
+            qty_step = dec(lot.get("basePrecision"), name="basePrecision")
+            max_mkt = dec(lot.get("maxMarketOrderQty"), name="maxMarketOrderQty")
+            max_qty = dec(lot.get("maxLimitOrderQty") or lot.get("maxOrderQty"), name="maxLimitOrderQty")
+            min_notional = dec(lot.get("minOrderAmt"), name="minOrderAmt", default=Decimal(0))
+        else:
+            qty_step = dec(lot.get("qtyStep"), name="qtyStep")
+            max_mkt = dec(lot.get("maxMktOrderQty"), name="maxMktOrderQty")
+            max_qty = dec(lot.get("maxOrderQty"), name="maxOrderQty")
+            min_notional = dec(lot.get("minNotionalValue"), name="minNotionalValue", default=Decimal(0))
+        tick = dec(price.get("tickSize"), name="tickSize")
+        if not qty_step or not tick or qty_step <= 0 or tick <= 0 or max_qty is None:
+            raise MalformedPayload(f"instrument {item.get('symbol')!r} lacks tickSize/qtyStep/maxOrderQty")
+        return cls(
+            category=category,
+            symbol=req(item, "symbol"),
+            status=item.get("status") or "Trading",
+            base_coin=item.get("baseCoin") or "",
+            quote_coin=item.get("quoteCoin") or "",
+            tick_size=tick,
+            qty_step=qty_step,
+            min_order_qty=dec(lot.get("minOrderQty"), name="minOrderQty", default=Decimal(0)),
+            max_order_qty=max_qty,
+            max_market_order_qty=max_mkt,
+            min_notional=min_notional,
+            raw=item,
+        )
+
+
+@dataclass(frozen=True)
+class Ticker:
+    symbol: str
+    last_price: Decimal
+    mark_price: Decimal | None
+    bid1_price: Decimal | None
+    ask1_price: Decimal | None
+
+    @classmethod
+    def from_api(cls, item: dict) -> Ticker:
+        return cls(
+            symbol=req(item, "symbol"),
+            last_price=dec_req(item, "lastPrice"),
+            mark_price=dec(item.get("markPrice"), name="markPrice"),
+            bid1_price=dec(item.get("bid1Price"), name="bid1Price"),
+            ask1_price=dec(item.get("ask1Price"), name="ask1Price"),
+        )
+
+
+def _positive_or_none(value: Decimal | None) -> Decimal | None:
+    return value if value is not None and value > 0 else None
+
+
+def _fee(item: dict) -> Decimal:
+    # cumExecFee is deprecated for linear/spot; cumFeeDetail maps coin -> fee.
+    detail = item.get("cumFeeDetail")
+    if isinstance(detail, dict) and detail:
+        return sum((dec(v, name="cumFeeDetail", default=Decimal(0)) for v in detail.values()), Decimal(0))
+    return dec(item.get("cumExecFee"), name="cumExecFee", default=Decimal(0))
