@@ -147,21 +147,40 @@ LOGGING = {
 }
 
 # --- DRF / OpenAPI -----------------------------------------------------------
+def _throttle_rate(name: str, default: str) -> str:
+    value = env_str(name, default)
+    count, _, period = value.partition("/")
+    if not (count.isdigit() and period in ("s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day")):
+        raise ConfigError(f"{name}={value!r} is not a rate; use <count>/<second|minute|hour|day>, e.g. 600/min")
+    return value
+
+
 REST_FRAMEWORK = {
+    # Services send `Authorization: Api-Key <key>` (hashed at rest, revocable in the admin); staff use
+    # their admin session in the browsable API. API-key auth is first so a missing login answers 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "ordermanager.api.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "ordermanager.api.exception_handler.handle",
     "COERCE_DECIMAL_TO_STRING": True,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": _throttle_rate("API_THROTTLE_ANON", "60/min"),
+        "user": _throttle_rate("API_THROTTLE_USER", "1200/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Order Manager API",
     "DESCRIPTION": "Signals in, orders on Bybit out; orders, fills, positions and PnL.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Channels ------------------------------------------------------------------
