@@ -181,6 +181,15 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "status"; name each choice set after its model (schema stays stable).
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "orders.models.OrderStatus",
+        "SignalStatusEnum": "signals_app.models.SignalStatus",
+        "ReconciliationStatusEnum": "orders.models.ReconciliationRun.Status",
+        "CancelReasonEnum": "orders.models.CancelReason",
+        "ComponentStatusEnum": "ordermanager.api.health.COMPONENT_STATES",
+        "HealthStatusEnum": "ordermanager.api.health.OVERALL_STATES",
+    },
 }
 
 # --- Channels ------------------------------------------------------------------

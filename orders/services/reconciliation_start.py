@@ -1,0 +1,80 @@
+"""Start a reconciliation from the admin or the API: queued through django-q2 after commit.
+
+The run itself is ``orders.services.order_state_sync.reconcile`` (it holds the
+lock that keeps two runs from overlapping); this module only queues it and
+lets people find its result. The task is named so that the API can answer
+"is it done, and which run did it produce?" (see reconciliation_task_status).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from ordermanager.core.exceptions import Conflict, NotFound
+from orders.models import ReconciliationRun
+from orders.selectors_api import reconciliation_running
+
+RECONCILE_JOB = "orders.services.reconciliation_start.reconciliation_job"
+TASK_PREFIX = "reconcile-"
+
+
+class ReconciliationAlreadyRunning(Conflict):
+    code = "reconciliation_running"
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    task: str
+    state: str  # "queued" | "succeeded" | "failed"
+    run_id: int | None
+    error: str
+
+
+def reconciliation_queue(*, trigger: str, user=None, symbol: str | None = None) -> str:
+    """Queue one run after the current transaction commits; returns the task name."""
+    if trigger not in ReconciliationRun.Trigger.values:
+        raise ValueError(f"unknown trigger {trigger!r}")
+    running = reconciliation_running()
+    if running is not None:
+        # Advisory: the run's own lock is the guarantee; this spares a queued job that would only fail.
+        raise ReconciliationAlreadyRunning(
+            f"Reconciliation #{running.pk} is still running; wait for it to finish.", extra={"run_id": running.pk}
+        )
+    name = f"{TASK_PREFIX}{uuid.uuid4().hex[:16]}"
+    user_id = user.pk if user is not None and user.is_authenticated else None
+    kwargs = {"trigger": trigger, "user_id": user_id, "symbol": symbol or None}
+    transaction.on_commit(lambda: _enqueue(name, kwargs))
+    return name
+
+
+def _enqueue(name: str, kwargs: dict) -> None:
+    from django_q.tasks import async_task
+
+    async_task(RECONCILE_JOB, task_name=name, group="reconciliation", **kwargs)
+
+
+def reconciliation_job(*, trigger: str, user_id: int | None = None, symbol: str | None = None) -> int:
+    """django-q2 job: run reconciliation; the task result is the run id."""
+    from orders.services.order_state_sync import reconcile
+
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    return reconcile(trigger=trigger, user=user, symbol=symbol).pk
+
+
+def reconciliation_task_status(*, task: str) -> TaskStatus:
+    from django_q.models import OrmQ, Task
+
+    if not task.startswith(TASK_PREFIX):
+        raise NotFound(f"No reconciliation task {task!r}.")
+    done = Task.objects.filter(name=task).order_by("-stopped").first()
+    if done is not None:
+        if done.success:
+            return TaskStatus(task=task, state="succeeded", run_id=done.result, error="")
+        return TaskStatus(task=task, state="failed", run_id=None, error=str(done.result)[:1000])
+    if any(q.name() == task for q in OrmQ.objects.all()[:1000]):
+        return TaskStatus(task=task, state="queued", run_id=None, error="")
+    raise NotFound(f"No reconciliation task {task!r} (unknown, or its record was pruned).")

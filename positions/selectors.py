@@ -1,0 +1,105 @@
+"""Read selectors for positions and their snapshots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import django_filters
+from django.db.models import Q, QuerySet
+
+from ordermanager.core.exceptions import NotFound
+from ordermanager.core.filtering import apply_filters
+from positions.models import Position, PositionSnapshot
+
+
+class _UpperCharFilter(django_filters.CharFilter):
+    def filter(self, qs, value):
+        return super().filter(qs, value.upper() if value else value)
+
+
+class PositionFilter(django_filters.FilterSet):
+    symbol = _UpperCharFilter(field_name="symbol", label="Symbol, e.g. BTCUSDT.")
+    category = django_filters.CharFilter(field_name="category", label="linear or spot.")
+    open = django_filters.BooleanFilter(method="_open", label="Only open (true) or only flat (false) positions.")
+
+    class Meta:
+        model = Position
+        fields: list[str] = []
+
+    def _open(self, qs, name, value):
+        flat = Q(size=0)
+        return qs.exclude(flat) if value else qs.filter(flat)
+
+
+def position_list(*, filters: dict | None = None) -> QuerySet[Position]:
+    return apply_filters(filterset_class=PositionFilter, data=filters, queryset=Position.objects.order_by("symbol"))
+
+
+def position_get(*, position_id: int) -> Position:
+    position = Position.objects.filter(pk=position_id).first()
+    if position is None:
+        raise NotFound(f"No position with id {position_id}.")
+    return position
+
+
+class SnapshotFilter(django_filters.FilterSet):
+    taken_after = django_filters.IsoDateTimeFilter(field_name="taken_at", lookup_expr="gte", label="ISO 8601.")
+    taken_before = django_filters.IsoDateTimeFilter(field_name="taken_at", lookup_expr="lt", label="ISO 8601.")
+
+    class Meta:
+        model = PositionSnapshot
+        fields: list[str] = []
+
+
+def position_snapshot_list(*, position: Position, filters: dict | None = None) -> QuerySet[PositionSnapshot]:
+    queryset = PositionSnapshot.objects.filter(position=position).order_by("-id")
+    return apply_filters(filterset_class=SnapshotFilter, data=filters, queryset=queryset)
+
+
+def position_snapshot_series(*, position: Position, limit: int = 500) -> list[PositionSnapshot]:
+    """The latest ``limit`` snapshots, oldest first (for a chart); uses the (position, -taken_at) index."""
+    latest = list(PositionSnapshot.objects.filter(position=position).order_by("-taken_at")[:limit])
+    return latest[::-1]
+
+
+@dataclass(frozen=True)
+class PnlPoint:
+    at: datetime
+    realized: Decimal
+    unrealized: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.realized + self.unrealized
+
+
+def pnl_series(*, start: datetime, end: datetime, symbol: str | None = None, max_points: int = 200) -> list[PnlPoint]:
+    """Book PnL over time from snapshots: per time bucket, the sum over positions of
+    each one's latest snapshot so far (a position without a new snapshot keeps its last value)."""
+    rows = PositionSnapshot.objects.filter(taken_at__gte=start, taken_at__lt=end)
+    if symbol:
+        rows = rows.filter(position__symbol=symbol)
+    rows = rows.order_by("taken_at").values_list("position_id", "taken_at", "realized_pnl", "unrealized_pnl")
+    width = max((end - start) / max_points, timedelta(seconds=1))
+    latest: dict[int, tuple[Decimal, Decimal]] = {}
+    points: list[PnlPoint] = []
+    bucket_end = None
+    for position_id, taken_at, realized, unrealized in rows.iterator(chunk_size=5000):
+        if bucket_end is not None and taken_at >= bucket_end:
+            points.append(_point(bucket_end, latest))
+        if bucket_end is None or taken_at >= bucket_end:
+            bucket_end = start + width * ((taken_at - start) // width + 1)
+        latest[position_id] = (realized, unrealized)
+    if latest:
+        points.append(_point(min(bucket_end, end), latest))
+    return points
+
+
+def _point(at: datetime, latest: dict) -> PnlPoint:
+    return PnlPoint(
+        at=at,
+        realized=sum((r for r, _ in latest.values()), Decimal(0)),
+        unrealized=sum((u for _, u in latest.values()), Decimal(0)),
+    )
