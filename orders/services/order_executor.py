@@ -1,0 +1,185 @@
+"""Place orders on the exchange, never twice.
+
+Protocol (design property 2): the ``Order`` row is committed as
+``pending_submit`` with its deterministic orderLinkId *before* the request;
+the request runs outside any transaction; the answer moves the row forward
+with a conditional UPDATE (a fill event from the private stream may already
+have moved it further, and must win). After a crash the same orderLinkId is
+sent again and the exchange's duplicate check (110072, resolved by the
+client) or a lookup by orderLinkId turns it into the existing order.
+
+Outcomes:
+- acknowledged → ``new`` with the exchange orderId; event ``order.created``;
+- refused by the exchange → ``rejected`` with retCode/retMsg; ``order.rejected``;
+- never sent / given up on a definite error → ``failed``; ``order.failed``;
+- unknown after the client's retries and lookup → stays ``pending_submit``;
+  ``order.unknown``; reconciliation settles it (INTERFACES §5);
+- dry-run → ``dry_run``, nothing sent, ``[DRY-RUN]`` log; ``order.dry_run``.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from ordermanager import events
+from orders.models import Order, OrderStatus
+
+log = structlog.get_logger(__name__)
+
+# Error classes after which we know the order was not placed although Bybit
+# did not refuse the order itself (transport, throttling, credentials, clock).
+_NOT_PLACED = ("BybitConnectError", "BybitRateLimitError", "BybitAuthError", "BybitTimestampError")
+
+
+def order_link_id_for(*, signal_id: uuid.UUID, leg: int) -> str:
+    """Deterministic orderLinkId: 32 hex digits of the signal id, '-', the leg (<= 36 chars)."""
+    if not 0 <= leg <= 999:
+        raise ValueError(f"leg {leg} out of range 0..999")
+    return f"{uuid.UUID(str(signal_id)).hex}-{leg}"
+
+
+def order_payload(order: Order) -> dict:
+    """The event/log view of an order (strings for money)."""
+    return {
+        "order_link_id": order.order_link_id,
+        "order_id": order.order_id,
+        "symbol": order.symbol,
+        "side": order.side,
+        "order_type": order.order_type,
+        "time_in_force": order.time_in_force,
+        "qty": str(order.qty),
+        "price": None if order.price is None else str(order.price),
+        "reduce_only": order.reduce_only,
+        "status": order.status,
+        "leg": order.leg,
+        "strategy_id": order.strategy_id,
+        "trace_id": order.trace_id,
+        "reject_code": order.reject_code,
+        "reject_reason": order.reject_reason,
+    }
+
+
+def order_submit(*, order: Order) -> Order:
+    """Send one ``pending_submit`` order and record the outcome. Idempotent: any other status is left alone."""
+    order.refresh_from_db()
+    if order.status != OrderStatus.PENDING_SUBMIT:
+        return order
+    if settings.ENABLE_DRY_RUN:
+        return _record_dry_run(order)
+    from exchange.bybit.client import get_client
+    from exchange.bybit.errors import BybitError
+
+    try:
+        ack = get_client().create_order(
+            category=order.category,
+            symbol=order.symbol,
+            side=order.side,
+            order_type=order.order_type,
+            qty=order.qty,
+            price=order.price,
+            time_in_force=order.time_in_force,
+            reduce_only=order.reduce_only,
+            position_idx=order.position_idx,
+            order_link_id=order.order_link_id,
+            trace_id=order.trace_id,
+        )
+    except BybitError as exc:
+        return _record_error(order, exc)
+    if ack.dry_run:
+        return _record_dry_run(order)
+    return _record_ack(order, ack.order_id, resolved_existing=ack.resolved_existing)
+
+
+def _record_ack(order: Order, order_id: str, *, resolved_existing: bool) -> Order:
+    now = timezone.now()
+    with transaction.atomic():
+        # Race: the private stream may have applied New/Filled first; only a
+        # still-pending row moves to New, but the orderId is recorded either way.
+        Order.objects.filter(pk=order.pk, order_id="").update(order_id=order_id)
+        Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING_SUBMIT).update(
+            status=OrderStatus.NEW, submitted_at=now, updated_at=now
+        )
+        order.refresh_from_db()
+        events.publish_event_on_commit(
+            routing_key=events.ORDER_CREATED, payload={**order_payload(order), "resolved_existing": resolved_existing}
+        )
+    log.info("order_acknowledged", order_link_id=order.order_link_id, order_id=order_id,
+             resolved_existing=resolved_existing)
+    return order
+
+
+def _record_dry_run(order: Order) -> Order:
+    log.info(
+        f"[DRY-RUN] would place {order.side} {order.order_type} {order.qty} {order.symbol}"
+        f"{'' if order.price is None else f' @ {order.price}'} ({order.time_in_force})",
+        order_link_id=order.order_link_id,
+    )
+    with transaction.atomic():
+        Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING_SUBMIT).update(
+            status=OrderStatus.DRY_RUN, is_dry_run=True, order_id=f"dry-run-{order.order_link_id}",
+            submitted_at=timezone.now(),
+        )
+        order.refresh_from_db()
+        events.publish_event_on_commit(routing_key=events.ORDER_DRY_RUN, payload=order_payload(order))
+    return order
+
+
+def _record_error(order: Order, exc) -> Order:
+    if exc.ambiguous:
+        # Outcome unknown even after the client's lookup by orderLinkId: leave the
+        # row pending so that nothing claims it was not placed.
+        log.error("order_outcome_unknown", order_link_id=order.order_link_id, error=str(exc))
+        events.publish_event_on_commit(
+            routing_key=events.ORDER_UNKNOWN, payload={**order_payload(order), "error": str(exc)}
+        )
+        return order
+    refused = exc.ret_code is not None and type(exc).__name__ not in _NOT_PLACED
+    status = OrderStatus.REJECTED if refused else OrderStatus.FAILED
+    reason = (exc.ret_msg or str(exc))[:500] if refused else str(exc)[:500]
+    with transaction.atomic():
+        Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING_SUBMIT).update(
+            status=status, reject_code=exc.ret_code, reject_reason=reason, updated_at=timezone.now()
+        )
+        order.refresh_from_db()
+        key = events.ORDER_REJECTED if refused else events.ORDER_FAILED
+        events.publish_event_on_commit(routing_key=key, payload=order_payload(order))
+    log.warning("order_not_placed", order_link_id=order.order_link_id, status=status,
+                ret_code=exc.ret_code, ret_msg=exc.ret_msg, error=str(exc))
+    return order
+
+
+def order_resume(*, order: Order) -> Order:
+    """Settle a ``pending_submit`` order left by a crash: look it up by orderLinkId first.
+
+    Found → recorded as acknowledged (later states arrive from the stream or
+    reconciliation). Not found and younger than ``PENDING_SUBMIT_RETRY_WINDOW``
+    → sent (again) with the same orderLinkId. Not found and older → ``failed``:
+    a late order for an old signal is worse than none.
+    """
+    order.refresh_from_db()
+    if order.status != OrderStatus.PENDING_SUBMIT or settings.ENABLE_DRY_RUN:
+        return order_submit(order=order)
+    from exchange.bybit.client import get_client
+
+    info = get_client().get_order(category=order.category, symbol=order.symbol, order_link_id=order.order_link_id)
+    if info is not None:
+        log.info("order_found_on_resume", order_link_id=order.order_link_id, status=info.order_status)
+        return _record_ack(order, info.order_id, resolved_existing=True)
+    age = (timezone.now() - order.created_at).total_seconds()
+    if age > settings.PENDING_SUBMIT_RETRY_WINDOW:
+        with transaction.atomic():
+            Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING_SUBMIT).update(
+                status=OrderStatus.FAILED,
+                reject_reason=f"not on the exchange and {age:.0f}s old, beyond PENDING_SUBMIT_RETRY_WINDOW "
+                f"{settings.PENDING_SUBMIT_RETRY_WINDOW}s: not sent late",
+                updated_at=timezone.now(),
+            )
+            order.refresh_from_db()
+            events.publish_event_on_commit(routing_key=events.ORDER_FAILED, payload=order_payload(order))
+        return order
+    return order_submit(order=order)

@@ -1,0 +1,119 @@
+"""Pre-trade risk checks.
+
+Limits come from ``RiskLimit`` rows (per-symbol override, then the global
+row seeded from settings; see ``risk_limits.risk_limits_effective``):
+
+- trading halt (global or per symbol): nothing is placed;
+- reduce-only mode (global or per symbol): only orders that shrink the position;
+- ``max_position_size``: |position after the order| × price, per symbol;
+- ``max_exposure``: the sum of position values across symbols after the order;
+- ``max_order_size_ratio``: order value as a share of the available balance.
+
+An order that only reduces the position (|after| <= |before|, same sign)
+passes the size, exposure and ratio checks: cutting risk is always allowed.
+A breach raises ``ValidationError`` naming the limit, the value and the excess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db.models import Case, DecimalField, F, Sum, When
+from django.db.models.functions import Abs, Coalesce
+
+from orders.services.risk_limits import EffectiveLimits
+
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class RiskInput:
+    symbol: str
+    side: str  # "Buy" | "Sell"
+    qty: Decimal
+    price: Decimal
+    position_size: Decimal  # signed, one-way mode (long > 0)
+    exposure_other: Decimal  # position value of every other symbol, USDT
+    available_balance: Decimal | None  # None: not needed (the order only reduces)
+
+
+def _usdt(value: Decimal) -> str:
+    return f"{value.quantize(CENT)} USDT"
+
+
+def order_reduces_position(*, side: str, qty: Decimal, position_size: Decimal) -> bool:
+    after = position_size + (qty if side == "Buy" else -qty)
+    same_direction = (after >= 0) == (position_size >= 0) or after == 0
+    return position_size != 0 and abs(after) <= abs(position_size) and same_direction
+
+
+def risk_check_halts(*, limits: EffectiveLimits) -> None:
+    """Raise when trading is halted globally or for the symbol (checked before any exchange read)."""
+    if limits.global_halted:
+        raise ValidationError(f"trading is halted globally{_because(limits.global_halt_reason)}")
+    if limits.symbol_halted:
+        raise ValidationError(f"trading is halted for {limits.symbol}{_because(limits.symbol_halt_reason)}")
+
+
+def risk_check(*, order: RiskInput, limits: EffectiveLimits) -> None:
+    """Raise ``ValidationError`` on the first limit the order would breach."""
+    risk_check_halts(limits=limits)
+    if order_reduces_position(side=order.side, qty=order.qty, position_size=order.position_size):
+        return
+    if limits.global_reduce_only or limits.symbol_reduce_only:
+        scope = "globally" if limits.global_reduce_only else f"for {order.symbol}"
+        reason = limits.global_halt_reason if limits.global_reduce_only else limits.symbol_halt_reason
+        raise ValidationError(
+            f"reduce-only mode {scope}{_because(reason)}: a {order.side} of {order.qty} "
+            f"would not reduce the position {order.position_size}"
+        )
+    after = order.position_size + (order.qty if order.side == "Buy" else -order.qty)
+    position_value = abs(after) * order.price
+    _limit("MAX_POSITION_SIZE", f"position value of {order.symbol} after the order", position_value,
+           limits.max_position_size)
+    _limit("MAX_EXPOSURE", "total exposure after the order", order.exposure_other + position_value,
+           limits.max_exposure)
+    order_value = order.qty * order.price
+    balance = order.available_balance or Decimal(0)
+    _limit("MAX_ORDER_SIZE_RATIO", f"order value (ratio {limits.max_order_size_ratio} of available "
+           f"balance {_usdt(balance)})", order_value, limits.max_order_size_ratio * balance)
+
+
+def _limit(name: str, what: str, value: Decimal, limit: Decimal) -> None:
+    if value > limit:
+        raise ValidationError(
+            f"risk limit {name}: {what} is {_usdt(value)}, above the limit {_usdt(limit)} by {_usdt(value - limit)}"
+        )
+
+
+def _because(reason: str) -> str:
+    return f" ({reason})" if reason else ""
+
+
+def exposure_other_symbols(*, symbol: str, category: str = "linear") -> Decimal:
+    """Sum of |size| × (mark price, else entry price) over every other symbol's position."""
+    from positions.models import Position
+
+    money = DecimalField(max_digits=36, decimal_places=18)
+    value = Abs(F("size")) * Case(
+        When(mark_price__isnull=False, mark_price__gt=0, then=F("mark_price")),
+        default=F("avg_entry_price"),
+        output_field=money,
+    )
+    total = (
+        Position.objects.filter(category=category)
+        .exclude(symbol=symbol)
+        .exclude(size=0)
+        .aggregate(total=Coalesce(Sum(value, output_field=money), Decimal(0), output_field=money))["total"]
+    )
+    return Decimal(total)
+
+
+def position_size_of(*, symbol: str, category: str = "linear") -> Decimal:
+    """Signed one-way position size from our book (positionIdx 0)."""
+    from positions.models import Position
+
+    row = Position.objects.filter(category=category, symbol=symbol, position_idx=0).values_list("size", flat=True)
+    return next(iter(row), Decimal(0))

@@ -1,0 +1,216 @@
+"""From one signal to the orders it should become (no writes, no sending).
+
+The rules live in ``orders.services`` (type, quantity, risk, splitting); this
+module gathers their inputs (instrument rules, ticker, position, balance,
+risk limits) and applies them in order. A rule that says no raises Django's
+``ValidationError`` with a sentence for the signal's ``reason``.
+
+Short selling (docs/decisions/0304): a sell reduces an existing long and is
+sent reduce-only. With ``ALLOW_SHORT=false`` (default) a sell with no long is
+rejected, and a sell larger than the long is capped to the long (still
+reduce-only) so the account never turns short by accident. With
+``ALLOW_SHORT=true`` a sell larger than the long is sent as a plain sell.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+import structlog
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from orders.models import Side
+from orders.services import quantity_calculator as qc
+from orders.services.order_type_selector import OrderTypeDecision, TypeRules, order_type_select
+from orders.services.risk import (
+    RiskInput,
+    exposure_other_symbols,
+    order_reduces_position,
+    position_size_of,
+    risk_check,
+    risk_check_halts,
+)
+from orders.services.risk_limits import risk_limits_effective
+from orders.services.splitting import Leg, legs_plan
+from signals_app.models import TradingSignal
+
+log = structlog.get_logger(__name__)
+
+# Market data is shared by every signal of a burst: one ticker/balance read per
+# symbol per TTL instead of one per signal. A second-old ticker is good enough
+# for the deviation warning and a missing snapshot; the balance feeds a
+# per-order ratio check, which a second of staleness does not defeat.
+MARKET_DATA_TTL = 1.0
+
+
+@dataclass(frozen=True)
+class OrderPlan:
+    symbol: str
+    side: str
+    decision: OrderTypeDecision
+    reference_price: Decimal
+    qty: Decimal
+    reduce_only: bool
+    legs: list[Leg]
+    notes: list[str]
+
+    def summary(self) -> str:
+        price = "" if self.decision.price is None else f" @ {self.decision.price}"
+        legs = f" in {len(self.legs)} legs" if len(self.legs) > 1 else ""
+        ro = " reduce-only" if self.reduce_only else ""
+        return f"{self.decision.order_type} {self.side} {self.qty} {self.symbol}{price}{ro}{legs}"
+
+
+class _TTLCache:
+    def __init__(self, ttl: float):
+        self.ttl = ttl
+        self._data: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, key, load):
+        now = time.monotonic()
+        with self._lock:
+            hit = self._data.get(key)
+        if hit and hit[0] > now:
+            return hit[1]
+        value = load()
+        with self._lock:
+            self._data[key] = (now + self.ttl, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+_tickers = _TTLCache(MARKET_DATA_TTL)
+_balance = _TTLCache(MARKET_DATA_TTL)
+
+
+def market_data_cache_clear() -> None:
+    _tickers.clear()
+    _balance.clear()
+
+
+def _ticker(category: str, symbol: str):
+    from exchange.bybit.client import get_client
+
+    def load():
+        tickers = get_client().get_tickers(category=category, symbol=symbol)
+        return tickers[0] if tickers else None
+
+    return _tickers.get((category, symbol), load)
+
+
+def _available_balance() -> Decimal:
+    from exchange.bybit.client import get_client
+
+    return _balance.get("USDT", lambda: get_client().get_wallet_balance().total_available_balance)
+
+
+def order_plan(*, signal: TradingSignal) -> OrderPlan:
+    """Apply every rule to ``signal``; raises ``ValidationError`` (reject) or exchange errors (fail)."""
+    from exchange.instruments import instrument_get
+
+    category, symbol = settings.BYBIT_CATEGORY, signal.asset
+    side = Side.BUY if signal.signal_type == "buy" else Side.SELL
+    limits = risk_limits_effective(symbol=symbol)
+    risk_check_halts(limits=limits)
+    instrument = instrument_get(category=category, symbol=symbol)
+    if instrument.status != "Trading":
+        raise ValidationError(f"{symbol} is not trading on the exchange (status {instrument.status})")
+    ticker = _ticker(category, symbol)
+    reference = qc.reference_price_select(
+        snapshot_price=signal.snapshot_price, ticker_price=ticker.last_price if ticker else None
+    )
+    decision = order_type_select(
+        side=side,
+        confidence=signal.confidence,
+        urgency=signal.urgency,
+        price=reference.price,
+        spread=_spread(signal, ticker),
+        tick_size=instrument.tick_size,
+        rules=TypeRules.from_settings(),
+    )
+    order_price = decision.price or reference.price
+    quantity = qc.quantity_calculate(
+        amount=signal.amount,
+        reference_price=reference.price,
+        order_price=order_price,
+        qty_step=instrument.qty_step,
+        min_order_qty=instrument.min_order_qty,
+        min_notional=instrument.min_notional,
+        symbol=symbol,
+    )
+    position = position_size_of(symbol=symbol, category=category)
+    qty, reduce_only, notes = _apply_position_rules(side, quantity.qty, position, instrument, symbol, order_price)
+    reducing = order_reduces_position(side=side, qty=qty, position_size=position)
+    risk_check(
+        order=RiskInput(
+            symbol=symbol,
+            side=side,
+            qty=qty,
+            price=order_price,
+            position_size=position,
+            exposure_other=Decimal(0) if reducing else exposure_other_symbols(symbol=symbol, category=category),
+            available_balance=None if reducing else _available_balance(),
+        ),
+        limits=limits,
+    )
+    max_qty = instrument.max_order_qty
+    if decision.order_type == "Market" and instrument.max_market_order_qty:
+        max_qty = min(max_qty, instrument.max_market_order_qty)
+    legs = legs_plan(
+        amount=signal.amount,
+        qty=qty,
+        price=order_price,
+        qty_step=instrument.qty_step,
+        min_order_qty=instrument.min_order_qty,
+        min_notional=instrument.min_notional,
+        max_order_qty=max_qty,
+        max_single_order_size=settings.MAX_SINGLE_ORDER_SIZE,
+        splitting_enabled=settings.ENABLE_ORDER_SPLITTING,
+        symbol=symbol,
+    )
+    return OrderPlan(symbol=symbol, side=side, decision=decision, reference_price=reference.price, qty=qty,
+                     reduce_only=reduce_only, legs=legs, notes=notes)
+
+
+def _spread(signal: TradingSignal, ticker) -> Decimal | None:
+    if signal.snapshot_spread is not None:
+        return signal.snapshot_spread
+    if ticker and ticker.bid1_price and ticker.ask1_price and ticker.ask1_price >= ticker.bid1_price:
+        return ticker.ask1_price - ticker.bid1_price
+    return None
+
+
+def _apply_position_rules(side, qty, position, instrument, symbol, price) -> tuple[Decimal, bool, list[str]]:
+    """Reduce-only flags and the short-selling rule (module docstring)."""
+    notes: list[str] = []
+    if side == Side.BUY:
+        # A buy that only shrinks a short is sent reduce-only, like a sell against a long.
+        return qty, position < 0 and qty <= -position, notes
+    if position <= 0 and not settings.ALLOW_SHORT:
+        raise ValidationError(
+            f"sell of {qty} {symbol} rejected: no long position to reduce (position {position}) "
+            f"and short selling is off (ALLOW_SHORT=false)"
+        )
+    if position <= 0:
+        return qty, False, notes
+    if qty <= position:
+        return qty, True, notes
+    if settings.ALLOW_SHORT:
+        return qty, False, notes
+    capped = qc.quantity_cap_to_position(qty=qty, long_size=position, qty_step=instrument.qty_step)
+    if capped < instrument.min_order_qty or capped * price < instrument.min_notional:
+        raise ValidationError(
+            f"sell of {qty} {symbol} capped to the long position {position} gives {capped}, below the minimum "
+            f"(min qty {instrument.min_order_qty}, min notional {instrument.min_notional} USDT)"
+        )
+    notes.append(f"sell of {qty} capped to the long position: {capped} (ALLOW_SHORT=false)")
+    log.info("sell_capped_to_position", requested_qty=str(qty), capped_qty=str(capped), position=str(position))
+    return capped, True, notes

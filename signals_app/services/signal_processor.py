@@ -1,0 +1,335 @@
+"""The per-symbol FIFO processor: drains the inbox into orders.
+
+Ordering (design property 3): a worker takes a symbol with
+``symbol_lock_try`` (advisory lock on PostgreSQL, so at most one worker in
+all processes holds it) and processes that symbol's unfinished signals
+strictly by inbox id. Different symbols run in parallel in the worker
+threads of every process. See docs/decisions/0301-signal-pipeline.md.
+
+Crash safety (properties 1 and 2): a signal is marked ``processing`` before
+anything is sent; its orders are committed ``pending_submit`` with their
+deterministic orderLinkId before the request. A signal found ``processing``
+by a worker that holds its symbol lock is an orphan of a dead worker: if it
+has orders, each pending one is looked up on the exchange by orderLinkId and
+only sent if absent (``order_resume``); if it has none, nothing reached the
+exchange but cancellations, and it is planned again.
+
+Every signal ends terminal: ``executed`` (every leg acknowledged),
+``dry_run``, ``rejected`` (a rule or the exchange said no, with the reason),
+``failed`` (the exchange could not be reached, or a leg's outcome stays
+unknown; the reason says which, and reconciliation settles such legs).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import structlog
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, close_old_connections, transaction
+from django.db.models import Min
+from django.utils import timezone
+
+from ordermanager import events
+from orders.models import Order, OrderStatus, SignalOrderRelationship
+from orders.services.cancellation import orders_cancel_for_signal
+from orders.services.order_executor import order_link_id_for, order_resume, order_submit
+from signals_app.models import SignalStatus, TradingSignal
+from signals_app.services.intake import signal_event_payload
+from signals_app.services.order_plan import OrderPlan, order_plan
+from signals_app.services.symbol_lock import symbol_lock_release, symbol_lock_try
+
+log = structlog.get_logger(__name__)
+
+UNFINISHED = (SignalStatus.RECEIVED, SignalStatus.PROCESSING)
+ACKNOWLEDGED = (
+    OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED, OrderStatus.PENDING_CANCEL,
+    OrderStatus.CANCELLED,
+)
+# A worker gives its symbol back after this many signals so a busy symbol cannot starve the others.
+BATCH_PER_SYMBOL = 50
+
+_wake = threading.Event()
+
+
+def processor_wake() -> None:
+    """Tell this process's workers that the inbox has new work (called after an intake commits)."""
+    _wake.set()
+
+
+# --- selectors -----------------------------------------------------------------------------------------------
+
+
+def symbols_with_work(*, symbol: str | None = None) -> list[str]:
+    """Symbols with unfinished signals, the one waiting longest first."""
+    qs = TradingSignal.objects.filter(status__in=UNFINISHED)
+    if symbol:
+        qs = qs.filter(asset=symbol)
+    return list(qs.values("asset").annotate(first=Min("id")).order_by("first").values_list("asset", flat=True))
+
+
+def _next_signal(symbol: str) -> TradingSignal | None:
+    return TradingSignal.objects.filter(asset=symbol, status__in=UNFINISHED).order_by("id").first()
+
+
+# --- processing ----------------------------------------------------------------------------------------------
+
+
+def process_pending(*, symbol: str | None = None, limit: int | None = None) -> int:
+    """Process unfinished signals (of ``symbol``, or all) now, in this thread; returns how many.
+
+    Symbols another worker holds are skipped (they are being processed)."""
+    done = 0
+    for name in symbols_with_work(symbol=symbol):
+        if limit is not None and done >= limit:
+            break
+        done += _drain_symbol(name, None if limit is None else limit - done)
+    return done
+
+
+def _drain_symbol(symbol: str, limit: int | None) -> int:
+    if not symbol_lock_try(symbol):
+        return 0
+    done = 0
+    try:
+        while limit is None or done < limit:
+            signal = _next_signal(symbol)
+            if signal is None:
+                break
+            signal_process(signal=signal)
+            done += 1
+    finally:
+        symbol_lock_release(symbol)
+    return done
+
+
+def signal_process(*, signal: TradingSignal) -> TradingSignal:
+    """Take one signal to a terminal state. The caller must hold the symbol lock."""
+    with structlog.contextvars.bound_contextvars(signal_id=str(signal.signal_id), trace_id=signal.trace_id):
+        if signal.status == SignalStatus.RECEIVED:
+            TradingSignal.objects.filter(pk=signal.pk, status=SignalStatus.RECEIVED).update(
+                status=SignalStatus.PROCESSING
+            )
+            signal.refresh_from_db()
+        if signal.status != SignalStatus.PROCESSING:
+            return signal
+        try:
+            orders = list(Order.objects.filter(signal_links__signal=signal).order_by("leg"))
+            if orders:
+                log.warning("signal_resumed", orders=[o.order_link_id for o in orders])
+                resumed = [order_resume(order=o) for o in orders]
+                return _submit_and_finish(signal, resumed, summary="resumed after restart")
+            return _plan_and_execute(signal)
+        except DatabaseError:
+            raise  # the worker backs off; the signal stays `processing` and is resumed
+        except Exception as exc:
+            # A bug must not block the symbol forever nor kill the worker: fail this signal, loudly.
+            log.exception("signal_process_crashed")
+            return _finish(signal, SignalStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _plan_and_execute(signal: TradingSignal) -> TradingSignal:
+    from exchange.bybit.errors import BybitError
+
+    _warn_clock_skew(signal)
+    try:
+        plan = order_plan(signal=signal)
+    except ValidationError as exc:
+        return _finish(signal, SignalStatus.REJECTED, "; ".join(exc.messages))
+    except BybitError as exc:
+        return _finish(signal, SignalStatus.FAILED, f"exchange unavailable while preparing the order: {exc}")
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        if type(exc).__name__ == "UnknownInstrument":
+            return _finish(signal, SignalStatus.REJECTED, f"asset {signal.asset} is not listed on the exchange: {exc}")
+        log.exception("signal_plan_crashed")
+        return _finish(signal, SignalStatus.FAILED, f"internal error while planning: {type(exc).__name__}: {exc}")
+    log.info("signal_planned", plan=plan.summary(), why=plan.decision.why)
+    cancels = orders_cancel_for_signal(
+        symbol=plan.symbol, side=plan.side, order_type=plan.decision.order_type, category=settings.BYBIT_CATEGORY,
+        note=f"signal {signal.signal_id}",
+    )
+    failed_cancels = [c for c in cancels if c.result == "error"]
+    notes = [*plan.notes, *(f"cancel of {c.order_link_id} failed: {c.message}" for c in failed_cancels)]
+    orders = _orders_create(signal, plan)
+    submitted = [order_submit(order=o) for o in orders]
+    return _submit_and_finish(signal, submitted, summary="; ".join([plan.summary(), *notes]))
+
+
+def _orders_create(signal: TradingSignal, plan: OrderPlan) -> list[Order]:
+    """Commit every leg as pending_submit (with its orderLinkId) before anything is sent."""
+    with transaction.atomic():
+        orders = []
+        for leg in plan.legs:
+            order = Order.objects.create(
+                order_link_id=order_link_id_for(signal_id=signal.signal_id, leg=leg.leg),
+                category=settings.BYBIT_CATEGORY,
+                symbol=plan.symbol,
+                side=plan.side,
+                order_type=plan.decision.order_type,
+                time_in_force=plan.decision.time_in_force,
+                qty=leg.qty,
+                price=plan.decision.price,
+                post_only=plan.decision.post_only,
+                reduce_only=plan.reduce_only,
+                leg=leg.leg,
+                status=OrderStatus.PENDING_SUBMIT,
+                is_dry_run=settings.ENABLE_DRY_RUN,
+                strategy_id=signal.strategy_id,
+                trace_id=signal.trace_id,
+            )
+            SignalOrderRelationship.objects.create(signal=signal, order=order, allocation_amount=leg.allocation_amount)
+            orders.append(order)
+    return orders
+
+
+def _submit_and_finish(signal: TradingSignal, orders: list[Order], *, summary: str) -> TradingSignal:
+    status, detail = _outcome(orders)
+    return _finish(signal, status, f"{summary}: {detail}" if summary else detail)
+
+
+def _outcome(orders: list[Order]) -> tuple[str, str]:
+    statuses = [o.status for o in orders]
+    if all(s == OrderStatus.DRY_RUN for s in statuses):
+        return SignalStatus.DRY_RUN, f"dry-run: {len(orders)} order(s) recorded, nothing sent"
+    placed = [o for o in orders if o.status in ACKNOWLEDGED]
+    if len(placed) == len(orders):
+        return SignalStatus.EXECUTED, f"{len(orders)} order(s) placed"
+    problems = "; ".join(_order_problem(o) for o in orders if o.status not in ACKNOWLEDGED)
+    head = f"{len(placed)} of {len(orders)} order(s) placed; " if placed else ""
+    if placed:
+        return SignalStatus.EXECUTED, head + problems
+    if all(o.status == OrderStatus.REJECTED for o in orders):
+        return SignalStatus.REJECTED, problems
+    return SignalStatus.FAILED, problems
+
+
+def _order_problem(order: Order) -> str:
+    if order.status == OrderStatus.REJECTED:
+        return f"{order.order_link_id} rejected by the exchange: retCode {order.reject_code} {order.reject_reason}"
+    if order.status == OrderStatus.PENDING_SUBMIT:
+        return f"{order.order_link_id} outcome unknown after retries; reconciliation will settle it"
+    return f"{order.order_link_id} {order.status}: {order.reject_reason}"
+
+
+def _finish(signal: TradingSignal, status: str, reason: str) -> TradingSignal:
+    with transaction.atomic():
+        changed = TradingSignal.objects.filter(pk=signal.pk, status=SignalStatus.PROCESSING).update(
+            status=status, reason=reason, processed_at=timezone.now()
+        )
+        signal.refresh_from_db()
+        if changed:
+            events.publish_event_on_commit(routing_key=_SIGNAL_EVENT[status], payload=signal_event_payload(signal))
+    level = log.info if status in (SignalStatus.EXECUTED, SignalStatus.DRY_RUN) else log.warning
+    level("signal_finished", status=status, reason=reason)
+    return signal
+
+
+_SIGNAL_EVENT = {
+    SignalStatus.EXECUTED: events.SIGNAL_EXECUTED,
+    SignalStatus.REJECTED: events.SIGNAL_REJECTED,
+    SignalStatus.FAILED: events.SIGNAL_FAILED,
+    SignalStatus.DRY_RUN: events.SIGNAL_DRY_RUN,
+}
+
+
+def _warn_clock_skew(signal: TradingSignal) -> None:
+    if signal.signal_timestamp is None:
+        return
+    skew = abs(signal.received_at - signal.signal_timestamp)
+    if skew > timedelta(seconds=settings.SIGNAL_MAX_CLOCK_SKEW):
+        log.warning(
+            "signal_clock_skew",
+            signal_timestamp=signal.signal_timestamp.isoformat(),
+            received_at=signal.received_at.isoformat(),
+            skew_seconds=round(skew.total_seconds(), 3),
+            max_skew_seconds=settings.SIGNAL_MAX_CLOCK_SKEW,
+        )
+
+
+# --- the long-running processor ---------------------------------------------------------------------------------
+
+
+class SignalProcessor:
+    """Worker threads that drain the inbox until ``stop()``; used by consume_signals and process_signals.
+
+    A worker waits on the wake event (set after each local intake, and by the
+    PostgreSQL NOTIFY listener for intakes in other processes) or polls every
+    ``poll_interval`` seconds. ``stop()`` lets each worker finish the signal in
+    hand and exit; ``join()`` waits for them.
+    """
+
+    def __init__(self, *, threads: int = 4, poll_interval: float = 0.5):
+        self.threads = threads
+        self.poll_interval = poll_interval
+        self._stop = threading.Event()
+        self._workers: list[threading.Thread] = []
+
+    def start(self) -> None:
+        from orders.services.risk_limits import risk_limit_seed_global
+
+        risk_limit_seed_global()
+        close_old_connections()
+        for index in range(self.threads):
+            worker = threading.Thread(target=self._run, name=f"signal-worker-{index}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
+        log.info("signal_processor_started", threads=self.threads)
+
+    def stop(self) -> None:
+        self._stop.set()
+        _wake.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        for worker in self._workers:
+            worker.join(timeout)
+        return not any(w.is_alive() for w in self._workers)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        backoff = self.poll_interval
+        try:
+            while not self._stop.is_set():
+                try:
+                    worked = self._round()
+                    backoff = self.poll_interval
+                except Exception as exc:
+                    # Typically the database went away: the advisory locks went with the connection; start afresh.
+                    log.error("signal_worker_error", error=f"{type(exc).__name__}: {exc}")
+                    connection.close()
+                    worked = False
+                    backoff = min(backoff * 2, 10.0)
+                if not worked:
+                    _wake.wait(backoff)
+                    _wake.clear()
+        finally:
+            connection.close()
+
+    def _round(self) -> bool:
+        """One pass over the symbols with work; True when a signal was processed."""
+        worked = False
+        for symbol in symbols_with_work():
+            if self._stop.is_set():
+                break
+            if not symbol_lock_try(symbol):
+                continue
+            try:
+                for _ in range(BATCH_PER_SYMBOL):
+                    if self._stop.is_set():
+                        break
+                    signal = _next_signal(symbol)
+                    if signal is None:
+                        break
+                    signal_process(signal=signal)
+                    worked = True
+            finally:
+                symbol_lock_release(symbol)
+        return worked

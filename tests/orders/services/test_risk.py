@@ -1,0 +1,114 @@
+from decimal import Decimal as D
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from orders.services.risk import (
+    RiskInput,
+    exposure_other_symbols,
+    order_reduces_position,
+    position_size_of,
+    risk_check,
+)
+from orders.services.risk_limits import EffectiveLimits, risk_limits_effective
+from tests.orders.factories import RiskLimitFactory
+from tests.positions.factories import PositionFactory
+
+
+def limits(**overrides):
+    values = dict(
+        symbol="BTCUSDT", source="global", max_position_size=D("1000"), max_exposure=D("5000"),
+        max_order_size_ratio=D("0.5"), global_halted=False, global_reduce_only=False, global_halt_reason="",
+        symbol_halted=False, symbol_reduce_only=False, symbol_halt_reason="",
+    )
+    values.update(overrides)
+    return EffectiveLimits(**values)
+
+
+def order(side="Buy", qty="1", price="100", position="0", exposure="0", balance="10000"):
+    return RiskInput(symbol="BTCUSDT", side=side, qty=D(qty), price=D(price), position_size=D(position),
+                     exposure_other=D(exposure), available_balance=D(balance))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"qty": "10"}, None),  # position value 1000 = MAX_POSITION_SIZE exactly
+        ({"qty": "10.01"}, "MAX_POSITION_SIZE"),
+        ({"qty": "5", "position": "5"}, None),  # 10 after the order → 1000
+        ({"qty": "5.01", "position": "5"}, "MAX_POSITION_SIZE"),
+        ({"qty": "10", "exposure": "4000"}, None),  # 4000 + 1000 = MAX_EXPOSURE exactly
+        ({"qty": "10", "exposure": "4000.01"}, "MAX_EXPOSURE"),
+        ({"qty": "10", "balance": "2000"}, None),  # order value 1000 = 0.5 × 2000
+        ({"qty": "10", "balance": "1999.99"}, "MAX_ORDER_SIZE_RATIO"),
+        ({"side": "Sell", "qty": "5", "position": "20", "balance": "0"}, None),  # reducing: always allowed
+    ],
+)
+def test_limits_at_their_boundaries(kwargs, error):
+    if error is None:
+        risk_check(order=order(**kwargs), limits=limits())
+    else:
+        with pytest.raises(ValidationError, match=error):
+            risk_check(order=order(**kwargs), limits=limits())
+
+
+def test_breach_names_the_limit_the_value_and_the_excess():
+    with pytest.raises(ValidationError) as exc:
+        risk_check(order=order(qty="12"), limits=limits())
+    assert exc.value.messages[0] == (
+        "risk limit MAX_POSITION_SIZE: position value of BTCUSDT after the order is 1200.00 USDT, "
+        "above the limit 1000.00 USDT by 200.00 USDT"
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"global_halted": True, "global_halt_reason": "exchange incident"}, "halted globally \\(exchange incident\\)"),
+        ({"symbol_halted": True, "symbol_halt_reason": "position mismatch"}, "halted for BTCUSDT"),
+    ],
+)
+def test_halts_refuse_even_reducing_orders(overrides, match):
+    with pytest.raises(ValidationError, match=match):
+        risk_check(order=order(side="Sell", qty="1", position="5"), limits=limits(**overrides))
+
+
+@pytest.mark.parametrize("flag", ["global_reduce_only", "symbol_reduce_only"])
+def test_reduce_only_mode_allows_only_reducing_orders(flag):
+    risk_check(order=order(side="Sell", qty="5", position="5"), limits=limits(**{flag: True}))
+    with pytest.raises(ValidationError, match="reduce-only mode"):
+        risk_check(order=order(side="Buy", qty="1", position="5"), limits=limits(**{flag: True}))
+
+
+@pytest.mark.parametrize(
+    ("side", "qty", "position", "expected"),
+    [("Sell", "5", "5", True), ("Sell", "6", "5", False), ("Buy", "1", "5", False), ("Buy", "2", "-2", True),
+     ("Buy", "3", "-2", False), ("Sell", "1", "0", False)],
+)
+def test_order_reduces_position(side, qty, position, expected):
+    assert order_reduces_position(side=side, qty=D(qty), position_size=D(position)) is expected
+
+
+@pytest.mark.django_db
+def test_effective_limits_prefer_the_symbol_row_and_seed_the_global_row(settings):
+    settings.MAX_POSITION_SIZE = D("777")
+    seeded = risk_limits_effective(symbol="BTCUSDT")
+    assert (seeded.source, seeded.max_position_size) == ("global", D("777"))
+    RiskLimitFactory(symbol="BTCUSDT", max_position_size=D("100"), max_exposure=D("1"), trading_halted=True,
+                     halt_reason="manual")
+    own = risk_limits_effective(symbol="BTCUSDT")
+    assert (own.source, own.max_position_size, own.symbol_halted, own.symbol_halt_reason) == (
+        "symbol", D("100"), True, "manual")
+    assert own.max_exposure == seeded.max_exposure  # exposure is always the global figure
+    assert risk_limits_effective(symbol="ETHUSDT").source == "global"
+
+
+@pytest.mark.django_db
+def test_exposure_sums_other_symbols_at_mark_else_entry_price():
+    PositionFactory(symbol="BTCUSDT", size=D("1"), avg_entry_price=D("100"), mark_price=D("110"))
+    PositionFactory(symbol="ETHUSDT", size=D("-2"), avg_entry_price=D("50"), mark_price=None)
+    PositionFactory(symbol="SOLUSDT", size=D("0"), avg_entry_price=D("50"))
+    assert exposure_other_symbols(symbol="XRPUSDT") == D("210")
+    assert exposure_other_symbols(symbol="BTCUSDT") == D("100")
+    assert position_size_of(symbol="ETHUSDT") == D("-2")
+    assert position_size_of(symbol="DOGEUSDT") == D("0")
