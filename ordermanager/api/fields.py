@@ -5,15 +5,7 @@ from decimal import Decimal
 from django.db import models
 from rest_framework import serializers
 
-
-def plain_decimal(value: Decimal | None) -> str | None:
-    """'0.010000000000000000' -> '0.01', '64000.000' -> '64000'; never exponent notation."""
-    if value is None:
-        return None
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("", "-0") else text
+from ordermanager.core.decimals import plain_decimal
 
 
 class MoneyField(serializers.DecimalField):

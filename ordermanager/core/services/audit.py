@@ -7,13 +7,14 @@ from decimal import Decimal
 
 from django.db import models
 
+from ordermanager.core.decimals import plain_decimal
 from ordermanager.core.models import AuditEntry
 
 
 def _plain(value):
     """JSON-safe and exact: Decimals and dates as strings, never floats."""
     if isinstance(value, Decimal):
-        return str(value)
+        return plain_decimal(value)  # '50000', not '50000.000…': same number, same text, no false diff
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, models.Model):
