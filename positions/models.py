@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from django.db import models
 from django.db.models import Q
 
@@ -25,6 +27,15 @@ class Position(models.Model):
     unrealized_pnl = money_field(default=0)
     mark_price = money_field(null=True, blank=True)
     last_exec_time = models.DateTimeField(null=True, blank=True)
+    # The ordering key (exec time ms, seq, exec id) of the latest ledger entry: a
+    # fill that sorts before it arrived out of order and triggers a replay.
+    last_exec_ms = models.BigIntegerField(default=0)
+    last_exec_seq = models.BigIntegerField(default=0)
+    last_exec_id = models.CharField(max_length=64, blank=True)
+    mark_price_updated_at = models.DateTimeField(null=True, blank=True)
+    # Set while the unrealized loss is beyond the warning threshold, so the
+    # warning event fires once per crossing instead of on every tick.
+    loss_warning_active = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -39,6 +50,21 @@ class Position(models.Model):
 
     def __str__(self) -> str:
         return f"{self.symbol}[{self.position_idx}] {self.size}"
+
+    @property
+    def signed_size(self) -> Decimal:
+        """Size with the sign of the exposure (hedge short rows are stored unsigned)."""
+        return -self.size if self.position_idx == 2 else self.size
+
+    @property
+    def side(self) -> str:
+        signed = self.signed_size
+        return "Buy" if signed > 0 else "Sell" if signed < 0 else ""
+
+    @property
+    def position_value(self) -> Decimal:
+        """Entry value of the open size (the base of the loss-warning percentage)."""
+        return abs(self.size) * self.avg_entry_price
 
 
 class PositionSnapshot(models.Model):
@@ -55,3 +81,70 @@ class PositionSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.position_id} @ {self.taken_at:%Y-%m-%d %H:%M}"
+
+
+class PositionLedgerEntry(models.Model):
+    """One execution as the position saw it, with the position state after it.
+
+    The ledger is the position's own journal: entries sort by (exec_time_ms, seq,
+    exec_id) and each carries the fold of every entry up to it, so validation can
+    check each step against the previous one in one pass (no replay of history),
+    and an out-of-order fill replays only the entries after it. Execution rows in
+    ``orders`` stay the source of truth; validation ties the two together.
+    See docs/decisions/0402-position-ledger-validation.md.
+    """
+
+    # No single-column index: the ordering index starts with position_id.
+    position = models.ForeignKey(Position, on_delete=models.CASCADE, related_name="ledger", db_index=False)
+    position_idx = models.PositiveSmallIntegerField(default=0)
+    exec_id = models.CharField(max_length=64, unique=True)
+    exec_type = models.CharField(max_length=20)
+    exec_time_ms = models.BigIntegerField()
+    seq = models.BigIntegerField(default=0)
+    side = models.CharField(max_length=4, blank=True)
+    qty = money_field()
+    price = money_field()
+    fee = money_field(default=0)
+    flag = models.CharField(max_length=20, blank=True)
+    size_after = money_field()
+    avg_entry_after = money_field()
+    realized_after = money_field()
+    fees_after = money_field()
+    funding_after = money_field()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "position ledger entries"
+        # The ordering index (position, exec_time_ms, seq, exec_id) is created by
+        # migration 0002 with exec_id in the "C" collation on PostgreSQL, so the
+        # byte order Python uses and the index order agree on every server.
+
+    def __str__(self) -> str:
+        return f"{self.exec_type} {self.side} {self.qty}@{self.price} → {self.size_after}"
+
+
+class PositionDiscrepancy(models.Model):
+    """A difference between a stored position and the one recomputed from its executions."""
+
+    class Kind(models.TextChoices):
+        STATE = "state", "Stored state differs from the fills"
+        LEDGER = "ledger", "Ledger does not match the executions"
+        UNAPPLIED = "unapplied", "Executions waiting for their order (position side unknown)"
+
+    position = models.ForeignKey(Position, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    category = models.CharField(max_length=10, default="linear")
+    symbol = models.CharField(max_length=30)
+    position_idx = models.PositiveSmallIntegerField(default=0)
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.STATE)
+    stored = models.JSONField(default=dict, blank=True)
+    expected = models.JSONField(default=dict, blank=True)
+    repaired = models.BooleanField(default=False)
+    note = models.CharField(max_length=500, blank=True)
+    detected_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "position discrepancies"
+        indexes = [models.Index(fields=["-detected_at"], name="posdiscrepancy_detected")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol}[{self.position_idx}] {self.kind}"

@@ -103,3 +103,12 @@ def _point(at: datetime, latest: dict) -> PnlPoint:
         realized=sum((r for r, _ in latest.values()), Decimal(0)),
         unrealized=sum((u for _, u in latest.values()), Decimal(0)),
     )
+
+
+def position_symbol_is_hedge(*, category: str, symbol: str) -> bool:
+    """True once the symbol has hedge rows (positionIdx 1/2, seen in fills or the position topic).
+
+    Used only to decide whether a fill without a known order can go to the one-way
+    row: when hedge rows exist its side is unknown, so it waits for its order.
+    """
+    return Position.objects.filter(category=category, symbol=symbol, position_idx__in=(1, 2)).exists()

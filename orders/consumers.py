@@ -1,0 +1,174 @@
+"""The ws-gateway endpoint (``ws/gateway/``): Bybit private-stream messages in.
+
+ws-gateway holds the Bybit private WebSocket and forwards each message as one
+text frame. This consumer only authenticates, parses (``exchange.bybit.events``)
+and hands the message to ``orders.services.fills`` in a worker thread.
+
+Protocol
+- Auth: header ``X-API-Key: <WS_GATEWAY_API_KEY>`` on the upgrade request, or a
+  first frame ``{"op": "auth", "api_key": "..."}`` (answered ``{"op": "auth",
+  "success": true}``) within ``AUTH_TIMEOUT`` seconds.
+- Close codes: 4401 wrong key, 4403 endpoint disabled (no key configured),
+  4408 no auth in time. The handshake is always accepted first so the client
+  sees the code and reason, not a bare HTTP 403.
+- ``{"op": "ping"}`` → ``{"op": "pong"}``. A malformed frame, or a message that
+  cannot be applied, is logged and answered ``{"op": "error", "error": "...",
+  "id": <message id or null>}``; the connection stays up.
+- Nothing else is sent: the gateway need not read from the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+
+import structlog
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.db import OperationalError
+
+from exchange.bybit.events import parse_private_message
+from exchange.bybit.types import MalformedPayload
+from orders.services.fills import MessageOutcome, private_message_apply
+
+log = structlog.get_logger(__name__)
+
+CLOSE_BAD_KEY = 4401
+CLOSE_DISABLED = 4403
+CLOSE_AUTH_TIMEOUT = 4408
+AUTH_TIMEOUT = 10.0
+# A deadlock or a busy SQLite file is transient: the whole message is retried
+# (its transaction rolled back, so a retry cannot apply anything twice).
+APPLY_ATTEMPTS = 3
+
+
+def apply_with_retry(message, *, source: str = "ws") -> MessageOutcome:
+    for attempt in range(1, APPLY_ATTEMPTS + 1):
+        try:
+            return private_message_apply(message=message, source=source)
+        except OperationalError as exc:
+            if attempt == APPLY_ATTEMPTS:
+                raise
+            log.warning("gateway_message_retry", attempt=attempt, error=str(exc), message_id=message.message_id)
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
+
+
+class GatewayConsumer(AsyncWebsocketConsumer):
+    authenticated = False
+    _auth_timer: asyncio.TimerHandle | None = None
+
+    async def connect(self):
+        await self.accept()
+        expected = settings.WS_GATEWAY_API_KEY
+        if not expected:
+            await self._refuse(CLOSE_DISABLED, "ws-gateway endpoint disabled: WS_GATEWAY_API_KEY is not set")
+            return
+        offered = _header(self.scope, b"x-api-key")
+        if offered is None:
+            self._auth_timer = asyncio.get_running_loop().call_later(
+                AUTH_TIMEOUT, lambda: asyncio.ensure_future(self._auth_timeout())
+            )
+        elif _key_ok(offered, expected):
+            self.authenticated = True
+            log.info("gateway_connected", client=_client(self.scope), auth="header")
+        else:
+            await self._refuse(CLOSE_BAD_KEY, "invalid API key")
+
+    async def disconnect(self, code):
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+        if self.authenticated:
+            log.info("gateway_disconnected", client=_client(self.scope), code=code)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        raw = text_data if text_data is not None else bytes_data
+        try:
+            frame = json.loads(raw)
+        except (TypeError, ValueError, UnicodeDecodeError):
+            await self._error("frame is not valid JSON")
+            return
+        if not isinstance(frame, dict):
+            await self._error("frame must be a JSON object")
+            return
+        if not self.authenticated:
+            await self._authenticate(frame)
+            return
+        op = frame.get("op")
+        if op == "ping":
+            await self.send(text_data=json.dumps({"op": "pong", "req_id": frame.get("req_id")}))
+        elif op == "auth":
+            await self.send(text_data=json.dumps({"op": "auth", "success": True}))
+        elif op is not None:
+            await self._error(f"unknown op {op!r}")
+        else:
+            await self._message(raw, frame)
+
+    async def _message(self, raw, frame: dict) -> None:
+        message_id = frame.get("id")
+        try:
+            # Parse the raw text again, not the dict: decimals must come from text.
+            message = parse_private_message(raw)
+        except MalformedPayload as exc:
+            log.warning("gateway_malformed_message", error=str(exc), message_id=message_id, raw=_clip(raw))
+            await self._error(str(exc), message_id=message_id)
+            return
+        try:
+            outcome = await database_sync_to_async(apply_with_retry, thread_sensitive=False)(message)
+        except Exception as exc:  # one bad message must not take the feed down; REST backfill recovers it
+            log.exception("gateway_message_failed", message_id=message_id, topic=message.topic, raw=_clip(raw))
+            await self._error(
+                f"could not apply {message.topic} message: {exc.__class__.__name__}", message_id=message_id
+            )
+            return
+        log.debug("gateway_message", topic=outcome.topic, applied=outcome.applied, ignored=outcome.ignored)
+
+    async def _authenticate(self, frame: dict) -> None:
+        if frame.get("op") != "auth":
+            await self._refuse(CLOSE_BAD_KEY, 'authenticate first: {"op": "auth", "api_key": "..."}')
+            return
+        offered = frame.get("api_key")
+        if not isinstance(offered, str) or not _key_ok(offered, settings.WS_GATEWAY_API_KEY):
+            await self._refuse(CLOSE_BAD_KEY, "invalid API key")
+            return
+        self.authenticated = True
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+        log.info("gateway_connected", client=_client(self.scope), auth="frame")
+        await self.send(text_data=json.dumps({"op": "auth", "success": True}))
+
+    async def _auth_timeout(self) -> None:
+        if not self.authenticated:
+            await self._refuse(CLOSE_AUTH_TIMEOUT, f"no auth within {AUTH_TIMEOUT:g}s")
+
+    async def _refuse(self, code: int, reason: str) -> None:
+        log.warning("gateway_refused", code=code, reason=reason, client=_client(self.scope))
+        await self._error(reason)
+        await self.close(code=code, reason=reason)
+
+    async def _error(self, error: str, *, message_id=None) -> None:
+        await self.send(text_data=json.dumps({"op": "error", "error": error, "id": message_id}))
+
+
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _key_ok(offered: str, expected: str) -> bool:
+    return hmac.compare_digest(offered.encode(), expected.encode())
+
+
+def _client(scope) -> str:
+    client = scope.get("client") or ("?", 0)
+    return f"{client[0]}:{client[1]}"
+
+
+def _clip(raw, limit: int = 2000) -> str:
+    text = raw if isinstance(raw, str) else bytes(raw or b"").decode("utf-8", "replace")
+    return text if len(text) <= limit else text[:limit] + "…"

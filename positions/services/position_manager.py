@@ -1,0 +1,389 @@
+"""Positions: apply fills, mark prices, snapshots, loss warnings, rebuild.
+
+``positions`` knows nothing of orders: it is handed executions as values. Each
+one becomes a ledger entry carrying the position state after it (see
+``PositionLedgerEntry``); the position row is the state after the last entry in
+(exec time, seq, exec id) order. A fill that sorts before the last entry (the
+stream reorders) is inserted where it belongs and only the entries after it are
+replayed, so the result never depends on arrival order.
+
+Writers hold the position row lock (``select_for_update``) for the whole
+change: two fills for one position never interleave, on any number of processes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import structlog
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Collate
+from django.utils import timezone
+
+from ordermanager.events import publish_event_on_commit
+from positions.models import Position, PositionLedgerEntry, PositionMode, PositionSnapshot
+from positions.services.position_math import (
+    ZERO,
+    Flag,
+    PositionState,
+    apply_execution,
+    direction_for,
+    q18,
+    unrealized_pnl,
+)
+
+log = structlog.get_logger(__name__)
+
+POSITION_UPDATED = "position.updated"
+POSITION_LOSS_WARNING = "position.loss_warning"
+_STATE_FIELDS = ["size", "avg_entry_price", "realized_pnl", "fees_paid", "funding_paid", "unrealized_pnl"]
+_KEY_FIELDS = ["last_exec_time", "last_exec_ms", "last_exec_seq", "last_exec_id"]
+_AFTER_FIELDS = ["size_after", "avg_entry_after", "realized_after", "fees_after", "funding_after"]
+
+ExecKey = tuple[int, int, str]
+
+
+def position_apply_fill(
+    *,
+    category: str,
+    symbol: str,
+    position_idx: int,
+    side: str,
+    qty: Decimal,
+    price: Decimal,
+    fee: Decimal,
+    exec_type: str,
+    exec_time: datetime | int,
+    exec_id: str | None = None,
+    seq: int | None = None,
+) -> Position:
+    """Apply one execution to its position (created on first use) and return the position.
+
+    Joins the caller's transaction (or opens one) and locks the position row.
+    ``exec_id`` makes the ledger entry unique: applying the same id twice raises
+    ``IntegrityError``; callers dedupe on their own unique key first.
+    """
+    exec_ms = _ms(exec_time)
+    key: ExecKey = (exec_ms, seq or 0, exec_id or f"manual-{exec_ms}-{side}-{qty}-{price}")
+    with transaction.atomic(savepoint=False):
+        position = _locked_position(category=category, symbol=symbol, position_idx=position_idx)
+        entry = PositionLedgerEntry(
+            position=position,
+            position_idx=position_idx,
+            exec_id=key[2],
+            exec_type=exec_type,
+            exec_time_ms=key[0],
+            seq=key[1],
+            side=side,
+            qty=q18(qty),
+            price=q18(price),
+            fee=q18(fee),
+        )
+        if key > _last_key(position):
+            step = apply_execution(
+                _state_of(position),
+                exec_type=exec_type,
+                side=side,
+                qty=qty,
+                price=price,
+                fee=fee,
+                direction=direction_for(position_idx),
+            )
+            entry.flag = step.flag
+            _set_after(entry, step.state)
+            entry.save(force_insert=True)
+            _store_state(position, step.state, key)
+        else:
+            # Arrived out of order: slot it in and replay what follows it.
+            _set_after(entry, PositionState())
+            entry.save(force_insert=True)
+            _replay_from(position, key)
+            entry.refresh_from_db(fields=["flag"])
+        _log_flag(entry, position)
+        _after_change(position, exec_id=entry.exec_id, exec_type=exec_type)
+    return position
+
+
+def position_rebuild(*, category: str, symbol: str, position_idx: int, executions: list[dict]) -> Position:
+    """Replace a position's ledger and state by the fold of ``executions`` (repair).
+
+    Each dict has exec_id, exec_type, exec_time_ms, seq, side, qty, price, fee.
+    """
+    rows = sorted(executions, key=lambda e: (e["exec_time_ms"], e["seq"] or 0, e["exec_id"]))
+    with transaction.atomic(savepoint=False):
+        position = _locked_position(category=category, symbol=symbol, position_idx=position_idx)
+        position.ledger.all().delete()
+        entries = [
+            PositionLedgerEntry(
+                position=position,
+                position_idx=position_idx,
+                exec_id=e["exec_id"],
+                exec_type=e["exec_type"],
+                exec_time_ms=e["exec_time_ms"],
+                seq=e["seq"] or 0,
+                side=e["side"],
+                qty=q18(e["qty"]),
+                price=q18(e["price"]),
+                fee=q18(e["fee"]),
+            )
+            for e in rows
+        ]
+        state = _fold_entries(entries, PositionState(), direction_for(position_idx))
+        PositionLedgerEntry.objects.bulk_create(entries, batch_size=2000)
+        last = (entries[-1].exec_time_ms, entries[-1].seq, entries[-1].exec_id) if entries else (0, 0, "")
+        _store_state(position, state, last)
+        _after_change(position, exec_id="", exec_type="rebuild")
+    return position
+
+
+def position_observe(
+    *, category: str, symbol: str, position_idx: int, mark_price: Decimal | None, updated_ms: int = 0
+) -> Position:
+    """Record what the exchange's ``position`` topic says: the row exists (and so the
+    symbol's mode) and its mark price. Size and entry come from fills only."""
+    with transaction.atomic(savepoint=False):
+        position = _locked_position(category=category, symbol=symbol, position_idx=position_idx)
+        if mark_price is not None and mark_price > 0:
+            _set_mark(position, mark_price)
+    return position
+
+
+def position_set_mark_price(*, category: str, symbol: str, mark_price: Decimal) -> int:
+    """Set the mark price on every row of ``symbol`` and recompute unrealized PnL. Returns rows changed."""
+    if mark_price <= 0:
+        return 0
+    with transaction.atomic():
+        rows = list(Position.objects.select_for_update().filter(category=category, symbol=symbol).order_by("pk"))
+        for position in rows:
+            _set_mark(position, mark_price)
+    return len(rows)
+
+
+def position_snapshot_all() -> int:
+    """One snapshot per position (flat ones included: PnL history stays continuous)."""
+    now = timezone.now()
+    snapshots = [
+        PositionSnapshot(
+            position=p,
+            size=p.size,
+            avg_entry_price=p.avg_entry_price,
+            mark_price=p.mark_price,
+            realized_pnl=p.realized_pnl,
+            unrealized_pnl=p.unrealized_pnl,
+            taken_at=now,
+        )
+        for p in Position.objects.all().iterator()
+    ]
+    PositionSnapshot.objects.bulk_create(snapshots, batch_size=1000)
+    return len(snapshots)
+
+
+def positions_check_loss_warnings() -> int:
+    """Re-evaluate every open position against the loss threshold. Returns warnings raised."""
+    raised = 0
+    for pk in Position.objects.exclude(size=0).values_list("pk", flat=True):
+        with transaction.atomic():
+            position = Position.objects.select_for_update().get(pk=pk)
+            raised += _evaluate_loss_warning(position)
+    return raised
+
+
+# --- internals ---------------------------------------------------------------------
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ms(value: datetime | int) -> int:
+    # Integer arithmetic: float timestamps can land one millisecond short.
+    if isinstance(value, datetime):
+        return (value - _EPOCH) // timedelta(milliseconds=1)
+    return int(value)
+
+
+def _locked_position(*, category: str, symbol: str, position_idx: int) -> Position:
+    mode = PositionMode.ONE_WAY if position_idx == 0 else PositionMode.HEDGE
+    position, _ = Position.objects.select_for_update().get_or_create(
+        category=category, symbol=symbol, position_idx=position_idx, defaults={"mode": mode}
+    )
+    return position
+
+
+def _last_key(position: Position) -> ExecKey:
+    return (position.last_exec_ms, position.last_exec_seq, position.last_exec_id)
+
+
+def _state_of(position: Position) -> PositionState:
+    return PositionState(
+        size=position.signed_size,
+        avg_entry_price=position.avg_entry_price,
+        realized_pnl=position.realized_pnl,
+        fees_paid=position.fees_paid,
+        funding_paid=position.funding_paid,
+    )
+
+
+def _set_after(entry: PositionLedgerEntry, state: PositionState) -> None:
+    entry.size_after = state.size
+    entry.avg_entry_after = state.avg_entry_price
+    entry.realized_after = state.realized_pnl
+    entry.fees_after = state.fees_paid
+    entry.funding_after = state.funding_paid
+
+
+def _state_after(entry: PositionLedgerEntry) -> PositionState:
+    return PositionState(
+        size=entry.size_after,
+        avg_entry_price=entry.avg_entry_after,
+        realized_pnl=entry.realized_after,
+        fees_paid=entry.fees_after,
+        funding_paid=entry.funding_after,
+    )
+
+
+def _store_state(position: Position, state: PositionState, key: ExecKey) -> None:
+    position.size = abs(state.size) if position.position_idx else state.size
+    position.avg_entry_price = state.avg_entry_price
+    position.realized_pnl = state.realized_pnl
+    position.fees_paid = state.fees_paid
+    position.funding_paid = state.funding_paid
+    position.unrealized_pnl = unrealized_pnl(
+        size=state.size, avg_entry_price=state.avg_entry_price, mark_price=position.mark_price
+    )
+    position.last_exec_ms, position.last_exec_seq, position.last_exec_id = key
+    position.last_exec_time = _EPOCH + timedelta(milliseconds=key[0]) if key[0] else None
+    position.save(update_fields=_STATE_FIELDS + _KEY_FIELDS + ["updated_at"])
+
+
+def exec_id_ordering():
+    """exec_id in byte order (Python's str order) on every database."""
+    return Collate("exec_id", "C") if connection.vendor == "postgresql" else F("exec_id")
+
+
+def _key_q(key: ExecKey, *, before: bool) -> Q:
+    t, s, e = key
+    op = "lt" if before else "gte"
+    strict = "lt" if before else "gt"
+    return (
+        Q(**{f"exec_time_ms__{strict}": t})
+        | Q(exec_time_ms=t, **{f"seq__{strict}": s})
+        | Q(exec_time_ms=t, seq=s, **{f"eid__{op}": e})
+    )
+
+
+def _replay_from(position: Position, key: ExecKey) -> None:
+    ledger = PositionLedgerEntry.objects.filter(position=position).annotate(eid=exec_id_ordering())
+    before = ledger.filter(_key_q(key, before=True)).order_by("-exec_time_ms", "-seq", "-eid").first()
+    start = _state_after(before) if before else PositionState()
+    entries = list(ledger.filter(_key_q(key, before=False)).order_by("exec_time_ms", "seq", "eid"))
+    state = _fold_entries(entries, start, direction_for(position.position_idx))
+    PositionLedgerEntry.objects.bulk_update(entries, _AFTER_FIELDS + ["flag"], batch_size=1000)
+    last = entries[-1]
+    _store_state(position, state, (last.exec_time_ms, last.seq, last.exec_id))
+
+
+def _fold_entries(entries: list[PositionLedgerEntry], start: PositionState, direction: int) -> PositionState:
+    state = start
+    for entry in entries:
+        step = apply_execution(
+            state,
+            exec_type=entry.exec_type,
+            side=entry.side,
+            qty=entry.qty,
+            price=entry.price,
+            fee=entry.fee,
+            direction=direction,
+        )
+        state = step.state
+        entry.flag = step.flag
+        _set_after(entry, state)
+    return state
+
+
+def _set_mark(position: Position, mark_price: Decimal) -> None:
+    position.mark_price = q18(mark_price)
+    position.mark_price_updated_at = timezone.now()
+    position.unrealized_pnl = unrealized_pnl(
+        size=position.signed_size, avg_entry_price=position.avg_entry_price, mark_price=position.mark_price
+    )
+    position.save(update_fields=["mark_price", "mark_price_updated_at", "unrealized_pnl", "updated_at"])
+    _evaluate_loss_warning(position)
+
+
+def _log_flag(entry: PositionLedgerEntry, position: Position) -> None:
+    if entry.flag == Flag.FORCED:
+        log.warning("position_forced_trade", exec_type=entry.exec_type, exec_id=entry.exec_id, symbol=position.symbol)
+    elif entry.flag == Flag.OVERCLOSE:
+        log.error(
+            "position_overclose",
+            exec_id=entry.exec_id,
+            symbol=position.symbol,
+            position_idx=position.position_idx,
+            note="a hedge side closed more than it held: an opening fill is missing",
+        )
+    elif entry.flag in (Flag.RECORD_ONLY, Flag.NO_SIDE):
+        log.warning("execution_recorded_only", exec_type=entry.exec_type, exec_id=entry.exec_id, flag=entry.flag)
+
+
+def _after_change(position: Position, *, exec_id: str, exec_type: str) -> None:
+    _evaluate_loss_warning(position)
+    publish_event_on_commit(
+        routing_key=POSITION_UPDATED, payload={**position_payload(position), "exec_id": exec_id, "exec_type": exec_type}
+    )
+
+
+def position_payload(position: Position) -> dict:
+    return {
+        "category": position.category,
+        "symbol": position.symbol,
+        "position_idx": position.position_idx,
+        "mode": position.mode,
+        "side": position.side,
+        "size": position.size,
+        "avg_entry_price": position.avg_entry_price,
+        "mark_price": position.mark_price,
+        "unrealized_pnl": position.unrealized_pnl,
+        "realized_pnl": position.realized_pnl,
+        "fees_paid": position.fees_paid,
+        "funding_paid": position.funding_paid,
+    }
+
+
+def loss_percent(position: Position) -> Decimal:
+    """Unrealized loss as a percentage of the entry value (0 when not losing)."""
+    value = position.position_value
+    if value <= 0 or position.unrealized_pnl >= 0:
+        return ZERO
+    return -position.unrealized_pnl * 100 / value
+
+
+def _evaluate_loss_warning(position: Position) -> int:
+    """Warn once per crossing of the threshold; re-arm when the loss recedes."""
+    percent = loss_percent(position)
+    beyond = percent > settings.UNREALIZED_LOSS_WARNING_THRESHOLD
+    if beyond == position.loss_warning_active:
+        return 0
+    position.loss_warning_active = beyond
+    position.save(update_fields=["loss_warning_active", "updated_at"])
+    if not beyond:
+        return 0
+    percent_text = str(percent.quantize(Decimal("0.01")))
+    log.warning(
+        "position_loss_warning",
+        symbol=position.symbol,
+        position_idx=position.position_idx,
+        loss_percent=percent_text,
+        unrealized_pnl=str(position.unrealized_pnl),
+    )
+    publish_event_on_commit(
+        routing_key=POSITION_LOSS_WARNING,
+        payload={
+            **position_payload(position),
+            "loss_percent": percent_text,
+            "threshold_percent": settings.UNREALIZED_LOSS_WARNING_THRESHOLD,
+        },
+    )
+    return 1

@@ -1,0 +1,258 @@
+"""Fill ingest: executions and order updates → Execution, Order, Position."""
+
+from decimal import Decimal as D
+from unittest import mock
+
+import pytest
+from django.db import IntegrityError
+
+from exchange.bybit.events import parse_private_message
+from orders.models import Execution, Order, OrderStatus
+from orders.services import fills
+from orders.services.fills import execution_apply, order_update_apply, private_message_apply
+from positions.models import Position, PositionLedgerEntry
+from tests.orders.factories import OrderFactory
+from tests.positions import bybit_messages as bm
+
+pytestmark = pytest.mark.django_db
+
+
+def _position(symbol="BTCUSDT", idx=0) -> Position:
+    return Position.objects.get(symbol=symbol, position_idx=idx)
+
+
+def test_execution_updates_order_and_position():
+    order = OrderFactory(qty=D("0.010"), status=OrderStatus.NEW)
+    info = bm.execution(order_link_id=order.order_link_id, order_id=order.order_id, qty="0.004", fee="0.1408")
+
+    assert execution_apply(execution=info) is True
+
+    order.refresh_from_db()
+    assert (order.status, order.filled_qty, order.avg_fill_price, order.fees) == (
+        OrderStatus.PARTIALLY_FILLED,
+        D("0.004"),
+        D("64000"),
+        D("0.1408"),
+    )
+    row = Execution.objects.get(exec_id=info.exec_id)
+    assert row.order == order and row.source == "ws"
+    position = _position()
+    assert (position.size, position.avg_entry_price, position.realized_pnl, position.fees_paid) == (
+        D("0.004"),
+        D("64000"),
+        D("-0.1408"),
+        D("0.1408"),
+    )
+
+
+def test_repeated_exec_id_changes_nothing():
+    order = OrderFactory(qty=D("0.010"))
+    info = bm.execution(order_link_id=order.order_link_id, qty="0.004")
+    assert execution_apply(execution=info) is True
+    assert execution_apply(execution=info) is False
+    assert Execution.objects.count() == 1
+    assert _position().size == D("0.004")
+    order.refresh_from_db()
+    assert order.filled_qty == D("0.004")
+
+
+def test_same_exec_id_from_ws_then_rest_backfill_is_applied_once():
+    order = OrderFactory(qty=D("0.010"))
+    info = bm.execution(order_link_id=order.order_link_id, order_id=order.order_id, qty="0.010", fee="0.352")
+    assert execution_apply(execution=info, source="ws") is True
+    assert execution_apply(execution=info, source="rest") is False
+    row = Execution.objects.get()
+    assert row.source == "ws"
+    position = _position()
+    assert (position.size, position.fees_paid) == (D("0.010"), D("0.352"))
+    assert PositionLedgerEntry.objects.count() == 1
+
+
+def test_fill_before_new_event_is_kept_and_late_new_is_ignored():
+    order = OrderFactory(qty=D("0.010"), status=OrderStatus.PENDING_SUBMIT, order_id="")
+    fill = bm.execution(order_link_id=order.order_link_id, order_id="ex-1", qty="0.010", price="64000")
+    assert execution_apply(execution=fill) is True
+    order.refresh_from_db()
+    assert order.status == OrderStatus.FILLED
+
+    late_new = bm.order(order_link_id=order.order_link_id, order_id="ex-1", status="New")
+    order_update_apply(info=late_new)
+
+    order.refresh_from_db()
+    assert (order.status, order.filled_qty, order.order_id) == (OrderStatus.FILLED, D("0.010"), "ex-1")
+    assert _position().size == D("0.010")
+
+
+def test_fill_of_unknown_order_is_stored_then_linked_when_the_order_appears():
+    fill = bm.execution(order_id="ext-order-1", qty="0.5", price="100", fee="0.03", side="Sell", symbol="ETHUSDT")
+    assert execution_apply(execution=fill) is True
+    row = Execution.objects.get()
+    assert row.order is None
+    assert _position("ETHUSDT").size == D("-0.5")  # one-way: the position moves at once
+
+    event = bm.order(
+        order_link_id="", order_id="ext-order-1", status="Filled", qty="0.5", cum_qty="0.5", cum_value="50",
+        cum_fee="0.03", avg_price="100", side="Sell", symbol="ETHUSDT", order_type="Market",
+    )  # fmt: skip
+    assert order_update_apply(info=event) is True
+
+    order = Order.objects.get(order_id="ext-order-1")
+    row.refresh_from_db()
+    assert order.is_external and row.order == order
+    assert (order.status, order.filled_qty, order.fees) == (OrderStatus.FILLED, D("0.5"), D("0.03"))
+    assert _position("ETHUSDT").size == D("-0.5")  # linking did not apply the fill again
+    assert PositionLedgerEntry.objects.count() == 1
+
+
+def test_hedge_fill_of_unknown_order_waits_for_the_order_to_name_its_side():
+    Position.objects.create(symbol="BTCUSDT", position_idx=1, mode="hedge")
+    Position.objects.create(symbol="BTCUSDT", position_idx=2, mode="hedge")
+    fill = bm.execution(order_id="ext-2", qty="0.3", price="100", side="Sell")
+    outcome = private_message_apply(message=parse_private_message(bm.message("execution", [bm.execution_item(
+        order_id="ext-2", qty="0.3", price="100", side="Sell", exec_id=fill.exec_id)])))  # fmt: skip
+
+    assert outcome.deferred == [fill.exec_id]
+    assert not PositionLedgerEntry.objects.exists()
+    assert _position(idx=2).size == 0
+
+    event = bm.order(
+        order_link_id="", order_id="ext-2", status="Filled", qty="0.3", cum_qty="0.3", cum_value="30",
+        side="Sell", order_type="Market", position_idx=2,
+    )  # fmt: skip
+    order_update_apply(info=event)
+
+    short = _position(idx=2)
+    assert (short.size, short.avg_entry_price) == (D("0.3"), D("100"))
+    assert _position(idx=1).size == 0
+    assert Execution.objects.get().position_idx == 2
+
+
+def test_partial_fill_then_cancel_keeps_fills_fees_and_position():
+    order = OrderFactory(qty=D("0.010"), status=OrderStatus.NEW, cancel_reason="")
+    fill = bm.execution(order_link_id=order.order_link_id, order_id=order.order_id, qty="0.004", fee="0.1408")
+    execution_apply(execution=fill)
+    cancelled = bm.order(
+        order_link_id=order.order_link_id, order_id=order.order_id, status="Cancelled", cum_qty="0.004",
+        cum_value="256", cum_fee="0.1408", avg_price="64000", updated_ms=bm.BASE_MS + 10,
+    )  # fmt: skip
+
+    assert order_update_apply(info=cancelled) is True
+
+    order.refresh_from_db()
+    assert (order.status, order.filled_qty, order.fees, order.avg_fill_price) == (
+        OrderStatus.CANCELLED,
+        D("0.004"),
+        D("0.1408"),
+        D("64000"),
+    )
+    assert order.cancel_reason == "exchange"
+    position = _position()
+    assert (position.size, position.fees_paid) == (D("0.004"), D("0.1408"))
+
+
+def test_pending_cancel_then_partial_fill_then_cancelled():
+    order = OrderFactory(qty=D("0.010"), status=OrderStatus.PENDING_CANCEL, cancel_reason="stale")
+    execution_apply(execution=bm.execution(order_link_id=order.order_link_id, qty="0.002"))
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PENDING_CANCEL  # a partial fill does not undo our cancel request
+    order_update_apply(
+        info=bm.order(order_link_id=order.order_link_id, order_id=order.order_id, status="Cancelled", cum_qty="0.002")
+    )
+    order.refresh_from_db()
+    assert (order.status, order.filled_qty, order.cancel_reason) == (OrderStatus.CANCELLED, D("0.002"), "stale")
+
+
+def test_funding_row_changes_realized_pnl_only():
+    order = OrderFactory(qty=D("0.010"))
+    execution_apply(execution=bm.execution(order_link_id=order.order_link_id, qty="0.010", price="64000"))
+    funding = bm.execution(exec_type="Funding", side="Sell", qty="0.010", price="65000", fee="0.065")
+
+    assert execution_apply(execution=funding) is True
+
+    position = _position()
+    assert (position.size, position.avg_entry_price) == (D("0.010"), D("64000"))
+    assert (position.realized_pnl, position.funding_paid, position.fees_paid) == (D("-0.065"), D("0.065"), D("0"))
+    order.refresh_from_db()
+    assert order.filled_qty == D("0.010")  # funding is not a fill of any order
+
+
+def test_forward_only_status_and_double_filled():
+    order = OrderFactory(qty=D("0.010"), status=OrderStatus.NEW)
+    link, oid = order.order_link_id, order.order_id
+    assert order_update_apply(info=bm.order(order_link_id=link, order_id=oid, status="Filled", cum_qty="0.010",
+                                            cum_value="640", avg_price="64000", updated_ms=bm.BASE_MS + 5))  # fmt: skip
+    # The cancel/fill race: a second Filled carrying the refused cancel.
+    second = bm.order(order_link_id=link, order_id=oid, status="Filled", cum_qty="0.010", cum_value="640",
+                      updated_ms=bm.BASE_MS + 6, cancel_type="CancelByUser", reject_reason="EC_OrigClOrdIDDoesNotExist")  # fmt: skip
+    assert order_update_apply(info=second) is True  # only the update time moved
+    stale_partial = bm.order(order_link_id=link, order_id=oid, status="PartiallyFilled", cum_qty="0.004",
+                             updated_ms=bm.BASE_MS + 1)  # fmt: skip
+    assert order_update_apply(info=stale_partial) is False
+    order.refresh_from_db()
+    assert (order.status, order.filled_qty, order.cancel_reason) == (OrderStatus.FILLED, D("0.010"), "")
+
+
+def test_order_event_ahead_of_dropped_execution_is_not_double_counted_by_the_backfill():
+    order = OrderFactory(qty=D("0.010"), status=OrderStatus.NEW)
+    order_update_apply(info=bm.order(order_link_id=order.order_link_id, order_id=order.order_id, status="Filled",
+                                     cum_qty="0.010", cum_value="640", cum_fee="0.352", avg_price="64000"))  # fmt: skip
+    assert not Position.objects.exists()  # positions move on executions only
+
+    backfill = bm.execution(order_link_id=order.order_link_id, order_id=order.order_id, qty="0.010", fee="0.352")
+    assert execution_apply(execution=backfill, source="rest") is True
+
+    order.refresh_from_db()
+    assert (order.filled_qty, order.fees, order.status) == (D("0.010"), D("0.352"), OrderStatus.FILLED)
+    assert _position().size == D("0.010")
+
+
+def test_post_only_cancel_is_a_rejection():
+    order = OrderFactory(qty=D("0.010"), status=OrderStatus.NEW)
+    order_update_apply(info=bm.order(order_link_id=order.order_link_id, order_id=order.order_id, status="Cancelled",
+                                     reject_reason="EC_PostOnlyWillTakeLiquidity"))  # fmt: skip
+    order.refresh_from_db()
+    assert (order.status, order.reject_reason) == (OrderStatus.REJECTED, "EC_PostOnlyWillTakeLiquidity")
+
+
+def test_fills_out_of_order_give_the_same_position_as_in_order():
+    # A flip makes the result path dependent: buy 1@100, sell 2@110, buy 0.5@90.
+    items = [
+        bm.execution_item(side="Buy", qty="1", price="100", exec_ms=bm.BASE_MS + 1, seq=1),
+        bm.execution_item(side="Sell", qty="2", price="110", exec_ms=bm.BASE_MS + 2, seq=2),
+        bm.execution_item(side="Buy", qty="0.5", price="90", exec_ms=bm.BASE_MS + 3, seq=3),
+    ]
+    for item in (items[2], items[0], items[1]):
+        private_message_apply(message=parse_private_message(bm.message("execution", [item])))
+    position = _position()
+    # In order: +1@100; sell 2@110 closes 1 (+10) and opens -1@110; buy 0.5@90 closes 0.5 (+10).
+    assert (position.size, position.avg_entry_price, position.realized_pnl) == (D("-0.5"), D("110"), D("20"))
+    afters = list(PositionLedgerEntry.objects.order_by("exec_time_ms").values_list("size_after", flat=True))
+    assert afters == [D("1"), D("-1"), D("-0.5")]
+
+
+def test_one_message_is_one_transaction():
+    good = bm.execution_item(qty="1", price="100")
+    bad = bm.execution_item(qty="-1", price="100")  # refused by the database check constraint
+    with pytest.raises(IntegrityError):
+        private_message_apply(message=parse_private_message(bm.message("execution", [good, bad])))
+    assert not Execution.objects.exists()
+    assert not Position.objects.filter(size__gt=0).exists()
+
+
+def test_position_topic_sets_mark_price_and_learns_hedge_rows():
+    item = {"category": "linear", "symbol": "SOLUSDT", "positionIdx": 2, "side": "", "size": "0",
+            "entryPrice": "0", "markPrice": "150.5", "updatedTime": str(bm.BASE_MS), "seq": 5}  # fmt: skip
+    private_message_apply(message=parse_private_message(bm.message("position", [item])))
+    row = Position.objects.get(symbol="SOLUSDT", position_idx=2)
+    assert (row.mode, row.mark_price) == ("hedge", D("150.5"))
+
+
+def test_every_position_change_publishes_position_updated_after_commit(django_capture_on_commit_callbacks):
+    order = OrderFactory(qty=D("0.010"))
+    with mock.patch("ordermanager.events.EventPublisher.submit", autospec=True) as submit:
+        with django_capture_on_commit_callbacks(execute=True):
+            execution_apply(execution=bm.execution(order_link_id=order.order_link_id, qty="0.010", price="64000"))
+    events = {call.args[1]: call.args[2] for call in submit.call_args_list}
+    assert events["position.updated"]["size"] == D("0.010")
+    assert events["position.updated"]["symbol"] == "BTCUSDT"
+    assert events[fills.ORDER_UPDATED]["status"] == OrderStatus.FILLED
