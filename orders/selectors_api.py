@@ -11,7 +11,7 @@ import django_filters
 from django.db.models import Prefetch, QuerySet
 
 from ordermanager.core.exceptions import NotFound
-from ordermanager.core.filtering import apply_filters
+from ordermanager.core.filtering import StrictBooleanFilter, UpperCharFilter, apply_filters
 from orders.models import (
     ExecType,
     Execution,
@@ -25,20 +25,13 @@ from orders.models import (
 )
 
 
-class _UpperCharFilter(django_filters.CharFilter):
-    """Symbols are stored upper-case; accept 'btcusdt' too without a case-insensitive scan."""
-
-    def filter(self, qs, value):
-        return super().filter(qs, value.upper() if value else value)
-
-
 class OrderFilter(django_filters.FilterSet):
-    symbol = _UpperCharFilter(field_name="symbol", label="Symbol, e.g. BTCUSDT.")
+    symbol = UpperCharFilter(field_name="symbol", label="Symbol, e.g. BTCUSDT.")
     status = django_filters.MultipleChoiceFilter(choices=OrderStatus.choices, label="One or more statuses.")
     side = django_filters.ChoiceFilter(choices=Side.choices, label="Buy or Sell.")
     order_type = django_filters.ChoiceFilter(choices=OrderType.choices, label="Market or Limit.")
     strategy = django_filters.CharFilter(field_name="strategy_id", label="Strategy id of the signal.")
-    is_dry_run = django_filters.BooleanFilter(label="Only dry-run (true) or only real (false) orders.")
+    is_dry_run = StrictBooleanFilter(label="Only dry-run (true) or only real (false) orders.")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte", label="ISO 8601.")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt", label="ISO 8601.")
     signal_id = django_filters.UUIDFilter(method="_by_signal", label="Orders produced by this signal.")
@@ -80,7 +73,7 @@ def order_get(*, order_link_id: str) -> Order:
 
 
 class ExecutionFilter(django_filters.FilterSet):
-    symbol = _UpperCharFilter(field_name="symbol", label="Symbol, e.g. BTCUSDT.")
+    symbol = UpperCharFilter(field_name="symbol", label="Symbol, e.g. BTCUSDT.")
     exec_type = django_filters.ChoiceFilter(choices=ExecType.choices, label="Trade, Funding, ...")
     side = django_filters.ChoiceFilter(choices=Side.choices, label="Buy or Sell.")
     order_link_id = django_filters.CharFilter(field_name="order__order_link_id", label="Fills of this order.")

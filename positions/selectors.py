@@ -10,19 +10,14 @@ import django_filters
 from django.db.models import Q, QuerySet
 
 from ordermanager.core.exceptions import NotFound
-from ordermanager.core.filtering import apply_filters
+from ordermanager.core.filtering import StrictBooleanFilter, UpperCharFilter, apply_filters
 from positions.models import Position, PositionSnapshot
 
 
-class _UpperCharFilter(django_filters.CharFilter):
-    def filter(self, qs, value):
-        return super().filter(qs, value.upper() if value else value)
-
-
 class PositionFilter(django_filters.FilterSet):
-    symbol = _UpperCharFilter(field_name="symbol", label="Symbol, e.g. BTCUSDT.")
+    symbol = UpperCharFilter(field_name="symbol", label="Symbol, e.g. BTCUSDT.")
     category = django_filters.CharFilter(field_name="category", label="linear or spot.")
-    open = django_filters.BooleanFilter(method="_open", label="Only open (true) or only flat (false) positions.")
+    open = StrictBooleanFilter(method="_open", label="Only open (true) or only flat (false) positions.")
 
     class Meta:
         model = Position

@@ -6,17 +6,12 @@ import django_filters
 from django.db.models import Prefetch, QuerySet
 
 from ordermanager.core.exceptions import NotFound
-from ordermanager.core.filtering import apply_filters
+from ordermanager.core.filtering import UpperCharFilter, apply_filters
 from signals_app.models import SignalStatus, TradingSignal
 
 
-class _UpperCharFilter(django_filters.CharFilter):
-    def filter(self, qs, value):
-        return super().filter(qs, value.upper() if value else value)
-
-
 class SignalFilter(django_filters.FilterSet):
-    symbol = _UpperCharFilter(field_name="asset", label="Asset/symbol, e.g. BTCUSDT.")
+    symbol = UpperCharFilter(field_name="asset", label="Asset/symbol, e.g. BTCUSDT.")
     status = django_filters.MultipleChoiceFilter(choices=SignalStatus.choices, label="One or more statuses.")
     signal_type = django_filters.ChoiceFilter(choices=[("buy", "buy"), ("sell", "sell")], label="buy or sell.")
     strategy = django_filters.CharFilter(field_name="strategy_id", label="Strategy id.")

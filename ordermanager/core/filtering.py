@@ -1,5 +1,7 @@
 """Selectors filter through django-filter FilterSets; bad values become one ValidationError."""
 
+import django_filters
+from django import forms
 from django.core.exceptions import ValidationError
 
 
@@ -9,3 +11,28 @@ def apply_filters(*, filterset_class, data, queryset):
     if not filterset.is_valid():
         raise ValidationError({field: list(errs) for field, errs in filterset.errors.items()})
     return filterset.qs
+
+
+class StrictBooleanField(forms.Field):
+    """true/false (or 1/0, yes/no); anything else is an error, not silently 'no filter'."""
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        lowered = str(value).strip().lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ValidationError("Use true or false.", code="invalid")
+
+
+class StrictBooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictBooleanField
+
+
+class UpperCharFilter(django_filters.CharFilter):
+    """Symbols are stored upper-case; accept 'btcusdt' too without a case-insensitive scan."""
+
+    def filter(self, qs, value):
+        return super().filter(qs, value.upper() if value else value)
