@@ -444,8 +444,9 @@ class SimEngine:
             }
 
     def now_ms(self) -> int:
-        # Strictly increasing so createdTime/execTime order matches the order of events.
-        now = max(int(self._clock()), self._last_ms + 1)
+        # Never backwards (wall clock steps); not forced strictly increasing, which would drift under load.
+        # Ordering of orders/fills uses the internal sequence number ``n``, not the timestamp.
+        now = max(int(self._clock()), self._last_ms)
         self._last_ms = now
         return now
 
