@@ -1,0 +1,166 @@
+"""Backfill of executions the private stream never delivered, through the normal fill path.
+
+Every execution goes through ``orders.services.fills.execution_apply`` (FILLS),
+which stores it once per execId and moves the order and the position exactly
+as a live event would; non-trade types (funding, ADL, liquidation) follow the
+same rules as live. Backfilled rows are applied oldest first so the position
+fold sees them in exchange order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django.utils import timezone
+
+from exchange.bybit.types import ExecutionInfo
+from orders.models import Execution, Order, ReconciliationRun
+
+# How far before the last good run's start the next run looks again: covers
+# fills whose execTime precedes their arrival (exchange and clock lag).
+WINDOW_OVERLAP = timedelta(minutes=10)
+# Bybit keeps executions for two years but answers at most 7 days per request;
+# the client splits longer ranges. A run without a predecessor looks back this far.
+MAX_LOOKBACK = timedelta(days=7)
+SOURCE = "rest"  # Execution.source of a backfilled row
+_CHUNK = 1000
+
+
+def exec_window_start(*, category: str, symbol: str | None, now) -> int:
+    """Epoch ms from which a run pulls every execution: the last completed run's start
+    (minus an overlap), never more than MAX_LOOKBACK ago."""
+    runs = ReconciliationRun.objects.filter(status=ReconciliationRun.Status.SUCCEEDED, dry_run=False)
+    runs = runs.filter(symbol__in=["", symbol]) if symbol else runs.filter(symbol="")
+    last = runs.order_by("-started_at").values_list("started_at", flat=True).first()
+    start = now - MAX_LOOKBACK
+    if last is not None and last - WINDOW_OVERLAP > start:
+        start = last - WINDOW_OVERLAP
+    return int(start.timestamp() * 1000)
+
+
+def executions_known(exec_ids: Iterable[str]) -> set[str]:
+    ids = list(exec_ids)
+    known: set[str] = set()
+    for i in range(0, len(ids), _CHUNK):
+        known.update(Execution.objects.filter(exec_id__in=ids[i : i + _CHUNK]).values_list("exec_id", flat=True))
+    return known
+
+
+def sort_key(info: ExecutionInfo) -> tuple:
+    # Bybit returns newest first and leaves equal execTimes unordered; seq then
+    # execId make the order total and stable.
+    return (info.exec_time_ms, info.seq or 0, info.exec_id)
+
+
+@dataclasses.dataclass
+class Backfill:
+    """Executions seen on the exchange this run, keyed by execId."""
+
+    seen: dict[str, ExecutionInfo] = dataclasses.field(default_factory=dict)
+    applied: list[ExecutionInfo] = dataclasses.field(default_factory=list)
+
+    def offer(self, infos: Iterable[ExecutionInfo]) -> None:
+        for info in infos:
+            self.seen.setdefault(info.exec_id, info)
+
+    def missing(self) -> list[ExecutionInfo]:
+        known = executions_known(self.seen)
+        return sorted((i for i in self.seen.values() if i.exec_id not in known), key=sort_key)
+
+
+def position_idx_index(infos: list[ExecutionInfo], *, exchange_orders: dict) -> dict[str, int]:
+    """orderId → positionIdx, from our order rows first, else from the exchange's order info.
+
+    Bybit's execution rows carry no positionIdx; in hedge mode the order says
+    which side (1 long, 2 short) a fill belongs to."""
+    order_ids = {i.order_id for i in infos if i.order_id}
+    index: dict[str, int] = {}
+    ids = list(order_ids)
+    for n in range(0, len(ids), _CHUNK):
+        index.update(Order.objects.filter(order_id__in=ids[n : n + _CHUNK]).values_list("order_id", "position_idx"))
+    for order_id in order_ids - index.keys():
+        info = exchange_orders.get(order_id)
+        if info is not None:
+            index[order_id] = info.position_idx
+    return index
+
+
+def executions_apply(infos: list[ExecutionInfo], *, exchange_orders: dict) -> list[ExecutionInfo]:
+    """Apply missing executions oldest first; returns the ones that were new."""
+    from orders.services.fills import execution_apply
+
+    idx = position_idx_index(infos, exchange_orders=exchange_orders)
+    applied = []
+    for info in sorted(infos, key=sort_key):
+        if info.position_idx is None and info.order_id in idx:
+            info = dataclasses.replace(info, position_idx=idx[info.order_id])
+        if execution_apply(execution=info, source=SOURCE):
+            applied.append(info)
+    return applied
+
+
+def now_ms() -> int:
+    return int(timezone.now().timestamp() * 1000)
+
+
+def _unknown_order_plans(ctx, missing: list[ExecutionInfo]) -> list:
+    """Fills of orders we have no row for (placed outside the service, or by the exchange
+    itself: liquidation, ADL): look each order up so it is recorded as external."""
+    from exchange.bybit.errors import BybitError
+    from orders.services.reconcile_orders import Plan
+    from orders.services.reconcile_report import Kind
+
+    wanted = {(i.order_id, i.symbol) for i in missing if i.order_id and i.order_id not in ctx.exchange_orders}
+    if not wanted:
+        return []
+    known = set(Order.objects.filter(order_id__in=[o for o, _ in wanted]).values_list("order_id", flat=True))
+    plans = []
+    for order_id, symbol in sorted(wanted):
+        if order_id in known:
+            continue
+        try:
+            info = ctx.client.get_order(category=ctx.category, symbol=symbol, order_id=order_id)
+        except BybitError as exc:
+            log_note = f"order {order_id} of backfilled fills could not be looked up: {exc}"
+            ctx.rec.discrepancy(kind=Kind.LOOKUP_FAILED, symbol=symbol, resolved=False, note=log_note)
+            continue
+        if info is not None:
+            ctx.exchange_orders[order_id] = info
+            plans.append(Plan(kind=Kind.EXTERNAL_ORDER, info=info))
+    return plans
+
+
+def backfill_run(ctx) -> int:
+    """Apply every execution seen this run that the database lacks; returns how many."""
+    from orders.services.reconcile_orders import plan_apply, plans_prepare
+    from orders.services.reconcile_report import Kind
+
+    missing = ctx.backfill.missing()
+    if not missing:
+        return 0
+    plans = _unknown_order_plans(ctx, missing)
+    if not ctx.dry_run:
+        plans_prepare(plans, t0=ctx.t0)
+        applied = executions_apply(missing, exchange_orders=ctx.exchange_orders)
+    else:
+        applied = missing
+    ctx.rec.add("backfilled", len(applied) if not ctx.dry_run else 0)
+    by_symbol: dict[str, list[ExecutionInfo]] = {}
+    for info in applied:
+        by_symbol.setdefault(info.symbol, []).append(info)
+    for symbol, infos in sorted(by_symbol.items()):
+        types = sorted({i.exec_type for i in infos})
+        ctx.rec.discrepancy(
+            kind=Kind.EXECUTIONS_BACKFILLED,
+            symbol=symbol,
+            before={"missing": len(infos), "exec_types": types},
+            after={"exec_ids": [i.exec_id for i in infos[:100]], "applied": 0 if ctx.dry_run else len(infos)},
+            resolved=not ctx.dry_run,
+            note=("dry run, not applied: " if ctx.dry_run else "")
+            + f"{len(infos)} execution(s) the private stream did not deliver, through the fill path",
+        )
+    for plan in plans:
+        plan_apply(ctx, plan)
+    return len(applied)

@@ -1,0 +1,268 @@
+"""Positions: ours against /v5/position/list, matched by (symbol, positionIdx).
+
+The repair order (docs/decisions/0602-position-repair-semantics.md):
+1. A difference is first explained: every execution of the symbol in the last
+   7 days is pulled and the missing ones go through the fill path; the
+   exchange's row is fetched again and compared again.
+2. What the fills cannot explain is *unexplained*: the symbol is put
+   reduce-only (per-symbol RiskLimit row, with the reason) until a person
+   clears it, and the discrepancy stays unresolved.
+3. With ``fix_positions`` (the default; ``--no-fix`` turns it off) our book is
+   then set to the exchange's size and entry by a labelled adjustment booked
+   through the fill path (exec type MovePosition, execId ``recon-<run>-...``),
+   so that the position still equals the fold of its executions.
+
+An unknown position (the exchange did not list the symbol, or the query
+failed) is recorded as unknown and left alone: never read as flat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from exchange.bybit.types import ExecutionInfo, PositionInfo
+from orders.models import RiskLimit
+from orders.services.reconcile_exchange import PositionsView, positions_fetch, positions_fetch_symbol
+from orders.services.reconcile_executions import MAX_LOOKBACK, backfill_run, now_ms
+from orders.services.reconcile_report import Kind
+from positions.models import Position
+
+ZERO = Decimal(0)
+# Our entry price is the exact weighted average of the fills; Bybit rounds its
+# avgPrice. A relative difference below this is rounding, not a discrepancy.
+ENTRY_TOLERANCE = Decimal("0.000001")
+ADJUSTMENT_EXEC_TYPE = "MovePosition"
+HALT_SOURCE = "reconciliation"
+
+
+@dataclass(frozen=True)
+class Side:
+    """One (symbol, idx) as both books see it; sizes signed (hedge idx 2 negative)."""
+
+    symbol: str
+    idx: int
+    local_size: Decimal
+    local_entry: Decimal
+    exchange_size: Decimal
+    exchange_entry: Decimal
+
+    @property
+    def size_differs(self) -> bool:
+        return self.local_size != self.exchange_size
+
+    @property
+    def entry_differs(self) -> bool:
+        if self.local_size == 0 or self.size_differs:
+            return False
+        base = max(abs(self.exchange_entry), Decimal("1e-18"))
+        return abs(self.local_entry - self.exchange_entry) / base > ENTRY_TOLERANCE
+
+    def as_dict(self) -> dict:
+        return {
+            "position_idx": self.idx,
+            "ours": {"size": self.local_size, "avg_entry_price": self.local_entry},
+            "exchange": {"size": self.exchange_size, "avg_entry_price": self.exchange_entry},
+        }
+
+
+def _local(ctx) -> dict[tuple[str, int], Position]:
+    qs = Position.objects.filter(category=ctx.category)
+    if ctx.symbol:
+        qs = qs.filter(symbol=ctx.symbol)
+    return {(p.symbol, p.position_idx): p for p in qs}
+
+
+def _side(symbol: str, idx: int, local: Position | None, info: PositionInfo | None) -> Side:
+    return Side(
+        symbol=symbol,
+        idx=idx,
+        local_size=local.signed_size if local else ZERO,
+        local_entry=local.avg_entry_price if local else ZERO,
+        exchange_size=info.signed_size if info else ZERO,
+        exchange_entry=info.avg_price if info and info.size else ZERO,
+    )
+
+
+def positions_reconcile(ctx) -> None:
+    """Compare every position either side holds; explain, halt and repair per the module docstring."""
+    t_snapshot = timezone.now()
+    local = _local(ctx)
+    held = {key for key, p in local.items() if p.size != 0}
+    view = positions_fetch(ctx.client, category=ctx.category, symbol=ctx.symbol, held=held)
+    keys = held | {key for key, info in view.rows.items() if info.size != 0}
+    if ctx.symbol:
+        keys = {k for k in keys if k[0] == ctx.symbol}
+    mismatched: dict[str, list[Side]] = {}
+    for n, (symbol, idx) in enumerate(sorted(keys), 1):
+        ctx.rec.add("checked")
+        ctx.rec.step("positions", n, len(keys))
+        pos = local.get((symbol, idx))
+        if pos is not None and pos.updated_at >= t_snapshot:
+            continue  # a live fill moved it after our snapshot; the next run compares again
+        state, info = view.state(symbol, idx)
+        if state == "unknown":
+            _record_unknown(ctx, symbol, idx, pos, view.unknown.get(symbol, "not listed by the exchange"))
+            continue
+        side = _side(symbol, idx, pos, info)
+        if side.size_differs:
+            mismatched.setdefault(symbol, []).append(side)
+        elif side.entry_differs:
+            _record_entry(ctx, side)
+    for symbol, sides in mismatched.items():
+        _explain_or_halt(ctx, symbol, sides)
+
+
+def _record_unknown(ctx, symbol: str, idx: int, pos: Position | None, why: str) -> None:
+    ctx.rec.discrepancy(
+        kind=Kind.POSITION_UNKNOWN,
+        symbol=symbol,
+        before={"position_idx": idx, "ours": {"size": pos.signed_size if pos else ZERO}},
+        after={},
+        resolved=False,
+        note=f"exchange position unknown ({why}); left unchanged, not read as flat",
+    )
+
+
+def _record_entry(ctx, side: Side) -> None:
+    ctx.rec.discrepancy(
+        kind=Kind.POSITION_ENTRY_PRICE,
+        symbol=side.symbol,
+        before=side.as_dict(),
+        after={},
+        resolved=False,
+        note="same size, different average entry price: the fills we hold price it differently",
+    )
+
+
+def _compare_symbol(ctx, symbol: str, idxs: set[int]) -> tuple[list[Side], str | None]:
+    """Fresh exchange rows for one symbol against our rows now; (differences, unknown reason)."""
+    view = PositionsView()
+    positions_fetch_symbol(ctx.client, view, category=ctx.category, symbol=symbol)
+    if symbol in view.unknown:
+        return [], view.unknown[symbol]
+    local = {p.position_idx: p for p in Position.objects.filter(category=ctx.category, symbol=symbol)}
+    idxs = idxs | {idx for (s, idx), info in view.rows.items() if s == symbol and info.size != 0}
+    idxs |= {idx for idx, p in local.items() if p.size != 0}
+    sides = [_side(symbol, idx, local.get(idx), view.rows.get((symbol, idx))) for idx in sorted(idxs)]
+    return [s for s in sides if s.size_differs], None
+
+
+def _explain_or_halt(ctx, symbol: str, sides: list[Side]) -> None:
+    before = {"sides": [s.as_dict() for s in sides]}
+    if ctx.dry_run:
+        ctx.rec.discrepancy(kind=Kind.POSITION_MISMATCH, symbol=symbol, before=before, after={}, resolved=False,
+                            note="dry run: not explained, repaired or halted")  # fmt: skip
+        return
+    backfilled = _backfill_symbol(ctx, symbol)
+    remaining, unknown = _compare_symbol(ctx, symbol, {s.idx for s in sides})
+    if unknown:
+        ctx.rec.discrepancy(kind=Kind.POSITION_UNKNOWN, symbol=symbol, before=before, after={}, resolved=False,
+                            note=f"position differed; re-reading it failed ({unknown})")  # fmt: skip
+        return
+    if not remaining:
+        ctx.rec.add("updated")
+        ctx.rec.discrepancy(kind=Kind.POSITION_EXPLAINED, symbol=symbol, before=before,
+                            after={"backfilled": backfilled}, resolved=True,
+                            note=f"explained by {backfilled} execution(s) the stream had not delivered")  # fmt: skip
+        return
+    _unexplained(ctx, symbol, before, remaining, backfilled)
+
+
+def _backfill_symbol(ctx, symbol: str) -> int:
+    from exchange.bybit.errors import BybitError
+
+    start = int((timezone.now() - MAX_LOOKBACK).timestamp() * 1000)
+    try:
+        ctx.backfill.offer(ctx.client.get_executions(category=ctx.category, symbol=symbol, start_ms=start,
+                                                     end_ms=now_ms()))  # fmt: skip
+    except BybitError as exc:
+        ctx.rec.discrepancy(kind=Kind.LOOKUP_FAILED, symbol=symbol, resolved=False,
+                            note=f"executions of {symbol} (7 days) could not be fetched: {exc}")  # fmt: skip
+        return 0
+    return backfill_run(ctx)
+
+
+def _unexplained(ctx, symbol: str, before: dict, sides: list[Side], backfilled: int) -> None:
+    reason = "position differs from the exchange and the fills do not explain it: " + (
+        "; ".join(f"idx {s.idx} ours {s.local_size} vs exchange {s.exchange_size}" for s in sides)
+    )
+    halted = symbol_reduce_only(symbol=symbol, reason=reason, run=ctx.run)
+    after: dict = {"backfilled": backfilled, "reduce_only": True}
+    if ctx.fix_positions:
+        after["adjustments"] = [e.exec_id for e in position_adjust(ctx, sides)]
+        after["still_differs"] = [s.as_dict() for s in _compare_symbol(ctx, symbol, {s.idx for s in sides})[0]]
+        ctx.rec.add("updated")
+    note = reason + (
+        "; our book set to the exchange's by a labelled adjustment" if ctx.fix_positions else "; --no-fix: book left"
+    )
+    note += "; symbol set reduce-only until a person clears it" if halted else "; symbol was already reduce-only"
+    ctx.rec.discrepancy(kind=Kind.POSITION_MISMATCH, symbol=symbol, before=before, after=after, resolved=False,
+                        note=note)  # fmt: skip
+
+
+def position_adjust(ctx, sides: list[Side]) -> list[ExecutionInfo]:
+    """Book the exchange's size and entry through the fill path: close ours at our own entry
+    (no PnL invented), open the exchange's at its entry. Idempotent per run (execIds)."""
+    from orders.services.fills import execution_apply
+
+    booked = []
+    for side in sides:
+        legs = []
+        if side.local_size != 0:
+            legs.append(("close", "Sell" if side.local_size > 0 else "Buy", abs(side.local_size), side.local_entry))
+        if side.exchange_size != 0:
+            legs.append(("open", "Buy" if side.exchange_size > 0 else "Sell", abs(side.exchange_size),
+                         side.exchange_entry))  # fmt: skip
+        for leg, direction, qty, price in legs:
+            info = _adjustment(ctx, side, leg=leg, side=direction, qty=qty, price=price)
+            if execution_apply(execution=info, source="adjust"):
+                booked.append(info)
+    return booked
+
+
+def _adjustment(ctx, s: Side, *, leg: str, side: str, qty: Decimal, price: Decimal) -> ExecutionInfo:
+    return ExecutionInfo(
+        category=ctx.category,
+        symbol=s.symbol,
+        exec_id=f"recon-{ctx.run.pk}-{s.symbol}-{s.idx}-{leg}",
+        order_id="",
+        order_link_id="",
+        side=side,
+        exec_type=ADJUSTMENT_EXEC_TYPE,
+        exec_qty=qty,
+        exec_price=price,
+        exec_value=qty * price,
+        exec_fee=ZERO,
+        fee_currency="USDT",
+        is_maker=False,
+        closed_size=None,
+        leaves_qty=None,
+        exec_time_ms=now_ms(),
+        seq=None,
+        position_idx=s.idx,
+    )
+
+
+def symbol_reduce_only(*, symbol: str, reason: str, run) -> bool:
+    """Put the symbol reduce-only with the reason (its RiskLimit row, created from the global
+    limits if missing; audited). False if it already was reduce-only or halted."""
+    from orders.services.risk_limit_changes import risk_limit_create, risk_limit_update
+
+    text = f"reconciliation #{run.pk}: {reason}"[:500]
+    row = RiskLimit.objects.filter(symbol=symbol).first()
+    if row is None:
+        try:
+            risk_limit_create(symbol=symbol, values={"reduce_only": True, "halt_reason": text}, reason=text,
+                              source=HALT_SOURCE)  # fmt: skip
+            return True
+        except ValidationError:  # created by someone else meanwhile
+            row = RiskLimit.objects.get(symbol=symbol)
+    if row.reduce_only or row.trading_halted:
+        return False
+    risk_limit_update(risk_limit=row, changes={"reduce_only": True, "halt_reason": text}, reason=text,
+                      source=HALT_SOURCE)  # fmt: skip
+    return True
