@@ -34,6 +34,8 @@ log = structlog.get_logger(__name__)
 WARMUP_REASON = "warm-up signal (is_warmup=true): recorded, never traded"
 # First key of the two-int advisory lock space for intake (the processor uses another).
 INTAKE_LOCK_NAMESPACE = 0x51A1
+# PostgreSQL NOTIFY channel that wakes the processors of every process after an intake commits.
+INBOX_CHANNEL = "om_signal_inbox"
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,11 @@ def _lock_symbol_intake(asset: str) -> None:
     if connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [INTAKE_LOCK_NAMESPACE, _symbol_key(asset)])
+        # One round trip: the lock, and a NOTIFY that PostgreSQL delivers only if this transaction commits.
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, %s), pg_notify(%s, '')",
+            [INTAKE_LOCK_NAMESPACE, _symbol_key(asset), INBOX_CHANNEL],
+        )
 
 
 def _symbol_key(asset: str) -> int:

@@ -112,6 +112,31 @@ def _available_balance() -> Decimal:
     return _balance.get("USDT", lambda: get_client().get_wallet_balance().total_available_balance)
 
 
+def _n(value: Decimal | None) -> Decimal | None:
+    """Drop the trailing zeros of an 18-place column so reasons read '50', not '50.000000000000000000'."""
+    if value is None:
+        return None
+    normal = value.normalize()
+    return normal.quantize(Decimal(1)) if normal == normal.to_integral_value() else normal
+
+
+@dataclass(frozen=True)
+class _Rules:
+    tick_size: Decimal
+    qty_step: Decimal
+    min_order_qty: Decimal
+    min_notional: Decimal
+    max_order_qty: Decimal
+    max_market_order_qty: Decimal | None
+    status: str
+
+    @classmethod
+    def of(cls, info) -> _Rules:
+        return cls(tick_size=_n(info.tick_size), qty_step=_n(info.qty_step), min_order_qty=_n(info.min_order_qty),
+                   min_notional=_n(info.min_notional), max_order_qty=_n(info.max_order_qty),
+                   max_market_order_qty=_n(info.max_market_order_qty), status=info.status)
+
+
 def order_plan(*, signal: TradingSignal) -> OrderPlan:
     """Apply every rule to ``signal``; raises ``ValidationError`` (reject) or exchange errors (fail)."""
     from exchange.instruments import instrument_get
@@ -120,12 +145,13 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
     side = Side.BUY if signal.signal_type == "buy" else Side.SELL
     limits = risk_limits_effective(symbol=symbol)
     risk_check_halts(limits=limits)
-    instrument = instrument_get(category=category, symbol=symbol)
+    instrument = _Rules.of(instrument_get(category=category, symbol=symbol))
+    amount = _n(signal.amount)
     if instrument.status != "Trading":
         raise ValidationError(f"{symbol} is not trading on the exchange (status {instrument.status})")
     ticker = _ticker(category, symbol)
     reference = qc.reference_price_select(
-        snapshot_price=signal.snapshot_price, ticker_price=ticker.last_price if ticker else None
+        snapshot_price=_n(signal.snapshot_price), ticker_price=ticker.last_price if ticker else None
     )
     decision = order_type_select(
         side=side,
@@ -138,7 +164,7 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
     )
     order_price = decision.price or reference.price
     quantity = qc.quantity_calculate(
-        amount=signal.amount,
+        amount=amount,
         reference_price=reference.price,
         order_price=order_price,
         qty_step=instrument.qty_step,
@@ -146,7 +172,7 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
         min_notional=instrument.min_notional,
         symbol=symbol,
     )
-    position = position_size_of(symbol=symbol, category=category)
+    position = _n(position_size_of(symbol=symbol, category=category))
     qty, reduce_only, notes = _apply_position_rules(side, quantity.qty, position, instrument, symbol, order_price)
     reducing = order_reduces_position(side=side, qty=qty, position_size=position)
     risk_check(
@@ -165,7 +191,7 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
     if decision.order_type == "Market" and instrument.max_market_order_qty:
         max_qty = min(max_qty, instrument.max_market_order_qty)
     legs = legs_plan(
-        amount=signal.amount,
+        amount=amount,
         qty=qty,
         price=order_price,
         qty_step=instrument.qty_step,
@@ -182,7 +208,7 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
 
 def _spread(signal: TradingSignal, ticker) -> Decimal | None:
     if signal.snapshot_spread is not None:
-        return signal.snapshot_spread
+        return _n(signal.snapshot_spread)
     if ticker and ticker.bid1_price and ticker.ask1_price and ticker.ask1_price >= ticker.bid1_price:
         return ticker.ask1_price - ticker.bid1_price
     return None

@@ -273,6 +273,11 @@ class SignalProcessor:
 
         risk_limit_seed_global()
         close_old_connections()
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            listener = threading.Thread(target=self._listen, name="signal-inbox-listener", daemon=True)
+            listener.start()
         for index in range(self.threads):
             worker = threading.Thread(target=self._run, name=f"signal-worker-{index}", daemon=True)
             worker.start()
@@ -312,6 +317,28 @@ class SignalProcessor:
                     _wake.clear()
         finally:
             connection.close()
+
+    def _listen(self) -> None:
+        """Turn PostgreSQL NOTIFYs from intakes in any process into local wake-ups (best effort: workers also poll)."""
+        import psycopg
+        from django.db import connection
+
+        from signals_app.services.intake import INBOX_CHANNEL
+
+        db = connection.settings_dict
+        params = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"], "host": db["HOST"],
+                  "port": db["PORT"]}
+        params = {k: v for k, v in params.items() if v}
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(**params, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {INBOX_CHANNEL}")
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            _wake.set()
+            except Exception as exc:
+                log.warning("inbox_listener_error", error=str(exc))
+                self._stop.wait(2.0)
 
     def _round(self) -> bool:
         """One pass over the symbols with work; True when a signal was processed."""

@@ -1,0 +1,166 @@
+"""The signal queue on RabbitMQ: declarations, the intake consumer, a publisher.
+
+kombu directly (a Celery worker would discard the model service's plain-JSON
+messages), with the Celery app's connection config. See
+docs/decisions/0301-signal-pipeline.md for the design.
+
+- Ingress queue ``SIGNAL_QUEUE``: durable, ``x-single-active-consumer`` so
+  that with two ``consume_signals`` processes one consumes and the other is a
+  hot standby: broker order = inbox order. A queue declared earlier without
+  that argument makes RabbitMQ answer PRECONDITION_FAILED; the consumer stops
+  with a message saying so (delete the queue or declare it like this).
+- Dead-letter queue ``SIGNAL_DEAD_LETTER_QUEUE``: every message that breaks the
+  contract is copied there with the reason in the ``x-rejection-reason``
+  header, then acked. (RabbitMQ's own dead-lettering cannot add a reason.)
+- Manual ack only after the intake transaction committed; prefetch
+  ``SIGNAL_PREFETCH``; one message at a time, in delivery order.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import structlog
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+from kombu import Connection, Exchange, Producer, Queue
+from kombu.mixins import ConsumerMixin
+
+from signals_app.services.intake import signal_intake
+
+log = structlog.get_logger(__name__)
+
+REASON_HEADER = "x-rejection-reason"
+DEFAULT_EXCHANGE = Exchange("", type="direct")
+MAX_HEADER_REASON = 4000
+
+
+def broker_connection(url: str | None = None) -> Connection:
+    """A kombu connection with the Celery app's broker settings (heartbeat, timeouts, confirms)."""
+    from ordermanager.celery import configure_from_settings
+
+    app = configure_from_settings()
+    return app.connection_for_write(url=url) if url else app.connection_for_write()
+
+
+def ingress_queue(name: str | None = None) -> Queue:
+    name = name or settings.SIGNAL_QUEUE
+    return Queue(name, exchange=DEFAULT_EXCHANGE, routing_key=name, durable=True,
+                 queue_arguments={"x-single-active-consumer": True})
+
+
+def dead_letter_queue(name: str | None = None) -> Queue:
+    name = name or settings.SIGNAL_DEAD_LETTER_QUEUE
+    return Queue(name, exchange=DEFAULT_EXCHANGE, routing_key=name, durable=True)
+
+
+def signal_publish(*, body: bytes, connection: Connection, queue: Queue | None = None, headers: dict | None = None,
+                   producer: Producer | None = None) -> None:
+    """Publish one message to the ingress queue (persistent, publisher-confirmed): send_signal, tests, bench."""
+    queue = queue or ingress_queue()
+    producer = producer or Producer(connection.default_channel)
+    producer.publish(body, exchange=DEFAULT_EXCHANGE, routing_key=queue.routing_key, declare=[queue],
+                     content_type="application/json", content_encoding="utf-8", delivery_mode=2,
+                     headers=headers or {}, retry=True)
+
+
+class SignalConsumer(ConsumerMixin):
+    """Intake from the ingress queue until ``should_stop``; see the module docstring."""
+
+    # Backoff while the database is down: the message in hand is retried, never skipped
+    # (skipping it would let the next prefetched one overtake it).
+    DB_RETRY_START, DB_RETRY_MAX = 0.5, 10.0
+
+    def __init__(self, connection: Connection, *, queue: Queue | None = None, dead_letter: Queue | None = None,
+                 prefetch: int | None = None):
+        self.connection = connection
+        self.queue = queue or ingress_queue()
+        self.dead_letter = dead_letter or dead_letter_queue()
+        self.prefetch = prefetch or settings.SIGNAL_PREFETCH
+        self.handled = 0
+
+    def get_consumers(self, Consumer, channel):  # noqa: N803 (kombu's signature)
+        from amqp.exceptions import PreconditionFailed
+
+        try:
+            self.dead_letter.bind(channel).declare()
+            consumer = Consumer(queues=[self.queue], on_message=self.on_message, prefetch_count=self.prefetch,
+                                auto_declare=True)
+        except PreconditionFailed as exc:
+            # Retrying cannot help: the queue exists with other arguments.
+            self.should_stop = True
+            raise QueueMismatch(
+                f"queue {self.queue.name!r} exists with different arguments ({exc}); it must be durable with "
+                f"x-single-active-consumer=true: delete it (after draining) or declare it that way"
+            ) from None
+        return [consumer]
+
+    def on_connection_error(self, exc, interval):
+        if self.should_stop:
+            raise _Stopped() from exc
+        log.warning("broker_unreachable", error=str(exc), retry_in=interval)
+
+    def on_connection_revived(self):
+        log.info("broker_connected", queue=self.queue.name)
+
+    def on_message(self, message) -> None:
+        body = message.body if isinstance(message.body, bytes) else str(message.body).encode()
+        result = self._intake(body)
+        if result is None:  # stopping while the database is down: leave it unacked for redelivery
+            return
+        if result.rejected_reason:
+            self._dead_letter(message, body, result.rejected_reason)
+        message.ack()
+        self.handled += 1
+
+    def _intake(self, body: bytes):
+        delay = self.DB_RETRY_START
+        while True:
+            try:
+                return signal_intake(payload=body, source="amqp")
+            except DatabaseError as exc:
+                log.error("intake_database_error", error=str(exc), retry_in=delay)
+                close_old_connections()
+                if self.should_stop:
+                    return None
+                time.sleep(delay)
+                delay = min(delay * 2, self.DB_RETRY_MAX)
+            except Exception as exc:  # a bug must not wedge the queue: dead-letter with the cause
+                log.exception("intake_crashed")
+                return _Crashed(f"internal error during intake: {type(exc).__name__}: {exc}")
+
+    def _dead_letter(self, message, body: bytes, reason: str) -> None:
+        headers = dict(message.headers or {})
+        headers.update({
+            REASON_HEADER: reason[:MAX_HEADER_REASON],
+            "x-original-queue": self.queue.name,
+            "x-rejected-at": datetime.now(UTC).isoformat(),
+        })
+        producer = Producer(message.channel)
+        producer.publish(body, exchange=DEFAULT_EXCHANGE, routing_key=self.dead_letter.routing_key,
+                         content_type=message.content_type or "application/octet-stream",
+                         content_encoding=message.content_encoding or "binary", delivery_mode=2, headers=headers)
+        log.warning("signal_dead_lettered", reason=reason, queue=self.dead_letter.name)
+
+
+class QueueMismatch(RuntimeError):
+    """The ingress queue exists with arguments other than ours."""
+
+
+class _Stopped(Exception):
+    """Raised from the reconnect loop when a stop was requested while the broker is away."""
+
+
+class _Crashed:
+    def __init__(self, reason: str):
+        self.rejected_reason = reason
+        self.signal = None
+        self.created = False
+
+
+def consume_until_stopped(consumer: SignalConsumer) -> None:
+    try:
+        consumer.run()
+    except _Stopped:
+        log.info("consumer_stopped_while_disconnected")

@@ -1,0 +1,82 @@
+"""POST /api/signals/: the HTTP door of signal intake (same contract, same service as AMQP)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import parsers, serializers, status
+from rest_framework.response import Response
+
+from ordermanager.api.schema import errors
+from ordermanager.api.views import RoleApiView
+from ordermanager.core.exceptions import ApplicationError
+from signals_app.services.intake import signal_intake
+
+
+class RawJSONParser(parsers.BaseParser):
+    """Hands the request body to the intake untouched: DRF's JSON parser would turn numbers into floats."""
+
+    media_type = "application/json"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream.read() if stream is not None else b""
+
+
+class SignalInvalidError(ApplicationError):
+    code = "invalid_signal"
+    http_status = 400
+
+
+class SignalCreateApi(RoleApiView):
+    required_permissions = {"POST": ("signals_app.add_tradingsignal",)}
+    parser_classes = [RawJSONParser]
+
+    class InputSerializer(serializers.Serializer):
+        """Documentation only: the body is validated by the contract parser (numbers may be strings)."""
+
+        signal_id = serializers.UUIDField()
+        signal_type = serializers.ChoiceField(choices=["buy", "sell"])
+        asset = serializers.RegexField(r"^[A-Z0-9]{2,20}$")
+        amount = serializers.CharField(help_text="USDT, > 0; JSON number or decimal string")
+        confidence = serializers.DecimalField(max_digits=12, decimal_places=10, min_value=0, max_value=1)
+        timestamp = serializers.DateTimeField()
+        strategy_id = serializers.CharField(max_length=100)
+        model_version = serializers.CharField(required=False, allow_null=True)
+        is_warmup = serializers.BooleanField(required=False)
+        market_data_snapshot = serializers.DictField(required=False, allow_null=True)
+        metadata = serializers.DictField(required=False, allow_null=True)
+        trace_id = serializers.CharField(required=False, allow_null=True, max_length=64)
+
+        class Meta:
+            ref_name = "SignalInput"
+
+    class OutputSerializer(serializers.Serializer):
+        signal_id = serializers.UUIDField()
+        status = serializers.CharField()
+        reason = serializers.CharField()
+        created = serializers.BooleanField(help_text="False when the signal_id was already in the inbox.")
+
+        class Meta:
+            ref_name = "SignalAccepted"
+
+    @extend_schema(
+        operation_id="signals_create",
+        summary="Submit a trading signal (the message contract of the signal queue)",
+        request=InputSerializer,
+        responses={201: OutputSerializer, 200: OutputSerializer, **errors(400)},
+        examples=[OpenApiExample("limit buy", request_only=True, value={
+            "signal_id": "0b7f3c2e-6a51-4c1d-9a0e-3f1d2b7c9e10", "signal_type": "buy", "asset": "BTCUSDT",
+            "amount": "1000.00", "confidence": 0.72, "timestamp": "2026-11-23T10:15:00.123Z",
+            "strategy_id": "momentum_v1", "market_data_snapshot": {"price": "64250.5", "spread": "1.5"}})],
+        tags=["signals"],
+    )
+    def post(self, request):
+        result = signal_intake(payload=request.data or b"", source="api")
+        if result.rejected_reason:
+            extra = {"signal_id": str(result.signal.signal_id) if result.signal else None,
+                     "stored": bool(result.signal and result.created)}
+            raise SignalInvalidError(result.rejected_reason, extra=extra)
+        signal = result.signal
+        body = {"signal_id": signal.signal_id, "status": signal.status, "reason": signal.reason,
+                "created": result.created}
+        code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        return Response(self.OutputSerializer(body).data, status=code)

@@ -1,0 +1,65 @@
+"""Consume the signal queue into the inbox and process it.
+
+    python manage.py consume_signals [--threads N] [--no-process] [--queue NAME]
+
+Intake: kombu consumer on ``SIGNAL_QUEUE`` (single active consumer: a second
+process is a hot standby for intake), ack after the inbox commit. Processing:
+``--threads`` worker threads (default ``SIGNAL_PROCESSOR_THREADS``) drain the
+inbox, one symbol per worker at a time across all processes. SIGTERM/SIGINT:
+stop taking messages, finish the message and the signals in hand, exit 0.
+"""
+
+import signal as os_signal
+
+import structlog
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from ordermanager.events import events_flush
+from signals_app.amqp import SignalConsumer, broker_connection, consume_until_stopped, dead_letter_queue, ingress_queue
+from signals_app.services.signal_processor import SignalProcessor
+
+log = structlog.get_logger(__name__)
+
+
+class Command(BaseCommand):
+    help = "Consume trading signals from RabbitMQ into the inbox and turn them into orders."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--threads", type=int, default=None, help="processor threads (0: intake only)")
+        parser.add_argument("--no-process", action="store_true", help="intake only; another process drains the inbox")
+        parser.add_argument("--queue", default=None, help=f"queue name (default {settings.SIGNAL_QUEUE})")
+
+    def handle(self, *args, threads=None, no_process=False, queue=None, **options):
+        if not settings.SIGNAL_BROKER_URL:
+            raise CommandError(
+                "SIGNAL_BROKER_URL is empty: there is no queue to consume. Without a broker, run "
+                "`manage.py process_signals` and send signals with POST /api/signals/ or `manage.py send_signal`."
+            )
+        threads = settings.SIGNAL_PROCESSOR_THREADS if threads is None else threads
+        processor = None if no_process or threads <= 0 else SignalProcessor(threads=threads)
+        connection = broker_connection()
+        queue_name = queue or settings.SIGNAL_QUEUE
+        consumer = SignalConsumer(connection, queue=ingress_queue(queue_name),
+                                  dead_letter=dead_letter_queue(f"{queue_name}.dead" if queue else None))
+
+        def stop(signum, frame):
+            log.info("stop_requested", signal=os_signal.Signals(signum).name)
+            consumer.should_stop = True
+            if processor:
+                processor.stop()
+
+        os_signal.signal(os_signal.SIGTERM, stop)
+        os_signal.signal(os_signal.SIGINT, stop)
+        if processor:
+            processor.start()
+        log.info("consume_signals_started", queue=queue_name, threads=threads, prefetch=consumer.prefetch)
+        try:
+            consume_until_stopped(consumer)
+        finally:
+            if processor:
+                processor.stop()
+                processor.join(timeout=60)
+            connection.release()
+            events_flush(timeout=5)
+        log.info("consume_signals_stopped", handled=consumer.handled)

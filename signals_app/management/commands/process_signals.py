@@ -1,0 +1,51 @@
+"""Drain the signal inbox into orders without a broker (the embedded default).
+
+    python manage.py process_signals [--threads N] [--once]
+
+Signals arrive through POST /api/signals/ and ``manage.py send_signal``. With a
+broker, ``consume_signals`` does intake and processing, and this command is
+only needed to add processing capacity. ``--once`` processes what is waiting and exits.
+"""
+
+import signal as os_signal
+import threading
+
+import structlog
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from ordermanager.events import events_flush
+from signals_app.services.signal_processor import SignalProcessor, process_pending
+
+log = structlog.get_logger(__name__)
+
+
+class Command(BaseCommand):
+    help = "Process the signal inbox (per-symbol FIFO) until stopped."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--threads", type=int, default=None, help="worker threads")
+        parser.add_argument("--once", action="store_true", help="process what is waiting, then exit")
+
+    def handle(self, *args, threads=None, once=False, **options):
+        if once:
+            done = process_pending()
+            events_flush(timeout=5)
+            self.stdout.write(f"processed {done} signal(s)")
+            return
+        processor = SignalProcessor(threads=threads or settings.SIGNAL_PROCESSOR_THREADS)
+        stopped = threading.Event()
+
+        def stop(signum, frame):
+            log.info("stop_requested", signal=os_signal.Signals(signum).name)
+            processor.stop()
+            stopped.set()
+
+        os_signal.signal(os_signal.SIGTERM, stop)
+        os_signal.signal(os_signal.SIGINT, stop)
+        processor.start()
+        while not stopped.wait(1.0):
+            pass
+        processor.join(timeout=60)
+        events_flush(timeout=5)
+        log.info("process_signals_stopped")
