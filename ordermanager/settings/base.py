@@ -228,6 +228,8 @@ SIGNAL_DEAD_LETTER_QUEUE = env_str("SIGNAL_DEAD_LETTER_QUEUE", SIGNAL_QUEUE + ".
 SIGNAL_PREFETCH = env_int("SIGNAL_PREFETCH", 50, minimum=1, maximum=10000)
 ORDER_EVENTS_EXCHANGE = env_str("ORDER_EVENTS_EXCHANGE", "order-manager.events")
 SIGNAL_MAX_CLOCK_SKEW = env_int("SIGNAL_MAX_CLOCK_SKEW", 30, minimum=0)
+# Worker threads per process that turn inbox signals into orders (one symbol per thread at a time).
+SIGNAL_PROCESSOR_THREADS = env_int("SIGNAL_PROCESSOR_THREADS", 4, minimum=1, maximum=64)
 
 # --- Exchange ----------------------------------------------------------------------
 BYBIT_ENV = env_choice("BYBIT_ENV", "simulator", ("mainnet", "testnet", "demo", "simulator"))
