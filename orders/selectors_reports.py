@@ -1,40 +1,41 @@
 """Report selectors: realized/unrealized PnL, fees and funding by symbol and strategy over a period.
 
-Realized PnL is recomputed from the fills (Execution rows) by replaying each
-position with the average-cost method, the way Bybit books it: a fill that
-reduces a position realizes ``closed qty × (fill price − average entry)``
-(sign-adjusted for shorts). Replaying from the first fill of the symbol makes
-the number exact for any period and lets it be attributed to the strategy of
-the order whose fill closed the position. Unrealized PnL is a property of the
-open position now, so it is reported by symbol only. See
-docs/decisions/0505-pnl-report-replay.md for the trade-off.
+The numbers come from the positions' own ledger (positions.PositionLedgerEntry):
+each entry carries the position's realized PnL, fees and funding *after* that
+execution, in the order the position manager applied them. The PnL of one
+entry is its "after" minus the previous entry's, so the report agrees to the
+last digit with ``Position.realized_pnl`` and reads only the entries of the
+period (plus one baseline entry per position), never the whole history.
+Each entry is attributed to the strategy of the order whose execution it is.
+Unrealized PnL belongs to the open position now, so it is reported by symbol
+only. See docs/decisions/0505-pnl-report-from-ledger.md.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.db.models import Sum
+from django.db.models import OuterRef, Subquery, Sum
 
 from orders.models import ExecType, Execution
-from positions.models import Position
+from positions.models import Position, PositionLedgerEntry
+from positions.services.position_manager import exec_id_ordering
 
 ZERO = Decimal("0")
 GROUPINGS = ("symbol", "strategy", "symbol_strategy")
 NO_STRATEGY = "(none)"
-# Exec types that move a position; Funding only pays or receives money.
-_POSITION_EXEC_TYPES = {t for t in ExecType.values if t not in (ExecType.FUNDING, ExecType.SETTLE)}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_STATE = ("realized_after", "fees_after", "funding_after")
 
 
 @dataclass
 class PnlRow:
     symbol: str = ""
     strategy: str = ""
-    realized_pnl: Decimal = ZERO
+    realized_pnl: Decimal = ZERO  # gross: before fees and funding
     unrealized_pnl: Decimal | None = None
     fees: Decimal = ZERO
     funding: Decimal = ZERO
@@ -56,44 +57,8 @@ class PnlReport:
     total: PnlRow = field(default_factory=PnlRow)
 
 
-@dataclass
-class _Book:
-    size: Decimal = ZERO  # signed: long > 0, short < 0
-    avg: Decimal = ZERO
-
-    def apply(self, *, delta: Decimal, price: Decimal) -> Decimal:
-        """Apply a signed fill; return the realized PnL of the part that closed."""
-        if self.size == 0 or (self.size > 0) == (delta > 0):
-            new_size = self.size + delta
-            self.avg = (abs(self.size) * self.avg + abs(delta) * price) / abs(new_size)
-            self.size = new_size
-            return ZERO
-        closed = min(abs(self.size), abs(delta))
-        realized = closed * (price - self.avg) * (1 if self.size > 0 else -1)
-        self.size += delta
-        if self.size == 0:
-            self.avg = ZERO
-        elif (self.size > 0) == (delta > 0):  # flipped: the rest opens at the fill price
-            self.avg = price
-        return realized
-
-
-def _key(group_by: str, symbol: str, strategy: str) -> tuple[str, str]:
-    return (symbol if group_by != "strategy" else "", strategy if group_by != "symbol" else "")
-
-
-def _signed(side: str, qty: Decimal) -> Decimal:
-    return qty if side == "Buy" else -qty
-
-
-def _executions(*, end: datetime, symbol: str | None):
-    queryset = Execution.objects.filter(exec_time__lt=end).order_by("exec_time", "id")
-    if symbol:
-        queryset = queryset.filter(symbol=symbol)
-    fields = ("category", "symbol", "position_idx", "side", "exec_type", "exec_qty", "exec_price", "exec_value",
-              "exec_fee", "exec_time", "order__strategy_id")
-    # iterator(): millions of fills stream through in chunks instead of being loaded at once.
-    return queryset.values_list(*fields).iterator(chunk_size=5000)
+def _ms(when: datetime) -> int:
+    return (when - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _validate(*, start: datetime, end: datetime, group_by: str) -> None:
@@ -106,34 +71,60 @@ def _validate(*, start: datetime, end: datetime, group_by: str) -> None:
         raise ValidationError(errors)
 
 
+def _key(group_by: str, symbol: str, strategy: str) -> tuple[str, str]:
+    return (symbol if group_by != "strategy" else "", strategy if group_by != "symbol" else "")
+
+
+def _position_entries(position: Position, start_ms: int, end_ms: int):
+    """(baseline state before the period, entries in the period in ledger order with their strategy)."""
+    # Same order as the position manager (exec time, seq, exec_id in byte order) on its ordering index.
+    ledger = PositionLedgerEntry.objects.filter(position=position).annotate(eid=exec_id_ordering())
+    base = ledger.filter(exec_time_ms__lt=start_ms).order_by("-exec_time_ms", "-seq", "-eid").values(*_STATE).first()
+    strategy = Execution.objects.filter(exec_id=OuterRef("exec_id")).values("order__strategy_id")[:1]
+    entries = (
+        ledger.filter(exec_time_ms__gte=start_ms, exec_time_ms__lt=end_ms)
+        .annotate(strategy=Subquery(strategy))
+        .order_by("exec_time_ms", "seq", "eid")
+        .values("exec_type", "qty", "price", "strategy", *_STATE)
+    )
+    return base or dict.fromkeys(_STATE, ZERO), entries.iterator(chunk_size=5000)
+
+
 def pnl_report(
     *, start: datetime, end: datetime, group_by: str = "symbol", symbol: str | None = None, strategy: str | None = None
 ) -> PnlReport:
     """PnL between ``start`` (inclusive) and ``end`` (exclusive), grouped by symbol, strategy or both."""
     _validate(start=start, end=end, group_by=group_by)
+    start_ms, end_ms = _ms(start), _ms(end)
+    positions = Position.objects.filter(symbol=symbol) if symbol else Position.objects.all()
     rows: dict[tuple[str, str], PnlRow] = {}
-    books: dict[tuple, _Book] = defaultdict(_Book)
-    for category, sym, idx, side, exec_type, qty, price, value, fee, when, strat in _executions(end=end, symbol=symbol):
-        realized = ZERO
-        if exec_type in _POSITION_EXEC_TYPES and qty:
-            realized = books[(category, sym, idx)].apply(delta=_signed(side, qty), price=price)
-        if when < start or (strategy is not None and (strat or NO_STRATEGY) != strategy):
-            continue
-        key = _key(group_by, sym, strat or NO_STRATEGY)
-        row = rows.setdefault(key, PnlRow(symbol=key[0], strategy=key[1]))
-        if exec_type == ExecType.FUNDING:
-            row.funding += fee
-            continue
-        row.realized_pnl += realized
-        row.fees += fee
-        row.volume += value or qty * price
-        row.trades += 1
+    for position in positions.filter(last_exec_ms__gte=start_ms).order_by("symbol", "position_idx"):
+        previous, entries = _position_entries(position, start_ms, end_ms)
+        for entry in entries:
+            name = entry["strategy"] or NO_STRATEGY
+            if strategy is None or name == strategy:
+                key = _key(group_by, position.symbol, name)
+                row = rows.setdefault(key, PnlRow(*key))
+                _add(row, entry, previous)
+            previous = entry
     report = PnlReport(start=start, end=end, group_by=group_by)
     report.rows = sorted(rows.values(), key=lambda r: (r.symbol, r.strategy))
     if group_by == "symbol" and strategy is None:
         _add_unrealized(report, symbol=symbol)
     report.total = _total(report.rows)
     return report
+
+
+def _add(row: PnlRow, entry: dict, previous: dict) -> None:
+    fees = entry["fees_after"] - previous["fees_after"]
+    funding = entry["funding_after"] - previous["funding_after"]
+    row.fees += fees
+    row.funding += funding
+    # The ledger's realized PnL is net of fees and funding; the report shows the gross part apart.
+    row.realized_pnl += entry["realized_after"] - previous["realized_after"] + fees + funding
+    if entry["exec_type"] != ExecType.FUNDING and entry["qty"]:
+        row.volume += entry["qty"] * entry["price"]
+        row.trades += 1
 
 
 def _add_unrealized(report: PnlReport, *, symbol: str | None) -> None:
@@ -153,7 +144,7 @@ def _add_unrealized(report: PnlReport, *, symbol: str | None) -> None:
 
 
 def _total(rows: list[PnlRow]) -> PnlRow:
-    total = PnlRow(symbol="", strategy="")
+    total = PnlRow()
     for row in rows:
         total.realized_pnl += row.realized_pnl
         total.fees += row.fees

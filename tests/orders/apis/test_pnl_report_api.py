@@ -4,24 +4,23 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from tests.orders.factories import ExecutionFactory, OrderFactory
+from tests.orders.selectors.test_selectors_reports import fill
 
 pytestmark = pytest.mark.django_db
 
 
-def test_pnl_by_symbol_and_strategy_as_exact_strings(api_client, readonly_staff):
-    now = timezone.now()
-    for side, qty, price, strategy in [("Buy", "1", "100", "a"), ("Sell", "1", "100.5", "b")]:
-        order = OrderFactory(side=side, strategy_id=strategy)
-        ExecutionFactory(order=order, side=side, exec_qty=Decimal(qty), exec_price=Decimal(price),
-                         exec_fee=Decimal("0.01"), exec_time=now - timedelta(minutes=5))
-    client = api_client(readonly_staff)
-    body = client.get("/api/reports/pnl/", {"group_by": "symbol_strategy"}).json()
+def test_pnl_by_symbol_and_strategy_as_exact_strings(api_client, readonly_staff, monkeypatch):
+    import tests.orders.selectors.test_selectors_reports as helpers
+
+    monkeypatch.setattr(helpers, "T0", timezone.now() - timedelta(minutes=30))
+    fill("Buy", "1", "100", minutes=1, strategy="a", fee="0.01")
+    fill("Sell", "1", "100.5", minutes=2, strategy="b", fee="0.01")
+    body = api_client(readonly_staff).get("/api/reports/pnl/", {"group_by": "symbol_strategy"}).json()
     assert [(r["symbol"], r["strategy"], r["realized_pnl"]) for r in body["rows"]] == [
         ("BTCUSDT", "a", "0"),
         ("BTCUSDT", "b", "0.5"),
     ]
-    assert body["total"]["net_pnl"] == "0.48"
+    assert Decimal(body["total"]["net_pnl"]) == Decimal("0.48")
 
 
 @pytest.mark.parametrize(("params", "field"), [({"group_by": "desk"}, "group_by"), ({"start": "x"}, "start")])

@@ -1,27 +1,38 @@
-from datetime import timedelta
+"""The PnL report reads the positions' ledger; fills enter through the real fill path."""
+
+import itertools
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.utils import timezone
 
+from exchange.bybit.types import ExecutionInfo
 from orders.selectors_reports import pnl_report
-from tests.orders.factories import ExecutionFactory, OrderFactory
-from tests.positions.factories import PositionFactory
+from orders.services.fills import execution_apply
+from positions.models import Position
+from tests.orders.factories import OrderFactory
 
 pytestmark = pytest.mark.django_db
-T0 = timezone.now().replace(microsecond=0) - timedelta(days=2)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+_ids = itertools.count(1)
 
 
 def fill(side, qty, price, *, minutes, strategy="alpha", symbol="BTCUSDT", fee="0", exec_type="Trade"):
-    order = OrderFactory(symbol=symbol, side=side, strategy_id=strategy, qty=Decimal(qty)) if Decimal(qty) else None
-    return ExecutionFactory(
-        order=order, symbol=symbol, side=side, exec_qty=Decimal(qty), exec_price=Decimal(price), exec_fee=Decimal(fee),
-        exec_value=Decimal(qty) * Decimal(price), exec_type=exec_type, exec_time=T0 + timedelta(minutes=minutes),
-    )
+    order = OrderFactory(symbol=symbol, side=side, strategy_id=strategy, qty=Decimal(qty or "1"), price=None,
+                         order_type="Market", time_in_force="IOC", post_only=False)
+    n = next(_ids)
+    info = ExecutionInfo(
+        category="linear", symbol=symbol, exec_id=f"e{n}", order_id=order.order_id, order_link_id=order.order_link_id,
+        side=side, exec_type=exec_type, exec_qty=Decimal(qty), exec_price=Decimal(price),
+        exec_value=Decimal(qty) * Decimal(price), exec_fee=Decimal(fee), fee_currency="USDT", is_maker=False,
+        closed_size=None, leaves_qty=Decimal(0), exec_time_ms=int((T0 + timedelta(minutes=minutes)).timestamp() * 1000),
+        seq=n,
+    )  # fmt: skip
+    assert execution_apply(execution=info) is True
 
 
-def test_average_cost_realized_pnl_with_a_flip_to_short():
+def test_average_cost_realized_pnl_with_a_flip_to_short_agrees_with_the_position():
     fill("Buy", "1", "100", minutes=1, fee="0.1")
     fill("Buy", "1", "110", minutes=2, fee="0.1")  # long 2 @ 105
     fill("Sell", "1.5", "120", minutes=3, strategy="beta", fee="0.2")  # realizes 1.5 × 15 = 22.5
@@ -33,6 +44,7 @@ def test_average_cost_realized_pnl_with_a_flip_to_short():
     assert row.fees == Decimal("0.4")
     assert row.net_pnl == Decimal("19.6")
     assert row.trades == 5
+    assert row.net_pnl == Position.objects.get(symbol="BTCUSDT").realized_pnl
 
 
 def test_attribution_to_the_strategy_whose_fill_closed_and_period_bounds():
@@ -42,15 +54,6 @@ def test_attribution_to_the_strategy_whose_fill_closed_and_period_bounds():
     report = pnl_report(start=T0 + timedelta(hours=1), end=T0 + timedelta(hours=2), group_by="strategy")
     assert [(r.strategy, r.realized_pnl) for r in report.rows] == [("gamma", Decimal("20"))]
     assert report.total.realized_pnl == Decimal("20")
-
-
-def test_funding_is_reported_apart_and_unrealized_comes_from_open_positions():
-    PositionFactory(symbol="BTCUSDT", unrealized_pnl=Decimal("-3.5"))
-    fill("Buy", "1", "100", minutes=1)
-    fill("Buy", "0", "100", minutes=2, fee="0.25", exec_type="Funding")
-    (row,) = pnl_report(start=T0, end=T0 + timedelta(hours=1)).rows
-    assert row.funding == Decimal("0.25") and row.trades == 1
-    assert row.unrealized_pnl == Decimal("-3.5")
 
 
 def test_bad_arguments_name_the_field():
