@@ -277,6 +277,8 @@ POSITION_SNAPSHOT_INTERVAL = env_int("POSITION_SNAPSHOT_INTERVAL", 300, minimum=
 POSITION_VALIDATION_INTERVAL = env_int("POSITION_VALIDATION_INTERVAL", 3600, minimum=1)
 UNREALIZED_LOSS_WARNING_THRESHOLD = env_decimal("UNREALIZED_LOSS_WARNING_THRESHOLD", "10", minimum="0", maximum="100")
 PENDING_SUBMIT_RETRY_WINDOW = env_int("PENDING_SUBMIT_RETRY_WINDOW", 60, minimum=0)
+# Minutes between scheduled reconciliation runs (0 = no schedule; startup, command, admin and API still run it).
+RECONCILE_INTERVAL_MINUTES = env_int("RECONCILE_INTERVAL_MINUTES", 0, minimum=0, maximum=1440)
 
 # --- ws-gateway ---------------------------------------------------------------------
 WS_GATEWAY_HOST = env_str("WS_GATEWAY_HOST", "")
