@@ -1,0 +1,56 @@
+"""``manage.py bybit_simulator`` serves the simulator with the faults given as arguments."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_command_starts_a_simulator_with_faults_from_arguments():
+    port = free_port()
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ordermanager.settings.test", "BYBIT_ENV": "simulator"}
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "bybit_simulator", "--host", "127.0.0.1", "--port", str(port),
+         "--api-key", "cmd-key", "--api-secret", "cmd-secret", "--seed", "3", "--server-error", "1",
+         "--fault-paths", "/v5/order/create", "--rate-limit-scale", "2"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 20
+        while True:
+            assert process.poll() is None, process.stdout.read().decode()
+            try:
+                if httpx.get(f"{base}/v5/market/time", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the simulator did not come up"
+            time.sleep(0.05)
+        faults = httpx.get(f"{base}/sim/faults").json()
+        assert (faults["server_error"], faults["seed"], faults["paths"]) == (1.0, 3, ["/v5/order/create"])
+        assert httpx.post(f"{base}/v5/order/create", content=b"{}").status_code == 503
+        assert httpx.get(f"{base}/sim/rate-limits").json()["limits"]["/v5/order/create"] == 20
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_command_refuses_bad_fault_arguments():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "bybit_simulator", "--rate-limit", "1.5", "--api-key", "k", "--api-secret", "s"],
+        cwd=ROOT, env={**os.environ, "DJANGO_SETTINGS_MODULE": "ordermanager.settings.test"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0 and "rate_limit must be between 0 and 1" in result.stderr
