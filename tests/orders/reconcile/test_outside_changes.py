@@ -1,0 +1,142 @@
+"""An order placed outside the service; a position changed outside; a symbol the exchange does not report."""
+
+from decimal import Decimal
+
+import pytest
+
+from ordermanager.core.models import AuditEntry
+from orders.models import Execution, Order, OrderStatus, ReconciliationRun, RiskLimit
+from orders.services.order_state_sync import reconcile
+from orders.services.reconcile_report import Kind
+from positions.models import Position
+from tests.orders.factories import RiskLimitFactory
+from tests.orders.reconcile.conftest import Stream, books_differences, place
+
+pytestmark = pytest.mark.django_db
+
+
+def _outside(engine, **params):
+    """An order from the exchange's web page: no orderLinkId of ours."""
+    return engine.create_order({"category": "linear", "symbol": "BTCUSDT", **params})
+
+
+def test_orders_placed_outside_are_recorded_as_external_and_never_cancelled(sim):
+    engine = sim.engine
+    resting = _outside(engine, side="Sell", orderType="Limit", qty="0.005", price="70000")
+    _outside(engine, side="Buy", orderType="Market", qty="0.030")  # filled at once: moves the position
+
+    run = reconcile(trigger="command")
+
+    assert books_differences(engine) == []
+    external = Order.objects.filter(is_external=True)
+    assert external.count() == 2 and run.external == 2
+    open_one = external.get(order_id=resting["orderId"])
+    assert open_one.status == OrderStatus.NEW and open_one.order_link_id.startswith("ext-")
+    assert engine.orders[resting["orderId"]].status == "New", "flagged, not cancelled"
+    assert Position.objects.get(symbol="BTCUSDT").size == Decimal("0.030")
+    flagged = run.discrepancies.filter(kind=Kind.EXTERNAL_ORDER)
+    assert flagged.count() == 2 and all("never cancelled" in d.note for d in flagged)
+    assert reconcile(trigger="command").discrepancies.count() == 0
+
+
+def test_a_trade_outside_is_explained_by_its_fills(sim):
+    engine = sim.engine
+    stream = Stream(engine)
+    place(order_type="Market", qty="0.010")
+    stream.stop()
+    # Somebody closes part of it on the web page, long ago enough that the run's
+    # regular window would have it anyway: the position differs until the fills are in.
+    _outside(engine, side="Sell", orderType="Market", qty="0.004", reduceOnly=True)
+
+    run = reconcile(trigger="command")
+
+    assert books_differences(engine) == []
+    assert Position.objects.get(symbol="BTCUSDT").size == Decimal("0.006")
+    assert not RiskLimit.objects.filter(symbol="BTCUSDT").exists()
+    assert run.status == ReconciliationRun.Status.SUCCEEDED
+
+
+def _move_exchange_position(engine, symbol: str, idx: int, size: str, side: str, price: str) -> None:
+    """Change the exchange's position with no execution to explain it (a transfer, or
+    fills older than the execution history reaches)."""
+    with engine.lock:
+        pos = engine.positions[(symbol, idx)]
+        pos.size, pos.side, pos.avg_price = Decimal(size), side, Decimal(price)
+
+
+def test_an_unexplained_position_puts_the_symbol_reduce_only_and_books_the_exchange(sim):
+    engine = sim.engine
+    stream = Stream(engine)
+    RiskLimitFactory(symbol="", max_position_size=Decimal("12345"))
+    place(order_type="Market", qty="0.010")
+    stream.stop()
+    _move_exchange_position(engine, "BTCUSDT", 0, "0.025", "Buy", "64100.5")
+
+    run = reconcile(trigger="command")
+
+    assert run.status == ReconciliationRun.Status.UNRESOLVED
+    mismatch = run.discrepancies.get(kind=Kind.POSITION_MISMATCH)
+    assert not mismatch.resolved and "do not explain" in mismatch.note
+    assert mismatch.before["sides"][0]["exchange"]["size"] == "0.025"
+    limit = RiskLimit.objects.get(symbol="BTCUSDT")
+    assert limit.reduce_only and f"reconciliation #{run.pk}" in limit.halt_reason
+    assert limit.max_position_size == Decimal("12345"), "the per-symbol row starts from the global limits"
+    assert AuditEntry.objects.filter(target_id=str(limit.pk), source="reconciliation").exists()
+    pos = Position.objects.get(symbol="BTCUSDT", position_idx=0)
+    assert pos.size == Decimal("0.025") and pos.avg_entry_price == Decimal("64100.5")
+    adjustments = Execution.objects.filter(source="adjust").order_by("exec_id")
+    assert [e.exec_id.rsplit("-", 1)[1] for e in adjustments] == ["close", "open"]
+
+    again = reconcile(trigger="command")
+    assert again.discrepancies.count() == 0 and again.status == ReconciliationRun.Status.SUCCEEDED
+    assert RiskLimit.objects.get(symbol="BTCUSDT").reduce_only, "only a person clears it"
+
+
+def test_no_fix_leaves_the_book_but_still_halts(sim):
+    engine = sim.engine
+    stream = Stream(engine)
+    place(order_type="Market", qty="0.010")
+    stream.stop()
+    _move_exchange_position(engine, "BTCUSDT", 0, "0", "", "0")
+
+    run = reconcile(trigger="command", fix_positions=False)
+
+    assert Position.objects.get(symbol="BTCUSDT").size == Decimal("0.010")
+    assert RiskLimit.objects.get(symbol="BTCUSDT").reduce_only
+    assert run.discrepancies.get(kind=Kind.POSITION_MISMATCH).after == {"backfilled": 0, "reduce_only": True}
+    assert not Execution.objects.filter(source="adjust").exists()
+
+
+def test_a_symbol_the_exchange_does_not_report_is_unknown_never_flat(sim):
+    engine = sim.engine
+    stream = Stream(engine)
+    place(order_type="Market", qty="0.010")
+    stream.stop()
+    _move_exchange_position(engine, "BTCUSDT", 0, "0", "", "0")  # the listing no longer shows it ...
+    sim.state.faults.update({"server_error": 1.0, "paths": ["/v5/position/list"]})  # ... and the symbol query fails
+
+    run = reconcile(trigger="command")
+
+    unknown = run.discrepancies.get(kind=Kind.POSITION_UNKNOWN)
+    assert unknown.symbol == "BTCUSDT" and not unknown.resolved and "not read as flat" in unknown.note
+    assert Position.objects.get(symbol="BTCUSDT").size == Decimal("0.010")
+    assert not RiskLimit.objects.filter(symbol="BTCUSDT").exists()
+    assert run.status == ReconciliationRun.Status.UNRESOLVED
+
+
+def test_hedge_mode_positions_are_matched_by_position_idx(sim):
+    engine = sim.engine
+    engine.switch_mode({"category": "linear", "symbol": "ETHUSDT", "mode": 3})
+    stream = Stream(engine)
+    place(symbol="ETHUSDT", order_type="Market", qty="0.30", position_idx=1)
+    stream.stop()
+    place(symbol="ETHUSDT", order_type="Market", side="Sell", qty="0.20", position_idx=2)
+    place(symbol="ETHUSDT", order_type="Market", side="Sell", qty="0.10", position_idx=1, reduce_only=True)
+
+    run = reconcile(trigger="command")
+
+    assert books_differences(engine) == []
+    rows = {p.position_idx: p.size for p in Position.objects.filter(symbol="ETHUSDT")}
+    assert rows[1] == Decimal("0.20") and rows[2] == Decimal("0.20")
+    assert run.status == ReconciliationRun.Status.SUCCEEDED
+    assert reconcile(trigger="command").discrepancies.count() == 0
