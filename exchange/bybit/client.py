@@ -62,6 +62,7 @@ ORDER_TYPES = ("Market", "Limit")
 TIME_IN_FORCE = ("GTC", "IOC", "FOK", "PostOnly")
 POSITION_MODES = (0, 3)  # 0 one-way ("merged single"), 3 hedge ("both sides")
 WINDOW_MS = 7 * 24 * 3600 * 1000  # history/execution queries accept at most 7 days per request
+MAX_RATE_LIMIT_WAIT = 10.0  # seconds; caps a wait derived from a (possibly bogus) reset timestamp
 CANCEL_ALL_BATCH = 500  # futures cancel-all removes at most 500 orders (chosen at random) per call
 _HEX64 = re.compile(r"\b[0-9a-fA-F]{64}\b")
 # An answer that took longer than this says too little about the server clock to move the offset.
@@ -369,7 +370,8 @@ class BybitClient:
             self._sync_time(op, quiet=True)
             delay = 0.0  # re-signing with a corrected timestamp is enough
         elif isinstance(exc, E.BybitRateLimitError) and exc.reset_at_ms is not None:
-            delay = min(self.retry.max_delay, max(0.0, (exc.reset_at_ms - self._server_now_ms()) / 1000))
+            # The reset time is authoritative (Bybit windows are one second); only a bogus header is capped.
+            delay = min(MAX_RATE_LIMIT_WAIT, self.rate_limiter.wait_time(exc.endpoint, now=self.clock()))
         else:
             delay = self.retry.delay(failures)
         if self.clock() + delay >= op.deadline:
@@ -487,7 +489,7 @@ class BybitClient:
     def _pace(self, path: str, op: _Op) -> None:
         """Wait until ``path``'s rate-limit window has budget (or raise if that is past the deadline)."""
         while (wait := self.rate_limiter.reserve(path, now=self.clock())) > 0:
-            wait = min(wait, self.retry.max_delay)
+            wait = min(wait, MAX_RATE_LIMIT_WAIT)
             if self.clock() + wait >= op.deadline:
                 raise E.BybitRateLimitError("rate-limit window resets after this operation's deadline",
                                             endpoint=path, trace_id=op.trace_id)  # fmt: skip

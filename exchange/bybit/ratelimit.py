@@ -23,6 +23,9 @@ STATUS_HEADER = "x-bapi-limit-status"
 RESET_HEADER = "x-bapi-limit-reset-timestamp"
 
 
+_EPSILON = 0.001  # a wait computed as reset_at - now must count as over once slept, despite float rounding
+
+
 @dataclass
 class _Window:
     remaining: int
@@ -43,7 +46,7 @@ class RateLimiter:
             window = self._windows.get(endpoint)
             if window is None:
                 return 0.0
-            if now >= window.reset_at:
+            if now >= window.reset_at - _EPSILON:
                 # The window the report described is over; the next answer tells us the new budget.
                 if window.remaining <= self.low_watermark:
                     del self._windows[endpoint]
@@ -52,6 +55,14 @@ class RateLimiter:
                 return window.reset_at - now
             window.remaining -= 1
             return 0.0
+
+    def wait_time(self, endpoint: str, *, now: float) -> float:
+        """Seconds until ``endpoint`` has budget again (0 if it has), without counting a send."""
+        with self._lock:
+            window = self._windows.get(endpoint)
+            if window is None or window.remaining > self.low_watermark or now >= window.reset_at - _EPSILON:
+                return 0.0
+            return window.reset_at - now
 
     def update(self, endpoint: str, headers: Mapping[str, str], *, now: float, server_now_ms: int) -> None:
         remaining = _int(headers.get(STATUS_HEADER))
