@@ -1,0 +1,88 @@
+"""Exchange rule cache and the audit of every exchange request (secrets are never stored)."""
+
+from __future__ import annotations
+
+import re
+
+from django.contrib import admin
+from django.db.models import Q
+
+from exchange.models import ExchangeCall, Instrument
+from ordermanager.core.admin_tools import ReadOnlyAdmin, choices_filter, money, pretty_json
+
+# Belt and braces: the client redacts before storing; the admin redacts again on display.
+_SECRET_KEYS = re.compile(r"(secret|sign|api[_-]?key|password|token)", re.IGNORECASE)
+
+
+def _redacted(value):
+    if isinstance(value, dict):
+        return {k: "***" if _SECRET_KEYS.search(str(k)) else _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
+
+
+@admin.register(Instrument)
+class InstrumentAdmin(ReadOnlyAdmin):
+    list_display = ("symbol", "category", "status", "tick", "step", "min_qty", "min_notional_col", "fetched_at")
+    list_filter = ("category", "status")
+    search_fields = ("=symbol",)
+    ordering = ("category", "symbol")
+    exclude = ("raw",)
+
+    @admin.display(description="tick size")
+    def tick(self, obj):
+        return money(obj.tick_size)
+
+    @admin.display(description="qty step")
+    def step(self, obj):
+        return money(obj.qty_step)
+
+    @admin.display(description="min qty")
+    def min_qty(self, obj):
+        return money(obj.min_order_qty)
+
+    @admin.display(description="min notional")
+    def min_notional_col(self, obj):
+        return money(obj.min_notional)
+
+
+class FailedFilter(admin.SimpleListFilter):
+    title = "outcome"
+    parameter_name = "outcome"
+
+    def lookups(self, request, model_admin):
+        return [("failed", "failed"), ("ok", "ok")]
+
+    def queryset(self, request, queryset):
+        failed = ~Q(error="") | ~Q(ret_code=0) | Q(http_status__isnull=True)
+        if self.value() == "failed":
+            return queryset.filter(failed)
+        if self.value() == "ok":
+            return queryset.exclude(failed)
+        return queryset
+
+
+@admin.register(ExchangeCall)
+class ExchangeCallAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "method", "path", "http_status", "ret_code", "ret_msg", "latency_ms", "attempt",
+                    "order_link_id", "trace_id", "dry_run")  # fmt: skip
+    list_filter = (
+        FailedFilter, choices_filter("method", [("GET", "GET"), ("POST", "POST")]), "dry_run",
+        ("created_at", admin.DateFieldListFilter),
+    )  # fmt: skip
+    search_fields = ("=order_link_id",)
+    search_help_text = "Exact orderLinkId or trace id."
+    ordering = ("-created_at",)
+    exclude = ("params",)
+    readonly_fields = ("params_col",)
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(Q(order_link_id=term) | Q(trace_id=term)), False  # both indexed
+
+    @admin.display(description="params")
+    def params_col(self, obj):
+        return pretty_json(_redacted(obj.params))
