@@ -41,9 +41,13 @@ class SimulatorState:
     initial_faults: dict
     rate_limit_scale: float
     tick_interval: float | None
+    generation: int = 0
+    held: int = 0  # requests currently held by the timeout/delay faults (lets tests wait for them)
 
     def reset(self) -> None:
         """Back to the start: engine state, faults, rate-limit windows, ws-gateway subscriptions."""
+        # A request held by the timeout fault must not land in the state of whoever reset (the next test).
+        self.generation += 1
         self.gateway.close_all()
         self.faults.reset(FaultConfig(**self.initial_faults))
         self.engine.fault_config = self.faults.config
@@ -142,16 +146,27 @@ def _bybit(path: str, handler: Callable[[SimEngine, dict], dict], *, private: bo
         if fault == "server_error":
             return PlainTextResponse("Service Unavailable", status_code=cfg.server_error_status)
         if fault == "timeout":
-            await asyncio.sleep(cfg.timeout_seconds)
+            generation = state.generation
+            await _hold(state, cfg.timeout_seconds)
+            if generation != state.generation:
+                return PlainTextResponse("Service Unavailable (simulator was reset)", status_code=503)
         response = _process(state, request, body, handler, private=private)
         if fault == "drop_response":
             if cfg.drop_response_mode == "504":
                 return Response(GATEWAY_TIMEOUT_BODY, status_code=504, media_type="text/html")
-            await asyncio.sleep(cfg.timeout_seconds)
+            await _hold(state, cfg.timeout_seconds)
         return response
 
     endpoint.__name__ = "bybit_" + path.strip("/").replace("/", "_").replace("-", "_")
     return endpoint
+
+
+async def _hold(state: SimulatorState, seconds: float) -> None:
+    state.held += 1
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        state.held -= 1
 
 
 def _process(state: SimulatorState, request: Request, body: bytes, handler, *, private: bool) -> Response:
@@ -374,7 +389,8 @@ def sim_flush_events(state: SimulatorState, body: dict) -> dict:
 
 
 def sim_state(state: SimulatorState, body: dict) -> dict:
-    return {**state.engine.state(), "faults": {**state.faults.config.as_dict(), "counts": dict(state.faults.counts)},
+    faults = {**state.faults.config.as_dict(), "counts": dict(state.faults.counts)}
+    return {**state.engine.state(), "held_requests": state.held, "faults": faults,
             "subscriptions": [s.describe() for s in state.gateway.subscriptions.values()],
             "rate_limits": state.limiter.describe()}
 
