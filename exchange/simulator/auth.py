@@ -61,6 +61,7 @@ class RateLimiter:
                 self.scale = float(scale)
             self.overrides = dict(limits) if limits is not None else getattr(self, "overrides", {})
             self._windows: dict[tuple[str, str], tuple[int, int]] = {}
+            self.rejected = 0
             return self.describe()
 
     def describe(self) -> dict:
@@ -83,6 +84,8 @@ class RateLimiter:
             allowed = count < limit
             if allowed:
                 count += 1
+            else:
+                self.rejected += 1
             self._windows[(api_key, path)] = (start, count)
             headers = {
                 "X-Bapi-Limit": str(limit),

@@ -86,3 +86,12 @@ def test_ccxt_loads_markets_fetches_balance_and_trades(simulator):
     assert (position["side"], position["contracts"]) == ("short", 0.002)
     exchange.cancel_order(limit["id"], "BTC/USDT:USDT")
     assert simulator.engine.orders[limit["id"]].status == "Cancelled"
+
+
+def test_pybit_waits_out_10006_using_the_reset_header_and_succeeds(pybit_session, simulator):
+    simulator.state.limiter.configure(limits={"/v5/order/create": 1})
+    for i in range(3):  # two of three share a one-second window: 10006, pybit sleeps until the reset and retries
+        pybit_session.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit", qty="0.001",
+                                  price="60000.0", orderLinkId=f"rl-{i}")
+    assert simulator.state.limiter.rejected >= 1
+    assert sorted(o.order_link_id for o in simulator.engine.orders.values()) == ["rl-0", "rl-1", "rl-2"]
