@@ -4,3 +4,7 @@ from orders.routing import websocket_urlpatterns as orders_websocket_urlpatterns
 
 websocket_urlpatterns: list = []
 websocket_urlpatterns += orders_websocket_urlpatterns
+
+from ordermanager.dashboard.routing import websocket_urlpatterns as dashboard_websocket_urlpatterns  # noqa: E402
+
+websocket_urlpatterns += dashboard_websocket_urlpatterns

@@ -2,9 +2,16 @@ from django.contrib import admin
 from django.urls import include, path
 
 from ordermanager.core import health
+from ordermanager.dashboard import views as dashboard
 
 urlpatterns = [
     path("api/", include("ordermanager.api.urls")),
+    # Before admin.site.urls so the admin's catch-all does not take these paths.
+    path("admin/dashboard/", admin.site.admin_view(dashboard.dashboard_view), name="admin-dashboard"),
+    path(
+        "admin/dashboard/live/", admin.site.admin_view(dashboard.dashboard_fragment_view), name="admin-dashboard-live"
+    ),
+    path("reports/", include("ordermanager.reports.urls")),
     path("admin/", admin.site.urls),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
