@@ -401,6 +401,7 @@ class SimEngine:
             self.leverage: dict[str, Decimal] = {s: self.config["leverage"] for s in LINEAR}
             self.orders: dict[str, SimOrder] = {}
             self.orders_by_link: dict[str, SimOrder] = {}
+            self.open_orders: dict[str, SimOrder] = {}  # the open subset of ``orders`` (kept for speed)
             self.recent_closed: deque[str] = deque(maxlen=RECENT_CLOSED)
             self.executions: list[SimExecution] = []
             self.positions: dict[tuple[str, int], SimPosition] = {}
@@ -654,7 +655,7 @@ class SimEngine:
                 if qty * ref < spec.min_notional:
                     raise SimError(110094, f"Order does not meet minimum order value {spec.min_notional}USDT")
             self._check_max_qty(spec, order_type, qty)
-            if sum(1 for o in self.orders.values() if o.symbol == symbol and o.is_open) >= MAX_OPEN_PER_SYMBOL:
+            if sum(1 for o in self.open_orders.values() if o.symbol == symbol) >= MAX_OPEN_PER_SYMBOL:
                 raise SimError(110020, "Not allowed to have more than 500 active orders")
             if not reducing:
                 self._check_margin(spec, side, position_idx, qty, price if order_type == "Limit" else last)
@@ -668,6 +669,7 @@ class SimEngine:
             self.orders[order.order_id] = order
             if link_id:
                 self.orders_by_link[link_id] = order
+            self.open_orders[order.order_id] = order
             self._on_new_order(order, spec)
             self._touch_order(order)
             self._touch_position(self._position(symbol, position_idx))
@@ -771,8 +773,8 @@ class SimEngine:
             if symbol:
                 _linear(symbol)
             cancelled = []
-            for order in sorted(self.orders.values(), key=lambda o: o.n):
-                if not order.is_open or len(cancelled) >= 500:
+            for order in sorted(self.open_orders.values(), key=lambda o: o.n):
+                if len(cancelled) >= 500:
                     continue
                 if symbol and order.symbol != symbol:
                     continue
@@ -824,7 +826,7 @@ class SimEngine:
             elif str(params.get("openOnly") or "0") == "1":
                 orders = [self.orders[i] for i in recent]
             else:
-                orders = [o for o in self.orders.values() if o.is_open]
+                orders = list(self.open_orders.values())
             orders = [o for o in orders if _order_matches(o, symbol, base, settle)]
             orders.sort(key=lambda o: o.n, reverse=True)
             page, cursor = _page(orders, limit=limit, cursor=params.get("cursor"), key=lambda o: o.n, descending=True)
@@ -946,7 +948,7 @@ class SimEngine:
                     if symbol:
                         raise SimError(110024, "You have an existing position, so position mode cannot be switched")
                     continue
-                if any(o.is_open for o in self.orders.values() if o.symbol == sym):
+                if any(o.symbol == sym for o in self.open_orders.values()):
                     if symbol:
                         raise SimError(110028, "You have open orders, so position mode cannot be switched")
                     continue
@@ -990,7 +992,7 @@ class SimEngine:
         pos_mm = sum((p.size * self.prices[p.symbol] * MM_RATE for p in self.positions.values()), ZERO)
         order_im = sum(
             (o.leaves_qty * o.price / self.leverage[o.symbol]
-             for o in self.orders.values() if o.is_open and not o.reduce_only and o.order_type == "Limit"),
+             for o in self.open_orders.values() if not o.reduce_only and o.order_type == "Limit"),
             ZERO,
         )
         margin_balance = self.wallet_balance + upl
@@ -1144,11 +1146,12 @@ class SimEngine:
         order.cancel_type = cancel_type
         order.updated_ms = self.now_ms()
         self.recent_closed.append(order.order_id)
+        self.open_orders.pop(order.order_id, None)
         self._touch_order(order)
 
     def _match(self, symbol: str) -> None:
         last = self.prices[symbol]
-        for order in sorted((o for o in self.orders.values() if o.symbol == symbol and o.is_open), key=lambda o: o.n):
+        for order in sorted((o for o in self.open_orders.values() if o.symbol == symbol), key=lambda o: o.n):
             if order.order_type != "Limit":
                 continue
             crossed = last <= order.price if order.side == "Buy" else last >= order.price
@@ -1180,6 +1183,7 @@ class SimEngine:
         if order.cum_exec_qty >= order.qty:
             order.status = "Filled"
             self.recent_closed.append(order.order_id)
+            self.open_orders.pop(order.order_id, None)
         else:
             order.status = "PartiallyFilled"
         execution = SimExecution(
