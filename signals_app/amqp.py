@@ -79,6 +79,8 @@ class SignalConsumer(ConsumerMixin):
         self.dead_letter = dead_letter or dead_letter_queue()
         self.prefetch = prefetch or settings.SIGNAL_PREFETCH
         self.handled = 0
+        self._dead_connection: Connection | None = None
+        self._dead_producer: Producer | None = None
 
     def get_consumers(self, Consumer, channel):  # noqa: N803 (kombu's signature)
         from amqp.exceptions import PreconditionFailed
@@ -137,11 +139,26 @@ class SignalConsumer(ConsumerMixin):
             "x-original-queue": self.queue.name,
             "x-rejected-at": datetime.now(UTC).isoformat(),
         })
-        producer = Producer(message.channel)
-        producer.publish(body, exchange=DEFAULT_EXCHANGE, routing_key=self.dead_letter.routing_key,
-                         content_type=message.content_type or "application/octet-stream",
-                         content_encoding=message.content_encoding or "binary", delivery_mode=2, headers=headers)
+        self._dead_letter_producer().publish(
+            body, exchange=DEFAULT_EXCHANGE, routing_key=self.dead_letter.routing_key,
+            content_type=message.content_type or "application/octet-stream",
+            content_encoding=message.content_encoding or "binary", delivery_mode=2, headers=headers,
+            retry=True, retry_policy={"max_retries": 5, "interval_start": 0.5, "interval_step": 1},
+        )
         log.warning("signal_dead_lettered", reason=reason, queue=self.dead_letter.name)
+
+    def _dead_letter_producer(self) -> Producer:
+        # A connection of its own: waiting for the publisher confirm on the consuming connection would let
+        # py-amqp dispatch the next delivery into on_message re-entrantly, out of order.
+        if self._dead_producer is None:
+            self._dead_connection = self.connection.clone()
+            self._dead_producer = Producer(self._dead_connection.default_channel)
+        return self._dead_producer
+
+    def close(self) -> None:
+        if self._dead_connection is not None:
+            self._dead_connection.release()
+            self._dead_connection = self._dead_producer = None
 
 
 class QueueMismatch(RuntimeError):

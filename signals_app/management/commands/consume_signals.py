@@ -13,6 +13,7 @@ import signal as os_signal
 
 import structlog
 from django.conf import settings
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 
 from ordermanager.events import events_flush
@@ -23,6 +24,8 @@ log = structlog.get_logger(__name__)
 
 
 class Command(BaseCommand):
+    # A worker needs sound models, not the URLconf or templates: a web-only mistake must not stop trading.
+    requires_system_checks = [Tags.models, Tags.database]
     help = "Consume trading signals from RabbitMQ into the inbox and turn them into orders."
 
     def add_arguments(self, parser):
@@ -60,6 +63,7 @@ class Command(BaseCommand):
             if processor:
                 processor.stop()
                 processor.join(timeout=60)
+            consumer.close()
             connection.release()
             events_flush(timeout=5)
         log.info("consume_signals_stopped", handled=consumer.handled)

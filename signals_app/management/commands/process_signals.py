@@ -12,6 +12,7 @@ import threading
 
 import structlog
 from django.conf import settings
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand
 
 from ordermanager.events import events_flush
@@ -21,6 +22,8 @@ log = structlog.get_logger(__name__)
 
 
 class Command(BaseCommand):
+    # A worker needs sound models, not the URLconf or templates: a web-only mistake must not stop trading.
+    requires_system_checks = [Tags.models, Tags.database]
     help = "Process the signal inbox (per-symbol FIFO) until stopped."
 
     def add_arguments(self, parser):
