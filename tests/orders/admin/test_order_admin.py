@@ -1,0 +1,115 @@
+"""Orders admin: the "Cancel on exchange" action through the real changelist URL, against the simulator."""
+
+from decimal import Decimal
+
+import pytest
+from django.contrib.admin import helpers
+from django.contrib.admin.models import LogEntry
+
+from orders.models import CancelReason, OrderStatus
+from tests.orders.factories import OrderFactory
+
+pytestmark = pytest.mark.django_db
+URL = "/admin/orders/order/"
+
+
+def _post(client, orders, **extra):
+    data = {"action": "cancel_on_exchange", helpers.ACTION_CHECKBOX_NAME: [o.pk for o in orders], **extra}
+    return client.post(URL, data)
+
+
+@pytest.fixture
+def resting_order(bybit_settings):
+    """A real limit order resting on the simulator, and our row for it."""
+    from exchange.bybit.client import get_client
+
+    link = "om-admin-cancel-0001"
+    ack = get_client().create_order(
+        category="linear", symbol="BTCUSDT", side="Buy", order_type="Limit", qty=Decimal("0.01"),
+        price=Decimal("1000"), time_in_force="GTC", order_link_id=link,
+    )  # fmt: skip
+    return OrderFactory(order_link_id=link, order_id=ack.order_id, price=Decimal("1000"), qty=Decimal("0.01"),
+                        time_in_force="GTC", post_only=False, status=OrderStatus.NEW)  # fmt: skip
+
+
+def test_first_post_shows_exactly_what_will_be_cancelled_and_asks_why(client, risk_staff):
+    open_order = OrderFactory(status=OrderStatus.NEW)
+    filled = OrderFactory(status=OrderStatus.FILLED, filled_qty=Decimal("0.010"))
+    client.force_login(risk_staff)
+    response = _post(client, [open_order, filled])
+    assert response.status_code == 200
+    assert response.templates[0].name == "admin/orders/order/cancel_confirmation.html"
+    assert [o.pk for o in response.context["cancellable"]] == [open_order.pk]
+    assert [o.pk for o in response.context["skipped"]] == [filled.pk]
+    content = response.content.decode()
+    assert f'name="{helpers.ACTION_CHECKBOX_NAME}" value="{open_order.pk}"' in content
+    assert 'name="post" value="yes"' in content and 'name="reason"' in content
+    open_order.refresh_from_db()
+    assert open_order.status == OrderStatus.NEW  # nothing happened yet
+
+
+def test_confirming_without_a_reason_changes_nothing(client, risk_staff):
+    order = OrderFactory(status=OrderStatus.NEW)
+    client.force_login(risk_staff)
+    response = _post(client, [order], post="yes", reason="")
+    assert response.templates[0].name == "admin/orders/order/cancel_confirmation.html"
+    assert response.context["form"].errors["reason"]
+    order.refresh_from_db()
+    assert order.status == OrderStatus.NEW and order.cancelled_by is None
+
+
+def test_confirming_cancels_on_the_simulator_and_records_reason_and_user(client, risk_staff, resting_order, simulator):
+    from exchange.bybit.client import get_client
+
+    client.force_login(risk_staff)
+    response = _post(client, [resting_order], post="yes", reason="runaway model")
+    assert response.templates[0].name == "admin/orders/order/cancel_result.html"
+    (row,) = response.context["rows"]
+    assert row["result"] == "cancelled", row
+    on_exchange = get_client().get_order(category="linear", symbol="BTCUSDT", order_link_id=resting_order.order_link_id)
+    assert on_exchange.order_status == "Cancelled"
+    resting_order.refresh_from_db()
+    assert resting_order.cancel_reason == CancelReason.MANUAL
+    assert resting_order.cancel_note == "runaway model"
+    assert resting_order.cancelled_by == risk_staff
+    log = LogEntry.objects.get(object_id=str(resting_order.pk))
+    assert log.user == risk_staff and "runaway model" in log.change_message
+
+
+def test_an_order_already_filled_on_the_exchange_is_reported_as_such(client, risk_staff, bybit_settings, simulator):
+    order = OrderFactory(order_link_id="om-admin-gone-0001", status=OrderStatus.NEW)  # unknown to the exchange
+    client.force_login(risk_staff)
+    response = _post(client, [order], post="yes", reason="cleanup")
+    (row,) = response.context["rows"]
+    assert row["result"] in ("already_closed", "error")
+    assert row["message"]  # retMsg from the exchange, shown to the person
+
+
+def test_without_the_permission_the_action_is_absent_and_refused(client, readonly_staff):
+    order = OrderFactory(status=OrderStatus.NEW)
+    client.force_login(readonly_staff)
+    page = client.get(URL)
+    assert "cancel_on_exchange" not in page.content.decode()
+    response = _post(client, [order], post="yes", reason="x")
+    assert response.status_code in (200, 302, 403)
+    order.refresh_from_db()
+    assert order.status == OrderStatus.NEW and order.cancelled_by is None
+
+
+def test_search_finds_by_order_link_id_exchange_id_and_signal_id(client, readonly_staff):
+    from tests.orders.factories import SignalOrderRelationshipFactory
+
+    link = SignalOrderRelationshipFactory()
+    other = OrderFactory()
+    client.force_login(readonly_staff)
+    for term in (link.order.order_link_id, link.order.order_id, str(link.signal.signal_id)):
+        result = list(client.get(URL, {"q": term}).context["cl"].result_list)
+        assert [o.pk for o in result] == [link.order.pk], term
+    assert other.order_link_id not in client.get(URL, {"q": link.order.order_link_id}).content.decode()
+
+
+def test_orders_are_never_edited_by_hand(client, risk_admin):
+    order = OrderFactory()
+    client.force_login(risk_admin)
+    response = client.post(f"{URL}{order.pk}/change/", {"status": "filled"})
+    assert response.status_code == 403

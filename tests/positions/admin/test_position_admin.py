@@ -1,0 +1,39 @@
+from decimal import Decimal
+
+import pytest
+
+from tests.positions.factories import PositionFactory, PositionSnapshotFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_pnl_is_coloured_and_signed(client, readonly_staff):
+    PositionFactory(symbol="BTCUSDT", unrealized_pnl=Decimal("12.5"), realized_pnl=Decimal("-3"))
+    client.force_login(readonly_staff)
+    page = client.get("/admin/positions/position/").content.decode()
+    assert 'class="pnl-gain"' in page and "+12.5" in page
+    assert 'class="pnl-loss"' in page and "-3" in page
+
+
+def test_position_page_has_a_snapshot_chart(client, readonly_staff):
+    snap = PositionSnapshotFactory()
+    PositionSnapshotFactory(position=snap.position)
+    client.force_login(readonly_staff)
+    page = client.get(f"/admin/positions/position/{snap.position.pk}/change/").content.decode()
+    assert "<svg" in page and "<polyline" in page
+
+
+def test_validate_now_repairs_a_position_that_differs_from_its_fills(client, risk_staff):
+    # A position with no fills at all but a size: validation must find and repair it.
+    position = PositionFactory(symbol="BTCUSDT", size=Decimal("1"), avg_entry_price=Decimal("100"))
+    client.force_login(risk_staff)
+    assert b"Validate and repair now" in client.get("/admin/positions/position/validate-now/").content
+    response = client.post("/admin/positions/position/validate-now/", follow=True)
+    assert "difference" in response.content.decode()
+    position.refresh_from_db()
+    assert position.size == 0
+
+
+def test_viewer_cannot_validate(client, readonly_staff):
+    client.force_login(readonly_staff)
+    assert client.post("/admin/positions/position/validate-now/").status_code == 403
