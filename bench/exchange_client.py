@@ -1,0 +1,199 @@
+"""Bybit client figures against the simulator: create+cancel round trips per second and per-call overhead.
+
+    .venv/bin/python bench/exchange_client.py                 # 500 round trips per variant
+    .venv/bin/python bench/exchange_client.py --n 2000 --repeat 3
+
+Needs PostgreSQL because every HTTP attempt writes an ExchangeCall audit row: the database is
+BENCH_DATABASE_URL, else DATABASE_URL, else postgres://postgres@127.0.0.1:5432/om_bench_client; it is created
+if missing and migrated. Existing rows are left alone (the bench adds ~2,000 audit rows per 300 round trips).
+
+A SimulatorServer (uvicorn in a child process, so it does not compete with the client for this process's
+GIL; rate limits lifted so they do not cap the figure) answers three variants doing the same work, one order
+at a time: a PostOnly limit Buy far below the market (it rests), then its cancel by orderLinkId.
+- ``bare httpx``: the baseline. A pooled httpx.Client, the request signed by hand with hmac, no checks.
+- ``client, audit off``: BybitClient with ``audit=False`` (signing, rate-limit bookkeeping, envelope and
+  retCode checks, parsing into OrderAck).
+- ``client``: BybitClient as production runs it, one ExchangeCall INSERT per HTTP call.
+Reported per variant: round trips per second and wall ms per HTTP call (best of ``--repeat`` interleaved
+runs: the least disturbed by other load on the machine), and CPU ms per HTTP call spent in this process
+(``time.process_time``: the client's own work, immune to waiting on the simulator). The client's overhead
+per call is its figure minus the baseline's; the ratio is client / bare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/om_bench_client"
+SYMBOL = "BTCUSDT"
+
+
+def setup_django(db_url: str) -> None:
+    if not db_url.startswith(("postgres://", "postgresql://")):
+        sys.exit(f"BENCH_DATABASE_URL must point at PostgreSQL, got {db_url!r}")
+    _create_database(db_url)
+    os.environ["DATABASE_URL"] = db_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ordermanager.settings.base")
+    os.environ.setdefault("LOG_LEVEL", "warning")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _create_database(db_url: str) -> None:
+    import psycopg
+
+    parsed = urlparse(db_url)
+    name = parsed.path.lstrip("/")
+    admin = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+class BareBybit:
+    """The least code that can place and cancel a signed order: the baseline."""
+
+    def __init__(self, base_url: str, api_key: str, api_secret: str):
+        import httpx
+
+        self.base_url, self.api_key, self.secret = base_url, api_key, api_secret.encode()
+        self.http = httpx.Client(timeout=5.0)
+        self.offset_ms = 0
+
+    def post(self, path: str, params: dict) -> dict:
+        body = json.dumps(params, separators=(",", ":"))
+        ts = str(int(time.time() * 1000) + self.offset_ms)
+        sign = hmac.new(self.secret, f"{ts}{self.api_key}5000{body}".encode(), hashlib.sha256).hexdigest()
+        headers = {"X-BAPI-API-KEY": self.api_key, "X-BAPI-TIMESTAMP": ts, "X-BAPI-RECV-WINDOW": "5000",
+                   "X-BAPI-SIGN": sign, "X-BAPI-SIGN-TYPE": "2", "Content-Type": "application/json"}  # fmt: skip
+        return self.http.post(f"{self.base_url}{path}", content=body.encode(), headers=headers).json()
+
+    def round_trip(self, link: str, price: Decimal) -> None:
+        order = {"category": "linear", "symbol": SYMBOL, "side": "Buy", "orderType": "Limit", "qty": "0.001",
+                 "price": str(price), "timeInForce": "PostOnly", "positionIdx": 0, "orderLinkId": link}  # fmt: skip
+        created = self.post("/v5/order/create", order)
+        cancelled = self.post("/v5/order/cancel", {"category": "linear", "symbol": SYMBOL, "orderLinkId": link})
+        if created["retCode"] or cancelled["retCode"]:
+            raise RuntimeError(f"baseline call failed: {created['retMsg']} / {cancelled['retMsg']}")
+
+
+def client_round_trip(client, link: str, price: Decimal) -> None:
+    client.create_order(category="linear", symbol=SYMBOL, side="Buy", order_type="Limit", qty=Decimal("0.001"),
+                        price=price, time_in_force="PostOnly", order_link_id=link)  # fmt: skip
+    client.cancel_order(category="linear", symbol=SYMBOL, order_link_id=link)
+
+
+def timed(round_trip, n: int, prefix: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) for ``n`` round trips."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for i in range(n):
+        round_trip(f"{prefix}-{i}")
+    return time.perf_counter() - started, time.process_time() - cpu_started
+
+
+def _serve(api_key: str, api_secret: str, urls, stop) -> None:
+    from exchange.simulator.server import SimulatorServer
+
+    with SimulatorServer(api_key=api_key, api_secret=api_secret) as sim:
+        urls.put(sim.url)
+        stop.wait()
+
+
+class SimulatorProcess:
+    """A SimulatorServer in a child process (fork: it inherits the configured Django)."""
+
+    def __init__(self, api_key: str, api_secret: str):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        self.api_key, self.api_secret = api_key, api_secret
+        self._urls, self._stop = ctx.Queue(), ctx.Event()
+        self._process = ctx.Process(target=_serve, args=(api_key, api_secret, self._urls, self._stop), daemon=True)
+
+    def __enter__(self) -> SimulatorProcess:
+        self._process.start()
+        self.url = self._urls.get(timeout=30)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._process.join(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=500, help="create+cancel round trips per variant and repeat")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per variant (the median is reported)")
+    args = parser.parse_args()
+    setup_django(os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_DB)
+
+    import httpx
+    from django.db import connection
+
+    from exchange.bybit.client import BybitClient
+    from exchange.models import ExchangeCall
+
+    first_id = (ExchangeCall.objects.order_by("-id").values_list("id", flat=True).first() or 0) + 1
+    connection.close()  # the child process must not share this connection
+    with SimulatorProcess(api_key="bench-key", api_secret="bench-secret") as sim:
+        sim_url = sim.url
+        httpx.post(f"{sim.url}/sim/rate-limits", json={"scale": 100000}).raise_for_status()
+        bare = BareBybit(sim.url, sim.api_key, sim.api_secret)
+        audited = BybitClient(base_url=sim.url, api_key=sim.api_key, api_secret=sim.api_secret)
+        unaudited = BybitClient(base_url=sim.url, api_key=sim.api_key, api_secret=sim.api_secret, audit=False)
+        bare.offset_ms = audited.get_server_time_ms() - int(time.time() * 1000)
+        price = (audited.get_tickers(category="linear", symbol=SYMBOL)[0].last_price / 2).quantize(Decimal("0.1"))
+        variants = {
+            "bare httpx (baseline)": lambda link: bare.round_trip(link, price),
+            "client, audit off": lambda link: client_round_trip(unaudited, link, price),
+            "client (audit on)": lambda link: client_round_trip(audited, link, price),
+        }
+        run = uuid.uuid4().hex[:8]
+        for v, trip in enumerate(variants.values()):  # warm up connections, code paths and the database
+            timed(trip, 20, f"w{run}v{v}")
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+        for r in range(args.repeat):  # interleaved, so drift hits every variant alike
+            for v, (name, trip) in enumerate(variants.items()):
+                results[name].append(timed(trip, args.n, f"b{run}r{r}v{v}"))
+        rows = ExchangeCall.objects.filter(id__gte=first_id, path__in=["/v5/order/create", "/v5/order/cancel"])
+        rows = rows.count()
+
+    calls = 2 * args.n
+    print(f"\nBybit client vs bare httpx — simulator {sim_url} (child process), PostgreSQL "
+          f"{connection.settings_dict['NAME']}, {args.n} create+cancel round trips x {args.repeat} runs\n")  # fmt: skip
+    print(f"{'variant':<24}{'round trips/s':>15}{'wall ms/call':>14}{'(median)':>10}{'CPU ms/call':>13}")
+    wall, cpu = {}, {}
+    for name, runs in results.items():
+        best = min(runs)
+        wall[name], cpu[name] = best[0] / calls * 1000, min(r[1] for r in runs) / calls * 1000
+        median_ms = statistics.median(r[0] for r in runs) / calls * 1000
+        print(f"{name:<24}{args.n / best[0]:>15.0f}{wall[name]:>14.3f}{median_ms:>10.3f}{cpu[name]:>13.3f}")
+    base, full, no_audit = "bare httpx (baseline)", "client (audit on)", "client, audit off"
+    for label, fig in (("wall", wall), ("CPU", cpu)):
+        logic, audit = fig[no_audit] - fig[base], fig[full] - fig[no_audit]
+        ratio, ratio_no_audit = fig[full] / fig[base], fig[no_audit] / fig[base]
+        print(f"\nclient overhead per call ({label}): {fig[full] - fig[base]:+.3f} ms "
+              f"(client logic {logic:+.3f} ms, audit INSERT {audit:+.3f} ms); "
+              f"ratio client/bare {ratio:.2f}x (audit off {ratio_no_audit:.2f}x)")  # fmt: skip
+    print(f"\naudit rows written for create/cancel: {rows}")
+
+
+if __name__ == "__main__":
+    main()
