@@ -691,8 +691,8 @@ def _create_body(
         if price is None:
             raise ValueError("a Limit order needs a price")
         _positive("price", price)
-    elif price is not None:
-        raise ValueError("a Market order takes no price")
+    else:
+        price = None  # Bybit ignores a Market order's price; not sending it keeps the audit row truthful
     # Key order is the wire order; it matches Bybit's documented examples.
     return {
         "category": category,

@@ -452,3 +452,19 @@ def test_audit_can_be_switched_off(make_client, fake_bybit):
     fake_bybit.script("/v5/market/tickers", envelope({"list": []}))
     make_client(audit=False).get_tickers(category="linear")
     assert not ExchangeCall.objects.exists()
+
+
+def test_market_order_price_is_not_sent(make_client, fake_bybit):
+    fake_bybit.script(CREATE, envelope({"orderId": "m1", "orderLinkId": "mkt"}))
+    create(make_client(), link="mkt", order_type="Market", price=Decimal("25000"), time_in_force="IOC")
+    assert fake_bybit.bodies(CREATE) == [
+        {"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Market", "qty": "0.010",
+         "timeInForce": "IOC", "positionIdx": 0, "orderLinkId": "mkt"}
+    ]  # fmt: skip
+
+
+def test_reduce_only_is_sent_as_a_json_boolean(make_client, fake_bybit):
+    fake_bybit.script(CREATE, envelope({"orderId": "r1", "orderLinkId": "ro"}))
+    create(make_client(), link="ro", reduce_only=True, position_idx=1)
+    [body] = fake_bybit.bodies(CREATE)
+    assert body["reduceOnly"] is True and body["positionIdx"] == 1
