@@ -198,7 +198,7 @@ def _reconcile_category(ctx: RunContext) -> None:
     _fetch_executions(ctx, desk_symbols(category=ctx.category, symbol=ctx.symbol,
                                         exchange_symbols=open_orders.symbols), plans)  # fmt: skip
     if not ctx.dry_run:
-        plans_prepare(plans, t0=ctx.t0)
+        plans_prepare(plans)
     backfill_run(ctx)
     for n, plan in enumerate(plans, 1):
         plan_apply(ctx, plan)

@@ -142,7 +142,7 @@ def backfill_run(ctx) -> int:
         return 0
     plans = _unknown_order_plans(ctx, missing)
     if not ctx.dry_run:
-        plans_prepare(plans, t0=ctx.t0)
+        plans_prepare(plans)
         applied = executions_apply(missing, exchange_orders=ctx.exchange_orders)
     else:
         applied = missing

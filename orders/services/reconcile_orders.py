@@ -6,9 +6,13 @@ in its own short transaction (no exchange call inside one). Between the two
 the run backfills executions, so that order updates land after their fills,
 as they would live.
 
-A row that changed after the run took its exchange snapshot (``updated_at >=
-t0``) is not judged against that snapshot: a live event was newer than what
-we fetched, and the next run will look at it again.
+Races with the live stream (reconciliation may run while it does):
+- a row that changed after the run took its exchange snapshot (``updated_at >=
+  t0``) is not judged against that snapshot; the next run looks at it again;
+- the writes the forward-only rule cannot make (undoing a cancel that never
+  happened, reviving a row we had written off, an amend) are conditional
+  UPDATEs on the status we judged and on ``exchange_updated_ms`` not having
+  moved past the exchange state we apply (a newer live event wins).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from datetime import timedelta
 import structlog
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from exchange.bybit.types import OrderInfo
@@ -28,7 +33,7 @@ from orders.services.reconcile_report import Kind
 
 log = structlog.get_logger(__name__)
 
-ORDER_FIELDS = ("status", "order_id", "filled_qty", "avg_fill_price", "qty", "price")
+ORDER_FIELDS = ("status", "order_id", "filled_qty", "avg_fill_price", "qty", "price", "exchange_updated_ms")
 
 
 def order_state(order: Order) -> dict:
@@ -207,12 +212,18 @@ def external_order_record(info: OrderInfo) -> Order | None:
     return Order.objects.filter(order_id=info.order_id).order_by("pk").first()
 
 
-def _reset_to_exchange(order: Order, info: OrderInfo, *, t0, note: str, from_statuses) -> bool:
+def _unchanged_since(info: OrderInfo):
+    """The race guard of the writes below: no order event newer than the exchange state we
+    are applying has been applied to the row meanwhile (the live stream would have raised
+    ``exchange_updated_ms``). Our own backfill does not move it, a live event does."""
+    return Q(exchange_updated_ms__lte=info.updated_ms)
+
+
+def _reset_to_exchange(order: Order, info: OrderInfo, *, note: str, from_statuses) -> bool:
     """Move a row to the exchange's status when the forward-only rule cannot (a cancel that
-    never happened, a row we had written off). Conditional on the status we judged and on
-    no newer event having touched the row since the snapshot."""
+    never happened, a row we had written off). Conditional on the status we judged."""
     with transaction.atomic():
-        changed = Order.objects.filter(pk=order.pk, status__in=from_statuses, updated_at__lt=t0).update(
+        changed = Order.objects.filter(_unchanged_since(info), pk=order.pk, status__in=from_statuses).update(
             status=status_of(info),
             order_id=order.order_id or info.order_id,
             cancel_note=note[:500],
@@ -221,23 +232,26 @@ def _reset_to_exchange(order: Order, info: OrderInfo, *, t0, note: str, from_sta
     return changed == 1
 
 
-def _amend_to_exchange(order: Order, info: OrderInfo, *, t0) -> bool:
+def _amend_to_exchange(order: Order, info: OrderInfo) -> bool:
     """An amend whose answer was lost: take the exchange's qty/price (filled_qty <= qty holds there)."""
     values = {"qty": info.qty}
     if info.price is not None and order.order_type == OrderType.LIMIT:
         values["price"] = info.price
     with transaction.atomic():
-        return Order.objects.filter(pk=order.pk, updated_at__lt=t0, filled_qty__lte=info.qty).update(
+        return Order.objects.filter(_unchanged_since(info), pk=order.pk, filled_qty__lte=info.qty).update(
             **values, updated_at=timezone.now()
         ) == 1
 
 
-def order_close_not_found(order: Order, *, t0) -> bool:
-    """Closed beyond the exchange's retention: filled if our fills cover the qty, else cancelled."""
-    order.refresh_from_db(fields=["filled_qty", "status"])
+def order_close_not_found(order: Order, *, before: dict) -> bool:
+    """Closed beyond the exchange's retention: filled if our fills cover the qty, else cancelled.
+    Conditional on the status we judged and on no order event since (exchange_updated_ms)."""
+    order.refresh_from_db(fields=["filled_qty"])
     status = OrderStatus.FILLED if order.filled_qty >= order.qty else OrderStatus.CANCELLED
     with transaction.atomic():
-        return Order.objects.filter(pk=order.pk, status=order.status, updated_at__lt=t0).update(
+        return Order.objects.filter(
+            pk=order.pk, status=before["status"], exchange_updated_ms=before["exchange_updated_ms"]
+        ).update(
             status=status,
             cancel_reason=CancelReason.RECONCILE if status == OrderStatus.CANCELLED else order.cancel_reason,
             cancel_note="not on the exchange (open list, realtime and history): closed by reconciliation",
@@ -261,7 +275,7 @@ def pending_in_flight(order: Order, *, now) -> bool:
     return now - order.created_at < timedelta(seconds=float(settings.ORDER_EXECUTION_TIMEOUT))
 
 
-def pending_fail(order: Order, *, age: float, t0) -> bool:
+def pending_fail(order: Order, *, age: float) -> bool:
     from ordermanager import events
     from orders.services.order_executor import order_payload
 
@@ -270,7 +284,8 @@ def pending_fail(order: Order, *, age: float, t0) -> bool:
         f"PENDING_SUBMIT_RETRY_WINDOW={settings.PENDING_SUBMIT_RETRY_WINDOW}s: not sent late"
     )
     with transaction.atomic():
-        changed = Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING_SUBMIT, updated_at__lt=t0).update(
+        # Conditional on pending_submit: a submit finishing elsewhere meanwhile wins.
+        changed = Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING_SUBMIT).update(
             status=OrderStatus.FAILED, reject_reason=reason, updated_at=timezone.now()
         )
         if changed:
@@ -306,7 +321,7 @@ NOTES = {
 }
 
 
-def plans_prepare(plans: list[Plan], *, t0) -> None:
+def plans_prepare(plans: list[Plan]) -> None:
     """Before fills are applied: rows for external orders, and rows we had written off
     put back to the exchange's state (so the fills land on an active order)."""
     for plan in plans:
@@ -315,7 +330,7 @@ def plans_prepare(plans: list[Plan], *, t0) -> None:
             plan.before = {}
         elif plan.kind == Kind.ORDER_REOPENED:
             note = f"reconciliation: open on the exchange although recorded {plan.order.status}"
-            _reset_to_exchange(plan.order, plan.info, t0=t0, from_statuses=[plan.order.status], note=note)
+            _reset_to_exchange(plan.order, plan.info, from_statuses=[plan.order.status], note=note)
 
 
 def plan_apply(ctx, plan: Plan) -> None:
@@ -326,7 +341,7 @@ def plan_apply(ctx, plan: Plan) -> None:
     if plan.kind == Kind.LOOKUP_FAILED:
         return _record(ctx, plan, after={}, resolved=False, note=f"order lookup failed: {plan.error}")
     if plan.kind == Kind.ORDER_NOT_FOUND:
-        changed = order_close_not_found(plan.order, t0=ctx.t0)
+        changed = order_close_not_found(plan.order, before=plan.before)
         return _record_after(ctx, plan, resolved=changed, counter="updated" if changed else None)
     if plan.kind == Kind.PENDING_FAILED:
         return _settle_pending(ctx, plan)
@@ -339,14 +354,15 @@ def _sync(ctx, plan: Plan) -> None:
     from orders.services.fills import order_update_apply
 
     order, info = plan.order, plan.info
-    order_update_apply(info=info, source="rest")
+    # Our own conditional writes first: the fill path's update below records the
+    # exchange's updatedTime, which is what guards them against a live event.
     if plan.kind == Kind.CANCEL_NOT_DONE:
         note = "reconciliation: cancel not confirmed, the order is still open on the exchange"
-        _reset_to_exchange(order, info, t0=ctx.t0, from_statuses=[OrderStatus.PENDING_CANCEL], note=note)
-    order.refresh_from_db()
+        _reset_to_exchange(order, info, from_statuses=[OrderStatus.PENDING_CANCEL], note=note)
     if is_open(info) and is_amended(order, info):
-        _amend_to_exchange(order, info, t0=ctx.t0)
-        order.refresh_from_db()
+        _amend_to_exchange(order, info)
+    order_update_apply(info=info, source="rest")
+    order.refresh_from_db()
     if plan.kind == Kind.EXTERNAL_ORDER:
         ctx.rec.add("external")
     resolved = order.status == status_of(info) and order.filled_qty == info.cum_exec_qty
@@ -362,7 +378,7 @@ def _settle_pending(ctx, plan: Plan) -> None:
     order = plan.order
     age = pending_signal_age(order, now=timezone.now())
     if age > settings.PENDING_SUBMIT_RETRY_WINDOW:
-        failed = pending_fail(order, age=age, t0=ctx.t0)
+        failed = pending_fail(order, age=age)
         if failed:
             ctx.rec.add("failed")
         return _record_after(ctx, plan, resolved=failed, counter=None,
