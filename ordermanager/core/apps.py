@@ -2,12 +2,15 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 
-def _sync_roles(sender, apps, using, **kwargs):
-    # Keeps the role groups exact as apps add models (see ordermanager/core/roles.py).
+def _sync_roles(sender, using="default", apps=None, **kwargs):
+    # Keeps the role groups exact as apps add models (see ordermanager/core/roles.py). `flush` (used
+    # between transactional tests) sends the signal without `apps`: the live registry is current then.
+    from django.apps import apps as live_apps
+
     from ordermanager.core.roles import roles_sync
 
     if using == "default":
-        roles_sync(apps=apps)
+        roles_sync(apps=apps or live_apps)
 
 
 class CoreConfig(AppConfig):
