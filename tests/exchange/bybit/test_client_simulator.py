@@ -296,6 +296,21 @@ def test_dropped_create_responses_never_double_an_order(make_sim_client, simulat
     assert ExchangeCall.objects.filter(path="/v5/order/create").count() == 1000  # never re-sent
 
 
+def test_create_that_lands_after_the_client_gave_up_is_not_doubled(make_sim_client, simulator):
+    # Every create is held 0.5 s before the exchange processes it; the client waits only 0.2 s.
+    control(simulator, "/sim/faults", {"timeout": 1.0, "timeout_seconds": 0.5, "paths": ["/v5/order/create"]})
+    policy = RetryPolicy(max_attempts=8, base_delay=0.1, max_delay=0.2, multiplier=2.0, total_timeout=20.0)
+    ack = market(make_sim_client(timeout=0.2, retry=policy), "late-1")
+    assert ack.resolved_existing is True
+    # Let every held request reach the engine (each answers 110072 to nobody), then count.
+    deadline = time.monotonic() + 10
+    while simulator._server.server_state.tasks and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not simulator._server.server_state.tasks
+    assert [o.order_link_id for o in simulator.engine.orders.values()] == ["late-1"]
+    assert ExchangeCall.objects.filter(path="/v5/order/create").count() >= 2  # it was re-sent, safely
+
+
 def test_duplicate_link_id_from_another_process_resolves(make_sim_client, simulator):
     first = market(make_sim_client(), "twice-1")
     second = market(make_sim_client(), "twice-1")  # e.g. a restarted worker re-submitting
