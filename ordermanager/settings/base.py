@@ -284,6 +284,17 @@ RECONCILE_INTERVAL_MINUTES = env_int("RECONCILE_INTERVAL_MINUTES", 0, minimum=0,
 WS_GATEWAY_HOST = env_str("WS_GATEWAY_HOST", "")
 WS_GATEWAY_PORT = env_int("WS_GATEWAY_PORT", 8080, minimum=1, maximum=65535)
 WS_GATEWAY_API_KEY = env_secret("WS_GATEWAY_API_KEY", "")
+if BYBIT_ENV == "simulator" and not WS_GATEWAY_API_KEY:
+    # Paper key shared by the simulator's ws-gateway role and our endpoint (make run).
+    WS_GATEWAY_API_KEY = "sim-gateway-key"
+# Where ws-gateway pushes private-stream messages (our Channels endpoint, orders/consumers.py).
+WS_GATEWAY_CALLBACK_URL = env_str("WS_GATEWAY_CALLBACK_URL", "ws://127.0.0.1:8000/ws/gateway/")
+if not WS_GATEWAY_CALLBACK_URL.startswith(("ws://", "wss://")):
+    raise ConfigError(f"WS_GATEWAY_CALLBACK_URL={WS_GATEWAY_CALLBACK_URL!r} must be a ws:// or wss:// URL")
+# django-q2 job intervals in seconds (schedules run at minute resolution; see setup_schedules).
+MARK_PRICE_REFRESH_INTERVAL = env_int("MARK_PRICE_REFRESH_INTERVAL", 60, minimum=1)
+LOSS_WARNING_CHECK_INTERVAL = env_int("LOSS_WARNING_CHECK_INTERVAL", 60, minimum=1)
+STALE_ORDER_SWEEP_INTERVAL = env_int("STALE_ORDER_SWEEP_INTERVAL", 60, minimum=1)
 
 # --- Bootstrap admin (make run) -------------------------------------------------------
 ADMIN_USERNAME = env_str("ADMIN_USERNAME", "admin")

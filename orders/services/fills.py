@@ -35,7 +35,7 @@ from orders.models import STATUS_RANK, CancelReason, Execution, Order, OrderStat
 from positions.models import PositionLedgerEntry
 from positions.selectors import position_symbol_is_hedge
 from positions.services.position_manager import position_apply_fill, position_observe
-from positions.services.position_math import FillRule, q18, rule_for
+from positions.services.position_math import FillRule, div18, rule_for
 
 log = structlog.get_logger(__name__)
 
@@ -245,7 +245,7 @@ def _set_fills(order: Order, *, qty: Decimal, value: Decimal, fees: Decimal, avg
     order.filled_qty = qty
     order.cum_exec_value = value
     order.fees = fees
-    order.avg_fill_price = avg if avg else (q18(value / qty) if qty > 0 else None)
+    order.avg_fill_price = avg if avg else (div18(value, qty) if qty > 0 else None)
 
 
 def _advance(order: Order, status: str) -> bool:

@@ -387,3 +387,24 @@ def _evaluate_loss_warning(position: Position) -> int:
         },
     )
     return 1
+
+
+def positions_refresh_mark_prices() -> int:
+    """Mark prices from the exchange's tickers for every symbol with an open position (one call per category).
+
+    The HTTP call happens before, and outside, the short per-symbol transactions.
+    """
+    from exchange.bybit.client import get_client
+
+    open_rows = Position.objects.exclude(size=0).values_list("category", "symbol").distinct()
+    wanted: dict[str, set[str]] = {}
+    for category, symbol in open_rows:
+        wanted.setdefault(category, set()).add(symbol)
+    updated = 0
+    for category, symbols in wanted.items():
+        tickers = get_client().get_tickers(category=category)
+        for ticker in tickers:
+            if ticker.symbol in symbols:
+                mark = ticker.mark_price or ticker.last_price
+                updated += position_set_mark_price(category=category, symbol=ticker.symbol, mark_price=mark)
+    return updated

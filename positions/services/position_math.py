@@ -105,6 +105,20 @@ def apply_execution(
     state: PositionState, *, exec_type: str, side: str, qty: Decimal, price: Decimal, fee: Decimal, direction: int = 0
 ) -> Step:
     """The state after one execution. Inputs are rounded to the column scale first."""
+    # Every product and sum exact (the default 28-digit context would round a
+    # 3-digit size times an 18-place average before our one rounding).
+    with decimal.localcontext(_CONTEXT):
+        return _apply(state, exec_type=exec_type, side=side, qty=qty, price=price, fee=fee, direction=direction)
+
+
+def div18(numerator: Decimal, denominator: Decimal) -> Decimal:
+    """numerator / denominator rounded once, half up, to the column scale."""
+    return q18(_CONTEXT.divide(numerator, denominator))
+
+
+def _apply(
+    state: PositionState, *, exec_type: str, side: str, qty: Decimal, price: Decimal, fee: Decimal, direction: int
+) -> Step:
     qty, price, fee = q18(qty), q18(price), q18(fee)
     rule = rule_for(exec_type)
     if rule is FillRule.FUNDING:
@@ -183,7 +197,8 @@ def unrealized_pnl(*, size: Decimal, avg_entry_price: Decimal, mark_price: Decim
     """Signed size times the move from entry to mark (0 without a mark or when flat)."""
     if mark_price is None or size == 0:
         return ZERO
-    return q18(_CONTEXT.multiply(size, mark_price - avg_entry_price))
+    with decimal.localcontext(_CONTEXT):
+        return q18(size * (mark_price - avg_entry_price))
 
 
 def fold(executions, *, direction: int = 0, start: PositionState | None = None) -> PositionState:

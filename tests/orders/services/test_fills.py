@@ -183,7 +183,8 @@ def test_forward_only_status_and_double_filled():
                                             cum_value="640", avg_price="64000", updated_ms=bm.BASE_MS + 5))  # fmt: skip
     # The cancel/fill race: a second Filled carrying the refused cancel.
     second = bm.order(order_link_id=link, order_id=oid, status="Filled", cum_qty="0.010", cum_value="640",
-                      updated_ms=bm.BASE_MS + 6, cancel_type="CancelByUser", reject_reason="EC_OrigClOrdIDDoesNotExist")  # fmt: skip
+                      updated_ms=bm.BASE_MS + 6, cancel_type="CancelByUser",
+                      reject_reason="EC_OrigClOrdIDDoesNotExist")  # fmt: skip
     assert order_update_apply(info=second) is True  # only the update time moved
     stale_partial = bm.order(order_link_id=link, order_id=oid, status="PartiallyFilled", cum_qty="0.004",
                              updated_ms=bm.BASE_MS + 1)  # fmt: skip

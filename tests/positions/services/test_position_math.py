@@ -212,7 +212,12 @@ def test_every_documented_bybit_exec_type_has_a_rule():
 
 @pytest.mark.parametrize(
     "size,entry,mark,expected",
-    [("0.04", "65500", "66000", "20"), ("-0.02", "63000", "64000", "-20"), ("1", "100", None, "0"), ("0", "0", "5", "0")],
+    [
+        ("0.04", "65500", "66000", "20"),
+        ("-0.02", "63000", "64000", "-20"),
+        ("1", "100", None, "0"),
+        ("0", "0", "5", "0"),
+    ],
 )
 def test_unrealized_pnl(size, entry, mark, expected):
     mark_price = D(mark) if mark else None
@@ -222,3 +227,11 @@ def test_unrealized_pnl(size, entry, mark, expected):
 def test_inputs_beyond_18_places_round_like_the_database():
     step = apply_execution(S(), exec_type="Trade", side="Buy", qty=D("1"), price=D("1.0000000000000000005"), fee=D(0))
     assert step.state.avg_entry_price == D("1.000000000000000001")
+
+
+def test_weighted_average_is_rounded_once_not_first_by_the_default_context():
+    # 252.047 * 64662.772445864440760062 has 29 significant digits: rounding it to the
+    # default 28 first made the average end in ...141 instead of ...142.
+    before = S("252.047", "64662.772445864440760062")
+    step = apply_execution(before, exec_type="Trade", side="Buy", qty=D("0.228"), price=D("64966"), fee=D(0))
+    assert step.state.avg_entry_price == D("64663.046495541748886142")

@@ -1,0 +1,288 @@
+"""Fill figures on PostgreSQL: ingest rate through the ws-gateway endpoint, validation time.
+
+    .venv/bin/python bench/fills.py                    # both, defaults below
+    .venv/bin/python bench/fills.py --validation 1000000 --positions 100 --skip-ingest
+    .venv/bin/python bench/fills.py --skip-validation --ingest 20000 --connections 4 --batch 1
+
+Uses its own database (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/om_bench_fills),
+migrated and emptied first.
+
+- Ingest: uvicorn serves ``ordermanager.asgi:application`` on a free port; N
+  WebSocket clients (as ws-gateway would connect) send execution messages of
+  ``--batch`` fills each for ``--symbols`` symbols; the clock runs until every
+  Execution row is in the database (polled), so the figure is end to end:
+  frame → parse → transaction (execution, order, ledger, position) → commit.
+- Validation: ``--validation`` executions (with ~1% funding rows) spread over
+  ``--positions`` positions are generated with their ledger states by the same
+  fold the service uses and loaded with COPY; then the one-statement recompute
+  (``positions_recompute_differences``) and the full service
+  (``positions_validate_against_fills``) are timed. Both must find nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import sys
+import threading
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/om_bench_fills"
+BASE_MS = 1_767_225_600_000
+GATEWAY_KEY = "bench-gateway-key"
+
+
+def _setup(db_url: str) -> None:
+    os.environ["DATABASE_URL"] = db_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ordermanager.settings.base")
+    os.environ["WS_GATEWAY_API_KEY"] = GATEWAY_KEY
+    os.environ.setdefault("LOG_LEVEL", "warning")
+    _create_database(db_url)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _create_database(db_url: str) -> None:
+    from urllib.parse import urlparse
+
+    import psycopg
+
+    parsed = urlparse(db_url)
+    name = parsed.path.lstrip("/")
+    admin = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _empty() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE positions_positionledgerentry, positions_positionsnapshot, positions_positiondiscrepancy,"
+            " positions_position, orders_execution RESTART IDENTITY CASCADE"
+        )
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def bench_validation(total: int, positions: int, seed: int) -> dict:
+    from django.db import connection
+
+    from orders.selectors import positions_recompute_differences
+    from orders.services.position_validation import positions_validate_against_fills
+
+    _empty()
+    started = time.perf_counter()
+    _generate(total, positions, seed)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE orders_execution")
+        cursor.execute("VACUUM ANALYZE positions_positionledgerentry")
+        cursor.execute("VACUUM ANALYZE positions_position")
+    setup_s = time.perf_counter() - started
+    timings = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        differences = positions_recompute_differences()
+        timings.append(time.perf_counter() - t0)
+        assert differences == [], differences[:3]
+    t0 = time.perf_counter()
+    recorded = positions_validate_against_fills()
+    service_s = time.perf_counter() - t0
+    assert recorded == []
+    return {
+        "executions": total,
+        "positions": positions,
+        "setup_seconds": round(setup_s, 1),
+        "query_seconds_best": round(min(timings), 3),
+        "query_seconds_all": [round(t, 3) for t in timings],
+        "service_seconds": round(service_s, 3),
+    }
+
+
+def _generate(total: int, positions: int, seed: int) -> None:
+    from django.db import connection
+
+    from positions.services.position_math import PositionState, apply_execution
+
+    rng = random.Random(seed)
+    per = total // positions
+    position_rows = []
+    exec_cols = (
+        "exec_id, exchange_order_id, order_link_id, category, symbol, side, exec_type, exec_qty, exec_price,"
+        " exec_value, exec_fee, fee_currency, is_maker, position_idx, exec_time, seq, source, created_at"
+    )
+    ledger_cols = (
+        "position_id, position_idx, exec_id, exec_type, exec_time_ms, seq, side, qty, price, fee, flag,"
+        " size_after, avg_entry_after, realized_after, fees_after, funding_after, created_at"
+    )
+    now = "2026-01-01T00:00:00+00:00"
+    raw = connection.connection  # psycopg connection for COPY
+    with raw.cursor() as cursor:
+        for p in range(positions):
+            symbol = f"B{p:04d}USDT"
+            cursor.execute(
+                "INSERT INTO positions_position (category, symbol, position_idx, mode, size, avg_entry_price,"
+                " realized_pnl, fees_paid, funding_paid, unrealized_pnl, last_exec_ms, last_exec_seq, last_exec_id,"
+                " loss_warning_active, created_at, updated_at) VALUES ('linear', %s, 0, 'one_way', 0, 0, 0, 0, 0, 0,"
+                " 0, 0, '', false, now(), now()) RETURNING id",
+                [symbol],
+            )
+            position_id = cursor.fetchone()[0]
+            state = PositionState()
+            price = Decimal(60000)
+            ex_rows, led_rows = [], []
+            for n in range(per):
+                ms = BASE_MS + n * 50
+                exec_id = str(uuid.UUID(int=rng.getrandbits(128)))
+                price += Decimal(rng.randint(-500, 500)) / 10
+                if rng.random() < 0.01:
+                    exec_type, side, qty, fee = "Funding", "Buy", Decimal(1), Decimal(rng.randint(-100, 100)) / 1000
+                else:
+                    exec_type, side = "Trade", rng.choice(("Buy", "Sell"))
+                    qty = Decimal(rng.randint(1, 2000)) / 1000
+                    fee = (qty * price * Decimal("0.00055")).quantize(Decimal("1e-8"))
+                step = apply_execution(state, exec_type=exec_type, side=side, qty=qty, price=price, fee=fee)
+                state = step.state
+                ex_rows.append(
+                    (exec_id, "", "", "linear", symbol, side, exec_type, qty, price, qty * price, fee, "USDT",
+                     False, 0, _iso(ms), n, "bench", now)
+                )  # fmt: skip
+                led_rows.append(
+                    (position_id, 0, exec_id, exec_type, ms, n, side, qty, price, fee, step.flag,
+                     state.size, state.avg_entry_price, state.realized_pnl, state.fees_paid, state.funding_paid, now)
+                )  # fmt: skip
+            with cursor.copy(f"COPY orders_execution ({exec_cols}) FROM STDIN") as copy:
+                for row in ex_rows:
+                    copy.write_row(row)
+            with cursor.copy(f"COPY positions_positionledgerentry ({ledger_cols}) FROM STDIN") as copy:
+                for row in led_rows:
+                    copy.write_row(row)
+            position_rows.append((position_id, state, BASE_MS + (per - 1) * 50, per - 1, exec_id))
+        for position_id, state, ms, seq, exec_id in position_rows:
+            cursor.execute(
+                "UPDATE positions_position SET size=%s, avg_entry_price=%s, realized_pnl=%s, fees_paid=%s,"
+                " funding_paid=%s, last_exec_ms=%s, last_exec_seq=%s, last_exec_id=%s WHERE id=%s",
+                [state.size, state.avg_entry_price, state.realized_pnl, state.fees_paid, state.funding_paid, ms, seq,
+                 exec_id, position_id],
+            )  # fmt: skip
+    raw.commit() if not raw.autocommit else None
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)).isoformat()
+
+
+# --- ingest through the endpoint ------------------------------------------------------------------
+
+
+def bench_ingest(total: int, connections: int, batch: int, symbols: int) -> dict:
+    import uvicorn
+    import websockets
+
+    from orders.models import Execution
+
+    _empty()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config("ordermanager.asgi:application", log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+
+    per_conn = total // connections
+    rng = random.Random(1)
+
+    def messages(conn: int) -> list[str]:
+        out = []
+        for start in range(0, per_conn, batch):
+            items = []
+            for k in range(start, min(start + batch, per_conn)):
+                n = conn * per_conn + k
+                qty = Decimal(rng.randint(1, 100)) / 1000
+                price = Decimal(60000 + rng.randint(-1000, 1000))
+                items.append({
+                    "category": "linear", "symbol": f"S{conn % symbols:03d}USDT", "execId": str(uuid.uuid4()),
+                    "orderId": "", "orderLinkId": "", "side": rng.choice(("Buy", "Sell")), "execType": "Trade",
+                    "execQty": str(qty), "execPrice": str(price), "execValue": str(qty * price),
+                    "execFee": str((qty * price * Decimal("0.00055")).quantize(Decimal("1e-8"))),
+                    "feeCurrency": "USDT", "isMaker": False, "execTime": str(BASE_MS + n), "seq": n,
+                })  # fmt: skip
+            out.append(json.dumps({"id": str(uuid.uuid4()), "topic": "execution", "creationTime": BASE_MS,
+                                   "data": items}))  # fmt: skip
+        return out
+
+    prepared = [messages(c) for c in range(connections)]
+    url = f"ws://127.0.0.1:{port}/ws/gateway/"
+
+    async def feed(frames: list[str]) -> None:
+        async with websockets.connect(url, additional_headers={"X-API-Key": GATEWAY_KEY}, max_queue=None) as ws:
+            for frame in frames:
+                await ws.send(frame)
+            # Keep the socket open until everything is stored (the server applies frames in order).
+            while await asyncio.to_thread(Execution.objects.count) < total:
+                await asyncio.sleep(0.05)
+
+    async def run() -> float:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(feed(frames) for frames in prepared))
+        return time.perf_counter() - t0
+
+    elapsed = asyncio.run(run())
+    server.should_exit = True
+    thread.join(timeout=10)
+    stored = Execution.objects.count()
+    assert stored == connections * per_conn, stored
+    return {
+        "executions": stored,
+        "connections": connections,
+        "fills_per_message": batch,
+        "symbols": symbols,
+        "seconds": round(elapsed, 2),
+        "executions_per_second": round(stored / elapsed),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
+    parser.add_argument("--validation", type=int, default=1_000_000)
+    parser.add_argument("--positions", type=int, default=100)
+    parser.add_argument("--ingest", type=int, default=20_000)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 10])
+    parser.add_argument("--symbols", type=int, default=4)
+    parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--skip-validation", action="store_true")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    _setup(args.db)
+    if not args.skip_ingest:
+        for batch in args.batch:
+            print(json.dumps({"ingest": bench_ingest(args.ingest, args.connections, batch, args.symbols)}))
+    if not args.skip_validation:
+        print(json.dumps({"validation": bench_validation(args.validation, args.positions, args.seed)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""Create or update the django-q2 schedules (idempotent; safe on every start).
+
+Fill side (orders.services.jobs.SCHEDULES): position snapshots, validation
+against fills, mark prices, loss warnings, stale-order sweep, each interval
+from its setting. Reconciliation's optional schedule comes from
+orders.jobs_reconcile (RECONCILE_INTERVAL_MINUTES, off at 0).
+"""
+
+from django.core.management.base import BaseCommand
+
+from orders.jobs_reconcile import reconcile_schedule_ensure
+from orders.services.jobs import SCHEDULES, schedules_ensure
+
+
+class Command(BaseCommand):
+    help = "Create or update the django-q2 schedules from the settings (idempotent)."
+
+    def handle(self, *args, **options):
+        result = schedules_ensure()
+        for job in SCHEDULES:
+            self.stdout.write(f"{job.name}: {result[job.name]} (every {job.minutes} min, {job.func})")
+        self.stdout.write(f"reconcile: {reconcile_schedule_ensure()}")

@@ -1,0 +1,258 @@
+"""Aggregate reads over executions (the fill book).
+
+``positions_recompute_differences`` is the position validation query: in one
+SQL statement it recomputes every position from the ``Execution`` rows and
+returns only the positions whose stored state differs. Why it can be one pass
+over a million fills without replaying history (docs/decisions/0402):
+
+- Size, fees and funding are plain sums over executions.
+- Average entry and realized PnL are path dependent, so each position keeps a
+  ledger (``PositionLedgerEntry``): one entry per execution with the state
+  after it. The query checks every entry against the previous one with the
+  fold rules of ``positions.services.position_math`` (a window ``LAG``, in the
+  ledger's index order, so nothing is sorted), checks that the ledger holds
+  exactly the position's executions (count, sums and an id checksum against
+  ``Execution``), and that the position row equals the last entry. By
+  induction the stored position is the fold of its executions.
+- The average-entry step is checked without division: ``new_avg`` is right
+  when ``|new_avg * N - X| <= N/2`` units of 1e-18 (half-up rounding), with
+  X = |S|*avg + |q|*price and N = |S + q|. Everything else is exact numeric.
+
+PostgreSQL is exact; on SQLite (embedded default, ~15 significant digits)
+values compare with a small relative tolerance and the id checksum is a length sum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import connection
+
+from orders.models import Execution
+from positions.models import Position, PositionLedgerEntry
+from positions.services.position_math import POSITION_MOVING_TYPES
+
+
+@dataclass(frozen=True)
+class PositionDifference:
+    category: str
+    symbol: str
+    position_idx: int
+    position_id: int | None
+    stored: dict
+    expected: dict
+    problems: tuple[str, ...]
+
+
+_COLUMNS = (
+    "category, symbol, position_idx, position_id, p_size, p_entry, p_realized, p_fees, p_funding, "
+    "l_size, l_entry, l_realized, l_fees, l_funding, bad_steps, ex_n, l_n, ex_qty, ex_fees, ex_funding, "
+    "inputs_ok, steps_ok, row_ok, size_ok"
+).split(", ")
+
+
+def positions_recompute_differences() -> list[PositionDifference]:
+    """Every position (and every executions group without a position) whose stored state is not the fold of its
+    executions, with what is stored, what the executions give, and which check failed."""
+    sql, params = _validation_sql(connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params or None)
+        rows = cursor.fetchall()
+    return [_difference(dict(zip(_COLUMNS, row, strict=True))) for row in rows]
+
+
+def position_executions(*, category: str, symbol: str, position_idx: int) -> list[dict]:
+    """The executions applied to one position, as values for ``position_rebuild`` (repair path only)."""
+    rows = Execution.objects.filter(category=category, symbol=symbol, position_idx=position_idx).values(
+        "exec_id", "exec_type", "exec_time", "seq", "side", "exec_qty", "exec_price", "exec_fee", "order_id"
+    )
+    return [
+        {
+            "exec_id": r["exec_id"],
+            "exec_type": r["exec_type"],
+            "exec_time_ms": _ms(r["exec_time"]),
+            "seq": r["seq"] or 0,
+            "side": r["side"],
+            "qty": r["exec_qty"],
+            "price": r["exec_price"],
+            "fee": r["exec_fee"],
+            "has_order": r["order_id"] is not None,
+        }
+        for r in rows
+    ]
+
+
+def _ms(value) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    return (value - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+
+
+def _difference(row: dict) -> PositionDifference:
+    problems = tuple(
+        name
+        for name, ok in (
+            ("ledger_vs_executions", row["inputs_ok"]),
+            ("ledger_steps", row["steps_ok"]),
+            ("stored_vs_ledger", row["row_ok"]),
+            ("size_vs_executions", row["size_ok"]),
+        )
+        if not ok
+    )
+    stored = {k[2:]: _text(row[k]) for k in ("p_size", "p_entry", "p_realized", "p_fees", "p_funding")}
+    expected = {k[2:]: _text(row[k]) for k in ("l_size", "l_entry", "l_realized", "l_fees", "l_funding")}
+    expected.update(
+        bad_steps=row["bad_steps"] or 0,
+        executions=row["ex_n"] or 0,
+        ledger_entries=row["l_n"] or 0,
+        executions_net_qty=_text(row["ex_qty"]),
+        executions_fees=_text(row["ex_fees"]),
+        executions_funding=_text(row["ex_funding"]),
+    )
+    return PositionDifference(
+        category=row["category"],
+        symbol=row["symbol"],
+        position_idx=row["position_idx"],
+        position_id=row["position_id"],
+        stored=stored,
+        expected=expected,
+        problems=problems,
+    )
+
+
+def _text(value) -> str | None:
+    if value is None:
+        return None
+    return str(value if isinstance(value, Decimal) else Decimal(str(value)))
+
+
+def _validation_sql(vendor: str) -> tuple[str, list]:
+    pg = vendor == "postgresql"
+    # Our own constants, inlined as literals (checked to be plain words).
+    assert all(t.isalnum() for t in POSITION_MOVING_TYPES)
+    moving = ", ".join(f"'{t}'" for t in POSITION_MOVING_TYPES)
+    collate = ' COLLATE "C"' if pg else ""
+    least = "LEAST" if pg else "MIN"
+
+    def eq(a: str, b: str) -> str:
+        if pg:
+            return f"({a} = {b})"
+        return f"(abs(({a}) - ({b})) <= 1e-9 * (1 + abs({b})))"
+
+    def eqz(a: str, b: str) -> str:  # NULL-safe: a missing side counts as a zero state
+        return eq(f"COALESCE({a}, 0)", f"COALESCE({b}, 0)")
+
+    def id_hash(column: str) -> str:
+        return f"hashtextextended({column}, 0)" if pg else f"length({column})"
+
+    # float8 epoch seconds * 1000 rounds back to the exact millisecond (53-bit mantissa).
+    exec_ms = (
+        "ROUND(date_part('epoch', e.exec_time) * 1000)::bigint"
+        if pg
+        else "CAST(ROUND((julianday(e.exec_time) - 2440587.5) * 86400000) AS INTEGER)"
+    )
+    # Increase: a1 is X/N rounded to 18 places <=> |a1*N - X| <= N/2 (in units of 1e-18). (The exact
+    # tie side is not checked: one multiplication fewer per row, and a tie is off by one unit at most.)
+    half = "0.0000000000000000005"
+    gap = "(f.a1 * ABS(f.s1) - (ABS(f.s0) * f.a0 + f.qty * f.price))"
+    entry_inc_ok = f"(ABS({gap}) <= ABS(f.s1) * {half})" if pg else f"(abs({gap}) <= 1e-9 * (1 + abs(f.a1 * f.s1)))"
+    q = "CASE WHEN f.buy THEN f.qty ELSE -f.qty END"
+    realized_reduce = (
+        f"f.r0 - f.fee + CASE WHEN f.s0 > 0 THEN ROUND({least}(f.qty, f.s0) * (f.price - f.a0), 18)"
+        f" ELSE ROUND({least}(f.qty, -f.s0) * (f.a0 - f.price), 18) END"
+    )
+    t_exec = Execution._meta.db_table
+    t_ledger = PositionLedgerEntry._meta.db_table
+    t_pos = Position._meta.db_table
+    sql = f"""
+WITH ex AS (
+    SELECT e.category, e.symbol, e.position_idx, COUNT(*) AS n,
+        SUM(CASE WHEN e.exec_type IN ({moving}) AND e.side = 'Buy' THEN e.exec_qty
+                 WHEN e.exec_type IN ({moving}) AND e.side = 'Sell' THEN -e.exec_qty ELSE 0 END) AS net_qty,
+        SUM(CASE WHEN e.exec_type IN ({moving}) AND e.side IN ('Buy', 'Sell') THEN e.exec_fee ELSE 0 END) AS fees,
+        SUM(CASE WHEN e.exec_type = 'Funding' THEN e.exec_fee ELSE 0 END) AS funding,
+        SUM(e.exec_qty + e.exec_price + e.exec_fee) AS mix,
+        SUM({exec_ms}) AS time_sum, SUM({id_hash("e.exec_id")}) AS id_sum
+    FROM {t_exec} e
+    GROUP BY e.category, e.symbol, e.position_idx
+),
+lagged AS (
+    SELECT l.position_id, l.position_idx AS idx, l.exec_type, l.side, l.qty, l.price, l.fee, l.exec_time_ms,
+        l.exec_id, l.size_after AS s1, l.avg_entry_after AS a1, l.realized_after AS r1,
+        LAG(l.size_after, 1, 0) OVER w AS s0, LAG(l.avg_entry_after, 1, 0) OVER w AS a0,
+        LAG(l.realized_after, 1, 0) OVER w AS r0,
+        LEAD(l.seq, 1) OVER w IS NULL AS is_last
+    FROM {t_ledger} l
+    WINDOW w AS (PARTITION BY l.position_id ORDER BY l.exec_time_ms, l.seq, l.exec_id{collate})
+),
+typed AS (
+    SELECT g.*, (g.exec_type IN ({moving}) AND g.side IN ('Buy', 'Sell')) AS moves,
+        (g.exec_type = 'Funding') AS funding_row, (g.side = 'Buy') AS buy
+    FROM lagged g
+),
+flagged AS (
+    SELECT t.*, (t.moves AND t.qty <> 0 AND CASE WHEN t.s0 = 0 THEN (t.idx = 0 OR (t.idx = 1) = t.buy)
+                                                 ELSE (t.s0 > 0) = t.buy END) AS inc
+    FROM typed t
+),
+checked AS (
+    SELECT f.position_id, f.exec_id, f.is_last, f.moves, f.funding_row, f.buy, f.qty, f.price, f.fee,
+        f.exec_time_ms,
+        CASE
+            WHEN NOT f.moves THEN {eq("f.s1", "f.s0")} AND {eq("f.a1", "f.a0")}
+                AND {eq("f.r1", "f.r0 - CASE WHEN f.funding_row THEN f.fee ELSE 0 END")}
+            WHEN f.inc THEN {eq("f.s1", f"f.s0 + {q}")} AND {eq("f.r1", "f.r0 - f.fee")} AND {entry_inc_ok}
+            ELSE
+                CASE WHEN f.idx <> 0 AND f.qty > ABS(f.s0) THEN {eq("f.s1", "0")}
+                     ELSE {eq("f.s1", f"f.s0 + {q}")} END
+                AND {eq("f.r1", realized_reduce)}
+                AND CASE WHEN f.s1 = 0 THEN {eq("f.a1", "0")}
+                         WHEN f.qty > ABS(f.s0) THEN {eq("f.a1", "f.price")}
+                         ELSE {eq("f.a1", "f.a0")} END
+        END AS ok
+    FROM flagged f
+),
+led AS (
+    SELECT c.position_id, COUNT(*) AS n, SUM(CASE WHEN c.ok THEN 0 ELSE 1 END) AS bad_steps,
+        SUM(CASE WHEN NOT c.moves THEN 0 WHEN c.buy THEN c.qty ELSE -c.qty END) AS net_qty,
+        SUM(c.qty + c.price + c.fee) AS mix, SUM(c.exec_time_ms) AS time_sum,
+        SUM({id_hash("c.exec_id")}) AS id_sum,
+        MAX(CASE WHEN c.is_last THEN c.exec_id END) AS last_exec_id
+    FROM checked c
+    GROUP BY c.position_id
+),
+book AS (
+    SELECT p.id AS position_id, p.category, p.symbol, p.position_idx,
+        CASE WHEN p.position_idx = 2 THEN -p.size ELSE p.size END AS p_size,
+        p.avg_entry_price AS p_entry, p.realized_pnl AS p_realized, p.fees_paid AS p_fees,
+        p.funding_paid AS p_funding, led.n, led.bad_steps, led.net_qty, led.mix, led.time_sum, led.id_sum,
+        last.size_after, last.avg_entry_after AS entry_after,
+        last.realized_after
+    FROM {t_pos} p
+        LEFT JOIN led ON led.position_id = p.id
+        LEFT JOIN {t_ledger} last ON last.exec_id = led.last_exec_id
+),
+compared AS (
+    SELECT COALESCE(b.category, ex.category) AS category, COALESCE(b.symbol, ex.symbol) AS symbol,
+        COALESCE(b.position_idx, ex.position_idx) AS position_idx, b.position_id,
+        b.p_size, b.p_entry, b.p_realized, b.p_fees, b.p_funding,
+        b.size_after AS l_size, b.entry_after AS l_entry, b.realized_after AS l_realized,
+        ex.fees AS l_fees, ex.funding AS l_funding, b.bad_steps,
+        ex.n AS ex_n, b.n AS l_n, ex.net_qty AS ex_qty, ex.fees AS ex_fees, ex.funding AS ex_funding,
+        (COALESCE(ex.n, 0) = COALESCE(b.n, 0) AND {eqz("ex.net_qty", "b.net_qty")} AND {eqz("ex.mix", "b.mix")}
+            AND COALESCE(ex.time_sum, 0) = COALESCE(b.time_sum, 0)
+            AND COALESCE(ex.id_sum, 0) = COALESCE(b.id_sum, 0)) AS inputs_ok,
+        (COALESCE(b.bad_steps, 0) = 0) AS steps_ok,
+        ({eqz("b.p_size", "b.size_after")} AND {eqz("b.p_entry", "b.entry_after")}
+            AND {eqz("b.p_realized", "b.realized_after")} AND {eqz("b.p_fees", "ex.fees")}
+            AND {eqz("b.p_funding", "ex.funding")}) AS row_ok,
+        (COALESCE(b.position_idx, ex.position_idx) <> 0 OR {eqz("b.p_size", "ex.net_qty")}) AS size_ok
+    FROM book b FULL OUTER JOIN ex
+        ON ex.category = b.category AND ex.symbol = b.symbol AND ex.position_idx = b.position_idx
+)
+SELECT {", ".join(_COLUMNS)} FROM compared
+WHERE NOT (inputs_ok AND steps_ok AND row_ok AND size_ok)
+ORDER BY symbol, position_idx
+"""
+    return sql, []

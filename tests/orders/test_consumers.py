@@ -1,0 +1,195 @@
+"""The ws-gateway endpoint in process (Channels communicator): auth, close codes, error frames, ingest."""
+
+import asyncio
+import json
+from decimal import Decimal as D
+
+import pytest
+from asgiref.testing import ApplicationCommunicator
+from channels.routing import URLRouter
+
+from orders import consumers
+from orders.models import Execution
+from orders.routing import websocket_urlpatterns
+from positions.models import Position
+from tests.positions import bybit_messages as bm
+
+KEY = "gateway-test-key"
+APP = URLRouter(websocket_urlpatterns)
+
+
+@pytest.fixture(autouse=True)
+def _key(settings):
+    settings.WS_GATEWAY_API_KEY = KEY
+
+
+def run(scenario):
+    return asyncio.run(asyncio.wait_for(scenario(), timeout=20))
+
+
+class Communicator(ApplicationCommunicator):
+    """A WebSocket client speaking ASGI to the app (channels.testing needs daphne, which we do not install)."""
+
+    def __init__(self, headers: list):
+        scope = {"type": "websocket", "path": "/ws/gateway/", "query_string": b"", "headers": headers,
+                 "subprotocols": []}  # fmt: skip
+        super().__init__(APP, scope)
+
+    async def connect(self) -> tuple[bool, None]:
+        await self.send_input({"type": "websocket.connect"})
+        response = await self.receive_output(10)
+        return response["type"] == "websocket.accept", None
+
+    async def send_to(self, text_data: str) -> None:
+        await self.send_input({"type": "websocket.receive", "text": text_data})
+
+    async def send_json_to(self, data) -> None:
+        await self.send_to(json.dumps(data))
+
+    async def receive_json_from(self) -> dict:
+        response = await self.receive_output(10)
+        assert response["type"] == "websocket.send", response
+        return json.loads(response["text"])
+
+    async def disconnect(self) -> None:
+        await self.send_input({"type": "websocket.disconnect", "code": 1000})
+        await self.wait(10)
+
+
+def communicator(key: str | None = KEY) -> Communicator:
+    return Communicator([(b"x-api-key", key.encode())] if key is not None else [])
+
+
+async def _closed_with(ws: Communicator) -> tuple[dict, int]:
+    error = await ws.receive_json_from()
+    close = await ws.receive_output(10)
+    assert close["type"] == "websocket.close"
+    return error, close["code"]
+
+
+def test_header_key_authenticates_and_ping_is_answered():
+    async def scenario():
+        ws = communicator()
+        connected, _ = await ws.connect()
+        await ws.send_json_to({"op": "ping", "req_id": "7"})
+        reply = await ws.receive_json_from()
+        await ws.disconnect()
+        return connected, reply
+
+    connected, reply = run(scenario)
+    assert connected and reply == {"op": "pong", "req_id": "7"}
+
+
+def test_wrong_header_key_closes_4401():
+    async def scenario():
+        ws = communicator("nope")
+        await ws.connect()
+        return await _closed_with(ws)
+
+    error, code = run(scenario)
+    assert code == consumers.CLOSE_BAD_KEY == 4401
+    assert error == {"op": "error", "error": "invalid API key", "id": None}
+
+
+def test_first_frame_auth():
+    async def scenario():
+        good = communicator(None)
+        await good.connect()
+        await good.send_json_to({"op": "auth", "api_key": KEY})
+        accepted = await good.receive_json_from()
+        await good.disconnect()
+        bad = communicator(None)
+        await bad.connect()
+        await bad.send_json_to({"op": "auth", "api_key": "guess"})
+        return accepted, await _closed_with(bad)
+
+    accepted, (error, code) = run(scenario)
+    assert accepted == {"op": "auth", "success": True}
+    assert code == 4401 and error["error"] == "invalid API key"
+
+
+def test_data_before_auth_is_refused():
+    async def scenario():
+        ws = communicator(None)
+        await ws.connect()
+        await ws.send_json_to(bm.message("execution", [bm.execution_item()]))
+        return await _closed_with(ws)
+
+    error, code = run(scenario)
+    assert code == 4401 and "authenticate first" in error["error"]
+
+
+def test_no_auth_in_time_closes_4408(monkeypatch):
+    monkeypatch.setattr(consumers, "AUTH_TIMEOUT", 0.05)
+
+    async def scenario():
+        ws = communicator(None)
+        await ws.connect()
+        return await _closed_with(ws)
+
+    error, code = run(scenario)
+    assert code == consumers.CLOSE_AUTH_TIMEOUT == 4408
+
+
+def test_endpoint_without_configured_key_closes_4403(settings):
+    settings.WS_GATEWAY_API_KEY = ""
+
+    async def scenario():
+        ws = communicator("anything")
+        await ws.connect()
+        return await _closed_with(ws)
+
+    error, code = run(scenario)
+    assert code == 4403 and "WS_GATEWAY_API_KEY" in error["error"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_malformed_frames_get_error_frames_and_the_connection_stays_up():
+    bad_decimal = bm.message("execution", [{**bm.execution_item(), "execQty": "1.2.3"}])
+
+    async def scenario():
+        ws = communicator()
+        await ws.connect()
+        replies = []
+        for frame in ("not json", "[1, 2]", json.dumps({"op": "subscribe"}),
+                      json.dumps({"id": "m1", "topic": "orderbook.50.BTCUSDT", "data": []}),
+                      json.dumps(bad_decimal)):  # fmt: skip
+            await ws.send_to(frame)
+            replies.append(await ws.receive_json_from())
+        await ws.send_json_to({"op": "ping"})
+        replies.append(await ws.receive_json_from())
+        await ws.disconnect()
+        return replies
+
+    replies = run(scenario)
+    assert [r["op"] for r in replies] == ["error"] * 5 + ["pong"]
+    assert replies[0]["error"] == "frame is not valid JSON"
+    assert replies[2]["error"] == "unknown op 'subscribe'"
+    assert replies[3] == {"op": "error", "error": "unknown topic 'orderbook.50.BTCUSDT'; expected one of "
+                          "order, execution, position, wallet", "id": "m1"}  # fmt: skip
+    assert "execQty='1.2.3' is not a decimal" in replies[4]["error"] and replies[4]["id"] == bad_decimal["id"]
+    assert not Execution.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_execution_message_is_applied_and_a_failing_one_answers_an_error():
+    good = bm.message("execution", [bm.execution_item(qty="0.5", price="100", fee="0.03")])
+    failing = bm.message("execution", [bm.execution_item(qty="-1", price="100")])  # check constraint
+
+    async def scenario():
+        ws = communicator()
+        await ws.connect()
+        await ws.send_json_to(good)
+        await ws.send_json_to(failing)
+        error = await ws.receive_json_from()
+        await ws.send_json_to({"op": "ping"})
+        pong = await ws.receive_json_from()
+        await ws.disconnect()
+        return error, pong
+
+    error, pong = run(scenario)
+    assert error == {"op": "error", "error": "could not apply execution message: IntegrityError", "id": failing["id"]}
+    assert pong["op"] == "pong"
+    position = Position.objects.get(symbol="BTCUSDT")
+    assert (position.size, position.avg_entry_price, position.fees_paid) == (D("0.5"), D("100"), D("0.03"))
+    assert Execution.objects.count() == 1
