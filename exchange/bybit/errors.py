@@ -43,6 +43,9 @@ class BybitError(Exception):
         self.trace_id = trace_id
         # Server-side reset time of the rate-limit window (ms), when the answer carried one.
         self.reset_at_ms: int | None = None
+        # Set by the client when an earlier attempt of the same operation had an ambiguous outcome
+        # (e.g. "order not found" on a cancel whose first attempt may have succeeded).
+        self.after_ambiguous_attempt = False
 
     def __str__(self) -> str:
         parts = [self.message]

@@ -468,3 +468,27 @@ def test_reduce_only_is_sent_as_a_json_boolean(make_client, fake_bybit):
     create(make_client(), link="ro", reduce_only=True, position_idx=1)
     [body] = fake_bybit.bodies(CREATE)
     assert body["reduceOnly"] is True and body["positionIdx"] == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "url"),
+    [("mainnet", "https://api.bybit.com"), ("testnet", "https://api-testnet.bybit.com"),
+     ("demo", "https://api-demo.bybit.com"), ("simulator", "http://127.0.0.1:8765")],
+)  # fmt: skip
+def test_base_url_follows_bybit_env(settings, env, url):
+    from exchange.bybit.client import base_url_from_settings, get_client
+
+    settings.BYBIT_ENV, settings.BYBIT_BASE_URL = env, ""
+    settings.SIMULATOR_HOST, settings.SIMULATOR_PORT = "127.0.0.1", 8765
+    assert base_url_from_settings() == url
+    settings.BYBIT_BASE_URL = "https://api.bybit.nl/"
+    get_client.cache_clear()
+    try:
+        client = get_client()
+        assert client.base_url == "https://api.bybit.nl" and client is get_client()
+        assert client.timeout == settings.BYBIT_HTTP_TIMEOUT and client.dry_run == settings.ENABLE_DRY_RUN
+        assert client.retry.max_attempts == settings.BYBIT_API_RETRY_MAX_ATTEMPTS
+        assert client.retry.total_timeout == settings.ORDER_EXECUTION_TIMEOUT
+        assert settings.BYBIT_API_SECRET not in repr(client) or not settings.BYBIT_API_SECRET
+    finally:
+        get_client.cache_clear()
