@@ -97,6 +97,7 @@ def positions_reconcile(ctx) -> None:
     if ctx.symbol:
         keys = {k for k in keys if k[0] == ctx.symbol}
     mismatched: dict[str, list[Side]] = {}
+    ctx.rec.step("positions", 0, len(keys))
     for n, (symbol, idx) in enumerate(sorted(keys), 1):
         ctx.rec.add("checked")
         ctx.rec.step("positions", n, len(keys))
