@@ -23,7 +23,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from ordermanager import events
-from orders.models import CancelReason, Order, OrderStatus, OrderType
+from orders.models import CancelReason, Order, OrderStatus, OrderType, TimeInForce
 from orders.services.order_executor import order_payload
 
 log = structlog.get_logger(__name__)
@@ -115,7 +115,12 @@ def _settle_closed(order: Order) -> None:
 def orders_to_cancel_for_signal(*, symbol: str, side: str, order_type: str, category: str = "linear") -> list[Order]:
     """The open orders a new signal on ``symbol`` replaces, with the rules of the module docstring."""
     statuses = list(CANCELLABLE) if settings.CANCEL_PARTIALLY_FILLED_ORDERS else [OrderStatus.NEW]
-    candidates = Order.objects.filter(category=category, symbol=symbol, status__in=statuses).order_by("id")
+    # IOC/FOK orders never rest on the book: one still `new` here only awaits its fill event.
+    candidates = (
+        Order.objects.filter(category=category, symbol=symbol, status__in=statuses)
+        .exclude(time_in_force__in=[TimeInForce.IOC, TimeInForce.FOK])
+        .order_by("id")
+    )
     chosen = []
     for order in candidates:
         opposite = order.side != side

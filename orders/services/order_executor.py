@@ -64,9 +64,12 @@ def order_payload(order: Order) -> dict:
     }
 
 
-def order_submit(*, order: Order) -> Order:
-    """Send one ``pending_submit`` order and record the outcome. Idempotent: any other status is left alone."""
-    order.refresh_from_db()
+def order_submit(*, order: Order, fresh: bool = False) -> Order:
+    """Send one ``pending_submit`` order and record the outcome. Idempotent: any other status is left alone.
+
+    ``fresh=True`` skips re-reading the row (the caller has just committed it)."""
+    if not fresh:
+        order.refresh_from_db()
     if order.status != OrderStatus.PENDING_SUBMIT:
         return order
     if settings.ENABLE_DRY_RUN:
@@ -100,11 +103,17 @@ def _record_ack(order: Order, order_id: str, *, resolved_existing: bool) -> Orde
     with transaction.atomic():
         # Race: the private stream may have applied New/Filled first; only a
         # still-pending row moves to New, but the orderId is recorded either way.
-        Order.objects.filter(pk=order.pk, order_id="").update(order_id=order_id)
-        Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING_SUBMIT).update(
-            status=OrderStatus.NEW, submitted_at=now, updated_at=now
+        moved = Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING_SUBMIT, order_id="").update(
+            status=OrderStatus.NEW, order_id=order_id, submitted_at=now, updated_at=now
         )
-        order.refresh_from_db()
+        if moved:
+            order.status, order.order_id, order.submitted_at = OrderStatus.NEW, order_id, now
+        else:
+            Order.objects.filter(pk=order.pk, order_id="").update(order_id=order_id)
+            Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING_SUBMIT).update(
+                status=OrderStatus.NEW, submitted_at=now, updated_at=now
+            )
+            order.refresh_from_db()
         events.publish_event_on_commit(
             routing_key=events.ORDER_CREATED, payload={**order_payload(order), "resolved_existing": resolved_existing}
         )

@@ -108,12 +108,9 @@ def _drain_symbol(symbol: str, limit: int | None) -> int:
 def signal_process(*, signal: TradingSignal) -> TradingSignal:
     """Take one signal to a terminal state. The caller must hold the symbol lock."""
     with structlog.contextvars.bound_contextvars(signal_id=str(signal.signal_id), trace_id=signal.trace_id):
-        if signal.status == SignalStatus.RECEIVED:
-            TradingSignal.objects.filter(pk=signal.pk, status=SignalStatus.RECEIVED).update(
-                status=SignalStatus.PROCESSING
-            )
-            signal.refresh_from_db()
-        if signal.status != SignalStatus.PROCESSING:
+        # `processing` is set in the transaction that commits the orders (one commit fewer per signal); a
+        # signal with orders but no terminal status is resumed whatever its status says.
+        if signal.status not in UNFINISHED:
             return signal
         try:
             orders = list(Order.objects.filter(signal_links__signal=signal).order_by("leg"))
@@ -155,13 +152,14 @@ def _plan_and_execute(signal: TradingSignal) -> TradingSignal:
     failed_cancels = [c for c in cancels if c.result == "error"]
     notes = [*plan.notes, *(f"cancel of {c.order_link_id} failed: {c.message}" for c in failed_cancels)]
     orders = _orders_create(signal, plan)
-    submitted = [order_submit(order=o) for o in orders]
+    submitted = [order_submit(order=o, fresh=True) for o in orders]
     return _submit_and_finish(signal, submitted, summary="; ".join([plan.summary(), *notes]))
 
 
 def _orders_create(signal: TradingSignal, plan: OrderPlan) -> list[Order]:
     """Commit every leg as pending_submit (with its orderLinkId) before anything is sent."""
     with transaction.atomic():
+        TradingSignal.objects.filter(pk=signal.pk, status=SignalStatus.RECEIVED).update(status=SignalStatus.PROCESSING)
         orders = []
         for leg in plan.legs:
             order = Order.objects.create(
@@ -217,10 +215,14 @@ def _order_problem(order: Order) -> str:
 
 def _finish(signal: TradingSignal, status: str, reason: str) -> TradingSignal:
     with transaction.atomic():
-        changed = TradingSignal.objects.filter(pk=signal.pk, status=SignalStatus.PROCESSING).update(
-            status=status, reason=reason, processed_at=timezone.now()
+        now = timezone.now()
+        changed = TradingSignal.objects.filter(pk=signal.pk, status__in=UNFINISHED).update(
+            status=status, reason=reason, processed_at=now
         )
-        signal.refresh_from_db()
+        if changed:
+            signal.status, signal.reason, signal.processed_at = status, reason, now
+        else:
+            signal.refresh_from_db()
         if changed:
             events.publish_event_on_commit(routing_key=_SIGNAL_EVENT[status], payload=signal_event_payload(signal))
     level = log.info if status in (SignalStatus.EXECUTED, SignalStatus.DRY_RUN) else log.warning
