@@ -82,3 +82,17 @@ class SignalDetailApi(RoleApiView):
     )
     def get(self, request, signal_id):
         return Response(SignalDetailOutput(signal_get(signal_id=signal_id)).data)
+
+
+def _collection_view():
+    """GET (list, here) and POST (intake, signals_app.apis) share /api/signals/: one class, each method
+    keeping its own permissions, parser and schema."""
+    from signals_app.apis import SignalCreateApi
+
+    class SignalCollectionApi(SignalListApi, SignalCreateApi):
+        required_permissions = {**SignalListApi.required_permissions, **SignalCreateApi.required_permissions}
+
+    return SignalCollectionApi
+
+
+SignalCollectionApi = _collection_view()

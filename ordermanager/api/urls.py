@@ -4,7 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from ordermanager.api.health import HealthApi
-from ordermanager.api.signals import SignalDetailApi, SignalListApi
+from ordermanager.api.signals import SignalCollectionApi, SignalDetailApi
 from orders import apis as orders
 from positions import apis as positions
 
@@ -18,7 +18,7 @@ urlpatterns = [
     path("orders/<str:order_link_id>/", orders.OrderDetailApi.as_view(), name="order-detail"),
     path("orders/<str:order_link_id>/cancel/", orders.OrderCancelApi.as_view(), name="order-cancel"),
     path("executions/", orders.ExecutionListApi.as_view(), name="execution-list"),
-    path("signals/", SignalListApi.as_view(), name="signal-list"),
+    path("signals/", SignalCollectionApi.as_view(), name="signal-list"),  # GET list + POST intake
     path("signals/<uuid:signal_id>/", SignalDetailApi.as_view(), name="signal-detail"),
     path("positions/", positions.PositionListApi.as_view(), name="position-list"),
     path("positions/<int:position_id>/", positions.PositionDetailApi.as_view(), name="position-detail"),
