@@ -1,0 +1,141 @@
+"""The intake consumer against the real broker (in a thread): ack after commit, dead letters, reconnects."""
+
+import json
+import socket
+import threading
+import uuid
+from urllib.parse import urlparse
+
+import pytest
+from kombu import Connection
+
+from signals_app.amqp import REASON_HEADER, SignalConsumer, dead_letter_queue, ingress_queue, signal_publish
+from signals_app.models import SignalStatus, TradingSignal
+from tests.signals_app.conftest import signal_message
+from tests.signals_app.e2e.harness import wait_until
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.django_db(transaction=True)]
+
+
+class CuttableProxy:
+    """A TCP proxy in front of RabbitMQ whose live connections can be cut, as a broker restart would."""
+
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self):
+        with self.lock:
+            for s in self.sockets:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.sockets.clear()
+
+    def close(self):
+        self.cut()
+        self.listener.close()
+
+
+@pytest.fixture
+def queues(amqp_url):
+    name = f"test.consumer.{uuid.uuid4().hex[:8]}"
+    queue, dead = ingress_queue(name), dead_letter_queue(f"{name}.dead")
+    conn = Connection(amqp_url)
+    yield conn, queue, dead
+    for q in (queue, dead):
+        try:
+            q.bind(conn.default_channel).delete()
+        except Exception:
+            pass
+    conn.release()
+
+
+def run_consumer(url, queue, dead):
+    consumer = SignalConsumer(Connection(url), queue=queue, dead_letter=dead, prefetch=10)
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    thread.start()
+    return consumer, thread
+
+
+def stop(consumer, thread):
+    consumer.should_stop = True
+    thread.join(15)
+    consumer.close()
+    assert not thread.is_alive()
+
+
+def test_valid_and_invalid_messages_are_stored_acked_or_dead_lettered(amqp_url, queues):
+    conn, queue, dead = queues
+    good, bad = signal_message(), signal_message(amount="-7")
+    for body in (good, bad, b"{not json"):
+        signal_publish(body=json.dumps(body).encode() if isinstance(body, dict) else body, connection=conn,
+                       queue=queue)
+    consumer, thread = run_consumer(amqp_url, queue, dead)
+    wait_until(lambda: consumer.handled == 3, timeout=15, what="three messages handled")
+    stop(consumer, thread)
+    assert TradingSignal.objects.get(signal_id=good["signal_id"]).status == SignalStatus.RECEIVED
+    assert TradingSignal.objects.get(signal_id=bad["signal_id"]).status == SignalStatus.REJECTED
+    channel = conn.channel()
+    assert queue.bind(channel).queue_declare(passive=True).message_count == 0  # all acked
+    reasons = []
+    while (message := dead.bind(channel).get(no_ack=True)) is not None:
+        reasons.append(message.headers[REASON_HEADER])
+    assert len(reasons) == 2
+    assert any("amount: must be greater than 0, got -7" in r for r in reasons)
+    assert any("not valid JSON" in r for r in reasons)
+
+
+def test_consumer_reconnects_after_the_broker_connection_drops(amqp_url, queues):
+    conn, queue, dead = queues
+    parsed = urlparse(amqp_url)
+    proxy = CuttableProxy((parsed.hostname, parsed.port or 5672))
+    try:
+        via_proxy = amqp_url.replace(f"{parsed.hostname}:{parsed.port or 5672}", f"127.0.0.1:{proxy.port}")
+        if via_proxy == amqp_url:
+            via_proxy = amqp_url.replace(parsed.hostname, f"127.0.0.1:{proxy.port}", 1)
+        consumer, thread = run_consumer(via_proxy, queue, dead)
+        first = signal_message()
+        signal_publish(body=json.dumps(first).encode(), connection=conn, queue=queue)
+        wait_until(lambda: TradingSignal.objects.filter(signal_id=first["signal_id"]).exists(), timeout=15,
+                   what="first signal")
+        proxy.cut()
+        second = signal_message()
+        signal_publish(body=json.dumps(second).encode(), connection=conn, queue=queue)
+        wait_until(lambda: TradingSignal.objects.filter(signal_id=second["signal_id"]).exists(), timeout=30,
+                   what="second signal after the reconnect")
+        stop(consumer, thread)
+    finally:
+        proxy.close()
+    assert TradingSignal.objects.count() == 2
