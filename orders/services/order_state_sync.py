@@ -215,23 +215,31 @@ def _fetch_executions(ctx: RunContext, symbols: set[str], plans: list) -> None:
 
     start, end = exec_window_start(category=ctx.category, symbol=ctx.symbol, now=timezone.now()), now_ms()
     ordered = sorted(symbols)
+    covered: set[str] = set()
     for n, symbol in enumerate(ordered, 1):
         try:
             ctx.backfill.offer(ctx.client.get_executions(category=ctx.category, symbol=symbol, start_ms=start,
                                                          end_ms=end))  # fmt: skip
+            covered.add(symbol)
         except BybitError as exc:
             note = f"executions of {symbol} since the last run could not be fetched: {exc}"
             ctx.rec.discrepancy(kind=Kind.LOOKUP_FAILED, symbol=symbol, resolved=False, note=note)
         ctx.rec.step("executions", n, len(ordered))
     for plan in plans:
-        if not plan.fetch_fills:
-            continue
+        if not plan.fetch_fills or (plan.symbol in covered and _created_ms(plan) >= start):
+            continue  # every fill of an order created inside the window came with its symbol's pull
         order_id = plan.info.order_id if plan.info is not None else plan.order.order_id
         try:
             ctx.backfill.offer(ctx.client.get_executions(category=ctx.category, symbol=plan.symbol,
                                                          order_id=order_id))  # fmt: skip
         except BybitError as exc:
             plan.error = f"its executions could not be fetched: {exc}"
+
+
+def _created_ms(plan) -> int:
+    if plan.order is not None:
+        return int(plan.order.created_at.timestamp() * 1000)
+    return plan.info.created_ms
 
 
 def _finish(rec: RunRecorder, *, error: str = "") -> None:

@@ -21,9 +21,10 @@ from orders.models import Execution, Order, ReconciliationRun
 # How far before the last good run's start the next run looks again: covers
 # fills whose execTime precedes their arrival (exchange and clock lag).
 WINDOW_OVERLAP = timedelta(minutes=10)
-# Bybit keeps executions for two years but answers at most 7 days per request;
-# the client splits longer ranges. A run without a predecessor looks back this far.
-MAX_LOOKBACK = timedelta(days=7)
+# Bybit keeps executions for two years but answers at most 7 days per request (the
+# client splits longer ranges). A run without a predecessor looks back this far: just
+# under 7 days, so that the range stays one request.
+MAX_LOOKBACK = timedelta(days=7) - timedelta(minutes=1)
 SOURCE = "rest"  # Execution.source of a backfilled row
 _CHUNK = 1000
 

@@ -170,28 +170,48 @@ def plans_for_unmatched(infos: list[OrderInfo], *, t0) -> list[Plan]:
     return plans
 
 
+_ROW = ("pk", "order_link_id", "order_id", "status", "filled_qty", "qty", "price", "order_type", "updated_at")
+
+
+def _agrees(row: dict, info: OrderInfo) -> bool:
+    """The cheap test of the common case (the exchange and we agree), on plain values:
+    no model instance is built for the thousands of orders that need nothing."""
+    if row["status"] in (OrderStatus.PENDING_SUBMIT, OrderStatus.PENDING_CANCEL):
+        return False
+    if info.cum_exec_qty != row["filled_qty"] or status_of(info) != row["status"] or info.qty != row["qty"]:
+        return False
+    return row["order_type"] != OrderType.LIMIT or info.price is None or info.price == row["price"]
+
+
 def orders_plan(ctx, open_orders: OpenOrders) -> list[Plan]:
     """Compare every active order with the exchange; returns the differences."""
-    orders = list(active_orders(category=ctx.category, symbol=ctx.symbol))
+    rows = list(active_orders(category=ctx.category, symbol=ctx.symbol).values(*_ROW))
     matched: set[str] = set()
-    plans: list[Plan] = []
-    total = len(orders)
-    for n, order in enumerate(orders, 1):
-        ctx.rec.add("checked")
-        info = open_orders.match(order_link_id=order.order_link_id, order_id=order.order_id)
+    suspects: dict[int, OrderInfo | None] = {}
+    for row in rows:
+        info = open_orders.match(order_link_id=row["order_link_id"], order_id=row["order_id"])
         if info is not None:
             matched.add(info.order_id)
-        if order.updated_at >= ctx.t0:
+        if row["updated_at"] >= ctx.t0:
             continue  # changed by a live event after our snapshot; judged by the next run
+        if info is None or not _agrees(row, info):
+            suspects[row["pk"]] = info
+    ctx.rec.add("checked", len(rows))
+    ctx.rec.step("orders", len(rows) - len(suspects), len(rows))
+    plans: list[Plan] = []
+    orders = Order.objects.in_bulk(list(suspects))
+    for n, (pk, info) in enumerate(suspects.items(), 1):
+        order = orders[pk]
         if info is None and order.status == OrderStatus.PENDING_SUBMIT and pending_in_flight(order, now=ctx.t0):
-            continue
+            continue  # another process may still be sending it
+        # One lookup per order: /v5/order/realtime by orderLinkId finds the 500 most recently
+        # closed; reading the symbol's history in bulk would page through its open orders too.
         plan = plan_for_open(order, info) if info is not None else plan_for_missing(ctx.client, order)
         if plan is not None and plan.kind:
             if plan.info is not None:
                 ctx.exchange_orders[plan.info.order_id] = plan.info
             plans.append(plan)
-        if n % 500 == 0 or n == total:
-            ctx.rec.step("orders", n, total)
+        ctx.rec.step("orders", len(rows) - len(suspects) + n, len(rows))
     unmatched = [i for i in open_orders.items if i.order_id not in matched]
     ctx.rec.add("checked", len(unmatched))
     for plan in plans_for_unmatched(unmatched, t0=ctx.t0):

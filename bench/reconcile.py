@@ -1,0 +1,168 @@
+"""Reconciliation figure: one run over 10,000 open orders on 20 symbols, against the simulator.
+
+    .venv/bin/python bench/reconcile.py                      # 10,000 orders, 20 symbols, 3 runs
+    .venv/bin/python bench/reconcile.py --orders 2000 --symbols 5 --changed 100
+
+Uses its own PostgreSQL database (BENCH_DATABASE_URL, default
+postgres://postgres@127.0.0.1:5432/om_bench_reconcile), migrated and emptied first.
+
+The simulator lists 5 linear symbols and, like Bybit, at most 500 open orders per
+symbol; the bench adds synthetic symbols (BENCH01USDT, ...) to its instrument table
+before it starts so that 20 symbols x 500 orders fit. The open orders are put
+straight into the engine (placing 10,000 through the HTTP API would only time the
+simulator); the database gets the matching Order rows. A timed run is the real
+service end to end: every page of /v5/order/realtime over HTTP (50 a page), the
+comparison, one execution query per symbol, the position listing, the run row.
+
+``--changed N`` fills N of the orders on the exchange first (the consumer "was
+stopped"), so the run also looks each one up and backfills its fill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/om_bench_reconcile"
+
+
+def _setup(db_url: str) -> None:
+    os.environ["DATABASE_URL"] = db_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ordermanager.settings.base")
+    os.environ.setdefault("LOG_LEVEL", "warning")
+    _create_database(db_url)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _create_database(db_url: str) -> None:
+    from urllib.parse import urlparse
+
+    import psycopg
+
+    parsed = urlparse(db_url)
+    name = parsed.path.lstrip("/")
+    admin = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _empty() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE orders_discrepancy, orders_reconciliationrun, orders_execution, orders_order,"
+            " positions_positionledgerentry, positions_positionsnapshot, positions_position,"
+            " exchange_exchangecall RESTART IDENTITY CASCADE"
+        )
+
+
+def _symbols(count: int) -> list[str]:
+    """The simulator's symbols, plus synthetic BTC-like ones up to ``count``."""
+    from exchange.simulator.instruments import LINEAR
+
+    btc = LINEAR["BTCUSDT"]
+    n = 0
+    while len(LINEAR) < count:
+        n += 1
+        symbol = f"BENCH{n:02d}USDT"
+        LINEAR[symbol] = dataclasses.replace(btc, symbol=symbol, base=f"BENCH{n:02d}", symbol_id=100 + n)
+    return sorted(LINEAR)[:count]
+
+
+def _seed(engine, symbols: list[str], total: int) -> None:
+    """``total`` resting buys spread over ``symbols`` (far below the price), in the engine and in our book."""
+    from exchange.simulator.engine import SimOrder
+    from exchange.simulator.instruments import LINEAR
+    from orders.models import Order, OrderStatus
+
+    rows = []
+    with engine.lock:
+        now = engine.now_ms()
+        for i in range(total):
+            symbol = symbols[i % len(symbols)]
+            spec = LINEAR[symbol]
+            price = (engine.prices[symbol] / 2).quantize(spec.tick)
+            link = f"{uuid.uuid4().hex}-0"
+            order = SimOrder(
+                n=engine._next_n(), category="linear", symbol=symbol, order_id=str(uuid.uuid4()), order_link_id=link,
+                side="Buy", order_type="Limit", price=price, qty=spec.min_qty * 10, time_in_force="GTC",
+                position_idx=0, reduce_only=False, close_on_trigger=False, created_ms=now, updated_ms=now,
+                last_price_on_created=engine.prices[symbol],
+            )  # fmt: skip
+            engine.orders[order.order_id] = order
+            engine.orders_by_link[link] = order
+            engine.open_orders[order.order_id] = order  # the engine's index of open orders
+            rows.append(Order(order_link_id=link, order_id=order.order_id, symbol=symbol, side="Buy",
+                              order_type="Limit", time_in_force="GTC", qty=order.qty, price=price,
+                              status=OrderStatus.NEW, exchange_updated_ms=now))  # fmt: skip
+    Order.objects.bulk_create(rows, batch_size=2000)
+
+
+def _fill_some(engine, changed: int) -> None:
+    with engine.lock:
+        orders = sorted(engine.orders.values(), key=lambda o: o.n)[:changed]
+    for order in orders:
+        engine.force_fill(order_id=order.order_id)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--orders", type=int, default=10_000)
+    parser.add_argument("--symbols", type=int, default=20)
+    parser.add_argument("--changed", type=int, default=0, help="orders filled while the consumer was stopped")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    if args.orders > args.symbols * 500:
+        parser.error("at most 500 open orders per symbol (Bybit's limit, kept by the simulator)")
+    _setup(os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
+    symbols = _symbols(args.symbols)
+
+    from django.conf import settings
+
+    from exchange.bybit.client import get_client
+    from exchange.models import ExchangeCall
+    from exchange.simulator.server import SimulatorServer
+    from orders.services.order_state_sync import reconcile
+
+    with SimulatorServer(initial_balance="1000000000000") as sim:
+        settings.BYBIT_BASE_URL, settings.BYBIT_API_KEY, settings.BYBIT_API_SECRET = sim.url, "sim-key", "sim-secret"
+        get_client.cache_clear()
+        timings = []
+        for n in range(args.runs):
+            sim.reset()
+            _empty()
+            _seed(sim.engine, symbols, args.orders)
+            _fill_some(sim.engine, args.changed)
+            started = time.perf_counter()
+            run = reconcile(trigger="command")
+            elapsed = time.perf_counter() - started
+            timings.append(elapsed)
+            calls = ExchangeCall.objects.count()
+            found = run.discrepancies.count()
+            print(f"run {n + 1}: {elapsed:.2f} s  status={run.status} checked={run.checked} updated={run.updated} "
+                  f"backfilled={run.backfilled} discrepancies={found} http_calls={calls}")
+            assert run.status == "succeeded", run.error
+            assert run.checked >= args.orders and run.updated == args.changed
+    best, median = min(timings), statistics.median(timings)
+    engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    print(f"\nreconcile: {args.orders} open orders over {args.symbols} symbols, {args.changed} changed: "
+          f"median {median:.2f} s, best {best:.2f} s (aim < 5 s) on {engine}")
+
+
+if __name__ == "__main__":
+    main()
