@@ -7,7 +7,7 @@ import pytest
 from signals_app.models import SignalStatus, TradingSignal
 from tests.signals_app.conftest import signal_message
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.signals_app.apis.urls")]
+pytestmark = pytest.mark.django_db  # through the project URLconf: GET list and POST intake share the path
 URL = "/api/signals/"
 
 
