@@ -11,25 +11,19 @@ from dataclasses import dataclass, field
 from exchange.bybit.types import OrderInfo, PositionInfo
 from orders.models import OrderStatus
 
-# Bybit orderStatus → our status. Conditional orders waiting for their trigger
-# count as resting orders; spot's PartiallyFilledCanceled and a deactivated
-# conditional are cancellations (their fills, if any, come from cumExecQty).
-EXCHANGE_STATUS = {
-    "New": OrderStatus.NEW,
-    "Untriggered": OrderStatus.NEW,
-    "Triggered": OrderStatus.NEW,
-    "PartiallyFilled": OrderStatus.PARTIALLY_FILLED,
-    "Filled": OrderStatus.FILLED,
-    "Cancelled": OrderStatus.CANCELLED,
-    "PartiallyFilledCanceled": OrderStatus.CANCELLED,
-    "Deactivated": OrderStatus.CANCELLED,
-    "Rejected": OrderStatus.REJECTED,
-}
 OPEN_EXCHANGE_STATUSES = frozenset({"New", "Untriggered", "Triggered", "PartiallyFilled"})
 
 
 def status_of(info: OrderInfo) -> str:
-    return EXCHANGE_STATUS.get(info.order_status, "")
+    """Our status for the exchange's, by the fill path's own mapping (so that what we expect
+    is what ``order_update_apply`` writes): a PostOnly order that would have crossed ends
+    "Cancelled" on Bybit with no fills and is a rejection here."""
+    from orders.services.fills import BYBIT_STATUS, POST_ONLY_REJECT
+
+    status = BYBIT_STATUS.get(info.order_status, "")
+    if status == OrderStatus.CANCELLED and info.reject_reason == POST_ONLY_REJECT and info.cum_exec_qty == 0:
+        return OrderStatus.REJECTED
+    return status
 
 
 def is_open(info: OrderInfo) -> bool:

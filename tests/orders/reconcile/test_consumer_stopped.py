@@ -60,3 +60,16 @@ def test_orders_filled_cancelled_and_partly_filled_while_stopped(sim):
     again = reconcile(trigger="command")
     assert again.status == ReconciliationRun.Status.SUCCEEDED
     assert again.discrepancies.count() == 0 and again.updated == 0 and again.backfilled == 0
+
+
+def test_a_post_only_order_that_would_have_crossed_ends_rejected_as_live(sim):
+    engine = sim.engine
+    order = place(price="66000", tif="PostOnly")  # above the last price: Bybit cancels it at once
+    assert order.status == OrderStatus.NEW  # the ack came; the cancel event was never seen
+
+    run = reconcile(trigger="command")
+
+    order.refresh_from_db()
+    assert order.status == OrderStatus.REJECTED
+    assert run.status == ReconciliationRun.Status.SUCCEEDED and run.discrepancies.get().resolved
+    assert books_differences(engine) == []
