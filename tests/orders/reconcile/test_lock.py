@@ -51,6 +51,13 @@ def _in_own_connection(fn):
     return out[0] if out else None
 
 
+def _delete_committed_rows() -> None:
+    from exchange.models import ExchangeCall
+
+    ReconciliationRun.objects.all().delete()
+    ExchangeCall.objects.all().delete()  # the client's audit rows of those runs
+
+
 # Plain django_db: the runs on the worker threads commit on their own connections (so the
 # test can see them), and are deleted at the end the same way.
 @pytest.mark.postgres
@@ -86,7 +93,7 @@ def test_a_second_run_is_refused_or_waits_while_the_first_holds_the_lock(sim):
     finally:
         release.set()
         thread.join(15)
-        _in_own_connection(lambda: ReconciliationRun.objects.all().delete())
+        _in_own_connection(_delete_committed_rows)
 
 
 @pytest.mark.postgres
