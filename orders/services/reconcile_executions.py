@@ -13,10 +13,11 @@ import dataclasses
 from collections.abc import Iterable
 from datetime import timedelta
 
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from exchange.bybit.types import ExecutionInfo
-from orders.models import Execution, Order, ReconciliationRun
+from orders.models import Discrepancy, Execution, Order, ReconciliationRun
 
 # How far before the last good run's start the next run looks again: covers
 # fills whose execTime precedes their arrival (exchange and clock lag).
@@ -30,9 +31,14 @@ _CHUNK = 1000
 
 
 def exec_window_start(*, category: str, symbol: str | None, now) -> int:
-    """Epoch ms from which a run pulls every execution: the last completed run's start
-    (minus an overlap), never more than MAX_LOOKBACK ago."""
-    runs = ReconciliationRun.objects.filter(status=ReconciliationRun.Status.SUCCEEDED, dry_run=False)
+    """Epoch ms from which a run pulls every execution: the start of the last run that pulled
+    them all (finished, not a dry run, no failed lookup), minus an overlap; never more than
+    MAX_LOOKBACK ago."""
+    from orders.services.reconcile_report import Kind
+
+    done = (ReconciliationRun.Status.SUCCEEDED, ReconciliationRun.Status.UNRESOLVED)
+    failed_lookup = Discrepancy.objects.filter(run=OuterRef("pk"), kind=Kind.LOOKUP_FAILED)
+    runs = ReconciliationRun.objects.filter(status__in=done, dry_run=False).exclude(Exists(failed_lookup))
     runs = runs.filter(symbol__in=["", symbol]) if symbol else runs.filter(symbol="")
     last = runs.order_by("-started_at").values_list("started_at", flat=True).first()
     start = now - MAX_LOOKBACK

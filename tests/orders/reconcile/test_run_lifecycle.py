@@ -96,3 +96,33 @@ def test_the_run_as_json_has_counts_and_before_after_with_decimal_strings(sim):
     assert closed["order_link_id"] == order.order_link_id
     assert Decimal(closed["before"]["exchange"]["filled_qty"]) == Decimal("0.010")
     assert isinstance(closed["after"]["filled_qty"], str)
+
+
+def test_executions_are_pulled_from_the_last_run_that_pulled_them_all():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from orders.services.reconcile_executions import MAX_LOOKBACK, WINDOW_OVERLAP, exec_window_start
+    from tests.orders.factories import DiscrepancyFactory
+
+    now = timezone.now()
+
+    def start_ms():
+        return exec_window_start(category="linear", symbol=None, now=now)
+
+    def run_at(hours_ago, **fields):
+        run = ReconciliationRunFactory(**fields)
+        ReconciliationRun.objects.filter(pk=run.pk).update(started_at=now - timedelta(hours=hours_ago))
+        return run
+
+    assert start_ms() == int((now - MAX_LOOKBACK).timestamp() * 1000)
+    run_at(5, status=ReconciliationRun.Status.SUCCEEDED)
+    assert start_ms() == int((now - timedelta(hours=5) - WINDOW_OVERLAP).timestamp() * 1000)
+    run_at(3, status=ReconciliationRun.Status.UNRESOLVED)  # unresolved, but every pull succeeded: counts
+    assert start_ms() == int((now - timedelta(hours=3) - WINDOW_OVERLAP).timestamp() * 1000)
+    DiscrepancyFactory(run=run_at(2, status=ReconciliationRun.Status.UNRESOLVED), kind=Kind.LOOKUP_FAILED)
+    run_at(1, status=ReconciliationRun.Status.SUCCEEDED, dry_run=True)
+    run_at(1, status=ReconciliationRun.Status.SUCCEEDED, symbol="ETHUSDT")  # covered one symbol only
+    run_at(1, status=ReconciliationRun.Status.FAILED)
+    assert start_ms() == int((now - timedelta(hours=3) - WINDOW_OVERLAP).timestamp() * 1000)
