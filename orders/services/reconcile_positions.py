@@ -159,6 +159,12 @@ def _explain_or_halt(ctx, symbol: str, sides: list[Side]) -> None:
                             note="dry run: not explained, repaired or halted")  # fmt: skip
         return
     backfilled = _backfill_symbol(ctx, symbol)
+    if backfilled is None:
+        # Without the fills we cannot tell explained from unexplained: no halt, no adjustment on a guess.
+        note = "position differs; its executions could not be fetched, so it was not judged"
+        ctx.rec.discrepancy(kind=Kind.POSITION_MISMATCH, symbol=symbol, before=before, after={}, resolved=False,
+                            note=note)  # fmt: skip
+        return
     remaining, unknown = _compare_symbol(ctx, symbol, {s.idx for s in sides})
     if unknown:
         ctx.rec.discrepancy(kind=Kind.POSITION_UNKNOWN, symbol=symbol, before=before, after={}, resolved=False,
@@ -173,7 +179,8 @@ def _explain_or_halt(ctx, symbol: str, sides: list[Side]) -> None:
     _unexplained(ctx, symbol, before, remaining, backfilled)
 
 
-def _backfill_symbol(ctx, symbol: str) -> int:
+def _backfill_symbol(ctx, symbol: str) -> int | None:
+    """Backfill 7 days of the symbol's executions; None when they could not be fetched."""
     from exchange.bybit.errors import BybitError
 
     start = int((timezone.now() - MAX_LOOKBACK).timestamp() * 1000)
@@ -183,7 +190,7 @@ def _backfill_symbol(ctx, symbol: str) -> int:
     except BybitError as exc:
         ctx.rec.discrepancy(kind=Kind.LOOKUP_FAILED, symbol=symbol, resolved=False,
                             note=f"executions of {symbol} (7 days) could not be fetched: {exc}")  # fmt: skip
-        return 0
+        return None
     return backfill_run(ctx)
 
 

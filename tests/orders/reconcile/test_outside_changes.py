@@ -140,3 +140,27 @@ def test_hedge_mode_positions_are_matched_by_position_idx(sim):
     assert rows[1] == Decimal("0.20") and rows[2] == Decimal("0.20")
     assert run.status == ReconciliationRun.Status.SUCCEEDED
     assert reconcile(trigger="command").discrepancies.count() == 0
+
+
+def test_when_executions_cannot_be_fetched_a_difference_is_not_judged(sim):
+    engine = sim.engine
+    stream = Stream(engine)
+    order = place(price="64000", qty="0.010")
+    stream.stop()
+    engine.set_price("BTCUSDT", "63900")  # it fills; the fill is not in the database
+    sim.state.faults.update({"server_error": 1.0, "paths": ["/v5/execution/list"]})
+
+    run = reconcile(trigger="command")
+
+    assert run.status == ReconciliationRun.Status.UNRESOLVED
+    kinds = set(run.discrepancies.values_list("kind", flat=True))
+    assert {Kind.LOOKUP_FAILED, Kind.POSITION_MISMATCH} <= kinds
+    assert "not judged" in run.discrepancies.get(kind=Kind.POSITION_MISMATCH).note
+    assert not RiskLimit.objects.filter(symbol="BTCUSDT").exists(), "no halt on a guess"
+    assert not Execution.objects.filter(source="adjust").exists()
+    order.refresh_from_db()
+    assert order.status == OrderStatus.FILLED  # the order's own state came from the order lookup
+
+    sim.state.faults.update({"server_error": 0.0, "paths": []})
+    assert reconcile(trigger="command").status == ReconciliationRun.Status.SUCCEEDED
+    assert books_differences(engine) == []
