@@ -24,10 +24,12 @@ values compare with a small relative tolerance and the id checksum is a length s
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import connection
+from django.db import connection, transaction
 
 from orders.models import Execution
 from positions.models import Position, PositionLedgerEntry
@@ -52,14 +54,47 @@ _COLUMNS = (
 ).split(", ")
 
 
-def positions_recompute_differences() -> list[PositionDifference]:
+def positions_recompute_differences(*, workers: int | None = None) -> list[PositionDifference]:
     """Every position (and every executions group without a position) whose stored state is not the fold of its
-    executions, with what is stored, what the executions give, and which check failed."""
-    sql, params = _validation_sql(connection.vendor)
-    with connection.cursor() as cursor:
+    executions, with what is stored, what the executions give, and which check failed.
+
+    On PostgreSQL the statement runs as ``workers`` slices (by symbol hash) on as many
+    connections at once: a window function does not run in parallel inside one query,
+    and each slice is a complete validation of its symbols (default: one per CPU, up to 8).
+    """
+    if connection.vendor != "postgresql":
+        return _differences(_validation_sql(connection.vendor)[0], [])
+    workers = workers or min(os.cpu_count() or 1, MAX_WORKERS)
+    if workers == 1 or connection.in_atomic_block:
+        # Inside a transaction other connections would not see its rows: validate here.
+        return _differences(*_sliced(0, 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = list(pool.map(lambda k: _in_own_connection(_differences, *_sliced(k, workers)), range(workers)))
+    return sorted((d for part in parts for d in part), key=lambda d: (d.symbol, d.position_idx))
+
+
+MAX_WORKERS = 8
+
+
+def _sliced(k: int, n: int) -> tuple[str, list]:
+    return _validation_sql("postgresql", slice_=(k, n))[0], [n, k] * 3
+
+
+def _differences(sql: str, params: list) -> list[PositionDifference]:
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # JIT compilation costs more than it saves on this one-pass scan.
+            cursor.execute("SET LOCAL jit = off")
         cursor.execute(sql, params or None)
         rows = cursor.fetchall()
     return [_difference(dict(zip(_COLUMNS, row, strict=True))) for row in rows]
+
+
+def _in_own_connection(fn, *args):
+    try:
+        return fn(*args)
+    finally:
+        connection.close()
 
 
 def position_executions(*, category: str, symbol: str, position_idx: int) -> list[dict]:
@@ -127,12 +162,17 @@ def _text(value) -> str | None:
     return str(value if isinstance(value, Decimal) else Decimal(str(value)))
 
 
-def _validation_sql(vendor: str) -> tuple[str, list]:
+def _validation_sql(vendor: str, *, slice_: tuple[int, int] | None = None) -> tuple[str, list]:
     pg = vendor == "postgresql"
+    # A slice keeps the symbols whose hash falls in it (params: modulus, remainder, three times).
+    in_slice = (lambda col: f"AND abs(hashtext({col})) %% %s = %s") if slice_ else (lambda col: "")
     # Our own constants, inlined as literals (checked to be plain words).
     assert all(t.isalnum() for t in POSITION_MOVING_TYPES)
     moving = ", ".join(f"'{t}'" for t in POSITION_MOVING_TYPES)
     collate = ' COLLATE "C"' if pg else ""
+    # OFFSET 0 keeps PostgreSQL from inlining a subquery into each later reference of
+    # its columns (which would evaluate the same CASE expressions several times per row).
+    fence = "OFFSET 0" if pg else ""
     least = "LEAST" if pg else "MIN"
 
     def eq(a: str, b: str) -> str:
@@ -165,8 +205,14 @@ def _validation_sql(vendor: str) -> tuple[str, list]:
     t_exec = Execution._meta.db_table
     t_ledger = PositionLedgerEntry._meta.db_table
     t_pos = Position._meta.db_table
+    # = ANY(ARRAY(...)) is computed once and keeps the ledger index scan (and its order).
+    ledger_slice = (
+        f"AND l.position_id = ANY(ARRAY(SELECT p1.id FROM {t_pos} p1 WHERE TRUE {in_slice('p1.symbol')}))"
+        if slice_
+        else ""
+    )
     sql = f"""
-WITH ex AS (
+WITH ex AS MATERIALIZED (
     SELECT e.category, e.symbol, e.position_idx, COUNT(*) AS n,
         SUM(CASE WHEN e.exec_type IN ({moving}) AND e.side = 'Buy' THEN e.exec_qty
                  WHEN e.exec_type IN ({moving}) AND e.side = 'Sell' THEN -e.exec_qty ELSE 0 END) AS net_qty,
@@ -175,6 +221,7 @@ WITH ex AS (
         SUM(e.exec_qty + e.exec_price + e.exec_fee) AS mix,
         SUM({exec_ms}) AS time_sum, SUM({id_hash("e.exec_id")}) AS id_sum
     FROM {t_exec} e
+    WHERE TRUE {in_slice("e.symbol")}
     GROUP BY e.category, e.symbol, e.position_idx
 ),
 lagged AS (
@@ -184,17 +231,20 @@ lagged AS (
         LAG(l.realized_after, 1, 0) OVER w AS r0,
         LEAD(l.seq, 1) OVER w IS NULL AS is_last
     FROM {t_ledger} l
+    WHERE TRUE {ledger_slice}
     WINDOW w AS (PARTITION BY l.position_id ORDER BY l.exec_time_ms, l.seq, l.exec_id{collate})
 ),
 typed AS (
     SELECT g.*, (g.exec_type IN ({moving}) AND g.side IN ('Buy', 'Sell')) AS moves,
         (g.exec_type = 'Funding') AS funding_row, (g.side = 'Buy') AS buy
     FROM lagged g
+    {fence}
 ),
 flagged AS (
     SELECT t.*, (t.moves AND t.qty <> 0 AND CASE WHEN t.s0 = 0 THEN (t.idx = 0 OR (t.idx = 1) = t.buy)
                                                  ELSE (t.s0 > 0) = t.buy END) AS inc
     FROM typed t
+    {fence}
 ),
 checked AS (
     SELECT f.position_id, f.exec_id, f.is_last, f.moves, f.funding_row, f.buy, f.qty, f.price, f.fee,
@@ -212,8 +262,9 @@ checked AS (
                          ELSE {eq("f.a1", "f.a0")} END
         END AS ok
     FROM flagged f
+    {fence}
 ),
-led AS (
+led AS MATERIALIZED (
     SELECT c.position_id, COUNT(*) AS n, SUM(CASE WHEN c.ok THEN 0 ELSE 1 END) AS bad_steps,
         SUM(CASE WHEN NOT c.moves THEN 0 WHEN c.buy THEN c.qty ELSE -c.qty END) AS net_qty,
         SUM(c.qty + c.price + c.fee) AS mix, SUM(c.exec_time_ms) AS time_sum,
@@ -232,6 +283,7 @@ book AS (
     FROM {t_pos} p
         LEFT JOIN led ON led.position_id = p.id
         LEFT JOIN {t_ledger} last ON last.exec_id = led.last_exec_id
+    WHERE TRUE {in_slice("p.symbol")}
 ),
 compared AS (
     SELECT COALESCE(b.category, ex.category) AS category, COALESCE(b.symbol, ex.symbol) AS symbol,

@@ -8,9 +8,8 @@ Rules (ARCHITECTURE properties 2, 7, 8):
   A late ``New`` after ``Filled`` changes nothing; ``Cancelled`` with a non-zero
   filled quantity is a normal final state and keeps its fills and fees.
 - A fill whose order we do not know yet is stored (``order`` NULL) and linked
-  when the order shows up. In one-way mode it moves the position at once
-  (positionIdx 0); in hedge mode the side is unknown until the order says it, so
-  the position waits for the order (validation reports such rows as unapplied).
+  when the order shows up; only then does it move the position, because only
+  the order names the position side (validation reports such rows as unapplied).
 - One transaction per message; the order row and the position row are locked.
   Items are applied in a fixed (symbol, time) order so concurrent writers take
   locks in the same order.
@@ -125,15 +124,25 @@ def _executions_apply(infos: list[ExecutionInfo], *, source: str, outcome: Messa
 
 
 def _position_idx_for(info: ExecutionInfo, order: Order | None) -> int | None:
+    """Which position row an execution moves; None = wait for its order to say.
+
+    Bybit's execution rows carry no positionIdx. Our own orders are always known
+    (the row is committed before the request). A fill of an order we have not
+    seen (placed elsewhere, liquidation) waits for that order's event, because
+    only the order tells the hedge side, and the account's mode cannot be
+    trusted from what happens to be stored (docs/decisions/0405-fills-before-orders.md).
+    """
     if order is not None:
         return order.position_idx
     if info.position_idx is not None:
         return info.position_idx
-    hedge = position_symbol_is_hedge(category=info.category, symbol=info.symbol)
     if rule_for(info.exec_type) is FillRule.FUNDING:
-        # Funding rows carry no order; in hedge mode their side names the position.
+        # Funding rows have no order; Bybit (and the simulator) give the position's side.
+        hedge = position_symbol_is_hedge(category=info.category, symbol=info.symbol)
         return (1 if info.side == "Buy" else 2) if hedge else 0
-    return None if hedge else 0
+    if rule_for(info.exec_type) is FillRule.RECORD_ONLY:
+        return 0  # no position effect either way; the ledger records it on the one-way row
+    return None
 
 
 def _execution_row(info: ExecutionInfo, *, order: Order | None, position_idx: int | None, source: str) -> Execution:

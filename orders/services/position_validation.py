@@ -6,7 +6,7 @@ difference is logged as an error and recorded as a ``PositionDiscrepancy``;
 with ``repair`` the position is rebuilt from its executions under its row lock
 (``position_rebuild``), which also rewrites its ledger.
 
-Executions waiting for their order (hedge mode, side unknown) are not a fault
+Executions waiting for their order (the position side is unknown) are not a fault
 of the position: they are recorded as ``unapplied`` and left for the order
 event or reconciliation, never guessed onto a side.
 """
@@ -18,7 +18,6 @@ from django.db import transaction
 
 from orders.selectors import PositionDifference, position_executions, positions_recompute_differences
 from positions.models import PositionDiscrepancy, PositionLedgerEntry
-from positions.selectors import position_symbol_is_hedge
 from positions.services.position_manager import position_rebuild
 
 log = structlog.get_logger(__name__)
@@ -42,7 +41,7 @@ def _handle(diff: PositionDifference, *, repair: bool) -> PositionDiscrepancy:
             kind = PositionDiscrepancy.Kind.UNAPPLIED if waiting else PositionDiscrepancy.Kind.LEDGER
         note = ", ".join(diff.problems)
         if waiting:
-            note += f"; {len(waiting)} execution(s) wait for their order to name the hedge side"
+            note += f"; {len(waiting)} execution(s) wait for their order to name the position side"
         repaired = False
         position_id = diff.position_id
         if repair and (kind != PositionDiscrepancy.Kind.UNAPPLIED or _rest_differs(diff, waiting)):
@@ -76,9 +75,9 @@ def _handle(diff: PositionDifference, *, repair: bool) -> PositionDiscrepancy:
 
 
 def _waiting_for_order(diff: PositionDifference, executions: list[dict]) -> set[str]:
-    """Orphan executions never applied to any position, on a hedge-mode symbol."""
+    """Executions of orders we have not seen yet, not applied to any position."""
     orphans = [e["exec_id"] for e in executions if not e["has_order"]]
-    if not orphans or not position_symbol_is_hedge(category=diff.category, symbol=diff.symbol):
+    if not orphans:
         return set()
     applied = set(PositionLedgerEntry.objects.filter(exec_id__in=orphans).values_list("exec_id", flat=True))
     return set(orphans) - applied

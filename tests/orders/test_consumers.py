@@ -12,6 +12,7 @@ from orders import consumers
 from orders.models import Execution
 from orders.routing import websocket_urlpatterns
 from positions.models import Position
+from tests.orders.factories import OrderFactory
 from tests.positions import bybit_messages as bm
 
 KEY = "gateway-test-key"
@@ -173,7 +174,9 @@ def test_malformed_frames_get_error_frames_and_the_connection_stays_up():
 
 @pytest.mark.django_db(transaction=True)
 def test_execution_message_is_applied_and_a_failing_one_answers_an_error():
-    good = bm.message("execution", [bm.execution_item(qty="0.5", price="100", fee="0.03")])
+    order = OrderFactory(qty=D("0.5"), price=D("100"))
+    good = bm.message("execution", [bm.execution_item(qty="0.5", price="100", fee="0.03",
+                                                      order_link_id=order.order_link_id)])  # fmt: skip
     failing = bm.message("execution", [bm.execution_item(qty="-1", price="100")])  # check constraint
 
     async def scenario():

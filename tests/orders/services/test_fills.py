@@ -83,12 +83,13 @@ def test_fill_before_new_event_is_kept_and_late_new_is_ignored():
     assert _position().size == D("0.010")
 
 
-def test_fill_of_unknown_order_is_stored_then_linked_when_the_order_appears():
+def test_fill_of_unknown_order_is_stored_then_applied_when_the_order_appears():
     fill = bm.execution(order_id="ext-order-1", qty="0.5", price="100", fee="0.03", side="Sell", symbol="ETHUSDT")
     assert execution_apply(execution=fill) is True
     row = Execution.objects.get()
     assert row.order is None
-    assert _position("ETHUSDT").size == D("-0.5")  # one-way: the position moves at once
+    # Only the order names the position side: the fill waits for it (stored, not lost).
+    assert not PositionLedgerEntry.objects.exists()
 
     event = bm.order(
         order_link_id="", order_id="ext-order-1", status="Filled", qty="0.5", cum_qty="0.5", cum_value="50",
@@ -100,7 +101,8 @@ def test_fill_of_unknown_order_is_stored_then_linked_when_the_order_appears():
     row.refresh_from_db()
     assert order.is_external and row.order == order
     assert (order.status, order.filled_qty, order.fees) == (OrderStatus.FILLED, D("0.5"), D("0.03"))
-    assert _position("ETHUSDT").size == D("-0.5")  # linking did not apply the fill again
+    assert _position("ETHUSDT").size == D("-0.5")
+    assert order_update_apply(info=event) is False  # a repeat of the event applies nothing again
     assert PositionLedgerEntry.objects.count() == 1
 
 
@@ -217,10 +219,11 @@ def test_post_only_cancel_is_a_rejection():
 
 def test_fills_out_of_order_give_the_same_position_as_in_order():
     # A flip makes the result path dependent: buy 1@100, sell 2@110, buy 0.5@90.
+    links = [OrderFactory(qty=D("5")).order_link_id for _ in range(3)]
     items = [
-        bm.execution_item(side="Buy", qty="1", price="100", exec_ms=bm.BASE_MS + 1, seq=1),
-        bm.execution_item(side="Sell", qty="2", price="110", exec_ms=bm.BASE_MS + 2, seq=2),
-        bm.execution_item(side="Buy", qty="0.5", price="90", exec_ms=bm.BASE_MS + 3, seq=3),
+        bm.execution_item(side="Buy", qty="1", price="100", exec_ms=bm.BASE_MS + 1, seq=1, order_link_id=links[0]),
+        bm.execution_item(side="Sell", qty="2", price="110", exec_ms=bm.BASE_MS + 2, seq=2, order_link_id=links[1]),
+        bm.execution_item(side="Buy", qty="0.5", price="90", exec_ms=bm.BASE_MS + 3, seq=3, order_link_id=links[2]),
     ]
     for item in (items[2], items[0], items[1]):
         private_message_apply(message=parse_private_message(bm.message("execution", [item])))

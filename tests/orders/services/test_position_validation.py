@@ -7,15 +7,20 @@ import pytest
 
 from orders.models import Execution
 from orders.services.fills import execution_apply
+from orders.selectors import positions_recompute_differences
 from orders.services.position_validation import positions_validate_against_fills
 from positions.models import Position, PositionDiscrepancy, PositionLedgerEntry
 from positions.services.position_math import PositionState, direction_for, fold
+from tests.orders.factories import OrderFactory
 from tests.positions import bybit_messages as bm
 
 pytestmark = pytest.mark.django_db
 
 
 def _apply(**kwargs):
+    if kwargs.get("exec_type", "Trade") != "Funding" and "order_id" not in kwargs:
+        order = OrderFactory(symbol=kwargs.get("symbol", "BTCUSDT"), side=kwargs.get("side", "Buy"), qty=D("1000"))
+        kwargs["order_link_id"] = order.order_link_id
     assert execution_apply(execution=bm.execution(**kwargs))
 
 
@@ -69,7 +74,8 @@ def test_broken_ledger_step_is_found_and_repaired():
 def test_execution_never_applied_to_the_position_is_applied_by_the_repair():
     _book()
     Execution.objects.create(
-        exec_id="sneaked-in", symbol="BTCUSDT", side="Buy", exec_qty=D("2"), exec_price=D("100"),
+        exec_id="sneaked-in", order=OrderFactory(qty=D("2")), symbol="BTCUSDT", side="Buy", exec_qty=D("2"),
+        exec_price=D("100"),
         exec_fee=D("0"), exec_time=Execution.objects.order_by("-exec_time").first().exec_time, seq=None,
     )  # fmt: skip
 
@@ -98,8 +104,7 @@ def test_without_repair_only_records():
 
 
 def test_fills_waiting_for_their_order_are_reported_not_guessed():
-    Position.objects.create(symbol="BTCUSDT", position_idx=1, mode="hedge")
-    _apply(order_id="unknown-order", side="Sell", qty="0.5", price="100")  # hedge: side unknown → waits
+    _apply(order_id="unknown-order", side="Sell", qty="0.5", price="100")  # position side unknown → waits
 
     [record] = positions_validate_against_fills()
 
@@ -124,3 +129,18 @@ def test_exact_on_postgres_for_random_paths_with_flips_and_repeating_averages():
         rows = [{"exec_type": e.exec_type, "side": e.side, "qty": e.qty, "price": e.price, "fee": e.fee}
                 for e in entries]  # fmt: skip
         assert _state(position) == fold(rows, direction=direction_for(position.position_idx))
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_parallel_slices_cover_every_symbol():
+    symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT"]
+    for symbol in symbols:
+        _book(symbol)
+    Position.objects.filter(symbol__in=["ETHUSDT", "DOGEUSDT"]).update(avg_entry_price=D("1"))
+
+    found = positions_recompute_differences(workers=3)
+
+    assert [(d.symbol, d.problems) for d in found] == [("DOGEUSDT", ("stored_vs_ledger",)),
+                                                       ("ETHUSDT", ("stored_vs_ledger",))]  # fmt: skip
+    assert positions_recompute_differences(workers=1) == found
