@@ -2,8 +2,10 @@
 
     python manage.py consume_signals [--threads N] [--no-process] [--queue NAME]
 
-Intake: kombu consumer on ``SIGNAL_QUEUE`` (single active consumer: a second
-process is a hot standby for intake), ack after the inbox commit. Processing:
+Startup: the books are reconciled with the exchange (trigger ``startup``)
+before any message is taken or any inbox signal is processed. Intake: kombu
+consumer on ``SIGNAL_QUEUE`` (single active consumer: a second process is a
+hot standby for intake), ack after the inbox commit. Processing:
 ``--threads`` worker threads (default ``SIGNAL_PROCESSOR_THREADS``) drain the
 inbox, one symbol per worker at a time across all processes. SIGTERM/SIGINT:
 stop taking messages, finish the message and the signals in hand, exit 0.
@@ -18,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ordermanager.events import events_flush
 from signals_app.amqp import SignalConsumer, broker_connection, consume_until_stopped, dead_letter_queue, ingress_queue
+from signals_app.services.pipeline_runtime import pipeline_startup
 from signals_app.services.signal_processor import SignalProcessor
 
 log = structlog.get_logger(__name__)
@@ -54,6 +57,8 @@ class Command(BaseCommand):
 
         os_signal.signal(os_signal.SIGTERM, stop)
         os_signal.signal(os_signal.SIGINT, stop)
+        # Reconcile before the first message and the first inbox signal: decisions need a true book.
+        pipeline_startup()
         if processor:
             processor.start()
         log.info("consume_signals_started", queue=queue_name, threads=threads, prefetch=consumer.prefetch)

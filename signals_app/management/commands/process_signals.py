@@ -5,6 +5,7 @@
 Signals arrive through POST /api/signals/ and ``manage.py send_signal``. With a
 broker, ``consume_signals`` does intake and processing, and this command is
 only needed to add processing capacity. ``--once`` processes what is waiting and exits.
+Either way the books are reconciled with the exchange (trigger ``startup``) before the first signal.
 """
 
 import signal as os_signal
@@ -16,6 +17,7 @@ from django.core.checks import Tags
 from django.core.management.base import BaseCommand
 
 from ordermanager.events import events_flush
+from signals_app.services.pipeline_runtime import pipeline_startup
 from signals_app.services.signal_processor import SignalProcessor, process_pending
 
 log = structlog.get_logger(__name__)
@@ -32,6 +34,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, threads=None, once=False, **options):
         if once:
+            pipeline_startup()
             done = process_pending()
             events_flush(timeout=5)
             self.stdout.write(f"processed {done} signal(s)")
@@ -46,6 +49,7 @@ class Command(BaseCommand):
 
         os_signal.signal(os_signal.SIGTERM, stop)
         os_signal.signal(os_signal.SIGINT, stop)
+        pipeline_startup()
         processor.start()
         while not stopped.wait(1.0):
             pass

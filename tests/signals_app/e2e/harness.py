@@ -48,20 +48,25 @@ def twenty_symbols(simulator):
     """Add 15 linear instruments to the simulator (its catalogue is a module dict) for this test."""
     from exchange.simulator import instruments
 
-    base = instruments.LINEAR["SOLUSDT"]
-    for index, symbol in enumerate(EXTRA_SYMBOLS):
-        instruments.LINEAR[symbol] = instruments.LinearSpec(
-            symbol, symbol[:-4], D("0.01"), D("0.01"), D("199999.98"), D("0.01"), D("0.01"), D("100000"),
-            D("10000"), D("5"), D("50"), D("100.00"), 900 + index,
-        )
-    assert base.symbol == "SOLUSDT"
+    specs = [instruments.LinearSpec(
+        symbol, symbol[:-4], D("0.01"), D("0.01"), D("199999.98"), D("0.01"), D("0.01"), D("100000"),
+        D("10000"), D("5"), D("50"), D("100.00"), 900 + index,
+    ) for index, symbol in enumerate(EXTRA_SYMBOLS)]
     simulator.reset()
+    engine = simulator.engine
+    patched = not hasattr(engine, "add_instruments")
+    if patched:  # an engine that lists the module catalogue only
+        instruments.LINEAR.update({spec.symbol: spec for spec in specs})
+        simulator.reset()
+    else:  # listed until the next reset
+        engine.add_instruments(specs)
     _unthrottle(simulator)
     try:
-        yield sorted(instruments.LINEAR)
+        yield sorted(engine.prices)
     finally:
-        for symbol in EXTRA_SYMBOLS:
-            instruments.LINEAR.pop(symbol, None)
+        if patched:
+            for symbol in EXTRA_SYMBOLS:
+                instruments.LINEAR.pop(symbol, None)
         simulator.reset()
 
 
