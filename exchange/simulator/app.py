@@ -6,7 +6,10 @@ thin: parse, call the engine, wrap the answer in Bybit's envelope.
 
 Control API (no auth; JSON): ``POST /sim/reset``, ``GET|POST /sim/faults``, ``POST /sim/price``,
 ``POST /sim/tick``, ``POST /sim/fill``, ``POST /sim/funding``, ``POST /sim/position-mode``,
-``GET|POST /sim/config``, ``GET|POST /sim/rate-limits``, ``POST /sim/flush-events``, ``GET /sim/state``.
+``GET|POST /sim/config``, ``GET|POST /sim/rate-limits``, ``POST /sim/flush-events``, ``GET /sim/state``,
+``GET|POST /sim/instruments`` (list more linear instruments until the next reset),
+``POST /sim/seed-orders`` (many resting orders at once), ``POST /sim/position`` (a position changed
+with no execution).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -27,6 +30,7 @@ from exchange.simulator.auth import RateLimiter, verify
 from exchange.simulator.engine import DEFAULT_RATE_LIMITS, SimEngine, SimError
 from exchange.simulator.faults import FaultConfig, FaultConfigError, RequestFaults
 from exchange.simulator.gateway import GatewayError, GatewayHub
+from exchange.simulator.instruments import LinearSpec, linear_instrument_api
 
 GATEWAY_TIMEOUT_BODY = "<html><head><title>504 Gateway Time-out</title></head><body>504 Gateway Time-out</body></html>"
 
@@ -64,6 +68,7 @@ def build_app(
     rate_limit_scale: float = 100.0,
     tick_interval: float | None = None,
     faults: dict | None = None,
+    extra_instruments: Iterable[dict | LinearSpec] | None = None,
     **options,
 ) -> Starlette:
     """Build the simulator app. ``options`` go to :class:`SimEngine` (initial_balance, taker_fee, maker_fee,
@@ -71,6 +76,8 @@ def build_app(
 
     ``rate_limit_scale`` multiplies Bybit's per-endpoint budgets (100 by default so tests are not
     throttled; 1 is Bybit's). ``tick_interval`` (seconds) advances the random walk on a timer.
+    ``extra_instruments`` are listed next to the built-in symbols from the start and after every reset
+    (definitions as for ``POST /sim/instruments``; a bad one raises ``ValueError`` here).
     """
     initial_faults = dict(faults or {})
     request_faults = RequestFaults()
@@ -78,7 +85,7 @@ def build_app(
         initial_faults["seed"] = seed
     request_faults.update(initial_faults)
     initial_faults = request_faults.config.as_dict()
-    engine = SimEngine(seed=seed, fault_config=request_faults.config, **options)
+    engine = SimEngine(seed=seed, fault_config=request_faults.config, extra_instruments=extra_instruments, **options)
     state = SimulatorState(
         engine=engine,
         faults=request_faults,
@@ -238,7 +245,9 @@ def _fee_rate(engine: SimEngine, params: dict) -> dict:
 
 
 def _coin_info(engine: SimEngine, params: dict) -> dict:
-    coins = ["USDT", "BTC", "ETH", "SOL", "XRP", "DOGE"]
+    with engine.lock:
+        coins = list(dict.fromkeys(["USDT", "BTC", "ETH", "SOL", "XRP", "DOGE",
+                                    *(spec.base for spec in engine.linear.values())]))
     wanted = params.get("coin")
     return {"rows": [
         {"name": c, "coin": c, "remainAmount": "1000000", "chains": [{
@@ -287,22 +296,22 @@ def _bad(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def _json_body(request: Request) -> dict:
+async def _json_body(request: Request, *, lists: bool = False) -> dict | list:
     raw = await request.body()
     if not raw.strip():
         return {}
     data = json.loads(raw)
-    if not isinstance(data, dict):
-        raise ValueError("body must be a JSON object")
+    if not isinstance(data, dict) and not (lists and isinstance(data, list)):
+        raise ValueError("body must be a JSON object" + (" or list" if lists else ""))
     return data
 
 
-def _control(fn):
+def _control(fn, *, lists: bool = False):
     """Wrap a control endpoint: JSON in, JSON out, errors as 400 with a message."""
 
     async def endpoint(request: Request) -> Response:
         try:
-            body = await _json_body(request) if request.method in ("POST", "DELETE") else {}
+            body = await _json_body(request, lists=lists) if request.method in ("POST", "DELETE") else {}
             result = fn(request.app.state.sim, body)
             if asyncio.iscoroutine(result):
                 result = await result
@@ -383,6 +392,45 @@ def sim_rate_limits(state: SimulatorState, body: dict) -> dict:
     return state.limiter.configure(scale=scale, limits=limits)
 
 
+def sim_instruments(state: SimulatorState, body: dict | list) -> dict:
+    """GET: the linear instruments listed now. POST: list more until the next reset (all or nothing).
+
+    Body: a list of definitions, or Bybit's instruments-info ``result`` (``{"list": [...]}``), or one
+    definition. Each is a Bybit instruments-info item plus ``price`` (starting last price), or compact
+    ``{symbol, price, tickSize, qtyStep, minOrderQty, maxOrderQty, maxMktOrderQty, minNotionalValue}``.
+    """
+    engine = state.engine
+    if isinstance(body, list) or body:
+        if isinstance(body, dict):
+            body = body["list"] if "list" in body else [body]
+        added = engine.add_instruments(body)
+        return {"list": [linear_instrument_api(spec) for spec in added]}
+    with engine.lock:
+        specs = sorted(engine.linear.values(), key=lambda spec: spec.symbol_id)
+    return {"list": [linear_instrument_api(spec) for spec in specs]}
+
+
+def sim_seed_orders(state: SimulatorState, body: dict) -> dict:
+    orders = body.get("orders")
+    if not isinstance(orders, list):
+        raise ValueError('body must be {"orders": [{"symbol", "side", "qty", "price", "orderLinkId"?}, ...]}')
+    seeded = state.engine.seed_open_orders(orders)
+    return {"list": [{"orderId": o.order_id, "orderLinkId": o.order_link_id, "symbol": o.symbol} for o in seeded],
+            "count": len(seeded)}
+
+
+def sim_position(state: SimulatorState, body: dict) -> dict:
+    unknown = set(body) - {"symbol", "positionIdx", "side", "size", "avgPrice"}
+    if unknown:
+        raise ValueError(f"unknown field(s) {sorted(unknown)}; known: symbol, positionIdx, side, size, avgPrice")
+    position_idx = body.get("positionIdx", 0)
+    if isinstance(position_idx, bool) or not isinstance(position_idx, int):
+        raise ValueError("positionIdx must be 0, 1 or 2")
+    return {"position": state.engine.set_position(
+        symbol=body.get("symbol"), size=body.get("size"), side=body.get("side") or "",
+        avg_price=body.get("avgPrice", "0"), position_idx=position_idx)}
+
+
 def sim_flush_events(state: SimulatorState, body: dict) -> dict:
     state.engine.flush_events()
     return {"ok": True}
@@ -435,6 +483,9 @@ CONTROL_ROUTES = [
     ("/sim/config", _control(sim_config), ["GET", "POST"]),
     ("/sim/rate-limits", _control(sim_rate_limits), ["GET", "POST"]),
     ("/sim/flush-events", _control(sim_flush_events), ["POST"]),
+    ("/sim/instruments", _control(sim_instruments, lists=True), ["GET", "POST"]),
+    ("/sim/seed-orders", _control(sim_seed_orders), ["POST"]),
+    ("/sim/position", _control(sim_position), ["POST"]),
     ("/sim/state", _control(sim_state), ["GET"]),
     ("/ws-gateway/api/v1/subscriptions", gateway_subscriptions, ["GET", "POST"]),
     ("/ws-gateway/api/v1/subscriptions/{sub_id}", gateway_subscription, ["DELETE"]),

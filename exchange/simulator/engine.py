@@ -15,6 +15,7 @@ Market orders fill at ``last * (1 ± slippage)`` rounded to the tick, away from 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
@@ -26,7 +27,15 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, Invali
 from urllib.parse import quote, unquote
 
 from exchange.simulator.faults import EventFilter, FaultConfig
-from exchange.simulator.instruments import LINEAR, SPOT, LinearSpec, linear_instrument_api, spot_instrument_api
+from exchange.simulator.instruments import (
+    LINEAR,
+    SPOT,
+    InstrumentDefinitionError,
+    LinearSpec,
+    linear_instrument_api,
+    linear_spec_from_definition,
+    spot_instrument_api,
+)
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -352,7 +361,11 @@ class _Changes:
 
 
 class SimEngine:
-    """In-memory Bybit V5 account (one UID) for the linear USDT perpetuals in ``instruments.LINEAR``."""
+    """In-memory Bybit V5 account (one UID) for linear USDT perpetuals.
+
+    The listed instruments are ``instruments.LINEAR`` plus ``extra_instruments`` (both restored by
+    :meth:`reset`) plus any added at run time with :meth:`add_instruments` (dropped by :meth:`reset`).
+    """
 
     def __init__(
         self,
@@ -368,8 +381,13 @@ class SimEngine:
         max_fill_qty: dict[str, str] | None = None,
         clock: Callable[[], int] | None = None,
         fault_config: FaultConfig | None = None,
+        extra_instruments: Iterable[dict | LinearSpec] | None = None,
     ) -> None:
         self.lock = threading.RLock()
+        # The catalogue every reset starts from: built-ins plus the instruments given at construction.
+        self.base_instruments: dict[str, LinearSpec] = dict(LINEAR)
+        for spec in _parse_instruments(extra_instruments or (), dict(LINEAR)):
+            self.base_instruments[spec.symbol] = spec
         self.seed = seed
         self.initial_balance = Decimal(initial_balance)
         self.defaults = {
@@ -396,9 +414,11 @@ class SimEngine:
             self._price_rng = random.Random(self.seed)
             self._n = 0
             self._last_ms = 0
-            self.prices: dict[str, Decimal] = {s: spec.start_price for s, spec in LINEAR.items()}
-            self.modes: dict[str, int] = {s: 0 for s in LINEAR}
-            self.leverage: dict[str, Decimal] = {s: self.config["leverage"] for s in LINEAR}
+            self.linear: dict[str, LinearSpec] = {}
+            self.prices: dict[str, Decimal] = {}
+            self.modes: dict[str, int] = {}
+            self.leverage: dict[str, Decimal] = {}
+            self.seqs: dict[str, int] = {}
             self.orders: dict[str, SimOrder] = {}
             self.orders_by_link: dict[str, SimOrder] = {}
             self.open_orders: dict[str, SimOrder] = {}  # the open subset of ``orders`` (kept for speed)
@@ -407,13 +427,64 @@ class SimEngine:
             self.positions: dict[tuple[str, int], SimPosition] = {}
             self.wallet_balance = self.initial_balance
             self.cum_realised = ZERO
-            self.seqs: dict[str, int] = {s: 1000 * spec.symbol_id for s, spec in LINEAR.items()}
             self.event_log.clear()
             self._sinks = []
             self._sink_count = 0
             self._changes = _Changes()
-            for symbol in LINEAR:
-                self._ensure_positions(symbol)
+            for spec in self.base_instruments.values():
+                self._list(spec)
+
+    # ------------------------------------------------------------------ instruments
+    def add_instruments(self, definitions: Iterable[dict | LinearSpec]) -> list[LinearSpec]:
+        """List more linear USDT perpetuals until the next :meth:`reset` (``POST /sim/instruments``).
+
+        Each definition is a Bybit ``instruments-info`` item plus ``price`` (the starting last price), a
+        compact dict (see :func:`instruments.linear_spec_from_definition`) or a :class:`LinearSpec`.
+        All or nothing: the whole list is checked first (``ValueError`` naming the symbol and field).
+        Re-adding a symbol with the same rules is a no-op; with different rules it is refused.
+        """
+        with self.lock:
+            specs = _parse_instruments(definitions, self.linear)
+            for spec in specs:
+                if spec.symbol not in self.linear:
+                    self._list(spec)
+            return specs
+
+    def add_instrument(self, definition: dict | LinearSpec) -> LinearSpec:
+        """One instrument; see :meth:`add_instruments`."""
+        return self.add_instruments([definition])[0]
+
+    def _list(self, spec: LinearSpec) -> None:
+        symbol = spec.symbol
+        self.linear[symbol] = spec
+        self.prices[symbol] = spec.start_price
+        self.modes[symbol] = 0
+        self.leverage[symbol] = min(self.config["leverage"], spec.max_leverage)
+        self.seqs[symbol] = 1000 * spec.symbol_id
+        self._ensure_positions(symbol)
+
+    def _spec(self, symbol: str | None) -> LinearSpec:
+        if not symbol:
+            raise params_error("params error: symbol is required")
+        spec = self.linear.get(symbol)
+        if spec is None:
+            raise params_error("params error: symbol invalid")
+        return spec
+
+    def _trading_spec(self, params: dict) -> LinearSpec:
+        category = _category(params)
+        if category != "linear":
+            raise params_error(f"category {category} trading is not supported by the simulator (linear only)")
+        return self._spec(params.get("symbol"))
+
+    def _order_matches(self, order: SimOrder, symbol, base, settle) -> bool:
+        if symbol:
+            return order.symbol == symbol
+        if base:
+            return self.linear[order.symbol].base == base
+        if settle:
+            return settle == "USDT"
+        return True
 
     def configure(self, changes: dict) -> dict:
         """Change matching parameters at run time (``POST /sim/config``); returns the config."""
@@ -427,7 +498,7 @@ class SimEngine:
                         clean[key] = int(value)
                     elif key == "max_fill_qty":
                         clean[key] = {str(k): Decimal(str(v)) for k, v in (value or {}).items()}
-                        unknown = set(clean[key]) - set(LINEAR)
+                        unknown = set(clean[key]) - set(self.linear)
                         if unknown:
                             raise ValueError(f"unknown symbol(s) in max_fill_qty: {sorted(unknown)}")
                     else:
@@ -518,11 +589,11 @@ class SimEngine:
 
     def _emit_changes(self) -> None:
         changes, self._changes = self._changes, _Changes()
-        self._publish("order", [o.to_api(LINEAR[o.symbol], ws=True) for o in changes.orders.values()])
-        self._publish("execution", [e.to_api(LINEAR[e.symbol], ws=True) for e in changes.executions])
+        self._publish("order", [o.to_api(self.linear[o.symbol], ws=True) for o in changes.orders.values()])
+        self._publish("execution", [e.to_api(self.linear[e.symbol], ws=True) for e in changes.executions])
         self._publish(
             "position",
-            [p.to_api(LINEAR[p.symbol], self.prices[p.symbol], ws=True) for p in changes.positions.values()],
+            [p.to_api(self.linear[p.symbol], self.prices[p.symbol], ws=True) for p in changes.positions.values()],
         )
         if changes.wallet:
             self._publish("wallet", [self._wallet_api()])
@@ -536,7 +607,9 @@ class SimEngine:
         if category == "spot":
             items = [spot_instrument_api(s) for s in SPOT.values()]
         elif category == "linear":
-            items = [linear_instrument_api(s) for s in LINEAR.values()]
+            with self.lock:
+                specs = sorted(self.linear.values(), key=lambda spec: spec.symbol_id)
+            items = [linear_instrument_api(s) for s in specs]
         else:
             items = []
         if status != "Trading":
@@ -555,7 +628,10 @@ class SimEngine:
         symbol = params.get("symbol")
         with self.lock:
             if category == "linear":
-                specs = [LINEAR[symbol]] if symbol in LINEAR else ([] if symbol else list(LINEAR.values()))
+                if symbol:
+                    specs = [self.linear[symbol]] if symbol in self.linear else []
+                else:
+                    specs = list(self.linear.values())
                 if symbol and not specs:
                     raise params_error("params error: symbol invalid")
                 return [self._linear_ticker(s) for s in specs]
@@ -598,7 +674,7 @@ class SimEngine:
     def set_price(self, symbol: str, price: Decimal | str) -> Decimal:
         """Set last/mark price (rounded to the tick) and run matching; returns the price set."""
         with self.lock:
-            spec = _linear(symbol)
+            spec = self._spec(symbol)
             value = _decimal(price, "price").quantize(spec.tick, rounding=ROUND_HALF_EVEN)
             if value < spec.min_price or value > spec.max_price:
                 raise params_error(f"price {value} outside [{spec.min_price}, {spec.max_price}] for {symbol}")
@@ -610,22 +686,22 @@ class SimEngine:
     def tick(self, *, steps: int = 1, symbol: str | None = None) -> dict[str, str]:
         """Advance the seeded random walk ``steps`` times (all symbols, or one), matching after each step."""
         with self.lock:
-            symbols = [_linear(symbol).symbol] if symbol else list(LINEAR)
+            symbols = [self._spec(symbol).symbol] if symbol else list(self.linear)
             for _ in range(steps):
                 for sym in symbols:
-                    spec = LINEAR[sym]
+                    spec = self.linear[sym]
                     price = self.prices[sym]
                     sigma_ticks = float(price * self.config["volatility"] / spec.tick)
                     move = int(round(self._price_rng.gauss(0.0, max(sigma_ticks, 1.0))))
                     self.prices[sym] = min(max(price + spec.tick * move, spec.min_price), spec.max_price)
                     self._match(sym)
             self._emit_changes()
-            return {s: fmt(self.prices[s], LINEAR[s].price_scale) for s in symbols}
+            return {s: fmt(self.prices[s], self.linear[s].price_scale) for s in symbols}
 
     # ------------------------------------------------------------------ orders
     def create_order(self, params: dict) -> dict:
         with self.lock:
-            spec = _trading_spec(params)
+            spec = self._trading_spec(params)
             symbol = spec.symbol
             side = _choice(params, "side", ("Buy", "Sell"))
             order_type = _choice(params, "orderType", ("Market", "Limit"))
@@ -720,7 +796,7 @@ class SimEngine:
 
     def amend_order(self, params: dict) -> dict:
         with self.lock:
-            spec = _trading_spec(params)
+            spec = self._trading_spec(params)
             order = self._find_open(params, spec.symbol, "order not exists or too late to replace")
             new_qty = _qty(params, spec) if params.get("qty") not in (None, "") else None
             new_price = _price(params, spec) if params.get("price") not in (None, "") else None
@@ -755,7 +831,7 @@ class SimEngine:
 
     def cancel_order(self, params: dict) -> dict:
         with self.lock:
-            spec = _trading_spec(params)
+            spec = self._trading_spec(params)
             order = self._find_open(params, spec.symbol, "Order does not exist.")
             self._close(order, "Cancelled", cancel_type="CancelByUser")
             self._touch_position(self._position(order.symbol, order.position_idx))
@@ -771,14 +847,14 @@ class SimEngine:
             if not (symbol or base or settle):
                 raise params_error("params error: symbol, baseCoin or settleCoin is required for linear")
             if symbol:
-                _linear(symbol)
+                self._spec(symbol)
             cancelled = []
             for order in sorted(self.open_orders.values(), key=lambda o: o.n):
                 if len(cancelled) >= 500:
                     continue
                 if symbol and order.symbol != symbol:
                     continue
-                if not symbol and base and LINEAR[order.symbol].base != base:
+                if not symbol and base and self.linear[order.symbol].base != base:
                     continue
                 if not symbol and not base and settle and settle != "USDT":
                     continue
@@ -788,6 +864,109 @@ class SimEngine:
             self._emit_changes()
             return {"list": cancelled, "success": "1"}
 
+    def seed_open_orders(self, orders: Iterable[dict]) -> list[SimOrder]:
+        """Put resting limit orders on the book at once, as if placed before anyone was listening.
+
+        For benchmarks and scenarios that need thousands of open orders (``POST /sim/seed-orders``).
+        Each item takes ``/v5/order/create`` parameters: ``symbol``, ``side``, ``qty``, ``price``, optional
+        ``orderLinkId``, ``positionIdx``, ``timeInForce`` (GTC or PostOnly); category linear, Limit only.
+        Checked as a create is (steps, ticks, limits, duplicate link ids, min notional, 500 open per
+        symbol) and must rest (not cross the last price); not checked: margin (seeding 10,000 orders must
+        not cost 10,000 wallet recomputations). No private events are published. All or nothing:
+        ``SimError`` names the offending item and nothing is placed.
+        """
+        with self.lock:
+            counts: dict[str, int] = {}
+            for order in self.open_orders.values():
+                counts[order.symbol] = counts.get(order.symbol, 0) + 1
+            links: set[str] = set()
+            now = self.now_ms()
+            staged: list[SimOrder] = []
+            for index, params in enumerate(orders):
+                try:
+                    staged.append(self._seed_one(params, counts, links, now))
+                except SimError as exc:
+                    raise SimError(exc.ret_code, f"seed order #{index}: {exc.ret_msg}") from None
+            for order in staged:
+                order.n = self._next_n()
+                self.orders[order.order_id] = order
+                if order.order_link_id:
+                    self.orders_by_link[order.order_link_id] = order
+                self.open_orders[order.order_id] = order
+            return staged
+
+    def _seed_one(self, params: dict, counts: dict[str, int], links: set[str], now: int) -> SimOrder:
+        if not isinstance(params, dict):
+            raise params_error("params error: each seed order must be an object")
+        params = {"category": "linear", "orderType": "Limit", **params}
+        spec = self._trading_spec(params)
+        symbol = spec.symbol
+        if params["orderType"] != "Limit":
+            raise params_error("params error: only Limit orders can be seeded")
+        if _bool(params, "reduceOnly") or _bool(params, "closeOnTrigger"):
+            raise params_error("params error: reduce-only orders cannot be seeded")
+        side = _choice(params, "side", ("Buy", "Sell"))
+        link_id = _link_id(params)
+        position_idx = self._position_idx(params, symbol)
+        qty = _qty(params, spec)
+        price = _price(params, spec)
+        tif = params.get("timeInForce") or "GTC"
+        if tif not in ("GTC", "PostOnly"):
+            raise params_error(f"params error: timeInForce {tif!r} cannot rest; use GTC or PostOnly")
+        if link_id and (link_id in self.orders_by_link or link_id in links):
+            raise SimError(110072, "OrderLinkedID is duplicate")
+        if self._closes_hedge(side, position_idx):
+            raise params_error("params error: orders that close a hedge position cannot be seeded")
+        if qty * price < spec.min_notional:
+            raise SimError(110094, f"Order does not meet minimum order value {spec.min_notional}USDT")
+        self._check_max_qty(spec, "Limit", qty)
+        last = self.prices[symbol]
+        if (price >= last) if side == "Buy" else (price <= last):
+            raise params_error(f"params error: price {price} would cross the last price {last}; seeded orders rest")
+        if counts.get(symbol, 0) >= MAX_OPEN_PER_SYMBOL:
+            raise SimError(110020, "Not allowed to have more than 500 active orders")
+        counts[symbol] = counts.get(symbol, 0) + 1
+        if link_id:
+            links.add(link_id)
+        return SimOrder(
+            n=0, category="linear", symbol=symbol, order_id=self._new_id(), order_link_id=link_id, side=side,
+            order_type="Limit", price=price, qty=qty, time_in_force=tif, position_idx=position_idx,
+            reduce_only=False, close_on_trigger=False, created_ms=now, updated_ms=now, last_price_on_created=last,
+        )
+
+    def set_position(self, *, symbol: str, size: Decimal | str, side: str = "", avg_price: Decimal | str = "0",
+                     position_idx: int = 0) -> dict:
+        """Set a position with no execution to explain it (``POST /sim/position``).
+
+        What reconciliation meets when a position changed outside this account's fills (a transfer, a
+        manual adjustment, fills older than the history reaches). Wallet balance and realised PnL do not
+        move; a ``position`` message is published, as Bybit pushes one on any position change. Size 0
+        flattens it (side and entry price are then cleared). Returns the position in /position/list shape.
+        """
+        with self.lock:
+            spec = self._spec(symbol)
+            idx = self._position_idx({"positionIdx": position_idx}, symbol)
+            amount = _decimal(size, "size")
+            if amount < 0 or amount % spec.qty_step:
+                raise params_error(f"params error: size must be 0 or a positive multiple of {spec.qty_step}")
+            pos = self._position(symbol, idx)
+            if amount:
+                if side not in ("Buy", "Sell"):
+                    raise params_error("params error: side must be Buy or Sell for a non-zero size")
+                if idx and side != ("Buy" if idx == 1 else "Sell"):
+                    raise params_error(f"params error: positionIdx {idx} holds {'Buy' if idx == 1 else 'Sell'} only")
+                entry = _decimal(avg_price, "avgPrice")
+                if entry <= 0:
+                    raise params_error("params error: avgPrice must be positive for a non-zero size")
+                pos.size, pos.side, pos.avg_price = amount, side, entry
+            else:
+                pos.size, pos.side, pos.avg_price = ZERO, "", ZERO
+            pos.updated_ms = self.now_ms()
+            pos.seq = self._next_seq(symbol)
+            self._touch_position(pos)
+            self._emit_changes()
+            return pos.to_api(spec, self.prices[symbol])
+
     def force_fill(self, *, order_id: str = "", order_link_id: str = "", qty: Decimal | str | None = None,
                    price: Decimal | str | None = None) -> dict:
         """Fill part (or the rest) of a resting order as maker, whatever the price (``POST /sim/fill``)."""
@@ -795,7 +974,7 @@ class SimEngine:
             order = self.orders.get(order_id) if order_id else self.orders_by_link.get(order_link_id)
             if order is None or not order.is_open:
                 raise SimError(110001, "Order does not exist.")
-            spec = LINEAR[order.symbol]
+            spec = self.linear[order.symbol]
             amount = order.leaves_qty if qty in (None, "") else _decimal(qty, "qty")
             if amount <= 0 or amount > order.leaves_qty or amount % spec.qty_step:
                 raise params_error(f"qty must be a positive multiple of {spec.qty_step} up to {order.leaves_qty}")
@@ -827,10 +1006,10 @@ class SimEngine:
                 orders = [self.orders[i] for i in recent]
             else:
                 orders = list(self.open_orders.values())
-            orders = [o for o in orders if _order_matches(o, symbol, base, settle)]
+            orders = [o for o in orders if self._order_matches(o, symbol, base, settle)]
             orders.sort(key=lambda o: o.n, reverse=True)
             page, cursor = _page(orders, limit=limit, cursor=params.get("cursor"), key=lambda o: o.n, descending=True)
-            return [o.to_api(LINEAR[o.symbol]) for o in page], cursor
+            return [o.to_api(self.linear[o.symbol]) for o in page], cursor
 
     def order_history(self, params: dict) -> tuple[list[dict], str]:
         category = _category(params)
@@ -850,14 +1029,14 @@ class SimEngine:
                 orders = [o for o in self.orders.values() if start <= o.created_ms <= end]
             orders = [
                 o for o in orders
-                if _order_matches(o, symbol, base, settle)
+                if self._order_matches(o, symbol, base, settle)
                 and (not status or o.status == status)
                 # Cancelled/Rejected orders stay queryable for 24 hours only.
                 and not (o.status in ("Cancelled", "Rejected") and not o.cum_exec_qty and now - o.updated_ms > DAY_MS)
             ]
             orders.sort(key=lambda o: o.n, reverse=True)
             page, cursor = _page(orders, limit=limit, cursor=params.get("cursor"), key=lambda o: o.n, descending=True)
-            return [o.to_api(LINEAR[o.symbol]) for o in page], cursor
+            return [o.to_api(self.linear[o.symbol]) for o in page], cursor
 
     def execution_list(self, params: dict) -> tuple[list[dict], str]:
         category = _category(params)
@@ -877,12 +1056,12 @@ class SimEngine:
             rows = [
                 e for e in rows
                 if (not symbol or e.symbol == symbol)
-                and (not base or LINEAR[e.symbol].base == base)
+                and (not base or self.linear[e.symbol].base == base)
                 and (not exec_type or e.exec_type == exec_type)
             ]
             rows.sort(key=lambda e: e.n, reverse=True)
             page, cursor = _page(rows, limit=limit, cursor=params.get("cursor"), key=lambda e: e.n, descending=True)
-            return [e.to_api(LINEAR[e.symbol]) for e in page], cursor
+            return [e.to_api(self.linear[e.symbol]) for e in page], cursor
 
     def _window(self, params: dict) -> tuple[int, int]:
         start = _int_param(params, "startTime")
@@ -909,17 +1088,17 @@ class SimEngine:
             limit = _limit(params, default=20, maximum=200)
             symbol, settle, base = params.get("symbol"), params.get("settleCoin"), params.get("baseCoin")
             if symbol:
-                _linear(symbol)
+                self._spec(symbol)
                 rows = [p for p in self.positions.values() if p.symbol == symbol]
             elif settle or base:
                 rows = [p for p in self.positions.values() if p.size and (settle in (None, "", "USDT"))
-                        and (not base or LINEAR[p.symbol].base == base)]
+                        and (not base or self.linear[p.symbol].base == base)]
             else:
                 raise params_error("params error: symbol or settleCoin is required for linear")
-            rows.sort(key=lambda p: (LINEAR[p.symbol].symbol_id, p.position_idx))
+            rows.sort(key=lambda p: (self.linear[p.symbol].symbol_id, p.position_idx))
             page, cursor = _page(rows, limit=limit, cursor=params.get("cursor"),
-                                 key=lambda p: LINEAR[p.symbol].symbol_id * 10 + p.position_idx, descending=False)
-            return [p.to_api(LINEAR[p.symbol], self.prices[p.symbol]) for p in page], cursor
+                                 key=lambda p: self.linear[p.symbol].symbol_id * 10 + p.position_idx, descending=False)
+            return [p.to_api(self.linear[p.symbol], self.prices[p.symbol]) for p in page], cursor
 
     def switch_mode(self, params: dict) -> None:
         with self.lock:
@@ -931,11 +1110,11 @@ class SimEngine:
                 raise params_error("params error: mode must be 0 (one-way) or 3 (hedge)")
             symbol, coin = params.get("symbol"), params.get("coin")
             if symbol:
-                symbols = [_linear(symbol).symbol]
+                symbols = [self._spec(symbol).symbol]
             elif coin:
                 if coin != "USDT":
                     raise SimError(110029, "Hedge mode is not available for this symbol")
-                symbols = list(LINEAR)
+                symbols = list(self.linear)
             else:
                 raise params_error("params error: symbol or coin is required")
             if all(self.modes[s] == mode for s in symbols):
@@ -961,7 +1140,7 @@ class SimEngine:
 
     def set_leverage(self, params: dict) -> None:
         with self.lock:
-            spec = _trading_spec(params)
+            spec = self._trading_spec(params)
             buy = _decimal(params.get("buyLeverage"), "buyLeverage")
             sell = _decimal(params.get("sellLeverage"), "sellLeverage")
             if buy != sell:
@@ -1034,7 +1213,7 @@ class SimEngine:
     def settle_funding(self, *, symbol: str, rate: Decimal | str) -> list[dict]:
         """Charge/pay funding on open positions of ``symbol`` (execType Funding rows); returns the rows."""
         with self.lock:
-            spec = _linear(symbol)
+            spec = self._spec(symbol)
             funding_rate = _decimal(rate, "rate")
             mark = self.prices[symbol]
             rows = []
@@ -1226,12 +1405,12 @@ class SimEngine:
     def state(self) -> dict:
         with self.lock:
             return {
-                "prices": {s: fmt(p, LINEAR[s].price_scale) for s, p in self.prices.items()},
+                "prices": {s: fmt(p, self.linear[s].price_scale) for s, p in self.prices.items()},
                 "modes": dict(self.modes),
-                "orders": [o.to_api(LINEAR[o.symbol], ws=True)
+                "orders": [o.to_api(self.linear[o.symbol], ws=True)
                            for o in sorted(self.orders.values(), key=lambda o: o.n)],
-                "executions": [e.to_api(LINEAR[e.symbol], ws=True) for e in self.executions],
-                "positions": [p.to_api(LINEAR[p.symbol], self.prices[p.symbol]) for p in self.positions.values()],
+                "executions": [e.to_api(self.linear[e.symbol], ws=True) for e in self.executions],
+                "positions": [p.to_api(self.linear[p.symbol], self.prices[p.symbol]) for p in self.positions.values()],
                 "wallet": self._wallet_api(),
                 "config": self.config_api(),
                 "sinks": [{"name": s.name, "topics": sorted(s.topics), "delivered": s.delivered,
@@ -1250,20 +1429,32 @@ def _category(params: dict, *, allowed: tuple[str, ...] = ("linear", "spot", "in
     return category
 
 
-def _linear(symbol: str | None) -> LinearSpec:
-    if not symbol:
-        raise params_error("params error: symbol is required")
-    spec = LINEAR.get(symbol)
-    if spec is None:
-        raise params_error("params error: symbol invalid")
-    return spec
-
-
-def _trading_spec(params: dict) -> LinearSpec:
-    category = _category(params)
-    if category != "linear":
-        raise params_error(f"category {category} trading is not supported by the simulator (linear only)")
-    return _linear(params.get("symbol"))
+def _parse_instruments(definitions: Iterable[dict | LinearSpec], listed: dict[str, LinearSpec]) -> list[LinearSpec]:
+    """Parse and check a batch against ``listed`` (and itself): ids unique, a listed symbol only with equal rules."""
+    if isinstance(definitions, dict | LinearSpec | str | bytes):
+        raise ValueError("instrument definitions must be a list")
+    taken_ids = {spec.symbol_id: spec.symbol for spec in listed.values()}
+    next_id = max([*taken_ids, 99]) + 1  # ids after the built-ins, so instruments-info pages stay in order
+    specs: list[LinearSpec] = []
+    seen: dict[str, LinearSpec] = {}
+    for definition in definitions:
+        spec = linear_spec_from_definition(definition, default_symbol_id=next_id)
+        known = listed.get(spec.symbol) or seen.get(spec.symbol)
+        if known is not None:
+            explicit_id = isinstance(definition, LinearSpec) or "symbolId" in definition
+            if dataclasses.replace(spec, symbol_id=known.symbol_id) != known or (
+                    explicit_id and spec.symbol_id != known.symbol_id):
+                raise InstrumentDefinitionError(f"{spec.symbol} is already listed with different rules")
+            specs.append(known)
+            continue
+        owner = taken_ids.get(spec.symbol_id)
+        if owner is not None:
+            raise InstrumentDefinitionError(f"{spec.symbol}: symbolId {spec.symbol_id} is already used by {owner}")
+        taken_ids[spec.symbol_id] = spec.symbol
+        next_id = max(next_id, spec.symbol_id + 1)
+        seen[spec.symbol] = spec
+        specs.append(spec)
+    return specs
 
 
 def _choice(params: dict, key: str, allowed: tuple[str, ...]) -> str:
@@ -1359,16 +1550,6 @@ def _limit(params: dict, *, default: int, maximum: int) -> int:
     if not 1 <= value <= maximum:
         raise params_error(f"params error: limit must be between 1 and {maximum}")
     return value
-
-
-def _order_matches(order: SimOrder, symbol, base, settle) -> bool:
-    if symbol:
-        return order.symbol == symbol
-    if base:
-        return LINEAR[order.symbol].base == base
-    if settle:
-        return settle == "USDT"
-    return True
 
 
 def make_cursor(key: int) -> str:

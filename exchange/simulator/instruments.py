@@ -3,12 +3,19 @@
 The figures are close to Bybit mainnet's for these symbols (tick size, qty step,
 minimums, maximums); they only need to be realistic enough that sizing and
 validation code meets the same kinds of numbers it will meet on the exchange.
+
+``LINEAR`` and ``SPOT`` are the built-in catalogue: treat them as constants. More linear
+instruments are listed per engine (``SimEngine(extra_instruments=...)``, ``engine.add_instruments``,
+``POST /sim/instruments``) from definitions parsed by :func:`linear_spec_from_definition`
+(docs/decisions/0104-simulator-extra-instruments.md).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 D = Decimal
 
@@ -149,3 +156,149 @@ def spot_instrument_api(spec: SpotSpec) -> dict:
         "riskParameters": {"priceLimitRatioX": "0.005", "priceLimitRatioY": "0.01"},
         "symbolType": "",
     }
+
+
+# ---------------------------------------------------------------------- instrument definitions
+class InstrumentDefinitionError(ValueError):
+    """An instrument definition the simulator cannot list; the message names the symbol and the field."""
+
+
+SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,20}USDT$")
+COMPACT_KEYS = frozenset({
+    "symbol", "baseCoin", "symbolId", "price", "tickSize", "minPrice", "maxPrice", "qtyStep", "minOrderQty",
+    "maxOrderQty", "maxMktOrderQty", "minNotionalValue", "maxLeverage",
+})
+DEFAULT_MIN_NOTIONAL = Decimal("5")
+DEFAULT_MAX_LEVERAGE = Decimal("50")
+
+
+def linear_spec_from_definition(data, *, default_symbol_id: int) -> LinearSpec:
+    """A :class:`LinearSpec` from one definition, in either of two shapes.
+
+    - Bybit's ``/v5/market/instruments-info`` list item (``priceFilter``, ``lotSizeFilter``,
+      ``leverageFilter``; other fields ignored) plus a top-level ``price``: the starting last price,
+      which Bybit's item does not carry.
+    - Compact: ``{symbol, price, tickSize, qtyStep, minOrderQty, maxOrderQty, maxMktOrderQty,
+      minNotionalValue}``, optional ``baseCoin`` (symbol less "USDT"), ``minPrice`` (tickSize),
+      ``maxPrice`` (1000 x price, down to the tick), ``maxLeverage`` (50), ``symbolId``. Only
+      ``symbol``, ``price``, ``tickSize`` and ``qtyStep`` are required: ``minOrderQty`` defaults to
+      qtyStep, ``maxOrderQty`` to 1,000,000 x minOrderQty, ``maxMktOrderQty`` to maxOrderQty / 5 (down
+      to the step), ``minNotionalValue`` to 5. Unknown keys are refused (a typo must not pass silently).
+
+    Decimals are strings or integers, never floats (as everywhere on the wire). Raises
+    :class:`InstrumentDefinitionError` naming the symbol and the field.
+    """
+    if isinstance(data, LinearSpec):
+        _check_spec(data)
+        return data
+    if not isinstance(data, Mapping):
+        raise InstrumentDefinitionError(f"an instrument definition must be a JSON object, not {type(data).__name__}")
+    symbol = data.get("symbol")
+    if not isinstance(symbol, str) or not SYMBOL_RE.match(symbol):
+        raise InstrumentDefinitionError(
+            f"symbol {symbol!r} is invalid: uppercase letters/digits ending in USDT (linear USDT perpetuals only)")
+    bybit_shape = any(key in data for key in ("priceFilter", "lotSizeFilter", "leverageFilter"))
+    if bybit_shape:
+        price_filter = _section(data, "priceFilter", symbol)
+        lot = _section(data, "lotSizeFilter", symbol)
+        leverage = _section(data, "leverageFilter", symbol, required=False)
+        for key, allowed in (("contractType", "LinearPerpetual"), ("settleCoin", "USDT"), ("quoteCoin", "USDT"),
+                             ("status", "Trading")):
+            if key in data and data[key] != allowed:
+                raise InstrumentDefinitionError(f"{symbol}: {key} {data[key]!r} is not supported (only {allowed})")
+        fields = {
+            "tickSize": price_filter.get("tickSize"), "minPrice": price_filter.get("minPrice"),
+            "maxPrice": price_filter.get("maxPrice"), "qtyStep": lot.get("qtyStep"),
+            "minOrderQty": lot.get("minOrderQty"), "maxOrderQty": lot.get("maxOrderQty"),
+            "maxMktOrderQty": lot.get("maxMktOrderQty"), "minNotionalValue": lot.get("minNotionalValue"),
+            "maxLeverage": leverage.get("maxLeverage"),
+        }
+    else:
+        unknown = set(data) - COMPACT_KEYS
+        if unknown:
+            raise InstrumentDefinitionError(
+                f"{symbol}: unknown field(s) {sorted(unknown)}; known: {', '.join(sorted(COMPACT_KEYS))}")
+        fields = {key: data.get(key) for key in COMPACT_KEYS}
+
+    def number(key: str, *, required: bool = False, raw=None) -> Decimal | None:
+        value = fields.get(key) if raw is None else raw
+        if value is None or value == "":
+            if required:
+                raise InstrumentDefinitionError(f"{symbol}: {key} is required")
+            return None
+        return _decimal(value, f"{symbol}: {key}")
+
+    price = number("price", required=True, raw=data.get("price"))
+    tick = number("tickSize", required=True)
+    qty_step = number("qtyStep", required=True)
+    if tick <= 0 or qty_step <= 0:
+        raise InstrumentDefinitionError(f"{symbol}: tickSize and qtyStep must be positive")
+    min_qty = _or(number("minOrderQty"), qty_step)
+    max_qty = _or(number("maxOrderQty"), min_qty * 1_000_000)
+    max_mkt_qty = _or(number("maxMktOrderQty"), max(min_qty, (max_qty / 5 // qty_step) * qty_step))
+    max_price = _or(number("maxPrice"), (price * 1000 // tick) * tick)
+    base = data.get("baseCoin") or symbol[: -len("USDT")]
+    if not isinstance(base, str) or not base:
+        raise InstrumentDefinitionError(f"{symbol}: baseCoin must be a non-empty string")
+    symbol_id = data.get("symbolId", default_symbol_id)
+    if isinstance(symbol_id, bool) or not isinstance(symbol_id, int) or symbol_id <= 0:
+        raise InstrumentDefinitionError(f"{symbol}: symbolId must be a positive integer")
+    spec = LinearSpec(
+        symbol=symbol, base=base, tick=tick, min_price=_or(number("minPrice"), tick), max_price=max_price,
+        qty_step=qty_step, min_qty=min_qty, max_qty=max_qty, max_mkt_qty=max_mkt_qty,
+        min_notional=_or(number("minNotionalValue"), DEFAULT_MIN_NOTIONAL),
+        max_leverage=_or(number("maxLeverage"), DEFAULT_MAX_LEVERAGE), start_price=price, symbol_id=symbol_id,
+    )
+    _check_spec(spec)
+    return spec
+
+
+def _or(value: Decimal | None, default: Decimal) -> Decimal:
+    return default if value is None else value
+
+
+def _section(data: Mapping, key: str, symbol: str, *, required: bool = True) -> Mapping:
+    value = data.get(key)
+    if value is None and not required:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InstrumentDefinitionError(f"{symbol}: {key} must be an object")
+    return value
+
+
+def _decimal(raw, where: str) -> Decimal:
+    # Strings (or integers) only: a JSON float here would be the same leak the order endpoints refuse.
+    if isinstance(raw, bool) or not isinstance(raw, str | int | Decimal):
+        raise InstrumentDefinitionError(f"{where} must be a decimal string, e.g. \"0.01\"")
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise InstrumentDefinitionError(f"{where} {raw!r} is not a number") from None
+    if not value.is_finite():
+        raise InstrumentDefinitionError(f"{where} {raw!r} is not a number")
+    if value.as_tuple().exponent > 0:  # "1E+3": keep plain digits on the wire
+        value = value.quantize(Decimal(1))
+    return value
+
+
+def _check_spec(spec: LinearSpec) -> None:
+    s = spec.symbol
+    rules = [
+        (bool(SYMBOL_RE.match(s)) and bool(spec.base), "symbol must end in USDT and have a base coin"),
+        (spec.tick > 0 and spec.qty_step > 0, "tickSize and qtyStep must be positive"),
+        (spec.min_price > 0 and spec.min_price % spec.tick == 0, "minPrice must be a positive multiple of tickSize"),
+        (spec.max_price % spec.tick == 0 and spec.max_price >= spec.min_price,
+         "maxPrice must be a multiple of tickSize, at least minPrice"),
+        (spec.start_price % spec.tick == 0, f"price {spec.start_price} is not a multiple of tickSize {spec.tick}"),
+        (spec.min_price <= spec.start_price <= spec.max_price,
+         f"price {spec.start_price} is outside [{spec.min_price}, {spec.max_price}]"),
+        (spec.min_qty > 0 and spec.min_qty % spec.qty_step == 0, "minOrderQty must be a positive multiple of qtyStep"),
+        (spec.max_qty % spec.qty_step == 0 and spec.max_mkt_qty % spec.qty_step == 0,
+         "maxOrderQty and maxMktOrderQty must be multiples of qtyStep"),
+        (spec.min_qty <= spec.max_mkt_qty <= spec.max_qty, "expected minOrderQty <= maxMktOrderQty <= maxOrderQty"),
+        (spec.min_notional >= 0, "minNotionalValue must not be negative"),
+        (spec.max_leverage >= 1, "maxLeverage must be at least 1"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise InstrumentDefinitionError(f"{s}: {message}")

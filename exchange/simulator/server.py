@@ -5,11 +5,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterable
 
 import uvicorn
 
 from exchange.simulator.app import SimulatorState, build_app
 from exchange.simulator.engine import SimEngine
+from exchange.simulator.instruments import LinearSpec
 
 
 class SimulatorServer:
@@ -22,13 +24,15 @@ class SimulatorServer:
         seed: int = 1,
         host: str = "127.0.0.1",
         port: int = 0,
+        extra_instruments: Iterable[dict | LinearSpec] | None = None,
         **options,
     ) -> None:
         self.api_key = api_key
         self.api_secret = api_secret
         self.host = host
         self.port = port
-        self.app = build_app(api_key=api_key, api_secret=api_secret, seed=seed, **options)
+        self.app = build_app(api_key=api_key, api_secret=api_secret, seed=seed,
+                             extra_instruments=extra_instruments, **options)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -48,7 +52,12 @@ class SimulatorServer:
         return f"http://{self.host}:{self.port}"
 
     def reset(self) -> None:
+        """Back to the start: built-in and ``extra_instruments`` listed, run-time additions dropped."""
         self.state.reset()
+
+    def add_instruments(self, definitions: Iterable[dict | LinearSpec]) -> list[LinearSpec]:
+        """List more linear instruments until the next reset (same as ``POST /sim/instruments``)."""
+        return self.engine.add_instruments(definitions)
 
     def start(self, *, timeout: float = 10.0) -> SimulatorServer:
         # Bind here (port 0 → a free port) so .url is known before uvicorn starts serving.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -45,6 +48,11 @@ class Command(BaseCommand):
         parser.add_argument("--timeout-seconds", type=float, default=FaultConfig.timeout_seconds)
         parser.add_argument("--drop-response-mode", choices=DROP_MODES, default="504")
         parser.add_argument("--fault-paths", nargs="*", default=[], help="limit request faults to these paths")
+        parser.add_argument(
+            "--instruments", default=None, metavar="JSON_OR_FILE",
+            help="more linear instruments, listed from the start and after every reset: a JSON list (inline, or "
+                 "the path of a file holding it) of Bybit instruments-info items plus \"price\", or compact "
+                 "{symbol, price, tickSize, qtyStep, minOrderQty, maxOrderQty, maxMktOrderQty, minNotionalValue}")
 
     def handle(self, *args, **opts):
         api_key = opts["api_key"] or settings.BYBIT_API_KEY
@@ -58,12 +66,38 @@ class Command(BaseCommand):
             FaultConfig().validated_changes(faults)
         except FaultConfigError as exc:
             raise CommandError(str(exc))
-        app = build_app(
-            api_key=api_key, api_secret=api_secret, seed=opts["seed"],
-            ws_gateway_key=opts["ws_gateway_key"] or settings.WS_GATEWAY_API_KEY or None,
-            rate_limit_scale=opts["rate_limit_scale"], tick_interval=opts["tick_interval"], faults=faults,
-            initial_balance=opts["initial_balance"], slippage=opts["slippage"], taker_fee=opts["taker_fee"],
-            maker_fee=opts["maker_fee"],
-        )
-        self.stdout.write(f"Bybit simulator on http://{opts['host']}:{opts['port']} (seed {opts['seed']})")
+        extra = _instruments_argument(opts["instruments"])
+        try:
+            app = build_app(
+                api_key=api_key, api_secret=api_secret, seed=opts["seed"], extra_instruments=extra,
+                ws_gateway_key=opts["ws_gateway_key"] or settings.WS_GATEWAY_API_KEY or None,
+                rate_limit_scale=opts["rate_limit_scale"], tick_interval=opts["tick_interval"], faults=faults,
+                initial_balance=opts["initial_balance"], slippage=opts["slippage"], taker_fee=opts["taker_fee"],
+                maker_fee=opts["maker_fee"],
+            )
+        except ValueError as exc:  # a bad instrument definition
+            raise CommandError(f"--instruments: {exc}")
+        listed = ", ".join(sorted(app.state.sim.engine.linear))
+        self.stdout.write(f"Bybit simulator on http://{opts['host']}:{opts['port']} (seed {opts['seed']}); "
+                          f"linear: {listed}")
         uvicorn.run(app, host=opts["host"], port=opts["port"], log_level="info")
+
+
+def _instruments_argument(value: str | None) -> list | None:
+    if not value:
+        return None
+    text = value.strip()
+    if not text.startswith(("[", "{")):
+        try:
+            text = Path(value).read_text()
+        except OSError as exc:
+            raise CommandError(f"--instruments: cannot read {value}: {exc.strerror}")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise CommandError(f"--instruments: not valid JSON: {exc}")
+    if isinstance(data, dict):  # Bybit's instruments-info result, or one definition
+        data = data["list"] if "list" in data else [data]
+    if not isinstance(data, list):
+        raise CommandError("--instruments: expected a JSON list of instrument definitions")
+    return data

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -24,7 +25,8 @@ def test_command_starts_a_simulator_with_faults_from_arguments():
     process = subprocess.Popen(
         [sys.executable, "manage.py", "bybit_simulator", "--host", "127.0.0.1", "--port", str(port),
          "--api-key", "cmd-key", "--api-secret", "cmd-secret", "--seed", "3", "--server-error", "1",
-         "--fault-paths", "/v5/order/create", "--rate-limit-scale", "2"],
+         "--fault-paths", "/v5/order/create", "--rate-limit-scale", "2",
+         "--instruments", '[{"symbol": "CMDUSDT", "price": "10.00", "tickSize": "0.01", "qtyStep": "0.1"}]'],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
@@ -42,15 +44,27 @@ def test_command_starts_a_simulator_with_faults_from_arguments():
         assert (faults["server_error"], faults["seed"], faults["paths"]) == (1.0, 3, ["/v5/order/create"])
         assert httpx.post(f"{base}/v5/order/create", content=b"{}").status_code == 503
         assert httpx.get(f"{base}/sim/rate-limits").json()["limits"]["/v5/order/create"] == 20
+        listed = httpx.get(f"{base}/v5/market/instruments-info", params={"category": "linear"}).json()
+        assert listed["result"]["list"][-1]["symbol"] == "CMDUSDT"
+        httpx.post(f"{base}/sim/reset").raise_for_status()
+        assert httpx.get(f"{base}/sim/instruments").json()["list"][-1]["symbol"] == "CMDUSDT", "kept by reset"
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-def test_command_refuses_bad_fault_arguments():
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--rate-limit", "1.5"], "rate_limit must be between 0 and 1"),
+        (["--instruments", '[{"symbol": "CMDUSDT", "price": 10}]'], "--instruments: CMDUSDT: tickSize is required"),
+        (["--instruments", "/nonexistent/instruments.json"], "--instruments: cannot read /nonexistent/"),
+    ],
+)
+def test_command_refuses_bad_arguments(arguments, message):
     result = subprocess.run(
-        [sys.executable, "manage.py", "bybit_simulator", "--rate-limit", "1.5", "--api-key", "k", "--api-secret", "s"],
+        [sys.executable, "manage.py", "bybit_simulator", *arguments, "--api-key", "k", "--api-secret", "s"],
         cwd=ROOT, env={**os.environ, "DJANGO_SETTINGS_MODULE": "ordermanager.settings.test"},
         capture_output=True, text=True, timeout=60,
     )
-    assert result.returncode != 0 and "rate_limit must be between 0 and 1" in result.stderr
+    assert result.returncode != 0 and message in result.stderr, result.stderr

@@ -113,11 +113,11 @@ def test_create_order_errors(http, simulator, overrides, code, needle):
     assert simulator.engine.orders == {}
 
 
-def test_below_min_order_qty(http, simulator, monkeypatch):
-    # Every listed symbol has minOrderQty == qtyStep (as on Bybit for these), so raise the minimum for the test.
-    spec = instruments.LINEAR["BTCUSDT"]
-    monkeypatch.setitem(instruments.LINEAR, "BTCUSDT", replace(spec, min_qty=Decimal("0.005")))
-    answer = http.order(qty="0.004", price="64000.0")
+def test_below_min_order_qty(http, simulator):
+    # Every built-in symbol has minOrderQty == qtyStep (as on Bybit for these): list one with a higher minimum.
+    simulator.add_instruments([replace(instruments.LINEAR["BTCUSDT"], symbol="MINQTYUSDT", symbol_id=500,
+                                       min_qty=Decimal("0.005"))])
+    answer = http.order(symbol="MINQTYUSDT", qty="0.004", price="64000.0")
     assert answer["retCode"] == 10001 and "minimum limit" in answer["retMsg"]
     assert simulator.engine.orders == {}
 
