@@ -146,9 +146,17 @@ def position_observe(
     symbol's mode) and its mark price. Size and entry come from fills only."""
     with transaction.atomic(savepoint=False):
         position = _locked_position(category=category, symbol=symbol, position_idx=position_idx)
-        if mark_price is not None and mark_price > 0:
-            _set_mark(position, mark_price)
+        if mark_price is not None and mark_price > 0 and _newer_mark(position, updated_ms):
+            _set_mark(position, mark_price, at=_EPOCH + timedelta(milliseconds=updated_ms) if updated_ms else None)
     return position
+
+
+def _newer_mark(position: Position, updated_ms: int) -> bool:
+    # The stream reorders and repeats: an older push must not overwrite a newer mark
+    # (from a later push or from the ticker refresh).
+    if not updated_ms or position.mark_price_updated_at is None:
+        return True
+    return _EPOCH + timedelta(milliseconds=updated_ms) > position.mark_price_updated_at
 
 
 def position_set_mark_price(*, category: str, symbol: str, mark_price: Decimal) -> int:
@@ -303,9 +311,9 @@ def _fold_entries(entries: list[PositionLedgerEntry], start: PositionState, dire
     return state
 
 
-def _set_mark(position: Position, mark_price: Decimal) -> None:
+def _set_mark(position: Position, mark_price: Decimal, *, at: datetime | None = None) -> None:
     position.mark_price = q18(mark_price)
-    position.mark_price_updated_at = timezone.now()
+    position.mark_price_updated_at = at or timezone.now()
     position.unrealized_pnl = unrealized_pnl(
         size=position.signed_size, avg_entry_price=position.avg_entry_price, mark_price=position.mark_price
     )

@@ -260,3 +260,17 @@ def test_every_position_change_publishes_position_updated_after_commit(django_ca
     assert events["position.updated"]["size"] == D("0.010")
     assert events["position.updated"]["symbol"] == "BTCUSDT"
     assert events[fills.ORDER_UPDATED]["status"] == OrderStatus.FILLED
+
+
+def test_an_older_position_push_does_not_overwrite_a_newer_mark_price():
+    def push(mark, ms):
+        item = {"category": "linear", "symbol": "SOLUSDT", "positionIdx": 0, "side": "", "size": "0",
+                "entryPrice": "0", "markPrice": mark, "updatedTime": str(ms)}  # fmt: skip
+        private_message_apply(message=parse_private_message(bm.message("position", [item])))
+
+    push("151", bm.BASE_MS + 2000)
+    push("149", bm.BASE_MS + 1000)  # reordered: older
+    push("151", bm.BASE_MS + 2000)  # duplicate
+    assert Position.objects.get(symbol="SOLUSDT").mark_price == D("151")
+    push("152", bm.BASE_MS + 3000)
+    assert Position.objects.get(symbol="SOLUSDT").mark_price == D("152")
