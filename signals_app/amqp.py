@@ -89,6 +89,10 @@ class SignalConsumer(ConsumerMixin):
         self._pending_since = 0.0
         self._dead_connection: Connection | None = None
         self._dead_producer: Producer | None = None
+        # Read by the heartbeat (another thread): plain attribute writes, no lock needed.
+        self.connected = False
+        self.connection_error = ""
+        self.last_iteration = time.monotonic()
 
     def get_consumers(self, Consumer, channel):  # noqa: N803 (kombu's signature)
         from amqp.exceptions import PreconditionFailed
@@ -107,11 +111,14 @@ class SignalConsumer(ConsumerMixin):
         return [consumer]
 
     def on_connection_error(self, exc, interval):
+        self.connected, self.connection_error = False, f"{type(exc).__name__}: {exc}"
         if self.should_stop:
             raise _Stopped() from exc
         log.warning("broker_unreachable", error=str(exc), retry_in=interval)
 
     def on_connection_revived(self):
+        self.connected, self.connection_error = True, ""
+        self.last_iteration = time.monotonic()
         log.info("broker_connected", queue=self.queue.name)
 
     def run(self, _tokens=1, **kwargs):
@@ -127,6 +134,7 @@ class SignalConsumer(ConsumerMixin):
         finally:
             # After a lost connection these deliveries cannot be acked; the broker redelivers them, in order.
             self._pending = []
+            self.connected = False
 
     def on_message(self, message) -> None:
         if not self._pending:
@@ -136,6 +144,7 @@ class SignalConsumer(ConsumerMixin):
             self._flush()
 
     def on_iteration(self) -> None:
+        self.last_iteration = time.monotonic()
         if self._pending and time.monotonic() - self._pending_since >= self.BATCH_WAIT:
             self._flush()
 

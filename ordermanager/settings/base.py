@@ -230,6 +230,8 @@ ORDER_EVENTS_EXCHANGE = env_str("ORDER_EVENTS_EXCHANGE", "order-manager.events")
 SIGNAL_MAX_CLOCK_SKEW = env_int("SIGNAL_MAX_CLOCK_SKEW", 30, minimum=0)
 # Worker threads per process that turn inbox signals into orders (one symbol per thread at a time).
 SIGNAL_PROCESSOR_THREADS = env_int("SIGNAL_PROCESSOR_THREADS", 4, minimum=1, maximum=64)
+# Seconds between the heartbeats of consume_signals/process_signals (dashboard: consumer health).
+SIGNAL_HEARTBEAT_INTERVAL = env_float_seconds("SIGNAL_HEARTBEAT_INTERVAL", "5", minimum="0.1")
 
 # --- Exchange ----------------------------------------------------------------------
 BYBIT_ENV = env_choice("BYBIT_ENV", "simulator", ("mainnet", "testnet", "demo", "simulator"))

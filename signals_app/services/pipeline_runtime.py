@@ -1,4 +1,4 @@
-"""What a long-running signal process does before its work: reconcile with the exchange.
+"""What a long-running signal process does around its work: reconcile first, then beat a heartbeat.
 
 ``pipeline_startup`` runs before ``consume_signals`` takes a message and before
 ``process_signals`` drains the inbox: the global risk row is seeded and the
@@ -7,16 +7,142 @@ books are reconciled with the exchange (``reconcile_on_startup``, trigger
 left wrong (a fill we missed, an order whose answer was lost). It never raises
 because of the exchange: a failed run is recorded with its reason and the
 process carries on (see docs/decisions/0310-startup-reconcile.md).
+
+``ProcessHeartbeat`` is a daemon thread that calls ``heartbeat_beat`` for the
+``consumer`` component every ``SIGNAL_HEARTBEAT_INTERVAL`` seconds with what the
+probe reports: a beat proves the process lives, ``ok`` says whether its loops
+do their work (broker connected, intake loop turning, no processor worker dead
+or stuck on one signal). See docs/decisions/0311-consumer-heartbeat.md.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+import structlog
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count, Min
+from django.utils import timezone
+
+from ordermanager.core.services.heartbeat import CONSUMER, heartbeat_beat
 from orders.models import ReconciliationRun
 from orders.services.order_state_sync import reconcile_on_startup
 from orders.services.risk_limits import risk_limit_seed_global
+from signals_app.models import SignalStatus, TradingSignal
+
+log = structlog.get_logger(__name__)
+
+Probe = Callable[[], tuple[bool, str]]
+# The intake loop turns every few milliseconds; this long without a turn while connected means it is wedged.
+INTAKE_STALL_SECONDS = 30.0
+_UNFINISHED = (SignalStatus.RECEIVED, SignalStatus.PROCESSING)
 
 
 def pipeline_startup() -> ReconciliationRun | None:
     """Seed the global risk row and reconcile with the exchange; returns the startup run (None: skipped)."""
     risk_limit_seed_global()
     return reconcile_on_startup()
+
+
+def process_label(command: str) -> str:
+    return f"{command} pid {os.getpid()} on {socket.gethostname()}"
+
+
+def inbox_backlog() -> str:
+    """Unfinished signals and the age of the oldest (one query on the status index), for the detail."""
+    row = TradingSignal.objects.filter(status__in=_UNFINISHED).aggregate(n=Count("id"), oldest=Min("received_at"))
+    if not row["n"]:
+        return "inbox empty"
+    age = max(timedelta(0), timezone.now() - row["oldest"]).total_seconds()
+    return f"inbox {row['n']} unfinished, oldest {age:.1f} s"
+
+
+class ProcessHeartbeat:
+    """Beats ``component`` with ``probe()`` every ``interval`` seconds until ``stop``; the last beat says stopped."""
+
+    def __init__(self, *, probe: Probe, label: str, component: str = CONSUMER, interval: float | None = None):
+        self.probe = probe
+        self.label = label
+        self.component = component
+        self.interval = settings.SIGNAL_HEARTBEAT_INTERVAL if interval is None else interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="pipeline-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, detail: str = "stopped") -> None:
+        """Stop beating; the last beat (ok=False) tells the dashboard the process stopped, not just went quiet."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._beat(ok=False, detail=detail)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                ok, detail = self._probe()
+                self._beat(ok=ok, detail=detail)
+                if self._stop.wait(self.interval):
+                    return
+        finally:
+            connection.close()  # this thread's own connection
+
+    def _probe(self) -> tuple[bool, str]:
+        try:
+            return self.probe()
+        except Exception as exc:  # a probe bug (or the database away) must not stop the beats
+            return False, f"health probe failed: {type(exc).__name__}: {exc}"
+
+    def _beat(self, *, ok: bool, detail: str) -> None:
+        try:
+            heartbeat_beat(component=self.component, ok=ok, detail=f"{self.label}: {detail}")
+        except Exception as exc:  # the database is away: the beat goes stale, which is what it should show
+            log.warning("heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
+            connection.close()
+
+
+def consumer_probe(*, consumer, processor, starting: Callable[[], bool]) -> Probe:
+    """The health of a consume_signals process: its intake consumer and its processor (if any)."""
+
+    def probe() -> tuple[bool, str]:
+        if starting():
+            return True, "starting: reconciling with the exchange before taking messages"
+        ok, parts = True, []
+        idle = time.monotonic() - consumer.last_iteration
+        if not consumer.connected:
+            ok = False
+            parts.append(f"broker unreachable ({consumer.connection_error or 'connecting'})")
+        elif idle > INTAKE_STALL_SECONDS:
+            ok = False
+            parts.append(f"intake loop stalled for {idle:.0f} s")
+        else:
+            parts.append(f"queue {consumer.queue.name} connected")
+        parts.append(f"{consumer.handled} messages taken")
+        if processor is not None:
+            processor_ok, detail = processor.health()
+            ok = ok and processor_ok
+            parts.append(detail)
+        parts.append(inbox_backlog())
+        return ok, "; ".join(parts)
+
+    return probe
+
+
+def processor_probe(*, processor, starting: Callable[[], bool]) -> Probe:
+    """The health of a process_signals process."""
+
+    def probe() -> tuple[bool, str]:
+        if starting():
+            return True, "starting: reconciling with the exchange before draining the inbox"
+        ok, detail = processor.health()
+        return ok, f"{detail}; {inbox_backlog()}"
+
+    return probe

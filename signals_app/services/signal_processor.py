@@ -23,6 +23,7 @@ unknown; the reason says which, and reconciliation settles such legs).
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import structlog
@@ -50,6 +51,10 @@ ACKNOWLEDGED = (
 )
 # A worker gives its symbol back after this many signals so a busy symbol cannot starve the others.
 BATCH_PER_SYMBOL = 50
+# Health: one signal in hand longer than this (cancels and a create, each with the client's retries, take far
+# less) or a worker error this recent makes the processor unhealthy in the heartbeat.
+STUCK_AFTER_SECONDS = 120.0
+ERROR_RECENT_SECONDS = 60.0
 
 _wake = threading.Event()
 
@@ -269,6 +274,10 @@ class SignalProcessor:
         self.poll_interval = poll_interval
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
+        # Health, read by the heartbeat thread; each key is written by its own worker only.
+        self._in_hand: dict[str, tuple[int, float]] = {}  # worker → (inbox id, since)
+        self._done: dict[str, int] = {}
+        self._last_error: tuple[str, float] | None = None
 
     def start(self) -> None:
         from orders.services.risk_limits import risk_limit_seed_global
@@ -299,6 +308,22 @@ class SignalProcessor:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def health(self) -> tuple[bool, str]:
+        """(ok, detail) for the heartbeat: workers alive, none stuck on one signal, no recent worker error."""
+        now = time.monotonic()
+        alive = sum(w.is_alive() for w in self._workers)
+        problems = []
+        if alive < len(self._workers) and not self.stopping:
+            problems.append(f"{len(self._workers) - alive} worker thread(s) died")
+        for name, (inbox_id, since) in list(self._in_hand.items()):
+            if now - since > STUCK_AFTER_SECONDS:
+                problems.append(f"{name} has been on inbox signal {inbox_id} for {now - since:.0f} s")
+        error = self._last_error
+        if error and now - error[1] <= ERROR_RECENT_SECONDS:
+            problems.append(f"worker error {now - error[1]:.0f} s ago: {error[0]}")
+        detail = f"processor {alive}/{len(self._workers)} workers, {sum(self._done.values())} signals done"
+        return not problems, "; ".join([detail, *problems])
+
     def _run(self) -> None:
         from django.db import connection
 
@@ -311,6 +336,7 @@ class SignalProcessor:
                 except Exception as exc:
                     # Typically the database went away: the advisory locks went with the connection; start afresh.
                     log.error("signal_worker_error", error=f"{type(exc).__name__}: {exc}")
+                    self._last_error = (f"{type(exc).__name__}: {exc}"[:200], time.monotonic())
                     connection.close()
                     worked = False
                     backoff = min(backoff * 2, 10.0)
@@ -344,6 +370,7 @@ class SignalProcessor:
 
     def _round(self) -> bool:
         """One pass over the symbols with work; True when a signal was processed."""
+        name = threading.current_thread().name
         worked = False
         for symbol in symbols_with_work():
             if self._stop.is_set():
@@ -357,7 +384,12 @@ class SignalProcessor:
                     signal = _next_signal(symbol)
                     if signal is None:
                         break
-                    signal_process(signal=signal)
+                    self._in_hand[name] = (signal.pk, time.monotonic())
+                    try:
+                        signal_process(signal=signal)
+                    finally:
+                        del self._in_hand[name]
+                    self._done[name] = self._done.get(name, 0) + 1
                     worked = True
             finally:
                 symbol_lock_release(symbol)

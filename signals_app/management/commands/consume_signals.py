@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ordermanager.events import events_flush
 from signals_app.amqp import SignalConsumer, broker_connection, consume_until_stopped, dead_letter_queue, ingress_queue
-from signals_app.services.pipeline_runtime import pipeline_startup
+from signals_app.services.pipeline_runtime import ProcessHeartbeat, consumer_probe, pipeline_startup, process_label
 from signals_app.services.signal_processor import SignalProcessor
 
 log = structlog.get_logger(__name__)
@@ -57,12 +57,19 @@ class Command(BaseCommand):
 
         os_signal.signal(os_signal.SIGTERM, stop)
         os_signal.signal(os_signal.SIGINT, stop)
-        # Reconcile before the first message and the first inbox signal: decisions need a true book.
-        pipeline_startup()
-        if processor:
-            processor.start()
-        log.info("consume_signals_started", queue=queue_name, threads=threads, prefetch=consumer.prefetch)
+        started = False
+        heartbeat = ProcessHeartbeat(
+            label=process_label("consume_signals"),
+            probe=consumer_probe(consumer=consumer, processor=processor, starting=lambda: not started),
+        )
+        heartbeat.start()
         try:
+            # Reconcile before the first message and the first inbox signal: decisions need a true book.
+            pipeline_startup()
+            if processor:
+                processor.start()
+            started = True
+            log.info("consume_signals_started", queue=queue_name, threads=threads, prefetch=consumer.prefetch)
             consume_until_stopped(consumer)
         finally:
             if processor:
@@ -71,4 +78,5 @@ class Command(BaseCommand):
             consumer.close()
             connection.release()
             events_flush(timeout=5)
+            heartbeat.stop(detail=f"stopped ({consumer.handled} messages taken)")
         log.info("consume_signals_stopped", handled=consumer.handled)

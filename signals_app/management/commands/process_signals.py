@@ -17,7 +17,7 @@ from django.core.checks import Tags
 from django.core.management.base import BaseCommand
 
 from ordermanager.events import events_flush
-from signals_app.services.pipeline_runtime import pipeline_startup
+from signals_app.services.pipeline_runtime import ProcessHeartbeat, pipeline_startup, process_label, processor_probe
 from signals_app.services.signal_processor import SignalProcessor, process_pending
 
 log = structlog.get_logger(__name__)
@@ -49,10 +49,18 @@ class Command(BaseCommand):
 
         os_signal.signal(os_signal.SIGTERM, stop)
         os_signal.signal(os_signal.SIGINT, stop)
-        pipeline_startup()
-        processor.start()
-        while not stopped.wait(1.0):
-            pass
-        processor.join(timeout=60)
-        events_flush(timeout=5)
+        started = False
+        heartbeat = ProcessHeartbeat(label=process_label("process_signals"),
+                                     probe=processor_probe(processor=processor, starting=lambda: not started))
+        heartbeat.start()
+        try:
+            pipeline_startup()
+            processor.start()
+            started = True
+            while not stopped.wait(1.0):
+                pass
+            processor.join(timeout=60)
+            events_flush(timeout=5)
+        finally:
+            heartbeat.stop()
         log.info("process_signals_stopped")

@@ -147,10 +147,11 @@ def database_url() -> str:
 
 
 class ConsumerProcess:
-    """``manage.py consume_signals`` in a child process with this test's broker, database and simulator."""
+    """``manage.py consume_signals`` (or ``command``) in a child process with this test's broker, database and
+    simulator."""
 
     def __init__(self, *, amqp_url: str, queue_name: str, simulator, log_dir: Path, threads: int = 4,
-                 extra_env: dict | None = None, name: str = "consumer"):
+                 extra_env: dict | None = None, name: str = "consumer", command: str = "consume_signals"):
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "ordermanager.settings.base",
@@ -171,6 +172,7 @@ class ConsumerProcess:
             "REDIS_URL": "",
             **(extra_env or {}),
         }
+        self.command = command
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -178,7 +180,7 @@ class ConsumerProcess:
     def start(self) -> ConsumerProcess:
         self.starts += 1
         log = open(self.log_path, "ab")  # noqa: SIM115 (closed with the process)
-        self.proc = subprocess.Popen([sys.executable, "manage.py", "consume_signals"], cwd=ROOT, env=self.env,
+        self.proc = subprocess.Popen([sys.executable, "manage.py", self.command], cwd=ROOT, env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT)
         return self
 

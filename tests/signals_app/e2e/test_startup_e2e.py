@@ -1,10 +1,12 @@
-"""consume_signals (a real child process) reconciles with the exchange before it takes the first message."""
+"""consume_signals and process_signals (real child processes): reconcile before the first message, heartbeat."""
 
 import random
 import uuid
 
 import pytest
 
+from ordermanager.core.models import Heartbeat
+from ordermanager.dashboard.selectors import health_components
 from orders.models import ReconciliationRun
 from signals_app.models import TradingSignal
 from signals_app.services.signal_processor import UNFINISHED
@@ -36,3 +38,35 @@ def test_the_startup_run_finishes_before_the_first_message_is_stored(amqp_url, s
     assert run.status == ReconciliationRun.Status.SUCCEEDED, run.error
     first_stored = TradingSignal.objects.order_by("received_at").first().received_at
     assert run.finished_at <= first_stored
+
+
+@pytest.mark.parametrize("command", ["consume_signals", "process_signals"])
+def test_a_running_process_beats_the_consumer_heartbeat_and_says_when_it_stopped(amqp_url, simulator, tmp_path,
+                                                                                   command):
+    queue_name = f"test.heartbeat.{uuid.uuid4().hex[:10]}"
+    broker = Broker(amqp_url, queue_name)
+    proc = ConsumerProcess(amqp_url=amqp_url, queue_name=queue_name, simulator=simulator, log_dir=tmp_path,
+                           command=command, extra_env={"SIGNAL_HEARTBEAT_INTERVAL": "0.2"})
+    try:
+        proc.start()
+        label = f"{command} pid {proc.proc.pid} on "
+
+        def beat(**expected):
+            row = Heartbeat.objects.filter(component="consumer").first()
+            return row if row and label in row.detail and all(
+                getattr(row, k) == v for k, v in expected.items()) and "starting" not in row.detail else None
+
+        first = wait_until(lambda: beat(ok=True), timeout=30, what=f"a healthy beat\n{proc.log_tail()}")
+        assert "inbox empty" in first.detail and "processor 4/4 workers" in first.detail
+        if command == "consume_signals":
+            assert f"queue {queue_name} connected" in first.detail
+        wait_until(lambda: Heartbeat.objects.get(component="consumer").beat_at > first.beat_at, timeout=10,
+                   what="a later beat")
+        assert {c.name: c.status for c in health_components()}["consumer"] == "ok"
+        assert proc.terminate() == 0, proc.log_tail()
+    finally:
+        if proc.alive():
+            proc.kill9()
+        broker.close()
+    last = Heartbeat.objects.get(component="consumer")
+    assert not last.ok and label in last.detail and "stopped" in last.detail

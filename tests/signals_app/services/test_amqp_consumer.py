@@ -139,3 +139,25 @@ def test_consumer_reconnects_after_the_broker_connection_drops(amqp_url, queues)
     finally:
         proxy.close()
     assert TradingSignal.objects.count() == 2
+
+
+def test_the_heartbeat_probe_follows_the_broker_connection(amqp_url, queues):
+    from signals_app.services.pipeline_runtime import consumer_probe
+
+    conn, queue, dead = queues
+    parsed = urlparse(amqp_url)
+    proxy = CuttableProxy((parsed.hostname, parsed.port or 5672))
+    via_proxy = amqp_url.replace(f"{parsed.hostname}:{parsed.port or 5672}", f"127.0.0.1:{proxy.port}")
+    if via_proxy == amqp_url:
+        via_proxy = amqp_url.replace(parsed.hostname, f"127.0.0.1:{proxy.port}", 1)
+    consumer, thread = run_consumer(via_proxy, queue, dead)
+    probe = consumer_probe(consumer=consumer, processor=None, starting=lambda: False)
+    try:
+        wait_until(lambda: probe()[0], timeout=15, what="connected")
+        assert f"queue {queue.name} connected" in probe()[1]
+        proxy.close()  # the broker goes away and stays away
+        wait_until(lambda: not probe()[0], timeout=15, what="the probe to report the broker")
+        assert "broker unreachable (" in probe()[1]
+    finally:
+        stop(consumer, thread)
+        proxy.close()
