@@ -1029,7 +1029,9 @@ class SimEngine:
                 orders = [o for o in self.orders.values() if start <= o.created_ms <= end]
             orders = [
                 o for o in orders
-                if self._order_matches(o, symbol, base, settle)
+                # History holds orders in a final state only; open ones are on /realtime (BYBIT.md §3.6).
+                if not o.is_open
+                and self._order_matches(o, symbol, base, settle)
                 and (not status or o.status == status)
                 # Cancelled/Rejected orders stay queryable for 24 hours only.
                 and not (o.status in ("Cancelled", "Rejected") and not o.cum_exec_qty and now - o.updated_ms > DAY_MS)

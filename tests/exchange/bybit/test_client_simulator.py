@@ -131,6 +131,8 @@ def test_pagination_past_one_page(make_sim_client, simulator):
     assert sorted(o.order_link_id for o in orders) == [f"page-{i:03d}" for i in range(120)]
     pages = ExchangeCall.objects.filter(path="/v5/order/realtime")
     assert pages.count() == 3 and pages.filter(params__has_key="cursor").count() == 2
+    assert client.get_order_history(category="linear", symbol=BTC) == []  # history holds closed orders only
+    client.cancel_all_orders(category="linear", symbol=BTC)
     history = client.get_order_history(category="linear", symbol=BTC)
     assert len({o.order_id for o in history}) == 120
 
