@@ -488,8 +488,10 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         return status_badge(obj.status, obj.get_status_display())
 
     def changelist_view(self, request, extra_context=None):
-        running = ReconciliationRun.objects.filter(status=ReconciliationRun.Status.RUNNING).exists()
-        extra = {"running": running, "can_reconcile": request.user.has_perm("orders.run_reconciliation")}
+        from orders.services.reconciliation_start import reconciliation_active
+
+        can_reconcile = request.user.has_perm("orders.run_reconciliation")
+        extra = {"running": reconciliation_active(), "can_reconcile": can_reconcile}
         return super().changelist_view(request, {**(extra_context or {}), **extra})
 
     def get_urls(self):

@@ -11,7 +11,7 @@ import django_filters
 from django.db.models import Prefetch, QuerySet
 
 from ordermanager.core.exceptions import NotFound
-from ordermanager.core.filtering import StrictBooleanFilter, UpperCharFilter, apply_filters
+from ordermanager.core.filtering import StrictBooleanFilter, UpperCharFilter, UtcIsoDateTimeFilter, apply_filters
 from orders.models import (
     ExecType,
     Execution,
@@ -32,8 +32,8 @@ class OrderFilter(django_filters.FilterSet):
     order_type = django_filters.ChoiceFilter(choices=OrderType.choices, label="Market or Limit.")
     strategy = django_filters.CharFilter(field_name="strategy_id", label="Strategy id of the signal.")
     is_dry_run = StrictBooleanFilter(label="Only dry-run (true) or only real (false) orders.")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte", label="ISO 8601.")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt", label="ISO 8601.")
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte", label="ISO 8601.")
+    created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt", label="ISO 8601.")
     signal_id = django_filters.UUIDFilter(method="_by_signal", label="Orders produced by this signal.")
 
     class Meta:
@@ -78,8 +78,8 @@ class ExecutionFilter(django_filters.FilterSet):
     side = django_filters.ChoiceFilter(choices=Side.choices, label="Buy or Sell.")
     order_link_id = django_filters.CharFilter(field_name="order__order_link_id", label="Fills of this order.")
     strategy = django_filters.CharFilter(field_name="order__strategy_id", label="Strategy id of the order.")
-    exec_after = django_filters.IsoDateTimeFilter(field_name="exec_time", lookup_expr="gte", label="ISO 8601.")
-    exec_before = django_filters.IsoDateTimeFilter(field_name="exec_time", lookup_expr="lt", label="ISO 8601.")
+    exec_after = UtcIsoDateTimeFilter(field_name="exec_time", lookup_expr="gte", label="ISO 8601.")
+    exec_before = UtcIsoDateTimeFilter(field_name="exec_time", lookup_expr="lt", label="ISO 8601.")
 
     class Meta:
         model = Execution
@@ -110,8 +110,8 @@ def risk_limit_get(*, risk_limit_id: int) -> RiskLimit:
 class ReconciliationRunFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=ReconciliationRun.Status.choices)
     trigger = django_filters.ChoiceFilter(choices=ReconciliationRun.Trigger.choices)
-    started_after = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte", label="ISO 8601.")
-    started_before = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="lt", label="ISO 8601.")
+    started_after = UtcIsoDateTimeFilter(field_name="started_at", lookup_expr="gte", label="ISO 8601.")
+    started_before = UtcIsoDateTimeFilter(field_name="started_at", lookup_expr="lt", label="ISO 8601.")
 
     class Meta:
         model = ReconciliationRun
@@ -133,7 +133,3 @@ def reconciliation_run_get(*, run_id: int) -> ReconciliationRun:
     if run is None:
         raise NotFound(f"No reconciliation run with id {run_id}.")
     return run
-
-
-def reconciliation_running() -> ReconciliationRun | None:
-    return ReconciliationRun.objects.filter(status=ReconciliationRun.Status.RUNNING).order_by("-id").first()

@@ -10,7 +10,7 @@ import django_filters
 from django.db.models import Q, QuerySet
 
 from ordermanager.core.exceptions import NotFound
-from ordermanager.core.filtering import StrictBooleanFilter, UpperCharFilter, apply_filters
+from ordermanager.core.filtering import StrictBooleanFilter, UpperCharFilter, UtcIsoDateTimeFilter, apply_filters
 from positions.models import Position, PositionSnapshot
 
 
@@ -40,8 +40,8 @@ def position_get(*, position_id: int) -> Position:
 
 
 class SnapshotFilter(django_filters.FilterSet):
-    taken_after = django_filters.IsoDateTimeFilter(field_name="taken_at", lookup_expr="gte", label="ISO 8601.")
-    taken_before = django_filters.IsoDateTimeFilter(field_name="taken_at", lookup_expr="lt", label="ISO 8601.")
+    taken_after = UtcIsoDateTimeFilter(field_name="taken_at", lookup_expr="gte", label="ISO 8601.")
+    taken_before = UtcIsoDateTimeFilter(field_name="taken_at", lookup_expr="lt", label="ISO 8601.")
 
     class Meta:
         model = PositionSnapshot

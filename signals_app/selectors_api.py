@@ -6,7 +6,7 @@ import django_filters
 from django.db.models import Prefetch, QuerySet
 
 from ordermanager.core.exceptions import NotFound
-from ordermanager.core.filtering import UpperCharFilter, apply_filters
+from ordermanager.core.filtering import UpperCharFilter, UtcIsoDateTimeFilter, apply_filters
 from signals_app.models import SignalStatus, TradingSignal
 
 
@@ -15,8 +15,8 @@ class SignalFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=SignalStatus.choices, label="One or more statuses.")
     signal_type = django_filters.ChoiceFilter(choices=[("buy", "buy"), ("sell", "sell")], label="buy or sell.")
     strategy = django_filters.CharFilter(field_name="strategy_id", label="Strategy id.")
-    received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte", label="ISO 8601.")
-    received_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt", label="ISO 8601.")
+    received_after = UtcIsoDateTimeFilter(field_name="received_at", lookup_expr="gte", label="ISO 8601.")
+    received_before = UtcIsoDateTimeFilter(field_name="received_at", lookup_expr="lt", label="ISO 8601.")
 
     class Meta:
         model = TradingSignal

@@ -24,6 +24,7 @@ KEY_OPERATIONS = {
     ("/api/trading-halt/", "post"),
     ("/api/reconciliation-runs/", "get"),
     ("/api/reconciliation-runs/start/", "post"),
+    ("/api/reconcile/", "post"),
     ("/api/reports/pnl/", "get"),
     ("/api/health/", "get"),
 }

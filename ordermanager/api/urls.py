@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from ordermanager.api.health import HealthApi
 from ordermanager.api.signals import SignalCollectionApi, SignalDetailApi
 from orders import apis as orders
+from orders.apis_reconcile import ReconcileApi
 from positions import apis as positions
 
 app_name = "api"
@@ -37,6 +38,7 @@ urlpatterns = [
     path(
         "reconciliation-runs/<int:run_id>/", orders.ReconciliationRunDetailApi.as_view(), name="reconciliation-detail"
     ),
+    path("reconcile/", ReconcileApi.as_view(), name="reconcile"),  # synchronous run (RECON, decision 0605)
     path("reconciliation-tasks/<str:task>/", orders.ReconciliationTaskApi.as_view(), name="reconciliation-task"),
     path("reports/pnl/", orders.PnlReportApi.as_view(), name="report-pnl"),
 ]

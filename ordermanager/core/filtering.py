@@ -1,5 +1,7 @@
 """Selectors filter through django-filter FilterSets; bad values become one ValidationError."""
 
+import datetime
+
 import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
@@ -36,3 +38,21 @@ class UpperCharFilter(django_filters.CharFilter):
 
     def filter(self, qs, value):
         return super().filter(qs, value.upper() if value else value)
+
+
+class UtcIsoDateTimeField(django_filters.fields.IsoDateTimeField):
+    """ISO 8601, normalised to UTC before it reaches the database. Python accepts offsets up to
+    ±23:59 but PostgreSQL only ±15:59 ("time zone displacement out of range" would be a 500)."""
+
+    def to_python(self, value):
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(datetime.UTC)
+        except OverflowError:
+            raise ValidationError("Date and time out of range.", code="overflow") from None
+
+
+class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField

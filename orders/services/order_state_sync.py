@@ -85,12 +85,7 @@ def reconcile(
             return _run(trigger=trigger, user=user, symbol=symbol, dry_run=dry_run, fix_positions=fix_positions,
                         progress=progress)  # fmt: skip
     except LockBusy:
-        running = ReconciliationRun.objects.filter(status=ReconciliationRun.Status.RUNNING).order_by("-id").first()
-        label = f" (#{running.pk}, started {running.started_at:%Y-%m-%d %H:%M:%S} UTC)" if running else ""
-        raise ReconciliationInProgress(
-            f"Another reconciliation run is in progress{label}; try again when it has finished.",
-            extra={"run_id": running.pk if running else None},
-        ) from None
+        raise reconcile_in_progress_error() from None
 
 
 def reconcile_on_startup(*, wait: float = STARTUP_WAIT_SECONDS) -> ReconciliationRun | None:
@@ -116,6 +111,17 @@ def reconcile_is_running() -> bool:
             return False
     except LockBusy:
         return True
+
+
+def reconcile_in_progress_error() -> ReconciliationInProgress:
+    """The refusal a caller gets while the lock is held, naming the running run (also used by the
+    queued start in orders.services.reconciliation_start, so both ways of starting answer alike)."""
+    running = ReconciliationRun.objects.filter(status=ReconciliationRun.Status.RUNNING).order_by("-id").first()
+    label = f" (#{running.pk}, started {running.started_at:%Y-%m-%d %H:%M:%S} UTC)" if running else ""
+    return ReconciliationInProgress(
+        f"Another reconciliation run is in progress{label}; try again when it has finished.",
+        extra={"run_id": running.pk if running else None},
+    )
 
 
 # ---------------------------------------------------------------- the run

@@ -1,7 +1,8 @@
 """Start a reconciliation from the admin or the API: queued through django-q2 after commit.
 
 The run itself is ``orders.services.order_state_sync.reconcile`` (it holds the
-lock that keeps two runs from overlapping); this module only queues it and
+lock that keeps two runs from overlapping, and refuses with ReconciliationInProgress,
+the same error this module raises up front); this module only queues it and
 lets people find its result. The task is named so that the API can answer
 "is it done, and which run did it produce?" (see reconciliation_task_status).
 """
@@ -14,16 +15,12 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from ordermanager.core.exceptions import Conflict, NotFound
+from ordermanager.core.exceptions import NotFound
 from orders.models import ReconciliationRun
-from orders.selectors_api import reconciliation_running
+from orders.services.order_state_sync import reconcile_in_progress_error, reconcile_is_running
 
 RECONCILE_JOB = "orders.services.reconciliation_start.reconciliation_job"
 TASK_PREFIX = "reconcile-"
-
-
-class ReconciliationAlreadyRunning(Conflict):
-    code = "reconciliation_running"
 
 
 @dataclass(frozen=True)
@@ -38,17 +35,25 @@ def reconciliation_queue(*, trigger: str, user=None, symbol: str | None = None) 
     """Queue one run after the current transaction commits; returns the task name."""
     if trigger not in ReconciliationRun.Trigger.values:
         raise ValueError(f"unknown trigger {trigger!r}")
-    running = reconciliation_running()
-    if running is not None:
-        # Advisory: the run's own lock is the guarantee; this spares a queued job that would only fail.
-        raise ReconciliationAlreadyRunning(
-            f"Reconciliation #{running.pk} is still running; wait for it to finish.", extra={"run_id": running.pk}
-        )
+    if reconcile_is_running():
+        # Asks the run's lock, as reconcile() itself does: a row left "running" by a dead process
+        # holds no lock and blocks nothing. Checked up front only to spare a job that would be
+        # refused; the lock the run takes remains the guarantee.
+        raise reconcile_in_progress_error()
     name = f"{TASK_PREFIX}{uuid.uuid4().hex[:16]}"
     user_id = user.pk if user is not None and user.is_authenticated else None
     kwargs = {"trigger": trigger, "user_id": user_id, "symbol": symbol or None}
     transaction.on_commit(lambda: _enqueue(name, kwargs))
     return name
+
+
+def reconciliation_active() -> bool:
+    """A run holds the lock, or a queued start has not begun yet (the admin list refreshes meanwhile)."""
+    from django_q.models import OrmQ
+
+    if reconcile_is_running():
+        return True
+    return any((q.name() or "").startswith(TASK_PREFIX) for q in OrmQ.objects.order_by("id")[:200])
 
 
 def _enqueue(name: str, kwargs: dict) -> None:

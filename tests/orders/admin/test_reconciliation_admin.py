@@ -1,6 +1,7 @@
 import pytest
 
 from orders.models import ReconciliationRun
+from tests.orders.apis.lock_elsewhere import reconcile_lock_held_elsewhere
 from tests.orders.factories import DiscrepancyFactory, ReconciliationRunFactory
 
 pytestmark = pytest.mark.django_db
@@ -23,13 +24,29 @@ def test_reconcile_now_runs_through_django_q_and_the_run_shows_up(
 
 
 def test_a_running_run_refuses_a_second(client, risk_staff, django_capture_on_commit_callbacks):
-    ReconciliationRunFactory(status=ReconciliationRun.Status.RUNNING)
+    running = ReconciliationRunFactory(status=ReconciliationRun.Status.RUNNING)
     client.force_login(risk_staff)
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        response = client.post("/admin/orders/reconciliationrun/reconcile-now/", {"symbol": ""}, follow=True)
+    with reconcile_lock_held_elsewhere():
+        # The list says so and refreshes itself until the run is over.
+        assert "A run is in progress" in client.get("/admin/orders/reconciliationrun/").content.decode()
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            response = client.post("/admin/orders/reconciliationrun/reconcile-now/", {"symbol": ""}, follow=True)
     assert callbacks == []
-    assert "still running" in response.content.decode()
+    assert f"Another reconciliation run is in progress (#{running.pk}" in response.content.decode()
     assert ReconciliationRun.objects.count() == 1
+
+
+def test_a_running_row_left_by_a_dead_process_blocks_nothing(
+    client, risk_staff, bybit_settings, simulator, django_capture_on_commit_callbacks
+):
+    stale = ReconciliationRunFactory(status=ReconciliationRun.Status.RUNNING)
+    client.force_login(risk_staff)
+    assert "A run is in progress" not in client.get("/admin/orders/reconciliationrun/").content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/admin/orders/reconciliationrun/reconcile-now/", {"symbol": ""})
+    stale.refresh_from_db()
+    assert stale.status == ReconciliationRun.Status.FAILED and "interrupted" in stale.error
+    assert ReconciliationRun.objects.exclude(pk=stale.pk).get().trigger == "admin"
 
 
 def test_viewer_cannot_start_a_run(client, readonly_staff):

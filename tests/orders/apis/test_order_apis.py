@@ -125,3 +125,17 @@ def test_executions_bad_period_is_400(client):
     response = client.get("/api/executions/", {"exec_after": "soon"})
     assert response.status_code == 400
     assert "exec_after" in response.json()["extra"]["fields"]
+
+
+def test_period_with_any_offset_python_accepts_is_compared_in_utc(client):
+    # -19:05 is valid ISO 8601 for Python but out of PostgreSQL's range: normalised to UTC first.
+    order = OrderFactory()
+    body = client.get("/api/orders/", {"created_after": "2000-01-01T00:00:00-19:05"}).json()
+    assert [row["order_link_id"] for row in body["results"]] == [order.order_link_id]
+    response = client.get("/api/reconciliation-runs/", {"started_before": "4075-08-23T06:29:31-19:05"})
+    assert response.status_code == 200
+
+
+def test_period_beyond_the_calendar_in_utc_is_400(client):
+    response = client.get("/api/orders/", {"created_before": "9999-12-31T23:00:00-05:00"})
+    assert response.status_code == 400 and "created_before" in response.json()["extra"]["fields"]

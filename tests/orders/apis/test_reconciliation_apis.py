@@ -4,6 +4,7 @@ from django_q.models import Task
 
 from orders.models import ReconciliationRun
 from orders.services import reconciliation_start
+from tests.orders.apis.lock_elsewhere import reconcile_lock_held_elsewhere
 from tests.orders.factories import DiscrepancyFactory, ReconciliationRunFactory
 
 pytestmark = pytest.mark.django_db
@@ -36,16 +37,31 @@ def test_start_queues_the_job_after_commit(
     }
 
 
-def test_start_while_a_run_is_running_is_409_and_queues_nothing(
+def test_start_while_a_run_holds_the_lock_is_409_and_queues_nothing(
     api_client, risk_staff, mocker_async_task, django_capture_on_commit_callbacks
 ):
     running = ReconciliationRunFactory(status=ReconciliationRun.Status.RUNNING)
+    with reconcile_lock_held_elsewhere(), django_capture_on_commit_callbacks(execute=True):
+        response = api_client(risk_staff).post("/api/reconciliation-runs/start/", {}, format="json")
+        synchronous = api_client(risk_staff).post("/api/reconcile/", {}, format="json")
+    assert response.status_code == 409
+    # Both ways of starting a run answer alike: the same code, message and run id.
+    assert response.json() == synchronous.json()
+    assert response.json()["code"] == "reconciliation_in_progress"
+    assert response.json()["extra"] == {"run_id": running.pk}
+    assert f"#{running.pk}" in response.json()["message"]
+    assert mocker_async_task == []
+
+
+def test_a_running_row_without_the_lock_does_not_block_a_start(
+    api_client, risk_staff, mocker_async_task, django_capture_on_commit_callbacks
+):
+    # The process that wrote it died (kill -9): it holds no lock; the next run marks it interrupted.
+    ReconciliationRunFactory(status=ReconciliationRun.Status.RUNNING)
     with django_capture_on_commit_callbacks(execute=True):
         response = api_client(risk_staff).post("/api/reconciliation-runs/start/", {}, format="json")
-    assert response.status_code == 409
-    assert response.json()["code"] == "reconciliation_running"
-    assert response.json()["extra"] == {"run_id": running.pk}
-    assert mocker_async_task == []
+    assert response.status_code == 202, response.content
+    assert len(mocker_async_task) == 1
 
 
 def test_task_status_reports_the_run_it_produced(api_client, readonly_staff):

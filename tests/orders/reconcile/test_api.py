@@ -7,7 +7,7 @@ from orders.models import ReconciliationRun
 from orders.services.reconcile_lock import LockBusy
 from tests.orders.reconcile.conftest import place
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.orders.reconcile.urls")]
+pytestmark = pytest.mark.django_db
 URL = "/api/reconcile/"
 
 
