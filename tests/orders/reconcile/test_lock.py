@@ -35,33 +35,10 @@ def _blocking_run(results: list, inside: threading.Event, release: threading.Eve
         connection.close()
 
 
-def _in_own_connection(fn):
-    """Run ``fn`` on a thread with its own (autocommit) connection, like another worker."""
-    out: list = []
-
-    def target():
-        try:
-            out.append(fn())
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join(15)
-    return out[0] if out else None
-
-
-def _delete_committed_rows() -> None:
-    from exchange.models import ExchangeCall
-
-    ReconciliationRun.objects.all().delete()
-    ExchangeCall.objects.all().delete()  # the client's audit rows of those runs
-
-
-# Plain django_db: the runs on the worker threads commit on their own connections (so the
-# test can see them), and are deleted at the end the same way.
+# Transactional: the runs on the worker threads commit on their own connections (so the test
+# can see them); the flush after the test removes them (and keeps the roles, see core/apps.py).
 @pytest.mark.postgres
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_a_second_run_is_refused_or_waits_while_the_first_holds_the_lock(sim):
     inside, release = threading.Event(), threading.Event()
     first: list = []
@@ -93,7 +70,6 @@ def test_a_second_run_is_refused_or_waits_while_the_first_holds_the_lock(sim):
     finally:
         release.set()
         thread.join(15)
-        _in_own_connection(_delete_committed_rows)
 
 
 @pytest.mark.postgres
