@@ -7,10 +7,10 @@ Uses its own PostgreSQL database (BENCH_DATABASE_URL, default
 postgres://postgres@127.0.0.1:5432/om_bench_reconcile), migrated and emptied first.
 
 The simulator lists 5 linear symbols and, like Bybit, at most 500 open orders per
-symbol; the bench adds synthetic symbols (BENCH01USDT, ...) to its instrument table
-before it starts so that 20 symbols x 500 orders fit. The open orders are put
-straight into the engine (placing 10,000 through the HTTP API would only time the
-simulator); the database gets the matching Order rows. A timed run is the real
+symbol; the bench starts it with synthetic BTC-like symbols (BENCH01USDT, ...) as
+``extra_instruments`` so that 20 symbols x 500 orders fit. The open orders are seeded
+with ``engine.seed_open_orders`` (placing 10,000 through the HTTP API would only time
+the simulator); the database gets the matching Order rows. A timed run is the real
 service end to end: every page of /v5/order/realtime over HTTP (50 a page), the
 comparison, one execution query per symbol, the position listing, the run row.
 
@@ -21,12 +21,12 @@ stopped"), so the run also looks each one up and backfills its fill.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import statistics
 import sys
 import time
 import uuid
+from decimal import ROUND_CEILING
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,45 +71,35 @@ def _empty() -> None:
         )
 
 
-def _symbols(count: int) -> list[str]:
-    """The simulator's symbols, plus synthetic BTC-like ones up to ``count``."""
+def _extra_instruments(count: int) -> list[dict]:
+    """Synthetic BTC-like instruments so that the simulator lists ``count`` linear symbols."""
     from exchange.simulator.instruments import LINEAR
 
-    btc = LINEAR["BTCUSDT"]
-    n = 0
-    while len(LINEAR) < count:
-        n += 1
-        symbol = f"BENCH{n:02d}USDT"
-        LINEAR[symbol] = dataclasses.replace(btc, symbol=symbol, base=f"BENCH{n:02d}", symbol_id=100 + n)
-    return sorted(LINEAR)[:count]
+    return [
+        {"symbol": f"BENCH{n:02d}USDT", "price": "65000.00", "tickSize": "0.10", "qtyStep": "0.001",
+         "minOrderQty": "0.001", "maxOrderQty": "1190.000", "maxMktOrderQty": "500.000", "minNotionalValue": "5"}
+        for n in range(1, max(0, count - len(LINEAR)) + 1)
+    ]
 
 
 def _seed(engine, symbols: list[str], total: int) -> None:
     """``total`` resting buys spread over ``symbols`` (far below the price), in the engine and in our book."""
-    from exchange.simulator.engine import SimOrder
-    from exchange.simulator.instruments import LINEAR
     from orders.models import Order, OrderStatus
 
-    rows = []
-    with engine.lock:
-        now = engine.now_ms()
-        for i in range(total):
-            symbol = symbols[i % len(symbols)]
-            spec = LINEAR[symbol]
-            price = (engine.prices[symbol] / 2).quantize(spec.tick)
-            link = f"{uuid.uuid4().hex}-0"
-            order = SimOrder(
-                n=engine._next_n(), category="linear", symbol=symbol, order_id=str(uuid.uuid4()), order_link_id=link,
-                side="Buy", order_type="Limit", price=price, qty=spec.min_qty * 10, time_in_force="GTC",
-                position_idx=0, reduce_only=False, close_on_trigger=False, created_ms=now, updated_ms=now,
-                last_price_on_created=engine.prices[symbol],
-            )  # fmt: skip
-            engine.orders[order.order_id] = order
-            engine.orders_by_link[link] = order
-            engine.open_orders[order.order_id] = order  # the engine's index of open orders
-            rows.append(Order(order_link_id=link, order_id=order.order_id, symbol=symbol, side="Buy",
-                              order_type="Limit", time_in_force="GTC", qty=order.qty, price=price,
-                              status=OrderStatus.NEW, exchange_updated_ms=now))  # fmt: skip
+    wanted = []
+    for i in range(total):
+        symbol = symbols[i % len(symbols)]
+        spec = engine.linear[symbol]
+        price = engine.prices[symbol] / 2 // spec.tick * spec.tick
+        # At least ten lots and twice the minimum notional, rounded up to the step.
+        lots = (spec.min_notional * 2 / price / spec.qty_step).to_integral_value(rounding=ROUND_CEILING)
+        qty = max(spec.min_qty * 10, lots * spec.qty_step)
+        wanted.append({"symbol": symbol, "side": "Buy", "qty": str(qty), "price": str(price),
+                       "orderLinkId": f"{uuid.uuid4().hex}-0"})
+    seeded = engine.seed_open_orders(wanted)
+    rows = [Order(order_link_id=o.order_link_id, order_id=o.order_id, symbol=o.symbol, side="Buy",
+                  order_type="Limit", time_in_force="GTC", qty=o.qty, price=o.price, status=OrderStatus.NEW,
+                  exchange_updated_ms=o.updated_ms) for o in seeded]  # fmt: skip
     Order.objects.bulk_create(rows, batch_size=2000)
 
 
@@ -130,7 +120,6 @@ def main() -> None:
     if args.orders > args.symbols * 500:
         parser.error("at most 500 open orders per symbol (Bybit's limit, kept by the simulator)")
     _setup(os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
-    symbols = _symbols(args.symbols)
 
     from django.conf import settings
 
@@ -139,7 +128,8 @@ def main() -> None:
     from exchange.simulator.server import SimulatorServer
     from orders.services.order_state_sync import reconcile
 
-    with SimulatorServer(initial_balance="1000000000000") as sim:
+    with SimulatorServer(initial_balance="1000000000000", extra_instruments=_extra_instruments(args.symbols)) as sim:
+        symbols = sorted(sim.engine.linear)[: args.symbols]
         settings.BYBIT_BASE_URL, settings.BYBIT_API_KEY, settings.BYBIT_API_SECRET = sim.url, "sim-key", "sim-secret"
         get_client.cache_clear()
         timings = []

@@ -59,9 +59,7 @@ def test_a_trade_outside_is_explained_by_its_fills(sim):
 def _move_exchange_position(engine, symbol: str, idx: int, size: str, side: str, price: str) -> None:
     """Change the exchange's position with no execution to explain it (a transfer, or
     fills older than the execution history reaches)."""
-    with engine.lock:
-        pos = engine.positions[(symbol, idx)]
-        pos.size, pos.side, pos.avg_price = Decimal(size), side, Decimal(price)
+    engine.set_position(symbol=symbol, position_idx=idx, size=size, side=side, avg_price=price)
 
 
 def test_an_unexplained_position_puts_the_symbol_reduce_only_and_books_the_exchange(sim):

@@ -45,28 +45,18 @@ def wait_until(predicate, *, timeout: float, interval: float = 0.1, what: str = 
 
 @contextmanager
 def twenty_symbols(simulator):
-    """Add 15 linear instruments to the simulator (its catalogue is a module dict) for this test."""
-    from exchange.simulator import instruments
-
-    specs = [instruments.LinearSpec(
-        symbol, symbol[:-4], D("0.01"), D("0.01"), D("199999.98"), D("0.01"), D("0.01"), D("100000"),
-        D("10000"), D("5"), D("50"), D("100.00"), 900 + index,
-    ) for index, symbol in enumerate(EXTRA_SYMBOLS)]
+    """List 15 more linear instruments on the simulator for this test (its next reset drops them)."""
     simulator.reset()
-    engine = simulator.engine
-    patched = not hasattr(engine, "add_instruments")
-    if patched:  # an engine that lists the module catalogue only
-        instruments.LINEAR.update({spec.symbol: spec for spec in specs})
-        simulator.reset()
-    else:  # listed until the next reset
-        engine.add_instruments(specs)
+    simulator.add_instruments([
+        {"symbol": symbol, "price": "100.00", "tickSize": "0.01", "maxPrice": "199999.98", "qtyStep": "0.01",
+         "minOrderQty": "0.01", "maxOrderQty": "100000", "maxMktOrderQty": "10000", "minNotionalValue": "5",
+         "maxLeverage": "50"}
+        for symbol in EXTRA_SYMBOLS
+    ])
     _unthrottle(simulator)
     try:
-        yield sorted(engine.prices)
+        yield sorted(simulator.engine.prices)
     finally:
-        if patched:
-            for symbol in EXTRA_SYMBOLS:
-                instruments.LINEAR.pop(symbol, None)
         simulator.reset()
 
 
