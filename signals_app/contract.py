@@ -9,6 +9,11 @@ through float; NaN and Infinity are refused.
 Beyond the schema, values must fit what we can store and trade: at most
 18 decimal places and an amount of at most ``MAX_AMOUNT`` USDT. Confidence
 is rounded to 10 decimal places (its column), which models often exceed.
+No text anywhere in the message (keys included) may hold the NUL character
+or an unpaired UTF-16 surrogate (``\u0000``, ``\ud800``): JSON allows them,
+PostgreSQL's text and jsonb columns do not. Such a message is rejected with
+the place named, and the copy stored with the rejection has them replaced
+by U+FFFD (docs/decisions/0312-unstorable-text.md).
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ MAX_MESSAGE_BYTES = 64 * 1024
 MAX_AMOUNT = Decimal("1000000000")  # 1e9 USDT: anything larger is a unit error upstream
 MAX_PRICE = Decimal("1000000000000")
 MAX_DECIMAL_PLACES = 18
+# The contract nests two levels (market_data_snapshot, metadata); deeper structures in free-form metadata are
+# allowed up to this depth. Far deeper ones would exhaust Python's recursion while being stored.
+MAX_NESTING = 32
 CONFIDENCE_QUANTUM = Decimal("0.0000000001")
 ASSET_RE = re.compile(r"^[A-Z0-9]{2,20}$")
 REQUIRED = ("signal_id", "signal_type", "asset", "amount", "confidence", "timestamp", "strategy_id")
@@ -60,7 +68,11 @@ class ParsedSignal:
 
 def signal_parse(payload: bytes | str | dict) -> ParsedSignal:
     data = _load(payload)
-    errors: list[str] = []
+    if _too_deep(data):
+        raise _reject_too_deep(data)
+    errors: list[str] = _unstorable_text(data)
+    if errors:
+        data = _scrubbed(data)
     fields = _Fields(data, errors)
     signal_id = fields.signal_id()
     parsed = dict(
@@ -79,6 +91,51 @@ def signal_parse(payload: bytes | str | dict) -> ParsedSignal:
     if errors or signal_id is None:
         raise SignalInvalid("; ".join(errors), signal_id=signal_id, data=_jsonable(data))
     return ParsedSignal(signal_id=signal_id, raw=_jsonable(data), **parsed)
+
+
+# Characters PostgreSQL cannot store in text or jsonb: NUL, and lone surrogates (not valid UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_MAX_TEXT_PROBLEMS = 5
+
+
+def _unstorable_text(data: dict) -> list[str]:
+    """One sentence per place (up to 5) where a key or a string holds a character we cannot store."""
+    problems: list[str] = []
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack and len(problems) < _MAX_TEXT_PROBLEMS:  # iterative: nesting depth is the sender's choice
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                where = f"{path}.{_printable(key)}" if path else _printable(key)
+                if _UNSTORABLE.search(key):
+                    problems.append(f"{where}: the key {_character_named(key)}")
+                stack.append((where, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+        elif isinstance(value, str) and _UNSTORABLE.search(value):
+            problems.append(f"{path}: the text {_character_named(value)}")
+    return sorted(problems)
+
+
+def _character_named(text: str) -> str:
+    found = _UNSTORABLE.search(text).group()
+    what = "the NUL character" if found == "\x00" else "an unpaired UTF-16 surrogate"
+    return f"contains {what} (\\u{ord(found):04x}), which cannot be stored"
+
+
+def _printable(text: str) -> str:
+    return _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _scrubbed(value: Any) -> Any:
+    """The message with every unstorable character replaced by U+FFFD (stored with the rejection)."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_scrubbed(k): _scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(v) for v in value]
+    return value
 
 
 def _reject_constant(name: str):
@@ -105,6 +162,26 @@ def _load(payload: bytes | str | dict) -> dict:
     if not isinstance(data, dict):
         raise SignalInvalid(f"message must be a JSON object, got {_kind(data)}")
     return data
+
+
+def _too_deep(data: dict) -> bool:
+    stack = [(data, 1)]
+    while stack:  # iterative, so that the check itself cannot run out of stack
+        value, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _reject_too_deep(data: dict) -> SignalInvalid:
+    # Only the top-level scalars are kept for the stored rejection: the deep part is what cannot be stored.
+    errors: list[str] = []
+    signal_id = _Fields(data, errors).signal_id()
+    flat = {k: v for k, v in data.items() if not isinstance(v, dict | list)}
+    return SignalInvalid(f"message nests objects/arrays more than {MAX_NESTING} levels deep",
+                         signal_id=signal_id, data=_jsonable(_scrubbed(flat)))
 
 
 def _from_python(value: Any) -> Any:

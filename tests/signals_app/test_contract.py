@@ -128,3 +128,31 @@ def test_bad_signal_id(bad_id):
 def test_huge_integer_literal_is_rejected_not_crashing():
     text = json.dumps(valid(amount=None)).replace('"amount": null', '"amount": ' + "9" * 5000)
     assert "amount:" in reason_of(text)
+
+
+@pytest.mark.parametrize("text, reason", [
+    # json.dumps writes the escapes as the sender's library would: \u0000 and a lone \ud800.
+    (json.dumps(valid(strategy_id="mom\u0000v1")), "strategy_id: the text contains the NUL character (\\u0000)"),
+    (json.dumps(valid(metadata={"a\u0000b": 1})), "metadata.a\\u0000b: the key contains the NUL character (\\u0000)"),
+    (json.dumps(valid(metadata={"tags": ["x", "\ud800"]})),
+     "metadata.tags[1]: the text contains an unpaired UTF-16 surrogate (\\ud800)"),
+])
+def test_text_postgresql_cannot_store_is_refused_with_its_place(text, reason):
+    with pytest.raises(SignalInvalid) as exc:
+        signal_parse(text.encode())
+    assert reason + ", which cannot be stored" in exc.value.reason
+    assert exc.value.signal_id == uuid.UUID(SID)  # still stored as rejected, with a clean copy of the message
+    stored = json.dumps(exc.value.data)
+    assert "\\u0000" not in stored and "\\ud800" not in stored and "\\ufffd" in stored
+
+
+def test_nesting_deeper_than_the_limit_is_refused_and_the_top_level_kept():
+    from signals_app.contract import MAX_NESTING
+
+    deep = json.dumps(valid())[:-1] + ', "metadata": {"x": ' + "[" * 900 + "]" * 900 + "}}"
+    with pytest.raises(SignalInvalid) as exc:
+        signal_parse(deep.encode())
+    assert exc.value.reason == f"message nests objects/arrays more than {MAX_NESTING} levels deep"
+    assert exc.value.signal_id == uuid.UUID(SID) and "metadata" not in exc.value.data
+    nested = {"metadata": {"x": [[[]]]}}
+    assert signal_parse(json.dumps(valid(**nested)).encode()).raw["metadata"] == nested["metadata"]

@@ -70,3 +70,23 @@ def test_anonymous_is_401_and_viewer_is_403(api_client, readonly_staff):
 def test_warmup_is_recorded_as_skipped(api_trader_client):
     response = post(api_trader_client, signal_message(is_warmup=True, signal_id=str(uuid.uuid4())))
     assert response.status_code == 201 and response.json()["status"] == "skipped"
+
+
+@pytest.mark.parametrize("body_text", [
+    '"strategy_id": "a\\u0000b"',  # NUL in a value
+    '"metadata": {"k\\u0000": 1}',  # NUL in a key (jsonb refuses it: this was a 500)
+    '"metadata": {"k": "\\udc00"}',  # a lone surrogate (not valid UTF-8)
+    '"metadata": {"k": ' + "[" * 600 + "]" * 600 + "}",  # nesting Python cannot store recursively
+])
+def test_text_or_nesting_the_database_cannot_store_is_400_and_stored_rejected(api_trader_client, body_text):
+    body = signal_message()
+    body.pop("strategy_id")
+    text = json.dumps(body)[:-1] + ", " + body_text + ("" if "strategy_id" in body_text else ', "strategy_id": "s"')
+    text += "}"
+    response = post(api_trader_client, text)
+    assert response.status_code == 400, response.content
+    payload = response.json()
+    assert payload["code"] == "invalid_signal" and payload["extra"] == {"signal_id": body["signal_id"], "stored": True}
+    assert "cannot be stored" in payload["message"] or "levels deep" in payload["message"]
+    row = TradingSignal.objects.get(signal_id=body["signal_id"])
+    assert row.status == SignalStatus.REJECTED and row.reason == payload["message"]

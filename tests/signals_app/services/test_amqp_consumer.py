@@ -161,3 +161,20 @@ def test_the_heartbeat_probe_follows_the_broker_connection(amqp_url, queues):
     finally:
         stop(consumer, thread)
         proxy.close()
+
+
+def test_text_the_database_cannot_store_is_rejected_and_dead_lettered_not_retried(amqp_url, queues):
+    conn, queue, dead = queues
+    bad, good = signal_message(metadata={"note\u0000": "x"}), signal_message()
+    for body in (bad, good):
+        signal_publish(body=json.dumps(body).encode(), connection=conn, queue=queue)
+    consumer, thread = run_consumer(amqp_url, queue, dead)
+    wait_until(lambda: consumer.handled == 2, timeout=15, what="both messages handled")
+    stop(consumer, thread)
+    rejected = TradingSignal.objects.get(signal_id=bad["signal_id"])
+    assert rejected.status == SignalStatus.REJECTED and "metadata.note\\u0000: the key contains" in rejected.reason
+    assert TradingSignal.objects.get(signal_id=good["signal_id"]).status == SignalStatus.RECEIVED
+    channel = conn.channel()
+    assert queue.bind(channel).queue_declare(passive=True).message_count == 0
+    letter = dead.bind(channel).get(no_ack=True)
+    assert letter.headers[REASON_HEADER] == rejected.reason
