@@ -74,7 +74,7 @@ def _empty() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE positions_positionledgerentry, positions_positionsnapshot, positions_positiondiscrepancy,"
-            " positions_position, orders_execution RESTART IDENTITY CASCADE"
+            " positions_position, orders_execution, orders_order RESTART IDENTITY CASCADE"
         )
 
 
@@ -197,7 +197,7 @@ def bench_ingest(total: int, connections: int, batch: int, symbols: int) -> dict
     import uvicorn
     import websockets
 
-    from orders.models import Execution
+    from orders.models import Execution, Order
 
     _empty()
     sock = socket.socket()
@@ -213,26 +213,34 @@ def bench_ingest(total: int, connections: int, batch: int, symbols: int) -> dict
     per_conn = total // connections
     rng = random.Random(1)
 
+    orders = []
+
     def messages(conn: int) -> list[str]:
+        # One order of ours per message (its fills reference it), as the pipeline would have placed it.
         out = []
         for start in range(0, per_conn, batch):
             items = []
+            link = f"bench-{conn}-{start}"
             for k in range(start, min(start + batch, per_conn)):
                 n = conn * per_conn + k
                 qty = Decimal(rng.randint(1, 100)) / 1000
                 price = Decimal(60000 + rng.randint(-1000, 1000))
                 items.append({
                     "category": "linear", "symbol": f"S{conn % symbols:03d}USDT", "execId": str(uuid.uuid4()),
-                    "orderId": "", "orderLinkId": "", "side": rng.choice(("Buy", "Sell")), "execType": "Trade",
+                    "orderId": "", "side": rng.choice(("Buy", "Sell")), "execType": "Trade",
                     "execQty": str(qty), "execPrice": str(price), "execValue": str(qty * price),
                     "execFee": str((qty * price * Decimal("0.00055")).quantize(Decimal("1e-8"))),
                     "feeCurrency": "USDT", "isMaker": False, "execTime": str(BASE_MS + n), "seq": n,
+                    "orderLinkId": link,
                 })  # fmt: skip
+            orders.append(Order(order_link_id=link, symbol=items[0]["symbol"], side="Buy", order_type="Market",
+                                qty=sum(Decimal(i["execQty"]) for i in items), status="new"))  # fmt: skip
             out.append(json.dumps({"id": str(uuid.uuid4()), "topic": "execution", "creationTime": BASE_MS,
                                    "data": items}))  # fmt: skip
         return out
 
     prepared = [messages(c) for c in range(connections)]
+    Order.objects.bulk_create(orders, batch_size=2000)
     url = f"ws://127.0.0.1:{port}/ws/gateway/"
 
     async def feed(frames: list[str]) -> None:

@@ -104,8 +104,12 @@ def order_update_apply(*, info: OrderInfo, source: str = "ws") -> bool:
 
 def _executions_apply(infos: list[ExecutionInfo], *, source: str, outcome: MessageOutcome) -> None:
     touched: dict[int, Order] = {}
+    orders: dict[tuple[str, str], Order | None] = {}  # one locked lookup per order per message
     for info in sorted(infos, key=lambda i: (i.category, i.symbol, i.exec_time_ms, i.seq or 0, i.exec_id)):
-        order = _order_locked(order_link_id=info.order_link_id, order_id=info.order_id)
+        key = (info.order_link_id, info.order_id)
+        if key not in orders:
+            orders[key] = _order_locked(order_link_id=info.order_link_id, order_id=info.order_id)
+        order = orders[key]
         position_idx = _position_idx_for(info, order)
         execution = _execution_row(info, order=order, position_idx=position_idx, source=source)
         if not _insert_once(execution):
