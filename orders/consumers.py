@@ -58,6 +58,10 @@ def apply_with_retry(message, *, source: str = "ws") -> MessageOutcome:
 
 
 class GatewayConsumer(AsyncWebsocketConsumer):
+    # ws-gateway only pushes to us; nothing is ever sent to this connection through
+    # the channel layer. An alias that names no layer makes Channels skip the
+    # per-connection receive loop (a BRPOP per connection on channels-redis).
+    channel_layer_alias = "ws-gateway-needs-no-channel-layer"
     authenticated = False
     _auth_timer: asyncio.TimerHandle | None = None
 
