@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from ordermanager import events
 from orders.models import Order, OrderStatus
+from orders.services.position_mode import is_mode_mismatch, position_mode_forget
 
 log = structlog.get_logger(__name__)
 
@@ -148,6 +149,9 @@ def _record_error(order: Order, exc) -> Order:
         )
         return order
     refused = exc.ret_code is not None and type(exc).__name__ not in _NOT_PLACED
+    if is_mode_mismatch(ret_code=exc.ret_code, ret_msg=exc.ret_msg):
+        # The symbol's position mode changed since we cached it: the next signal reads it again.
+        position_mode_forget(category=order.category, symbol=order.symbol)
     status = OrderStatus.REJECTED if refused else OrderStatus.FAILED
     reason = (exc.ret_msg or str(exc))[:500] if refused else str(exc)[:500]
     with transaction.atomic():

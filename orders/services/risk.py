@@ -11,6 +11,8 @@ row seeded from settings; see ``risk_limits.risk_limits_effective``):
 
 An order that only reduces the position (|after| <= |before|, same sign)
 passes the size, exposure and ratio checks: cutting risk is always allowed.
+In hedge mode the position is the row the order goes to (long positive,
+short negative); an order opens a side only while the other side is flat.
 A breach raises ``ValidationError`` naming the limit, the value and the excess.
 """
 
@@ -34,7 +36,7 @@ class RiskInput:
     side: str  # "Buy" | "Sell"
     qty: Decimal
     price: Decimal
-    position_size: Decimal  # signed, one-way mode (long > 0)
+    position_size: Decimal  # signed size of the position row the order goes to (one-way row, or hedge long +/short -)
     exposure_other: Decimal  # position value of every other symbol, USDT
     available_balance: Decimal | None  # None: not needed (the order only reduces)
 
@@ -117,3 +119,14 @@ def position_size_of(*, symbol: str, category: str = "linear") -> Decimal:
 
     row = Position.objects.filter(category=category, symbol=symbol, position_idx=0).values_list("size", flat=True)
     return next(iter(row), Decimal(0))
+
+
+def hedge_sizes_of(*, symbol: str, category: str = "linear") -> tuple[Decimal, Decimal]:
+    """(long, short) sizes of a hedge-mode symbol from our book (positionIdx 1 and 2, both unsigned)."""
+    from positions.models import Position
+
+    rows = dict(
+        Position.objects.filter(category=category, symbol=symbol, position_idx__in=(1, 2))
+        .values_list("position_idx", "size")
+    )
+    return rows.get(1, Decimal(0)), rows.get(2, Decimal(0))

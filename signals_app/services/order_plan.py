@@ -10,6 +10,14 @@ sent reduce-only. With ``ALLOW_SHORT=false`` (default) a sell with no long is
 rejected, and a sell larger than the long is capped to the long (still
 reduce-only) so the account never turns short by accident. With
 ``ALLOW_SHORT=true`` a sell larger than the long is sent as a plain sell.
+
+Hedge mode (per symbol, as the exchange reports it; docs/decisions/0313): a
+signal first closes the other side. A sell with a long is a reduce-only Sell on
+positionIdx 1, capped to the long; with no long it opens or adds to the short
+on positionIdx 2, only with ``ALLOW_SHORT``. A buy with a short is a
+reduce-only Buy on positionIdx 2, capped to the short; with no short it opens
+or adds to the long on positionIdx 1. One order never closes one side and opens
+the other: the part beyond the closed side is not sent, and the reason says so.
 """
 
 from __future__ import annotations
@@ -26,9 +34,11 @@ from django.core.exceptions import ValidationError
 from orders.models import Side
 from orders.services import quantity_calculator as qc
 from orders.services.order_type_selector import OrderTypeDecision, TypeRules, order_type_select
+from orders.services.position_mode import HEDGE, position_mode_of
 from orders.services.risk import (
     RiskInput,
     exposure_other_symbols,
+    hedge_sizes_of,
     order_reduces_position,
     position_size_of,
     risk_check,
@@ -57,12 +67,25 @@ class OrderPlan:
     reduce_only: bool
     legs: list[Leg]
     notes: list[str]
+    position_idx: int = 0
 
     def summary(self) -> str:
         price = "" if self.decision.price is None else f" @ {self.decision.price}"
         legs = f" in {len(self.legs)} legs" if len(self.legs) > 1 else ""
         ro = " reduce-only" if self.reduce_only else ""
-        return f"{self.decision.order_type} {self.side} {self.qty} {self.symbol}{price}{ro}{legs}"
+        idx = f" (hedge positionIdx {self.position_idx})" if self.position_idx else ""
+        return f"{self.decision.order_type} {self.side} {self.qty} {self.symbol}{price}{ro}{idx}{legs}"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an order goes and how big it may be, after the position rules."""
+
+    qty: Decimal
+    reduce_only: bool
+    position_idx: int  # 0 one-way; hedge: 1 long, 2 short
+    row_size: Decimal  # signed size of that position row (hedge short negative), for the risk checks
+    notes: list[str]
 
 
 class _TTLCache:
@@ -172,16 +195,16 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
         min_notional=instrument.min_notional,
         symbol=symbol,
     )
-    position = _n(position_size_of(symbol=symbol, category=category))
-    qty, reduce_only, notes = _apply_position_rules(side, quantity.qty, position, instrument, symbol, order_price)
-    reducing = order_reduces_position(side=side, qty=qty, position_size=position)
+    placement = _placement(side, quantity.qty, category, instrument, symbol, order_price)
+    qty, reduce_only = placement.qty, placement.reduce_only
+    reducing = order_reduces_position(side=side, qty=qty, position_size=placement.row_size)
     risk_check(
         order=RiskInput(
             symbol=symbol,
             side=side,
             qty=qty,
             price=order_price,
-            position_size=position,
+            position_size=placement.row_size,
             exposure_other=Decimal(0) if reducing else exposure_other_symbols(symbol=symbol, category=category),
             available_balance=None if reducing else _available_balance(),
         ),
@@ -203,7 +226,7 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
         symbol=symbol,
     )
     return OrderPlan(symbol=symbol, side=side, decision=decision, reference_price=reference.price, qty=qty,
-                     reduce_only=reduce_only, legs=legs, notes=notes)
+                     reduce_only=reduce_only, legs=legs, notes=placement.notes, position_idx=placement.position_idx)
 
 
 def _spread(signal: TradingSignal, ticker) -> Decimal | None:
@@ -212,6 +235,47 @@ def _spread(signal: TradingSignal, ticker) -> Decimal | None:
     if ticker and ticker.bid1_price and ticker.ask1_price and ticker.ask1_price >= ticker.bid1_price:
         return ticker.ask1_price - ticker.bid1_price
     return None
+
+
+def _placement(side, qty, category, instrument, symbol, price) -> Placement:
+    if position_mode_of(category=category, symbol=symbol) == HEDGE:
+        long, short = (_n(size) for size in hedge_sizes_of(symbol=symbol, category=category))
+        return _hedge_rules(side, qty, long, short, instrument, symbol, price)
+    position = _n(position_size_of(symbol=symbol, category=category))
+    qty, reduce_only, notes = _apply_position_rules(side, qty, position, instrument, symbol, price)
+    return Placement(qty=qty, reduce_only=reduce_only, position_idx=0, row_size=position, notes=notes)
+
+
+def _hedge_rules(side, qty, long, short, instrument, symbol, price) -> Placement:
+    """Hedge mode (module docstring): close the other side first; open a short only with ALLOW_SHORT."""
+    if side == Side.BUY:
+        if short > 0:
+            capped, notes = _cap_hedge(qty, short, "short", "buy", instrument, symbol, price)
+            return Placement(qty=capped, reduce_only=True, position_idx=2, row_size=-short, notes=notes)
+        return Placement(qty=qty, reduce_only=False, position_idx=1, row_size=long, notes=[])
+    if long > 0:
+        capped, notes = _cap_hedge(qty, long, "long", "sell", instrument, symbol, price)
+        return Placement(qty=capped, reduce_only=True, position_idx=1, row_size=long, notes=notes)
+    if not settings.ALLOW_SHORT:
+        raise ValidationError(
+            f"sell of {qty} {symbol} rejected: no long position to reduce (hedge mode, long 0, short {short}) "
+            f"and short selling is off (ALLOW_SHORT=false)"
+        )
+    return Placement(qty=qty, reduce_only=False, position_idx=2, row_size=-short, notes=[])
+
+
+def _cap_hedge(qty, held, held_name, verb, instrument, symbol, price) -> tuple[Decimal, list[str]]:
+    if qty <= held:
+        return qty, []
+    capped = qc.quantity_cap_to_position(qty=qty, long_size=held, qty_step=instrument.qty_step)
+    if capped < instrument.min_order_qty or capped * price < instrument.min_notional:
+        raise ValidationError(
+            f"{verb} of {qty} {symbol} capped to the {held_name} position {held} gives {capped}, below the minimum "
+            f"(min qty {instrument.min_order_qty}, min notional {instrument.min_notional} USDT)"
+        )
+    log.info("hedge_order_capped", verb=verb, requested_qty=str(qty), capped_qty=str(capped), position=str(held))
+    return capped, [f"{verb} of {qty} capped to the {held_name} position: {capped} (hedge mode: a {verb} closes "
+                    f"the {held_name} before it opens the other side; the remaining {qty - capped} is not sent)"]
 
 
 def _apply_position_rules(side, qty, position, instrument, symbol, price) -> tuple[Decimal, bool, list[str]]:

@@ -178,6 +178,7 @@ def _orders_create(signal: TradingSignal, plan: OrderPlan) -> list[Order]:
                 price=plan.decision.price,
                 post_only=plan.decision.post_only,
                 reduce_only=plan.reduce_only,
+                position_idx=plan.position_idx,
                 leg=leg.leg,
                 status=OrderStatus.PENDING_SUBMIT,
                 is_dry_run=settings.ENABLE_DRY_RUN,

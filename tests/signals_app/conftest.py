@@ -9,6 +9,7 @@ import pytest
 def pipeline(bybit_settings):
     """Settings for the signal pipeline against the simulator, with every process cache cleared."""
     from exchange.instruments import instruments_cache_clear
+    from orders.services.position_mode import position_mode_forget
     from signals_app.services.order_plan import market_data_cache_clear
 
     bybit_settings.BYBIT_API_RETRY_BASE_DELAY = 0.01
@@ -17,9 +18,11 @@ def pipeline(bybit_settings):
     bybit_settings.ALLOW_SHORT = False
     instruments_cache_clear()
     market_data_cache_clear()
+    position_mode_forget()
     yield bybit_settings
     instruments_cache_clear()
     market_data_cache_clear()
+    position_mode_forget()
 
 
 def signal_message(**overrides) -> dict:
