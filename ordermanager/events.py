@@ -170,19 +170,48 @@ class EventPublisher:
         self._producer = None
 
 
+# One event loop per thread that forwards (normally only the publisher thread), kept for the process.
+_DASHBOARD_LOOPS = threading.local()
+_DASHBOARD_TASKS: set = set()
+
+
 def _forward_to_dashboard(message: dict) -> None:
+    # Not async_to_sync: from a thread without a loop it starts a new loop in a new executor thread for
+    # every event (and channels-redis a new connection per loop), and at interpreter exit, when the
+    # atexit flush delivers the last events, the executor refuses work ("cannot schedule new futures
+    # after interpreter shutdown"), leaving the coroutine never awaited. The calling thread keeps one
+    # loop of its own instead; from inside a running loop the send is scheduled on that loop.
     try:
-        from asgiref.sync import async_to_sync
+        import asyncio
+
         from channels.layers import get_channel_layer
 
         layer = get_channel_layer()
-        if layer is not None:
-            # Serialise Decimals first: channel layers use msgpack, which has no Decimal.
-            async_to_sync(layer.group_send)(
-                DASHBOARD_GROUP, {"type": "dashboard.event", "event": json.loads(encode(message))}
-            )
+        if layer is None:
+            return
+        # Serialise Decimals first: channel layers use msgpack, which has no Decimal.
+        send = layer.group_send(DASHBOARD_GROUP, {"type": "dashboard.event", "event": json.loads(encode(message))})
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None:
+            task = running.create_task(send)
+            _DASHBOARD_TASKS.add(task)
+            task.add_done_callback(_dashboard_sent)
+            return
+        loop = getattr(_DASHBOARD_LOOPS, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = _DASHBOARD_LOOPS.loop = asyncio.new_event_loop()
+        loop.run_until_complete(send)
     except Exception as exc:  # the dashboard is a convenience; never fail the publisher on it
         log.warning("dashboard_forward_failed", error=str(exc))
+
+
+def _dashboard_sent(task) -> None:
+    _DASHBOARD_TASKS.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("dashboard_forward_failed", error=str(task.exception()))
 
 
 _PUBLISHER = EventPublisher()
