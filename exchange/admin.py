@@ -7,7 +7,7 @@ import re
 from django.contrib import admin
 from django.db.models import Q
 
-from exchange.models import ExchangeCall, Instrument
+from exchange.models import EXCHANGE_CALL_FAILED, ExchangeCall, Instrument
 from ordermanager.core.admin_tools import ReadOnlyAdmin, choices_filter, money, pretty_json
 
 # Belt and braces: the client redacts before storing; the admin redacts again on display.
@@ -55,11 +55,10 @@ class FailedFilter(admin.SimpleListFilter):
         return [("failed", "failed"), ("ok", "ok")]
 
     def queryset(self, request, queryset):
-        failed = ~Q(error="") | ~Q(ret_code=0) | Q(http_status__isnull=True)
         if self.value() == "failed":
-            return queryset.filter(failed)
+            return queryset.filter(EXCHANGE_CALL_FAILED)  # the partial index exchangecall_failed_created
         if self.value() == "ok":
-            return queryset.exclude(failed)
+            return queryset.exclude(EXCHANGE_CALL_FAILED)
         return queryset
 
 

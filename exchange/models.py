@@ -34,6 +34,11 @@ class Instrument(models.Model):
         return f"{self.category}:{self.symbol}"
 
 
+# A call that did not succeed: an error, a non-zero retCode, or no HTTP answer at all. One definition
+# for the admin's filter and the partial index behind it (PostgreSQL matches the two by their text).
+EXCHANGE_CALL_FAILED = ~Q(error="") | ~Q(ret_code=0) | Q(http_status__isnull=True)
+
+
 class ExchangeCall(models.Model):
     """Audit of one HTTP attempt against the exchange.
 
@@ -58,6 +63,14 @@ class ExchangeCall(models.Model):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(attempt__gte=1), name="exchangecall_attempt_positive")]
+        indexes = [
+            # The admin's "failed" filter (exchange/admin.py FailedFilter, same condition): failures are rare.
+            models.Index(
+                fields=["-created_at"],
+                condition=EXCHANGE_CALL_FAILED,
+                name="exchangecall_failed_created",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} → {self.ret_code}"

@@ -161,7 +161,10 @@ class OrderAdmin(ReadOnlyAdmin):
         except ValueError:
             pass
         else:
-            match |= Q(pk__in=SignalOrderRelationship.objects.filter(signal__signal_id=signal_uuid).values("order_id"))
+            # The signal's orders (a handful) fetched first: an IN (subquery) inside an OR keeps PostgreSQL
+            # from combining the indexes and it scans every order instead (bench/admin_scale.py).
+            links = SignalOrderRelationship.objects.filter(signal__signal_id=signal_uuid)
+            match |= Q(pk__in=list(links.values_list("order_id", flat=True)[:MAX_CANCEL_BATCH]))
         return queryset.filter(match), False
 
     @admin.display(description="status", ordering="status")
@@ -265,7 +268,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
     )  # fmt: skip
     list_filter = (
         choices_filter("exec_type", ExecType.choices), "side", "is_maker",
-        choices_filter("source", [("ws", "ws"), ("rest", "rest"), ("sim", "sim")]),
+        choices_filter("source", [("ws", "live stream"), ("rest", "backfill (REST)"), ("adjust", "adjustment")]),
         ("exec_time", admin.DateFieldListFilter),
     )  # fmt: skip
     search_fields = ("exec_id",)
@@ -278,8 +281,12 @@ class ExecutionAdmin(ReadOnlyAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        # exec_id: unique index; exchange_order_id: index; order link via the orders unique index.
-        match = Q(exec_id=term) | Q(exchange_order_id=term) | Q(order__order_link_id=term)
+        # exec_id: unique index; exchange_order_id: index; the order's fills via the order_id index. The
+        # order is looked up first: a join inside the OR would make PostgreSQL scan every fill.
+        match = Q(exec_id=term) | Q(exchange_order_id=term)
+        order_pk = Order.objects.filter(order_link_id=term).values_list("pk", flat=True).first()
+        if order_pk is not None:
+            match |= Q(order_id=order_pk)
         return queryset.filter(match), False
 
     @admin.display(description="qty")

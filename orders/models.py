@@ -120,6 +120,11 @@ class Order(models.Model):
             models.Index(fields=["symbol", "status"], name="order_symbol_status"),
             models.Index(fields=["status", "created_at"], name="order_status_created"),
             models.Index(fields=["-created_at"], name="order_created_desc"),
+            # Back-office filters (admin, API, reports; bench/admin_scale.py, decision 0510): orders of a
+            # strategy over time, and the rare flags as partial indexes (tiny, and no full scan to find none).
+            models.Index(fields=["strategy_id", "-created_at"], name="order_strategy_created"),
+            models.Index(fields=["-created_at"], condition=Q(is_dry_run=True), name="order_dry_run_created"),
+            models.Index(fields=["-created_at"], condition=Q(is_external=True), name="order_external_created"),
         ]
 
     def __str__(self) -> str:
@@ -192,6 +197,10 @@ class Execution(models.Model):
             models.Index(fields=["symbol", "position_idx", "exec_time"], name="execution_symbol_time"),
             models.Index(fields=["exchange_order_id"], name="execution_exchange_order"),
             models.Index(fields=["-exec_time"], name="execution_time_desc"),
+            # Back-office filters (decision 0510): fills of a type over time (Funding, AdlTrade, ...), and the
+            # few rows not from the live stream (backfills, adjustments) without scanning millions of ws rows.
+            models.Index(fields=["exec_type", "-exec_time"], name="execution_type_time"),
+            models.Index(fields=["source", "-exec_time"], condition=~Q(source="ws"), name="execution_not_ws_time"),
         ]
 
     def __str__(self) -> str:

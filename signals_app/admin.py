@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import admin
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils.html import format_html
@@ -92,10 +92,12 @@ class TradingSignalAdmin(ReadOnlyAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
+        match = Q(trace_id=term)  # partial index signal_trace
         try:
-            return queryset.filter(signal_id=uuid.UUID(term)), False
+            match |= Q(signal_id=uuid.UUID(term))  # a 32-hex trace id parses as a UUID too: try both
         except ValueError:
-            return queryset.filter(trace_id=term), False
+            pass
+        return queryset.filter(match), False
 
     @admin.display(description="amount")
     def amount_col(self, obj):

@@ -60,6 +60,13 @@ class TradingSignal(models.Model):
             # The processor's query: a symbol's unfinished signals in arrival order.
             models.Index(fields=["asset", "status", "id"], name="signal_asset_status_seq"),
             models.Index(fields=["status", "received_at"], name="signal_status_received"),
+            # Back-office filters and searches (decision 0510): arrival time, a strategy's signals over
+            # time, the trace id, and the rare sources / warm-up signals as partial indexes.
+            models.Index(fields=["-received_at"], name="signal_received_desc"),
+            models.Index(fields=["strategy_id", "-received_at"], name="signal_strategy_received"),
+            models.Index(fields=["trace_id"], condition=~Q(trace_id=""), name="signal_trace"),
+            models.Index(fields=["source", "-id"], condition=~Q(source="amqp"), name="signal_not_amqp"),
+            models.Index(fields=["-id"], condition=Q(is_warmup=True), name="signal_warmup"),
         ]
 
     def __str__(self) -> str:

@@ -33,6 +33,11 @@ class CappedCountPaginator(Paginator):
         # SELECT COUNT(*) FROM (SELECT ... LIMIT CAP): stops after CAP index entries.
         return self.object_list[:CAP].count() if hasattr(self.object_list, "query") else len(self.object_list)
 
+    @property
+    def capped(self) -> bool:
+        """The count stopped at CAP: there may be (many) more rows (the changelist shows "N+")."""
+        return self.count >= CAP
+
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """View-only for everyone; changes go through services (actions, API, jobs)."""

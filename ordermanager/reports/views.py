@@ -98,7 +98,9 @@ def orders_report(request):
         return TemplateResponse(request, "reports/orders.html", context, status=400)
     start, end = period
     filters = {"created_after": start.isoformat(), "created_before": end.isoformat()}
-    filters |= {key: form.cleaned_data[key] for key in ("symbol", "strategy", "status") if form.cleaned_data.get(key)}
+    filters |= {key: form.cleaned_data[key] for key in ("symbol", "strategy") if form.cleaned_data.get(key)}
+    if form.cleaned_data.get("status"):
+        filters["status"] = [form.cleaned_data["status"]]  # the selector's status filter takes several
     orders = order_list(filters=filters).order_by("-created_at")
     if request.GET.get("format") == "csv":
         rows = ([_cell(getattr(o, f)) for f in CSV_ORDER_FIELDS] for o in orders.iterator(chunk_size=2000))

@@ -113,3 +113,28 @@ def test_orders_are_never_edited_by_hand(client, risk_admin):
     client.force_login(risk_admin)
     response = client.post(f"{URL}{order.pk}/change/", {"status": "filled"})
     assert response.status_code == 403
+
+
+def test_execution_search_finds_by_exec_id_exchange_order_id_and_order_link_id(client, readonly_staff):
+    from tests.orders.factories import ExecutionFactory
+
+    order = OrderFactory(order_id="ex-order-1")
+    mine = [ExecutionFactory(order=order, exchange_order_id="ex-order-1") for _ in range(2)]
+    ExecutionFactory()  # someone else's fill
+    client.force_login(readonly_staff)
+    url = "/admin/orders/execution/"
+    for term, expected in ((order.order_link_id, mine), ("ex-order-1", mine), (mine[0].exec_id, mine[:1])):
+        result = client.get(url, {"q": term}).context["cl"].result_list
+        assert {e.pk for e in result} == {e.pk for e in expected}, term
+    assert list(client.get(url, {"q": "no-such-thing"}).context["cl"].result_list) == []
+
+
+def test_a_big_table_says_its_count_is_capped(client, readonly_staff, monkeypatch):
+    from ordermanager.core import admin_tools
+
+    monkeypatch.setattr(admin_tools, "CAP", 3)
+    orders = OrderFactory.create_batch(4)
+    client.force_login(readonly_staff)
+    assert "3+ orders" in client.get(URL).content.decode()
+    one = client.get(URL, {"q": orders[0].order_link_id}).content.decode()
+    assert "1 order" in one and "+ order" not in one
