@@ -68,6 +68,8 @@ async def _closed_with(ws: Communicator) -> tuple[dict, int]:
     return error, close["code"]
 
 
+# Channels closes stale DB connections around every frame, so even auth-only tests touch the DB layer.
+@pytest.mark.django_db
 def test_header_key_authenticates_and_ping_is_answered():
     async def scenario():
         ws = communicator()
@@ -81,6 +83,8 @@ def test_header_key_authenticates_and_ping_is_answered():
     assert connected and reply == {"op": "pong", "req_id": "7"}
 
 
+# Channels closes stale DB connections around every frame, so even auth-only tests touch the DB layer.
+@pytest.mark.django_db
 def test_wrong_header_key_closes_4401():
     async def scenario():
         ws = communicator("nope")
@@ -92,6 +96,8 @@ def test_wrong_header_key_closes_4401():
     assert error == {"op": "error", "error": "invalid API key", "id": None}
 
 
+# Channels closes stale DB connections around every frame, so even auth-only tests touch the DB layer.
+@pytest.mark.django_db
 def test_first_frame_auth():
     async def scenario():
         good = communicator(None)
@@ -109,6 +115,8 @@ def test_first_frame_auth():
     assert code == 4401 and error["error"] == "invalid API key"
 
 
+# Channels closes stale DB connections around every frame, so even auth-only tests touch the DB layer.
+@pytest.mark.django_db
 def test_data_before_auth_is_refused():
     async def scenario():
         ws = communicator(None)
@@ -120,6 +128,8 @@ def test_data_before_auth_is_refused():
     assert code == 4401 and "authenticate first" in error["error"]
 
 
+# Channels closes stale DB connections around every frame, so even auth-only tests touch the DB layer.
+@pytest.mark.django_db
 def test_no_auth_in_time_closes_4408(monkeypatch):
     monkeypatch.setattr(consumers, "AUTH_TIMEOUT", 0.05)
 
@@ -132,6 +142,8 @@ def test_no_auth_in_time_closes_4408(monkeypatch):
     assert code == consumers.CLOSE_AUTH_TIMEOUT == 4408
 
 
+# Channels closes stale DB connections around every frame, so even auth-only tests touch the DB layer.
+@pytest.mark.django_db
 def test_endpoint_without_configured_key_closes_4403(settings):
     settings.WS_GATEWAY_API_KEY = ""
 
