@@ -40,6 +40,9 @@ if ! "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$PG_PORT" -q; then
   su postgres -c "$PG_BIN/pg_ctl -D $PGDATA -l $STATE/postgres.log -o '-p $PG_PORT -k /tmp -h 127.0.0.1' -w start" >&2
 fi
 wait_for postgres 30 "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$PG_PORT"
+# The database DATABASE_URL names (tests use test_<name>; benchmarks and manage.py use it directly).
+"$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='ordermanager'" \
+  | grep -q 1 || "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres ordermanager
 
 # --- Redis ---
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
