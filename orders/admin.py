@@ -16,7 +16,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import OuterRef, Q, Subquery
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -202,6 +202,27 @@ class OrderAdmin(ReadOnlyAdmin):
 
     def has_cancel_permission(self, request):
         return request.user.has_perm("orders.cancel_order")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # The order's own page offers the cancel too: a person who found one order should not have
+        # to go back to the list, tick it and pick an action.
+        order = self.get_object(request, object_id)
+        can_cancel = order is not None and order.status in CANCELLABLE and self.has_cancel_permission(request)
+        extra = {**(extra_context or {}), "can_cancel_on_exchange": can_cancel}
+        return super().change_view(request, object_id, form_url, extra)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.cancel_one_view)
+        return [path("<int:order_pk>/cancel/", view, name="orders_order_cancel"), *super().get_urls()]
+
+    def cancel_one_view(self, request, order_pk: int):
+        """The same two steps as the action, for one order (the confirmation posts back here)."""
+        if not self.has_cancel_permission(request):
+            raise PermissionDenied
+        orders = Order.objects.filter(pk=order_pk)
+        if not orders.exists():
+            raise Http404(f"No order with id {order_pk}.")
+        return self.cancel_on_exchange(request, orders)
 
     @admin.action(description="Cancel on exchange", permissions=["cancel"])
     def cancel_on_exchange(self, request, queryset):
@@ -428,15 +449,23 @@ class RiskLimitAdmin(admin.ModelAdmin):
             raise PermissionDenied
         glob = RiskLimit.objects.filter(symbol="").first()
         halted_now = bool(glob and glob.trading_halted)
-        form = HaltForm(request.POST or None)
+        form = HaltForm(request.POST or None, initial={"want": "resume" if halted_now else "halt"})
         if request.method == "POST" and form.is_valid():
+            # The page said what the click does; someone may have switched meanwhile. Never toggle
+            # blindly: a second "halt" on an already halted desk must not resume trading.
+            want_halt = form.cleaned_data["want"] == "halt"
+            if want_halt == halted_now:
+                state = "halted" if halted_now else "running"
+                self.message_user(request, f"Trading is already {state} (changed meanwhile); nothing was changed.",
+                                  messages.WARNING)  # fmt: skip
+                return HttpResponseRedirect(reverse("admin:orders_risklimit_changelist"))
             try:
-                trading_halt_set(halted=not halted_now, reason=form.cleaned_data["reason"], user=request.user)
+                trading_halt_set(halted=want_halt, reason=form.cleaned_data["reason"], user=request.user)
             except ValidationError as exc:
                 form.add_error("reason", exc.messages)
             else:
-                verb = "HALTED" if not halted_now else "resumed"
-                self.message_user(request, f"Trading {verb}.", messages.WARNING if not halted_now else messages.SUCCESS)
+                verb = "HALTED" if want_halt else "resumed"
+                self.message_user(request, f"Trading {verb}.", messages.WARNING if want_halt else messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:orders_risklimit_changelist"))
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "form": form, "halted": halted_now,
@@ -446,6 +475,7 @@ class RiskLimitAdmin(admin.ModelAdmin):
 
 
 class HaltForm(forms.Form):
+    want = forms.ChoiceField(choices=[("halt", "halt"), ("resume", "resume")], widget=forms.HiddenInput)
     reason = forms.CharField(
         max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
         help_text="Required to halt; shown to the desk and kept in the audit trail.",

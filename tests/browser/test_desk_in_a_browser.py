@@ -51,7 +51,18 @@ def test_risk_staff_cancels_an_order_through_the_confirmation_page(browser, logi
     assert on_exchange.order_status == "Cancelled"
 
 
-def test_risk_staff_starts_a_reconciliation_and_sees_its_result(browser, login, risk_staff, bybit_settings):
+def test_risk_staff_starts_a_reconciliation_and_sees_its_result(browser, login, risk_staff, bybit_settings, simulator):
+    from exchange.bybit.client import get_client
+
+    # An order that filled on the exchange while we were not listening: the run must find and settle it.
+    link = "om-browser-recon-01"
+    ack = get_client().create_order(
+        category="linear", symbol="BTCUSDT", side="Buy", order_type="Limit", qty=Decimal("0.01"),
+        price=Decimal("1000"), time_in_force="GTC", order_link_id=link,
+    )  # fmt: skip
+    order = OrderFactory(order_link_id=link, order_id=ack.order_id, price=Decimal("1000"), qty=Decimal("0.01"),
+                         time_in_force="GTC", post_only=False, status=OrderStatus.NEW)  # fmt: skip
+    simulator.engine.set_price("BTCUSDT", "999")
     base = login(risk_staff)
     browser.get(f"{base}/admin/orders/reconciliationrun/")
     browser.find_element(By.ID, "reconcile-now").click()
@@ -60,9 +71,28 @@ def test_risk_staff_starts_a_reconciliation_and_sees_its_result(browser, login, 
     # django-q2 runs synchronously under the test settings; in production the page refreshes itself.
     run = wait_for(browser, lambda d: ReconciliationRun.objects.filter(trigger="admin").first())
     browser.get(f"{base}/admin/orders/reconciliationrun/")
-    wait_for(browser, lambda d: f"/admin/orders/reconciliationrun/{run.pk}/change/" in d.page_source)
+    browser.find_element(By.CSS_SELECTOR, f"a[href$='/admin/orders/reconciliationrun/{run.pk}/change/']").click()
+    wait_for(browser, lambda d: f"Reconciliation #{run.pk}" in d.page_source or link in d.page_source)
+    page = browser.page_source
+    assert link in page and "order_closed_on_exchange" in page, "the run's discrepancies are on its page"
     run.refresh_from_db()
-    assert run.status != ReconciliationRun.Status.RUNNING
+    order.refresh_from_db()
+    assert run.status == ReconciliationRun.Status.SUCCEEDED, run.error
+    assert order.status == OrderStatus.FILLED
+
+
+def test_risk_staff_halts_trading_with_a_reason_and_the_desk_sees_it(browser, login, risk_staff):
+    RiskLimitFactory(symbol="")
+    base = login(risk_staff)
+    browser.get(f"{base}/admin/orders/risklimit/")
+    browser.find_element(By.ID, "halt-switch").click()
+    wait_for(browser, lambda d: d.find_elements(By.ID, "halt-confirmation"))
+    browser.find_element(By.NAME, "reason").send_keys("exchange incident")
+    browser.find_element(By.ID, "confirm-halt").click()
+    wait_for(browser, lambda d: "TRADING IS HALTED" in d.find_element(By.ID, "trading-state").text)
+    assert RiskLimit.objects.get(symbol="").trading_halted
+    browser.get(f"{base}/admin/dashboard/")
+    assert "exchange incident" in browser.find_element(By.ID, "trading-state").text
 
 
 def test_viewer_sees_but_cannot_halt(browser, login, readonly_staff):

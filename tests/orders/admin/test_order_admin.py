@@ -138,3 +138,42 @@ def test_a_big_table_says_its_count_is_capped(client, readonly_staff, monkeypatc
     assert "3+ orders" in client.get(URL).content.decode()
     one = client.get(URL, {"q": orders[0].order_link_id}).content.decode()
     assert "1 order" in one and "+ order" not in one
+
+
+def test_open_orders_link_lists_every_active_status_and_nothing_else(client, readonly_staff):
+    active = [OrderFactory(status=s) for s in ("pending_submit", "new", "partially_filled", "pending_cancel")]
+    OrderFactory(status=OrderStatus.FILLED)
+    OrderFactory(status=OrderStatus.CANCELLED)
+    client.force_login(readonly_staff)
+    index = client.get("/admin/").content.decode()
+    href = index.split('id="open-orders-link" href="')[1].split('"')[0].replace("&amp;", "&")
+    result = client.get(href).context["cl"].result_list
+    assert {o.pk for o in result} == {o.pk for o in active}
+
+
+def test_cancel_from_the_order_page_confirms_then_cancels_on_the_exchange(client, risk_staff, resting_order):
+    client.force_login(risk_staff)
+    page = client.get(f"{URL}{resting_order.pk}/change/").content.decode()
+    assert 'id="cancel-on-exchange"' in page
+    confirm = client.get(f"{URL}{resting_order.pk}/cancel/")
+    assert confirm.status_code == 200 and resting_order.order_link_id in confirm.content.decode()
+    resting_order.refresh_from_db()
+    assert resting_order.status == OrderStatus.NEW  # nothing sent before the confirmation
+    done = client.post(f"{URL}{resting_order.pk}/cancel/", {
+        "action": "cancel_on_exchange", helpers.ACTION_CHECKBOX_NAME: [resting_order.pk], "post": "yes",
+        "reason": "fat finger",
+    })  # fmt: skip
+    assert "Cancel accepted by the exchange" in done.content.decode()
+    resting_order.refresh_from_db()
+    assert resting_order.cancel_note == "fat finger" and resting_order.cancelled_by == risk_staff
+
+
+def test_the_order_page_offers_no_cancel_to_a_viewer_or_for_a_closed_order(client, readonly_staff, risk_staff):
+    closed = OrderFactory(status=OrderStatus.FILLED)
+    open_ = OrderFactory(status=OrderStatus.NEW)
+    client.force_login(readonly_staff)
+    assert 'id="cancel-on-exchange"' not in client.get(f"{URL}{open_.pk}/change/").content.decode()
+    assert client.get(f"{URL}{open_.pk}/cancel/").status_code == 403
+    client.force_login(risk_staff)
+    assert 'id="cancel-on-exchange"' not in client.get(f"{URL}{closed.pk}/change/").content.decode()
+    assert client.get(f"{URL}999999/cancel/").status_code == 404

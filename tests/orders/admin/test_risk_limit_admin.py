@@ -71,15 +71,17 @@ def test_the_trading_halt_switch_asks_for_confirmation_and_a_reason(client, risk
     assert "HALT ALL TRADING" in changelist
     confirm = client.get("/admin/orders/risklimit/trading-halt/")
     assert b"Yes, HALT ALL TRADING" in confirm.content
-    refused = client.post("/admin/orders/risklimit/trading-halt/", {"reason": ""})
+    assert b'name="want" value="halt"' in confirm.content
+    refused = client.post("/admin/orders/risklimit/trading-halt/", {"want": "halt", "reason": ""})
     assert MSG_HALT_REASON in refused.context["form"].errors["reason"]
     row.refresh_from_db()
     assert not row.trading_halted
-    assert client.post("/admin/orders/risklimit/trading-halt/", {"reason": "exchange incident"}).status_code == 302
+    halt = {"want": "halt", "reason": "exchange incident"}
+    assert client.post("/admin/orders/risklimit/trading-halt/", halt).status_code == 302
     row.refresh_from_db()
     assert row.trading_halted and row.halt_reason == "exchange incident"
     assert "TRADING IS HALTED" in client.get("/admin/orders/risklimit/").content.decode()
-    client.post("/admin/orders/risklimit/trading-halt/", {"reason": ""})  # resume needs no reason
+    client.post("/admin/orders/risklimit/trading-halt/", {"want": "resume", "reason": ""})  # resume needs no reason
     row.refresh_from_db()
     assert not row.trading_halted
     assert AuditEntry.objects.filter(action="risk_limit.update").count() == 2
@@ -102,3 +104,16 @@ def test_add_a_symbol_override(client, risk_staff):
     row = RiskLimit.objects.get(symbol="ETHUSDT")
     assert row.max_order_size_ratio == Decimal("0.2")
     assert AuditEntry.objects.get().action == "risk_limit.create"
+
+
+def test_a_second_halt_click_never_resumes_trading(client, risk_staff):
+    # Two officers open the confirmation while trading runs; both confirm "halt".
+    row = RiskLimitFactory(symbol="")
+    client.force_login(risk_staff)
+    for _ in range(2):
+        response = client.post("/admin/orders/risklimit/trading-halt/", {"want": "halt", "reason": "incident"},
+                               follow=True)  # fmt: skip
+        row.refresh_from_db()
+        assert row.trading_halted
+    assert "already halted" in response.content.decode()
+    assert AuditEntry.objects.filter(action="risk_limit.update").count() == 1
