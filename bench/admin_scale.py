@@ -38,6 +38,9 @@ from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._django import setup_postgres  # noqa: E402
+
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/om_bench_scale"
 
 SYMBOLS = [
@@ -47,33 +50,6 @@ SYMBOLS = [
 SPAN = timedelta(days=365)
 LEDGER_DAYS = 7
 ACTIVE_TAIL = 400  # the newest orders are the open ones
-
-
-def _setup(db_url: str) -> None:
-    os.environ["DATABASE_URL"] = db_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ordermanager.settings.base")
-    os.environ.setdefault("LOG_LEVEL", "warning")
-    os.environ["API_THROTTLE_USER"] = "1000000/min"  # the bench is one user making hundreds of requests
-    _create_database(db_url)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
-def _create_database(db_url: str) -> None:
-    from urllib.parse import urlparse
-
-    import psycopg
-
-    parsed = urlparse(db_url)
-    name = parsed.path.lstrip("/")
-    admin = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 # --------------------------------------------------------------------------- seeding
@@ -553,7 +529,8 @@ def main() -> None:
     parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the slowest query of slow pages")
     parser.add_argument("--slow-ms", type=float, default=200.0, help="what --explain calls slow")
     args = parser.parse_args()
-    _setup(os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
+    # The bench is one user making hundreds of requests: lift the per-user throttle.
+    setup_postgres(os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB), API_THROTTLE_USER="1000000/min")
 
     params = f"orders={args.orders} executions={args.executions} snapshots={args.snapshots} " \
              f"exchange_calls={args.exchange_calls}"  # fmt: skip

@@ -33,38 +33,14 @@ import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._django import setup_postgres  # noqa: E402
+
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/om_bench_client"
 SYMBOL = "BTCUSDT"
-
-
-def setup_django(db_url: str) -> None:
-    if not db_url.startswith(("postgres://", "postgresql://")):
-        sys.exit(f"BENCH_DATABASE_URL must point at PostgreSQL, got {db_url!r}")
-    _create_database(db_url)
-    os.environ["DATABASE_URL"] = db_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ordermanager.settings.base")
-    os.environ.setdefault("LOG_LEVEL", "warning")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
-def _create_database(db_url: str) -> None:
-    import psycopg
-
-    parsed = urlparse(db_url)
-    name = parsed.path.lstrip("/")
-    admin = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 class BareBybit:
@@ -142,7 +118,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=500, help="create+cancel round trips per variant and repeat")
     parser.add_argument("--repeat", type=int, default=3, help="runs per variant (the median is reported)")
     args = parser.parse_args()
-    setup_django(os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_DB)
+    setup_postgres(os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_DB)
 
     import httpx
     from django.db import connection

@@ -31,33 +31,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._django import setup_postgres  # noqa: E402
+
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/om_bench_reconcile"
-
-
-def _setup(db_url: str) -> None:
-    os.environ["DATABASE_URL"] = db_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ordermanager.settings.base")
-    os.environ.setdefault("LOG_LEVEL", "warning")
-    _create_database(db_url)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
-def _create_database(db_url: str) -> None:
-    from urllib.parse import urlparse
-
-    import psycopg
-
-    parsed = urlparse(db_url)
-    name = parsed.path.lstrip("/")
-    admin = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _empty() -> None:
@@ -119,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.orders > args.symbols * 500:
         parser.error("at most 500 open orders per symbol (Bybit's limit, kept by the simulator)")
-    _setup(os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
+    setup_postgres(os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
 
     from django.conf import settings
 
