@@ -1,7 +1,7 @@
 """Signal pipeline benchmark: RabbitMQ → consume_signals → PostgreSQL → the Bybit simulator.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/om_bench SIGNAL_BROKER_URL=amqp://guest:guest@127.0.0.1:5672// \
-        .venv/bin/python bench/signals.py [--signals 2000] [--rate 200] [--processes 1 2] [--threads 4]
+        .venv/bin/python bench/signals.py [--signals 2000] [--rate 200] [--processes 1 2] [--threads 4] [--symbols 20]
 
 For 1 and 2 consumer processes it prints, from publish to the exchange's acknowledgement of the order:
 
@@ -12,7 +12,10 @@ and where the time goes (median per stage): publish → inbox commit, inbox → 
 exchange reads), order row → exchange ack (the create request), plus the simulator's own request time
 (the ExchangeCall audit latency), which is not our overhead.
 
-The database named by DATABASE_URL is migrated and its signal/order tables are emptied: use a scratch one.
+The database named by DATABASE_URL is migrated and its signal, order, position, risk-limit and reconciliation
+tables are emptied before each run: use a scratch one. Each consumer reconciles at startup (docs/decisions/0310);
+signals are published once every startup run has finished. ``--symbols`` above the simulator's five adds
+instruments (B01USDT...) for the run: per-symbol FIFO caps parallelism at the number of symbols.
 The simulator runs in this process (a thread), so its CPU competes with the consumers: on a 2-core machine
 the figures are a floor, not a ceiling.
 """
@@ -83,15 +86,24 @@ class Run:
         }
 
 
-def _reset_tables():
+def _reset_tables(*, warm_up_only: bool = False):
     from exchange.models import ExchangeCall
-    from orders.models import Order, SignalOrderRelationship
+    from orders.models import Execution, Order, ReconciliationRun, RiskLimit, SignalOrderRelationship
+    from positions.models import Position
     from signals_app.models import TradingSignal
 
-    SignalOrderRelationship.objects.all().delete()
-    Order.objects.all().delete()
-    TradingSignal.objects.all().delete()
-    ExchangeCall.objects.all().delete()
+    models = [Execution, SignalOrderRelationship, Order, TradingSignal, ExchangeCall]
+    if not warm_up_only:
+        # Positions and fills left by a run would make the next run's startup reconciliation (against a
+        # reset simulator) find differences and halt symbols.
+        models += [Position, ReconciliationRun, RiskLimit]
+    for model in models:
+        model.objects.all().delete()
+
+
+def _extra_instruments(count: int) -> list[dict]:
+    return [{"symbol": f"B{i:02d}USDT", "price": "100", "tickSize": "0.01", "qtyStep": "0.01", "minOrderQty": "0.01"}
+            for i in range(1, count + 1)]
 
 
 def _consumers(count: int, *, queue: str, simulator, threads: int) -> list[subprocess.Popen]:
@@ -124,6 +136,8 @@ def _measure(run: Run, processes: int, *, count: int, rate: float | None) -> dic
 
     _reset_tables()
     run.simulator.reset()
+    if len(run.symbols) > len(run.simulator.engine.prices):
+        run.simulator.engine.add_instruments(_extra_instruments(len(run.symbols) - len(run.simulator.engine.prices)))
     import httpx
 
     httpx.post(f"{run.simulator.url}/sim/rate-limits", json={"scale": 10000}).raise_for_status()
@@ -136,6 +150,10 @@ def _measure(run: Run, processes: int, *, count: int, rate: float | None) -> dic
     producer = Producer(conn.default_channel)
     queue.bind(conn.default_channel).declare()
     procs = _consumers(processes, queue=queue_name, simulator=run.simulator, threads=run.args.threads)
+    from orders.models import ReconciliationRun
+
+    _wait(lambda: ReconciliationRun.objects.filter(trigger="startup").exclude(status="running").count() >= processes,
+          120)
     rng = random.Random(processes)
     # Warm-up: instrument cache, connections, first ticker read per symbol.
     for symbol in run.symbols:
@@ -144,7 +162,7 @@ def _measure(run: Run, processes: int, *, count: int, rate: float | None) -> dic
         signal_publish(body=json.dumps(body).encode(), connection=conn, queue=queue, producer=producer)
     _wait(lambda: TradingSignal.objects.filter(status__in=["executed", "rejected", "failed"]).count()
           >= len(run.symbols), 60)
-    _reset_tables()
+    _reset_tables(warm_up_only=True)
     run.acks.clear()
     bodies = [run.signal(rng) for _ in range(count)]
     started = time.time()
@@ -220,6 +238,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="signals/s for the latency run")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--threads", type=int, default=4, help="processor threads per consumer process")
+    parser.add_argument("--symbols", type=int, default=20, help="symbols (the simulator lists 5; more are added)")
     args = parser.parse_args()
     if not os.environ.get("SIGNAL_BROKER_URL") or "postgres" not in os.environ.get("DATABASE_URL", ""):
         sys.exit("set DATABASE_URL=postgres://... (a scratch database) and SIGNAL_BROKER_URL=amqp://...")
@@ -228,7 +247,9 @@ def main() -> None:
 
     (ROOT / "var").mkdir(exist_ok=True)
     with SimulatorServer(api_key="bench-key", api_secret="bench-secret") as simulator:
-        symbols = sorted(simulator.engine.prices)
+        listed = sorted(simulator.engine.prices)
+        extra = [spec["symbol"] for spec in _extra_instruments(max(0, args.symbols - len(listed)))]
+        symbols = (listed + extra)[: args.symbols]
         run = Run(args, simulator, symbols)
         print(f"signal pipeline bench: {args.signals} signals over {len(symbols)} symbols, market orders, "
               f"{args.threads} processor threads per process, {os.cpu_count()} CPUs")

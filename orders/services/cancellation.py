@@ -20,6 +20,7 @@ from datetime import timedelta
 
 import structlog
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from ordermanager import events
@@ -112,17 +113,21 @@ def _settle_closed(order: Order) -> None:
     order.refresh_from_db()
 
 
-def orders_to_cancel_for_signal(*, symbol: str, side: str, order_type: str, category: str = "linear") -> list[Order]:
-    """The open orders a new signal on ``symbol`` replaces, with the rules of the module docstring."""
+def cancel_candidates(*, symbol: str, category: str = "linear") -> QuerySet[Order]:
+    """Our open orders of ``symbol`` that a new signal may cancel (before the side/type rules)."""
     statuses = list(CANCELLABLE) if settings.CANCEL_PARTIALLY_FILLED_ORDERS else [OrderStatus.NEW]
     # IOC/FOK orders never rest on the book: one still `new` here only awaits its fill event.
-    candidates = (
-        Order.objects.filter(category=category, symbol=symbol, status__in=statuses)
+    # Orders placed outside the order manager (recorded by reconciliation) are never ours to cancel.
+    return (
+        Order.objects.filter(category=category, symbol=symbol, status__in=statuses, is_external=False)
         .exclude(time_in_force__in=[TimeInForce.IOC, TimeInForce.FOK])
-        .order_by("id")
     )
+
+
+def orders_to_cancel_for_signal(*, symbol: str, side: str, order_type: str, category: str = "linear") -> list[Order]:
+    """The open orders a new signal on ``symbol`` replaces, with the rules of the module docstring."""
     chosen = []
-    for order in candidates:
+    for order in cancel_candidates(symbol=symbol, category=category).order_by("id"):
         opposite = order.side != side
         if order_type == OrderType.MARKET and order.order_type == OrderType.LIMIT:
             chosen.append(order)

@@ -20,6 +20,7 @@ Outcomes:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import structlog
 from django.conf import settings
@@ -65,16 +66,22 @@ def order_payload(order: Order) -> dict:
     }
 
 
-def order_submit(*, order: Order, fresh: bool = False) -> Order:
+Recorded = Callable[[Order], object] | None
+
+
+def order_submit(*, order: Order, fresh: bool = False, on_recorded: Recorded = None) -> Order:
     """Send one ``pending_submit`` order and record the outcome. Idempotent: any other status is left alone.
 
-    ``fresh=True`` skips re-reading the row (the caller has just committed it)."""
+    ``fresh=True`` skips re-reading the row (the caller has just committed it). ``on_recorded(order)`` runs
+    inside the transaction that records the outcome (or a transaction of its own when there is nothing to
+    record), so a caller's own bookkeeping commits with it: the signal processor finishes the signal there.
+    """
     if not fresh:
         order.refresh_from_db()
     if order.status != OrderStatus.PENDING_SUBMIT:
-        return order
+        return _then(order, on_recorded)
     if settings.ENABLE_DRY_RUN:
-        return _record_dry_run(order)
+        return _record_dry_run(order, on_recorded)
     from exchange.bybit.client import get_client
     from exchange.bybit.errors import BybitError
 
@@ -93,13 +100,20 @@ def order_submit(*, order: Order, fresh: bool = False) -> Order:
             trace_id=order.trace_id,
         )
     except BybitError as exc:
-        return _record_error(order, exc)
+        return _record_error(order, exc, on_recorded)
     if ack.dry_run:
-        return _record_dry_run(order)
-    return _record_ack(order, ack.order_id, resolved_existing=ack.resolved_existing)
+        return _record_dry_run(order, on_recorded)
+    return _record_ack(order, ack.order_id, resolved_existing=ack.resolved_existing, on_recorded=on_recorded)
 
 
-def _record_ack(order: Order, order_id: str, *, resolved_existing: bool) -> Order:
+def _then(order: Order, on_recorded: Recorded) -> Order:
+    if on_recorded is not None:
+        with transaction.atomic():
+            on_recorded(order)
+    return order
+
+
+def _record_ack(order: Order, order_id: str, *, resolved_existing: bool, on_recorded: Recorded = None) -> Order:
     now = timezone.now()
     with transaction.atomic():
         # Race: the private stream may have applied New/Filled first; only a
@@ -118,28 +132,39 @@ def _record_ack(order: Order, order_id: str, *, resolved_existing: bool) -> Orde
         events.publish_event_on_commit(
             routing_key=events.ORDER_CREATED, payload={**order_payload(order), "resolved_existing": resolved_existing}
         )
+        if on_recorded is not None:
+            on_recorded(order)
     log.info("order_acknowledged", order_link_id=order.order_link_id, order_id=order_id,
              resolved_existing=resolved_existing)
     return order
 
 
-def _record_dry_run(order: Order) -> Order:
+def _update_pending(order: Order, values: dict) -> None:
+    """Conditional UPDATE from pending_submit; the in-memory row follows without a re-read when it applied."""
+    if Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING_SUBMIT).update(**values):
+        for field, value in values.items():
+            setattr(order, field, value)
+    else:  # the stream (or reconciliation) moved it first: take what is stored
+        order.refresh_from_db()
+
+
+def _record_dry_run(order: Order, on_recorded: Recorded = None) -> Order:
     log.info(
         f"[DRY-RUN] would place {order.side} {order.order_type} {order.qty} {order.symbol}"
         f"{'' if order.price is None else f' @ {order.price}'} ({order.time_in_force})",
         order_link_id=order.order_link_id,
     )
+    values = {"status": OrderStatus.DRY_RUN, "is_dry_run": True, "order_id": f"dry-run-{order.order_link_id}",
+              "submitted_at": timezone.now()}
     with transaction.atomic():
-        Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING_SUBMIT).update(
-            status=OrderStatus.DRY_RUN, is_dry_run=True, order_id=f"dry-run-{order.order_link_id}",
-            submitted_at=timezone.now(),
-        )
-        order.refresh_from_db()
+        _update_pending(order, values)
         events.publish_event_on_commit(routing_key=events.ORDER_DRY_RUN, payload=order_payload(order))
+        if on_recorded is not None:
+            on_recorded(order)
     return order
 
 
-def _record_error(order: Order, exc) -> Order:
+def _record_error(order: Order, exc, on_recorded: Recorded = None) -> Order:
     if exc.ambiguous:
         # Outcome unknown even after the client's lookup by orderLinkId: leave the
         # row pending so that nothing claims it was not placed.
@@ -147,7 +172,7 @@ def _record_error(order: Order, exc) -> Order:
         events.publish_event_on_commit(
             routing_key=events.ORDER_UNKNOWN, payload={**order_payload(order), "error": str(exc)}
         )
-        return order
+        return _then(order, on_recorded)
     refused = exc.ret_code is not None and type(exc).__name__ not in _NOT_PLACED
     if is_mode_mismatch(ret_code=exc.ret_code, ret_msg=exc.ret_msg):
         # The symbol's position mode changed since we cached it: the next signal reads it again.
@@ -155,12 +180,12 @@ def _record_error(order: Order, exc) -> Order:
     status = OrderStatus.REJECTED if refused else OrderStatus.FAILED
     reason = (exc.ret_msg or str(exc))[:500] if refused else str(exc)[:500]
     with transaction.atomic():
-        Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING_SUBMIT).update(
-            status=status, reject_code=exc.ret_code, reject_reason=reason, updated_at=timezone.now()
-        )
-        order.refresh_from_db()
+        _update_pending(order, {"status": status, "reject_code": exc.ret_code, "reject_reason": reason,
+                                "updated_at": timezone.now()})
         key = events.ORDER_REJECTED if refused else events.ORDER_FAILED
         events.publish_event_on_commit(routing_key=key, payload=order_payload(order))
+        if on_recorded is not None:
+            on_recorded(order)
     log.warning("order_not_placed", order_link_id=order.order_link_id, status=status,
                 ret_code=exc.ret_code, ret_msg=exc.ret_msg, error=str(exc))
     return order

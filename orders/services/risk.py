@@ -21,11 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Case, DecimalField, F, Sum, When
 from django.db.models.functions import Abs, Coalesce
 
-from orders.services.risk_limits import EffectiveLimits
+from orders.services.risk_limits import EffectiveLimits, risk_limit_seed_global, risk_limits_from_rows
 
 CENT = Decimal("0.01")
 
@@ -94,23 +95,93 @@ def _because(reason: str) -> str:
     return f" ({reason})" if reason else ""
 
 
-def exposure_other_symbols(*, symbol: str, category: str = "linear") -> Decimal:
-    """Sum of |size| × (mark price, else entry price) over every other symbol's position."""
-    from positions.models import Position
+_MONEY = DecimalField(max_digits=36, decimal_places=18)
 
-    money = DecimalField(max_digits=36, decimal_places=18)
-    value = Abs(F("size")) * Case(
+
+def _position_value():
+    return Abs(F("size")) * Case(
         When(mark_price__isnull=False, mark_price__gt=0, then=F("mark_price")),
         default=F("avg_entry_price"),
-        output_field=money,
+        output_field=_MONEY,
     )
-    total = (
-        Position.objects.filter(category=category)
-        .exclude(symbol=symbol)
-        .exclude(size=0)
-        .aggregate(total=Coalesce(Sum(value, output_field=money), Decimal(0), output_field=money))["total"]
-    )
+
+
+def _other_positions(*, symbol: str, category: str):
+    from positions.models import Position
+
+    return Position.objects.filter(category=category).exclude(symbol=symbol).exclude(size=0)
+
+
+def exposure_other_symbols(*, symbol: str, category: str = "linear") -> Decimal:
+    """Sum of |size| × (mark price, else entry price) over every other symbol's position."""
+    total = _other_positions(symbol=symbol, category=category).aggregate(
+        total=Coalesce(Sum(_position_value(), output_field=_MONEY), Decimal(0), output_field=_MONEY)
+    )["total"]
     return Decimal(total)
+
+
+@dataclass(frozen=True)
+class BookState:
+    """What the rules of one signal need from our book, read in one round trip (``book_state_read``)."""
+
+    limits: EffectiveLimits
+    sizes: dict[int, Decimal]  # by positionIdx: 0 one-way (signed), 1 hedge long, 2 hedge short (unsigned)
+    exposure_other: Decimal  # position value of every other symbol, USDT
+    has_cancel_candidates: bool  # an open order of the symbol that a new signal may cancel
+
+
+def book_state_read(*, symbol: str, category: str = "linear") -> BookState:
+    """Risk limits, positions, other symbols' exposure and whether open orders exist, in one query.
+
+    The signal path's hot read: one statement instead of four (each a round trip). The limits are read
+    fresh for every signal on purpose: a trading halt must stop the very next signal, in every process.
+    Written as SQL because building the equivalent annotated queryset cost more CPU per signal (Django's
+    expression resolution, measured with py-spy) than the three round trips it saves; the open-order test
+    mirrors ``cancellation.cancel_candidates`` (tests pin both).
+    """
+    from orders.models import Order, OrderStatus, RiskLimit, TimeInForce
+    from positions.models import Position
+
+    statuses = [OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED] if settings.CANCEL_PARTIALLY_FILLED_ORDERS else [
+        OrderStatus.NEW]
+    sql = _BOOK_SQL.format(
+        risk=RiskLimit._meta.db_table, position=Position._meta.db_table, order=Order._meta.db_table,
+        statuses=", ".join(["%s"] * len(statuses)),
+    )
+    params = [category, symbol, category, symbol, category, symbol, category, symbol, category, symbol,
+              *statuses, TimeInForce.IOC, TimeInForce.FOK, symbol]
+    rows = {row.symbol: row for row in RiskLimit.objects.raw(sql, params)}
+    if "" not in rows:  # first signal ever: the global row is seeded from the settings
+        risk_limit_seed_global()
+        rows = {row.symbol: row for row in RiskLimit.objects.raw(sql, params)}
+    any_row = rows[""]
+    return BookState(
+        limits=risk_limits_from_rows(symbol=symbol, rows=rows),
+        sizes={idx: _decimal(getattr(any_row, f"size_{idx}")) for idx in (0, 1, 2)},
+        exposure_other=_decimal(any_row.exposure_other),
+        has_cancel_candidates=bool(any_row.has_cancel_candidates),
+    )
+
+
+# Portable SQL (PostgreSQL and SQLite). Parameters: see book_state_read.
+_BOOK_SQL = """
+SELECT r.*,
+  (SELECT size FROM {position} WHERE category = %s AND symbol = %s AND position_idx = 0) AS size_0,
+  (SELECT size FROM {position} WHERE category = %s AND symbol = %s AND position_idx = 1) AS size_1,
+  (SELECT size FROM {position} WHERE category = %s AND symbol = %s AND position_idx = 2) AS size_2,
+  COALESCE((SELECT SUM(ABS(p.size) * CASE WHEN p.mark_price > 0 THEN p.mark_price ELSE p.avg_entry_price END)
+            FROM {position} p WHERE p.category = %s AND p.symbol <> %s AND p.size <> 0), 0) AS exposure_other,
+  EXISTS (SELECT 1 FROM {order} o WHERE o.category = %s AND o.symbol = %s AND o.status IN ({statuses})
+          AND NOT o.is_external AND o.time_in_force NOT IN (%s, %s)) AS has_cancel_candidates
+FROM {risk} r WHERE r.symbol IN ('', %s)
+"""
+
+
+def _decimal(value) -> Decimal:
+    # SQLite hands back numbers for extra columns of a raw query (PostgreSQL: Decimal already).
+    if value is None:
+        return Decimal(0)
+    return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
 def position_size_of(*, symbol: str, category: str = "linear") -> Decimal:

@@ -53,6 +53,11 @@ def risk_limits_effective(*, symbol: str) -> EffectiveLimits:
     if "" not in rows:
         risk_limit_seed_global()
         rows[""] = RiskLimit.objects.get(symbol="")
+    return risk_limits_from_rows(symbol=symbol, rows=rows)
+
+
+def risk_limits_from_rows(*, symbol: str, rows: dict[str, RiskLimit]) -> EffectiveLimits:
+    """The limits of ``symbol`` from its rows by symbol ("" = global, which must be present)."""
     glob, own = rows[""], rows.get(symbol)
     chosen = own or glob
     return EffectiveLimits(

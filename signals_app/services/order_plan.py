@@ -35,16 +35,7 @@ from orders.models import Side
 from orders.services import quantity_calculator as qc
 from orders.services.order_type_selector import OrderTypeDecision, TypeRules, order_type_select
 from orders.services.position_mode import HEDGE, position_mode_of
-from orders.services.risk import (
-    RiskInput,
-    exposure_other_symbols,
-    hedge_sizes_of,
-    order_reduces_position,
-    position_size_of,
-    risk_check,
-    risk_check_halts,
-)
-from orders.services.risk_limits import risk_limits_effective
+from orders.services.risk import RiskInput, book_state_read, order_reduces_position, risk_check, risk_check_halts
 from orders.services.splitting import Leg, legs_plan
 from signals_app.models import TradingSignal
 
@@ -68,6 +59,8 @@ class OrderPlan:
     legs: list[Leg]
     notes: list[str]
     position_idx: int = 0
+    # False when the symbol has no open order a new signal could cancel: the cancel step is skipped.
+    cancel_candidates: bool = True
 
     def summary(self) -> str:
         price = "" if self.decision.price is None else f" @ {self.decision.price}"
@@ -166,7 +159,8 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
 
     category, symbol = settings.BYBIT_CATEGORY, signal.asset
     side = Side.BUY if signal.signal_type == "buy" else Side.SELL
-    limits = risk_limits_effective(symbol=symbol)
+    book = book_state_read(symbol=symbol, category=category)
+    limits = book.limits
     risk_check_halts(limits=limits)
     instrument = _Rules.of(instrument_get(category=category, symbol=symbol))
     amount = _n(signal.amount)
@@ -195,7 +189,7 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
         min_notional=instrument.min_notional,
         symbol=symbol,
     )
-    placement = _placement(side, quantity.qty, category, instrument, symbol, order_price)
+    placement = _placement(side, quantity.qty, category, book.sizes, instrument, symbol, order_price)
     qty, reduce_only = placement.qty, placement.reduce_only
     reducing = order_reduces_position(side=side, qty=qty, position_size=placement.row_size)
     risk_check(
@@ -205,7 +199,7 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
             qty=qty,
             price=order_price,
             position_size=placement.row_size,
-            exposure_other=Decimal(0) if reducing else exposure_other_symbols(symbol=symbol, category=category),
+            exposure_other=Decimal(0) if reducing else book.exposure_other,
             available_balance=None if reducing else _available_balance(),
         ),
         limits=limits,
@@ -226,7 +220,8 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
         symbol=symbol,
     )
     return OrderPlan(symbol=symbol, side=side, decision=decision, reference_price=reference.price, qty=qty,
-                     reduce_only=reduce_only, legs=legs, notes=placement.notes, position_idx=placement.position_idx)
+                     reduce_only=reduce_only, legs=legs, notes=placement.notes, position_idx=placement.position_idx,
+                     cancel_candidates=book.has_cancel_candidates)
 
 
 def _spread(signal: TradingSignal, ticker) -> Decimal | None:
@@ -237,11 +232,10 @@ def _spread(signal: TradingSignal, ticker) -> Decimal | None:
     return None
 
 
-def _placement(side, qty, category, instrument, symbol, price) -> Placement:
+def _placement(side, qty, category, sizes, instrument, symbol, price) -> Placement:
     if position_mode_of(category=category, symbol=symbol) == HEDGE:
-        long, short = (_n(size) for size in hedge_sizes_of(symbol=symbol, category=category))
-        return _hedge_rules(side, qty, long, short, instrument, symbol, price)
-    position = _n(position_size_of(symbol=symbol, category=category))
+        return _hedge_rules(side, qty, _n(sizes[1]), _n(sizes[2]), instrument, symbol, price)
+    position = _n(sizes[0])
     qty, reduce_only, notes = _apply_position_rules(side, qty, position, instrument, symbol, price)
     return Placement(qty=qty, reduce_only=reduce_only, position_idx=0, row_size=position, notes=notes)
 

@@ -75,8 +75,10 @@ def symbols_with_work(*, symbol: str | None = None) -> list[str]:
     return list(qs.values("asset").annotate(first=Min("id")).order_by("first").values_list("asset", flat=True))
 
 
-def _next_signal(symbol: str) -> TradingSignal | None:
-    return TradingSignal.objects.filter(asset=symbol, status__in=UNFINISHED).order_by("id").first()
+def _next_signals(symbol: str, limit: int) -> list[TradingSignal]:
+    """The symbol's next unfinished signals in arrival order, read at once: the caller holds the symbol, so
+    nobody else changes them, and later arrivals are picked up by the next read."""
+    return list(TradingSignal.objects.filter(asset=symbol, status__in=UNFINISHED).order_by("id")[:limit])
 
 
 # --- processing ----------------------------------------------------------------------------------------------
@@ -100,11 +102,12 @@ def _drain_symbol(symbol: str, limit: int | None) -> int:
     done = 0
     try:
         while limit is None or done < limit:
-            signal = _next_signal(symbol)
-            if signal is None:
+            batch = _next_signals(symbol, BATCH_PER_SYMBOL if limit is None else min(BATCH_PER_SYMBOL, limit - done))
+            if not batch:
                 break
-            signal_process(signal=signal)
-            done += 1
+            for signal in batch:
+                signal_process(signal=signal)
+                done += 1
     finally:
         symbol_lock_release(symbol)
     return done
@@ -118,7 +121,9 @@ def signal_process(*, signal: TradingSignal) -> TradingSignal:
         if signal.status not in UNFINISHED:
             return signal
         try:
-            orders = list(Order.objects.filter(signal_links__signal=signal).order_by("leg"))
+            # Orders are committed with the `processing` status, so a `received` signal has none to resume.
+            orders = [] if signal.status == SignalStatus.RECEIVED else list(
+                Order.objects.filter(signal_links__signal=signal).order_by("leg"))
             if orders:
                 log.warning("signal_resumed", orders=[o.order_link_id for o in orders])
                 resumed = [order_resume(order=o) for o in orders]
@@ -153,12 +158,22 @@ def _plan_and_execute(signal: TradingSignal) -> TradingSignal:
     cancels = orders_cancel_for_signal(
         symbol=plan.symbol, side=plan.side, order_type=plan.decision.order_type, category=settings.BYBIT_CATEGORY,
         note=f"signal {signal.signal_id}",
-    )
+    ) if plan.cancel_candidates else []
     failed_cancels = [c for c in cancels if c.result == "error"]
     notes = [*plan.notes, *(f"cancel of {c.order_link_id} failed: {c.message}" for c in failed_cancels)]
+    summary = "; ".join([plan.summary(), *notes])
     orders = _orders_create(signal, plan)
-    submitted = [order_submit(order=o, fresh=True) for o in orders]
-    return _submit_and_finish(signal, submitted, summary="; ".join([plan.summary(), *notes]))
+    submitted: list[Order] = []
+    finished: list[TradingSignal] = []
+
+    def finish(last: Order) -> None:
+        # Runs in the transaction that records the last leg's outcome: one commit for the order and the signal.
+        finished.append(_submit_and_finish(signal, [*submitted, last], summary=summary))
+
+    for index, order in enumerate(orders):
+        last = index == len(orders) - 1
+        submitted.append(order_submit(order=order, fresh=True, on_recorded=finish if last else None))
+    return finished[0]
 
 
 def _orders_create(signal: TradingSignal, plan: OrderPlan) -> list[Order]:
@@ -220,7 +235,8 @@ def _order_problem(order: Order) -> str:
 
 
 def _finish(signal: TradingSignal, status: str, reason: str) -> TradingSignal:
-    with transaction.atomic():
+    # savepoint=False: inside the executor's transaction this joins it (no SAVEPOINT round trips).
+    with transaction.atomic(savepoint=False):
         now = timezone.now()
         changed = TradingSignal.objects.filter(pk=signal.pk, status__in=UNFINISHED).update(
             status=status, reason=reason, processed_at=now
@@ -379,11 +395,8 @@ class SignalProcessor:
             if not symbol_lock_try(symbol):
                 continue
             try:
-                for _ in range(BATCH_PER_SYMBOL):
+                for signal in _next_signals(symbol, BATCH_PER_SYMBOL):
                     if self._stop.is_set():
-                        break
-                    signal = _next_signal(symbol)
-                    if signal is None:
                         break
                     self._in_hand[name] = (signal.pk, time.monotonic())
                     try:

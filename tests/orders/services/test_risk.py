@@ -112,3 +112,57 @@ def test_exposure_sums_other_symbols_at_mark_else_entry_price():
     assert exposure_other_symbols(symbol="BTCUSDT") == D("100")
     assert position_size_of(symbol="ETHUSDT") == D("-2")
     assert position_size_of(symbol="DOGEUSDT") == D("0")
+
+
+@pytest.mark.django_db
+def test_book_state_reads_limits_positions_and_exposure_in_one_query(settings, django_assert_num_queries):
+    from orders.services.risk import book_state_read
+
+    settings.MAX_POSITION_SIZE = D("777")
+    RiskLimitFactory(symbol="", max_position_size=D("777"), max_exposure=D("5000"), reduce_only=True,
+                     halt_reason="drill")
+    RiskLimitFactory(symbol="BTCUSDT", max_position_size=D("100"), trading_halted=True, halt_reason="manual")
+    PositionFactory(symbol="BTCUSDT", position_idx=0, size=D("-0.5"))
+    PositionFactory(symbol="ETHUSDT", size=D("1"), avg_entry_price=D("100"), mark_price=D("110"))
+    PositionFactory(symbol="SOLUSDT", position_idx=2, size=D("2"), avg_entry_price=D("50"), mark_price=None)
+    with django_assert_num_queries(1):
+        book = book_state_read(symbol="BTCUSDT")
+    assert book.sizes == {0: D("-0.5"), 1: D("0"), 2: D("0")}
+    assert book.exposure_other == D("210") == exposure_other_symbols(symbol="BTCUSDT")
+    assert book.limits == risk_limits_effective(symbol="BTCUSDT")
+    assert (book.limits.symbol_halted, book.limits.global_reduce_only, book.limits.max_position_size) == (
+        True, True, D("100"))
+    assert book_state_read(symbol="SOLUSDT").sizes == {0: D("0"), 1: D("0"), 2: D("2")}
+
+
+@pytest.mark.django_db
+def test_book_state_seeds_the_global_row_on_first_use(settings):
+    from orders.models import RiskLimit
+    from orders.services.risk import book_state_read
+
+    settings.MAX_EXPOSURE = D("12345")
+    assert book_state_read(symbol="BTCUSDT").limits.max_exposure == D("12345")
+    assert RiskLimit.objects.get(symbol="").max_exposure == D("12345")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("partially_filled_too", [False, True])
+def test_book_state_sees_the_same_open_orders_as_the_cancel_rules(settings, partially_filled_too):
+    """The SQL of book_state_read mirrors cancellation.cancel_candidates: every kind of order, both agree."""
+    from orders.services.cancellation import cancel_candidates
+    from orders.services.risk import book_state_read
+    from tests.orders.factories import OrderFactory
+
+    settings.CANCEL_PARTIALLY_FILLED_ORDERS = partially_filled_too
+    RiskLimitFactory(symbol="")
+    kinds = [
+        {"status": "new"}, {"status": "partially_filled"}, {"status": "pending_cancel"}, {"status": "filled"},
+        {"status": "new", "time_in_force": "IOC"}, {"status": "new", "time_in_force": "FOK"},
+        {"status": "new", "is_external": True}, {"status": "new", "category": "spot"}, {"status": "new", "symbol": "X"},
+    ]
+    for kind in kinds:
+        order = OrderFactory(**kind)
+        expected = cancel_candidates(symbol="BTCUSDT").exists()
+        assert book_state_read(symbol="BTCUSDT").has_cancel_candidates is expected, kind
+        order.delete()
+    assert expected is False  # the last kind (another symbol) is not a candidate

@@ -107,3 +107,61 @@ def test_intake_wakes_the_processor_after_commit(django_capture_on_commit_callba
     for callback in callbacks:
         callback()
     assert signal_processor._wake.is_set()
+
+
+@pytest.mark.django_db
+def test_a_batch_is_stored_in_message_order_with_the_outcomes_of_one_by_one_intake():
+    from django.db import transaction
+
+    from signals_app.services.intake import signals_intake_batch
+
+    stored = message(asset="ETHUSDT")
+    signal_intake(payload=stored, source="api")
+    first, second = message(asset="SOLUSDT"), message(asset="BTCUSDT")
+    bad_with_id, bad_without_id = message(amount="-1"), b"{not json"
+    payloads = [json.dumps(first).encode(), json.dumps(stored).encode(), json.dumps(bad_with_id).encode(),
+                bad_without_id, json.dumps(second).encode(), json.dumps(first).encode(),
+                json.dumps(message(is_warmup=True)).encode()]
+    with transaction.atomic():
+        results = signals_intake_batch(payloads=payloads, source="amqp")
+    assert [(r.created, r.rejected_reason is not None) for r in results] == [
+        (True, False), (False, False), (True, True), (False, True), (True, False), (False, False), (True, False)]
+    assert "amount: must be greater than 0, got -1" in results[2].rejected_reason
+    assert "not valid JSON" in results[3].rejected_reason and results[3].signal is None
+    assert results[5].signal.pk == results[0].signal.pk  # a repeat inside the batch is the first one
+    assert results[1].signal.source == "api"  # the stored one, untouched
+    rows = list(TradingSignal.objects.filter(source="amqp").order_by("id"))
+    assert [str(r.signal_id) for r in rows] == [first["signal_id"], bad_with_id["signal_id"], second["signal_id"],
+                                                 json.loads(payloads[6])["signal_id"]]
+    assert [r.status for r in rows] == [SignalStatus.RECEIVED, SignalStatus.REJECTED, SignalStatus.RECEIVED,
+                                        SignalStatus.SKIPPED]
+    assert rows[0].amount == D("100") and rows[0].raw_payload["asset"] == "SOLUSDT"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_holds_the_intake_lock_of_each_of_its_symbols_until_commit():
+    """Property 3 with two doors: a single intake of a symbol in the batch waits for the batch's commit."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from signals_app.services.intake import signals_intake_batch
+
+    batch = [json.dumps(message(asset=a)).encode() for a in ("SOLUSDT", "BTCUSDT")]
+    single = message(asset="BTCUSDT")
+    done = threading.Event()
+
+    def other_door():
+        signal_intake(payload=single, source="api")
+        connection.close()
+        done.set()
+
+    with transaction.atomic():
+        signals_intake_batch(payloads=batch, source="amqp")
+        thread = threading.Thread(target=other_door)
+        thread.start()
+        assert not done.wait(0.5)  # blocked on the BTCUSDT lock while the batch is open
+    assert done.wait(10)
+    ids = list(TradingSignal.objects.filter(asset="BTCUSDT").order_by("id").values_list("source", flat=True))
+    assert ids == ["amqp", "api"]
