@@ -203,7 +203,12 @@ def bench_ingest(total: int, connections: int, batch: int, symbols: int) -> dict
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config("ordermanager.asgi:application", log_level="warning", access_log=False, lifespan="off")
+    # No keepalive pings: the benchmark floods on purpose, and while the consumer lags, uvicorn stops
+    # reading the socket (back pressure), so the client's pong would sit unread behind data frames
+    # and the server would close the connection after ping_timeout with frames still queued.
+    config = uvicorn.Config(
+        "ordermanager.asgi:application", log_level="warning", access_log=False, lifespan="off", ws_ping_interval=None
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -247,9 +252,14 @@ def bench_ingest(total: int, connections: int, batch: int, symbols: int) -> dict
         async with websockets.connect(url, additional_headers={"X-API-Key": GATEWAY_KEY}, max_queue=None) as ws:
             for frame in frames:
                 await ws.send(frame)
-            # Keep the socket open until everything is stored (the server applies frames in order).
+            # Keep the socket open until everything is stored (the server applies frames in order);
+            # a closed connection or an error frame ends the run instead of waiting forever.
             while await asyncio.to_thread(Execution.objects.count) < total:
-                await asyncio.sleep(0.05)
+                try:
+                    reply = await asyncio.wait_for(ws.recv(), 0.05)
+                except TimeoutError:
+                    continue
+                raise RuntimeError(f"the endpoint answered {reply}")
 
     async def run() -> float:
         t0 = time.perf_counter()
@@ -278,7 +288,7 @@ def main() -> None:
     parser.add_argument("--positions", type=int, default=100)
     parser.add_argument("--ingest", type=int, default=20_000)
     parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 10])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--symbols", type=int, default=4)
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-validation", action="store_true")

@@ -18,6 +18,7 @@ Rules (ARCHITECTURE properties 2, 7, 8):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,15 +26,16 @@ from decimal import Decimal
 
 import structlog
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q, Sum
+from django.db.models import Exists, OuterRef, Q, Sum
+from django.utils import timezone
 
 from exchange.bybit.events import TOPIC_EXECUTION, TOPIC_ORDER, TOPIC_POSITION, PrivateMessage
 from exchange.bybit.types import ExecutionInfo, OrderInfo, PositionInfo
 from ordermanager.events import publish_event_on_commit
 from orders.models import STATUS_RANK, CancelReason, Execution, Order, OrderStatus, OrderType, TimeInForce
-from positions.models import PositionLedgerEntry
+from positions.models import Position, PositionLedgerEntry
 from positions.selectors import position_symbol_is_hedge
-from positions.services.position_manager import position_apply_fill, position_observe
+from positions.services.position_manager import FillValues, position_observe, positions_apply_fills
 from positions.services.position_math import FillRule, div18, rule_for
 
 log = structlog.get_logger(__name__)
@@ -101,117 +103,257 @@ def order_update_apply(*, info: OrderInfo, source: str = "ws") -> bool:
 
 # --- executions ----------------------------------------------------------------------
 
+# Rows per multi-row INSERT (SQLite allows 32766 parameters; an execution has about 20).
+_INSERT_CHUNK = 500
+
 
 def _executions_apply(infos: list[ExecutionInfo], *, source: str, outcome: MessageOutcome) -> None:
+    """One message's executions in a fixed number of statements, whatever their number: orders
+    locked in one query, executions in one insert, positions through ``positions_apply_fills``
+    (one lock query, one ledger insert, one update per position), one totals query and one
+    update per order."""
+    unique = _unique_by_exec_id(
+        sorted(infos, key=lambda i: (i.category, i.symbol, i.exec_time_ms, i.seq or 0, i.exec_id))
+    )
+    orders = _orders_locked(unique)
+    modes: dict[tuple[str, str], bool | None] = {}  # symbol → hedge, looked up once per message
+    now = timezone.now()
+    placed = []
+    for info in unique:
+        order = orders[(info.order_link_id, info.order_id)]
+        placed.append((info, order, _position_idx_for(info, order, modes)))
+    new = _insert_new([_execution_values(i, order=o, position_idx=x, source=source, now=now) for i, o, x in placed])
+    outcome.applied += len(new)
+    outcome.ignored += len(infos) - len(new)
+    fills: dict[tuple[str, str, int], list[FillValues]] = {}
     touched: dict[int, Order] = {}
-    orders: dict[tuple[str, str], Order | None] = {}  # one locked lookup per order per message
-    for info in sorted(infos, key=lambda i: (i.category, i.symbol, i.exec_time_ms, i.seq or 0, i.exec_id)):
-        key = (info.order_link_id, info.order_id)
-        if key not in orders:
-            orders[key] = _order_locked(order_link_id=info.order_link_id, order_id=info.order_id)
-        order = orders[key]
-        position_idx = _position_idx_for(info, order)
-        execution = _execution_row(info, order=order, position_idx=position_idx, source=source)
-        if not _insert_once(execution):
-            outcome.ignored += 1
+    for info, order, position_idx in placed:
+        if info.exec_id not in new:
             continue
-        outcome.applied += 1
         if position_idx is None:
             outcome.deferred.append(info.exec_id)
-            log.warning("execution_waiting_for_order", exec_id=info.exec_id, order_id=info.order_id, symbol=info.symbol)
+            log.warning(
+                "execution_waiting_for_order",
+                exec_id=info.exec_id,
+                order_id=info.order_id,
+                symbol=info.symbol,
+                exec_type=info.exec_type,
+            )
         else:
-            _apply_to_position(execution)
+            fills.setdefault((info.category, info.symbol, position_idx), []).append(_fill_of_info(info))
         if order is not None:
             touched[order.pk] = order
-    for order in touched.values():
-        _order_refresh_fills(order)
+    _apply_to_positions(fills)
+    _orders_refresh_fills(list(touched.values()))
 
 
-def _position_idx_for(info: ExecutionInfo, order: Order | None) -> int | None:
-    """Which position row an execution moves; None = wait for its order to say.
+def _unique_by_exec_id(infos: list[ExecutionInfo]) -> list[ExecutionInfo]:
+    # A message can carry one execId twice (a resend inside a batch): the first one counts.
+    seen: set[str] = set()
+    unique = []
+    for info in infos:
+        if info.exec_id not in seen:
+            seen.add(info.exec_id)
+            unique.append(info)
+    return unique
+
+
+def _position_idx_for(info: ExecutionInfo, order: Order | None, modes: dict) -> int | None:
+    """Which position row an execution moves; None = wait until it can be told.
 
     Bybit's execution rows carry no positionIdx. Our own orders are always known
     (the row is committed before the request). A fill of an order we have not
     seen (placed elsewhere, liquidation) waits for that order's event, because
     only the order tells the hedge side, and the account's mode cannot be
     trusted from what happens to be stored (docs/decisions/0405-fills-before-orders.md).
+    A funding row names its side; it waits only while the symbol's mode is unknown (0410).
     """
     if order is not None:
         return order.position_idx
     if info.position_idx is not None:
         return info.position_idx
-    if rule_for(info.exec_type) is FillRule.FUNDING:
-        # Funding rows have no order; Bybit (and the simulator) give the position's side.
-        hedge = position_symbol_is_hedge(category=info.category, symbol=info.symbol)
-        return (1 if info.side == "Buy" else 2) if hedge else 0
-    if rule_for(info.exec_type) is FillRule.RECORD_ONLY:
+    rule = rule_for(info.exec_type)
+    if rule is FillRule.FUNDING:
+        key = (info.category, info.symbol)
+        if key not in modes:
+            modes[key] = _symbol_is_hedge(category=info.category, symbol=info.symbol)
+        return _funding_idx(info.side, hedge=modes[key])
+    if rule is FillRule.RECORD_ONLY:
         return 0  # no position effect either way; the ledger records it on the one-way row
     return None
 
 
-def _execution_row(info: ExecutionInfo, *, order: Order | None, position_idx: int | None, source: str) -> Execution:
-    value = info.exec_value if info.exec_value else info.exec_qty * info.exec_price
-    return Execution(
-        exec_id=info.exec_id,
-        order=order,
-        exchange_order_id=info.order_id,
-        order_link_id=info.order_link_id,
-        category=info.category,
-        symbol=info.symbol,
-        side=info.side if info.side in ("Buy", "Sell") else "",
-        exec_type=info.exec_type,
-        exec_qty=info.exec_qty,
-        exec_price=info.exec_price,
-        exec_value=value,
-        exec_fee=info.exec_fee,
-        fee_currency=info.fee_currency,
-        is_maker=info.is_maker,
-        closed_size=info.closed_size,
-        position_idx=position_idx or 0,
-        exec_time=_EPOCH + timedelta(milliseconds=info.exec_time_ms),
-        seq=info.seq,
-        source=source,
-    )
+def _funding_idx(side: str, *, hedge: bool | None) -> int | None:
+    # Bybit (and the simulator) give a funding row the side of the position it settles.
+    if hedge is None:
+        return None
+    return (1 if side == "Buy" else 2) if hedge else 0
 
 
-def _insert_once(execution: Execution) -> bool:
-    """INSERT … ON CONFLICT (exec_id) DO NOTHING: the unique key decides, in one round trip.
+def _symbol_is_hedge(*, category: str, symbol: str) -> bool | None:
+    """The symbol's position mode as far as the book can tell, or None when nothing tells it.
 
-    (``bulk_create(ignore_conflicts=True)`` cannot tell whether the row was new.)
+    Funding settles an open position, so an open row is the best witness; then the mode
+    our latest order of the symbol was placed in; then any row. A symbol can switch mode
+    while flat, which is why rows alone come last.
     """
+    open_rows = set(
+        Position.objects.filter(category=category, symbol=symbol).exclude(size=0).values_list("position_idx", flat=True)
+    )
+    if open_rows:
+        return 0 not in open_rows
+    latest = (
+        Order.objects.filter(category=category, symbol=symbol).order_by("-pk").values_list("position_idx", flat=True)
+    ).first()
+    if latest is not None:
+        return latest != 0
+    if position_symbol_is_hedge(category=category, symbol=symbol):
+        return True
+    if Position.objects.filter(category=category, symbol=symbol, position_idx=0).exists():
+        return False
+    return None
+
+
+def _execution_values(
+    info: ExecutionInfo, *, order: Order | None, position_idx: int | None, source: str, now: datetime
+) -> dict:
+    """An Execution row as column values (by field attname), for ``_insert_new``."""
+    return {
+        "exec_id": info.exec_id,
+        "order_id": order.pk if order is not None else None,
+        "exchange_order_id": info.order_id,
+        "order_link_id": info.order_link_id,
+        "category": info.category,
+        "symbol": info.symbol,
+        "side": _side(info),
+        "exec_type": info.exec_type,
+        "exec_qty": info.exec_qty,
+        "exec_price": info.exec_price,
+        "exec_value": info.exec_value if info.exec_value else info.exec_qty * info.exec_price,
+        "exec_fee": info.exec_fee,
+        "fee_currency": info.fee_currency,
+        "is_maker": info.is_maker,
+        "closed_size": info.closed_size,
+        "position_idx": position_idx or 0,
+        "exec_time": _EPOCH + timedelta(milliseconds=info.exec_time_ms),
+        "seq": info.seq,
+        "source": source,
+        "created_at": now,
+    }
+
+
+def _side(info: ExecutionInfo) -> str:
+    return info.side if info.side in ("Buy", "Sell") else ""
+
+
+def _insert_new(rows: list[dict]) -> set[str]:
+    """INSERT … ON CONFLICT (exec_id) DO NOTHING RETURNING: the unique key decides which rows are
+    new, so two processes racing on one execId store it once. Returns the exec ids inserted
+    (``bulk_create(ignore_conflicts=True)`` cannot tell them)."""
+    if not rows:
+        return set()
+    fields = [f for f in Execution._meta.concrete_fields if not f.primary_key]
+    new: set[str] = set()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # One array per column, unnested server side: the statement text is the same for any
+            # number of rows (parsed once by the driver), and values go to the driver as they are.
+            cursor.execute(_insert_sql_pg(), [[row[f.attname] for row in rows] for f in fields])
+            new.update(exec_id for _, exec_id in cursor.fetchall())
+            return new
+        head, row_sql, tail = _insert_sql_values()
+        for start in range(0, len(rows), _INSERT_CHUNK):
+            chunk = rows[start : start + _INSERT_CHUNK]
+            params = [f.get_db_prep_save(row[f.attname], connection) for row in chunk for f in fields]
+            cursor.execute(head + ", ".join([row_sql] * len(chunk)) + tail, params)
+            new.update(exec_id for _, exec_id in cursor.fetchall())
+    return new
+
+
+@functools.cache
+def _insert_sql_pg() -> str:
     meta = Execution._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
     qn = connection.ops.quote_name
-    values = [f.get_db_prep_save(f.pre_save(execution, True), connection) for f in fields]
-    sql = (
-        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))}) "
-        f"ON CONFLICT ({qn(meta.get_field('exec_id').column)}) DO NOTHING RETURNING {qn(meta.pk.column)}"
+    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
+    exec_id = qn(meta.get_field("exec_id").column)
+    return (
+        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) SELECT * FROM unnest({arrays}) "
+        f"ON CONFLICT ({exec_id}) DO NOTHING RETURNING {qn(meta.pk.column)}, {exec_id}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    execution.pk = row[0]
-    execution._state.adding = False
-    return True
 
 
-def _apply_to_position(execution: Execution) -> None:
-    position_apply_fill(
-        category=execution.category,
-        symbol=execution.symbol,
-        position_idx=execution.position_idx,
+@functools.cache
+def _insert_sql_values() -> tuple[str, str, str]:
+    meta = Execution._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    qn = connection.ops.quote_name
+    exec_id = qn(meta.get_field("exec_id").column)
+    return (
+        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES ",
+        "(" + ", ".join(["%s"] * len(fields)) + ")",
+        f" ON CONFLICT ({exec_id}) DO NOTHING RETURNING {qn(meta.pk.column)}, {exec_id}",
+    )
+
+
+def _fill_of_info(info: ExecutionInfo) -> FillValues:
+    return FillValues(
+        exec_id=info.exec_id,
+        exec_type=info.exec_type,
+        exec_time_ms=info.exec_time_ms,
+        seq=info.seq or 0,
+        side=_side(info),
+        qty=info.exec_qty,
+        price=info.exec_price,
+        fee=info.exec_fee,
+    )
+
+
+def _fill_of(execution: Execution) -> FillValues:
+    return FillValues(
+        exec_id=execution.exec_id,
+        exec_type=execution.exec_type,
+        exec_time_ms=_ms(execution.exec_time),
+        seq=execution.seq or 0,
         side=execution.side,
         qty=execution.exec_qty,
         price=execution.exec_price,
         fee=execution.exec_fee,
-        exec_type=execution.exec_type,
-        exec_time=execution.exec_time,
-        exec_id=execution.exec_id,
-        seq=execution.seq,
     )
+
+
+def _ms(value: datetime) -> int:
+    return (value - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _apply_to_positions(fills: dict[tuple[str, str, int], list[FillValues]]) -> None:
+    if not fills:
+        return
+    applied = positions_apply_fills(fills=fills)
+    # A new position row tells the symbol's mode: funding that waited for it can now be placed.
+    for category, symbol in sorted({(c, s) for c, s, _ in applied.created}):
+        _funding_waiting_apply(category=category, symbol=symbol)
+
+
+def _funding_waiting_apply(*, category: str, symbol: str) -> int:
+    """Apply the symbol's funding rows that arrived while its position mode was unknown."""
+    applied = PositionLedgerEntry.objects.filter(exec_id=OuterRef("exec_id"))
+    waiting = list(
+        Execution.objects.filter(category=category, symbol=symbol, exec_type="Funding", order__isnull=True)
+        .filter(~Exists(applied))
+        .order_by("exec_time", "seq", "exec_id")
+    )
+    hedge = _symbol_is_hedge(category=category, symbol=symbol) if waiting else None
+    if hedge is None:
+        return 0
+    fills: dict[tuple[str, str, int], list[FillValues]] = {}
+    for execution in waiting:
+        execution.position_idx = _funding_idx(execution.side, hedge=hedge)
+        fills.setdefault((category, symbol, execution.position_idx), []).append(_fill_of(execution))
+    Execution.objects.bulk_update(waiting, ["position_idx"])
+    positions_apply_fills(fills=fills)
+    log.info("funding_applied_after_mode_known", symbol=symbol, count=len(waiting), hedge=hedge)
+    return len(waiting)
 
 
 # --- orders ----------------------------------------------------------------------------
@@ -229,24 +371,67 @@ def _order_locked(*, order_link_id: str, order_id: str) -> Order | None:
     return None
 
 
+def _orders_locked(infos: list[ExecutionInfo]) -> dict[tuple[str, str], Order | None]:
+    """``_order_locked`` for every (orderLinkId, orderId) of a message, in at most two queries.
+
+    Rows are locked in primary-key order, so two messages touching the same orders never
+    wait on each other crosswise.
+    """
+    links = sorted({i.order_link_id for i in infos if i.order_link_id})
+    by_link: dict[str, Order] = {}
+    if links:
+        locked = Order.objects.select_for_update().filter(order_link_id__in=links).order_by("pk")
+        by_link = {o.order_link_id: o for o in locked}
+    ids = sorted({i.order_id for i in infos if i.order_id and i.order_link_id not in by_link})
+    by_id: dict[str, Order] = {}
+    if ids:
+        for o in Order.objects.select_for_update().filter(order_id__in=ids).order_by("pk"):
+            by_id.setdefault(o.order_id, o)
+    # One object per row, however it was found, so its totals are refreshed once.
+    rows = {o.pk: o for o in by_link.values()}
+    found: dict[tuple[str, str], Order | None] = {}
+    for info in infos:
+        order = by_link.get(info.order_link_id) if info.order_link_id else None
+        if order is None and info.order_id in by_id:
+            order = rows.setdefault(by_id[info.order_id].pk, by_id[info.order_id])
+        found[(info.order_link_id, info.order_id)] = order
+    return found
+
+
 def _order_refresh_fills(order: Order) -> None:
-    """Fill totals from the order's executions, unless an order event already reported more.
+    _orders_refresh_fills([order])
+
+
+def _orders_refresh_fills(orders: list[Order]) -> None:
+    """Fill totals from each order's executions (one grouped query), unless an order event
+    already reported more.
 
     Executions give exact per-fill fees; an order event's cumExecQty can run ahead
     of them when execution messages were dropped (the backfill catches up later).
     """
-    totals = Execution.objects.filter(order=order).aggregate(
-        qty=Sum("exec_qty"), value=Sum("exec_value"), fees=Sum("exec_fee")
-    )
-    qty = totals["qty"] or Decimal(0)
-    if qty < order.filled_qty:
-        log.info("order_fills_behind_event", order_link_id=order.order_link_id, executions=str(qty))
+    if not orders:
         return
-    _set_fills(order, qty=qty, value=totals["value"] or Decimal(0), fees=totals["fees"] or Decimal(0), avg=None)
-    before = order.status
-    _advance_from_fills(order)
-    order.save(update_fields=["qty", "filled_qty", "cum_exec_value", "fees", "avg_fill_price", "status", "updated_at"])
-    _order_event(order, before)
+    rows = (
+        Execution.objects.filter(order__in=[o.pk for o in orders])
+        .order_by()
+        .values("order")
+        .annotate(qty=Sum("exec_qty"), value=Sum("exec_value"), fees=Sum("exec_fee"))
+    )
+    totals = {r["order"]: r for r in rows}
+    for order in sorted(orders, key=lambda o: o.pk):
+        row = totals.get(order.pk) or {}
+        qty = row.get("qty") or Decimal(0)
+        if qty < order.filled_qty:
+            log.info("order_fills_behind_event", order_link_id=order.order_link_id, executions=str(qty))
+            continue
+        before = order.status
+        _set_fills(order, qty=qty, value=row.get("value") or Decimal(0), fees=row.get("fees") or Decimal(0), avg=None)
+        _advance_from_fills(order)
+        order.save(update_fields=_FILL_FIELDS)
+        _order_event(order, before)
+
+
+_FILL_FIELDS = ["qty", "filled_qty", "cum_exec_value", "fees", "avg_fill_price", "status", "updated_at"]
 
 
 def _set_fills(order: Order, *, qty: Decimal, value: Decimal, fees: Decimal, avg: Decimal | None) -> None:
@@ -277,6 +462,7 @@ def _advance_from_fills(order: Order) -> None:
 
 def _order_update(info: OrderInfo) -> bool:
     order = _order_locked(order_link_id=info.order_link_id, order_id=info.order_id)
+    created = order is None
     if order is None:
         order = _external_order_create(info)
         changed = order is not None
@@ -285,6 +471,9 @@ def _order_update(info: OrderInfo) -> bool:
     if order is None:
         return False
     linked = _link_orphan_executions(order)
+    if created and not Position.objects.filter(category=order.category, symbol=order.symbol).exists():
+        # The symbol's first order tells its mode (no row does yet): place funding that waited for it.
+        _funding_waiting_apply(category=order.category, symbol=order.symbol)
     return changed or linked > 0
 
 
@@ -379,12 +568,14 @@ def _link_orphan_executions(order: Order) -> int:
     applied = set(
         PositionLedgerEntry.objects.filter(exec_id__in=[e.exec_id for e in orphans]).values_list("exec_id", flat=True)
     )
+    fills: dict[tuple[str, str, int], list[FillValues]] = {}
     for execution in orphans:
         execution.order = order
         if execution.exec_id not in applied:
             execution.position_idx = order.position_idx
-            _apply_to_position(execution)
+            fills.setdefault((execution.category, execution.symbol, order.position_idx), []).append(_fill_of(execution))
     Execution.objects.bulk_update(orphans, ["order", "position_idx"])
+    _apply_to_positions(fills)
     log.info("executions_linked", order_link_id=order.order_link_id, count=len(orphans))
     _order_refresh_fills(order)
     return len(orphans)
@@ -413,13 +604,15 @@ def _order_event(order: Order, status_before: str) -> None:
 
 
 def _position_observe(info: PositionInfo) -> None:
-    position_observe(
+    observed = position_observe(
         category=info.category,
         symbol=info.symbol,
         position_idx=info.position_idx,
         mark_price=info.mark_price,
         updated_ms=info.updated_ms,
     )
+    if observed.created:
+        _funding_waiting_apply(category=info.category, symbol=info.symbol)
 
 
 def _count(outcome: MessageOutcome, changed: bool) -> None:

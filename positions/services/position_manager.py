@@ -13,6 +13,9 @@ change: two fills for one position never interleave, on any number of processes.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -44,6 +47,73 @@ _KEY_FIELDS = ["last_exec_time", "last_exec_ms", "last_exec_seq", "last_exec_id"
 _AFTER_FIELDS = ["size_after", "avg_entry_after", "realized_after", "fees_after", "funding_after"]
 
 ExecKey = tuple[int, int, str]
+PositionKey = tuple[str, str, int]  # (category, symbol, position_idx)
+
+
+@dataclass(frozen=True)
+class FillValues:
+    """One execution as a position sees it: values only (``positions`` knows nothing of orders)."""
+
+    exec_id: str
+    exec_type: str
+    exec_time_ms: int
+    seq: int
+    side: str
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+
+    @property
+    def key(self) -> ExecKey:
+        return (self.exec_time_ms, self.seq, self.exec_id)
+
+
+@dataclass
+class FillsApplied:
+    positions: dict[PositionKey, Position]
+    created: set[PositionKey] = field(default_factory=set)  # rows that did not exist before
+
+
+def positions_apply_fills(*, fills: Mapping[PositionKey, Sequence[FillValues]]) -> FillsApplied:
+    """Apply executions to their positions in the caller's transaction (or one of its own).
+
+    Built for a stream message of many fills: every affected position row is locked in
+    one statement (in key order, so concurrent writers take the locks in the same order),
+    all ledger entries are written in one insert, each position row is updated once, and
+    one ``position.updated`` event per position carries the state after its last fill.
+    Fills that sort before a position's last entry (the stream reorders) are slotted in
+    and the entries from the earliest of them on are replayed. Each exec id is applied
+    at most once: a repeat violates the ledger's unique key (callers dedupe first).
+    """
+    keys = sorted(k for k, batch in fills.items() if batch)
+    with transaction.atomic(savepoint=False):
+        positions, created = _lock_positions(keys)
+        entries: list[_NewEntry] = []
+        replays: list[tuple[Position, ExecKey]] = []
+        for key in keys:
+            position = positions[key]
+            batch = sorted(fills[key], key=lambda f: f.key)
+            new = [_entry(position, f) for f in batch]
+            entries += new
+            if batch[0].key > _last_key(position):
+                state = _fold_entries(new, _state_of(position), direction_for(position.position_idx))
+                _store_state(position, state, batch[-1].key)
+            else:
+                # Arrived out of order: slot them in (placeholder states), then replay from the earliest.
+                for entry in new:
+                    _set_after(entry, PositionState())
+                replays.append((position, batch[0].key))
+        _ledger_insert(entries)
+        flags = {e.exec_id: e.flag for e in entries}
+        for position, start in replays:
+            flags.update({e.exec_id: e.flag for e in _replay_from(position, start)})
+        for key in keys:
+            position, batch = positions[key], fills[key]
+            for fill in batch:
+                _log_flag(flags.get(fill.exec_id, ""), fill.exec_id, fill.exec_type, position)
+            last = max(batch, key=lambda f: f.key)
+            _after_change(position, exec_id=last.exec_id, exec_type=last.exec_type, executions=len(batch))
+    return FillsApplied(positions={k: positions[k] for k in keys}, created=created)
 
 
 def position_apply_fill(
@@ -62,49 +132,23 @@ def position_apply_fill(
 ) -> Position:
     """Apply one execution to its position (created on first use) and return the position.
 
-    Joins the caller's transaction (or opens one) and locks the position row.
-    ``exec_id`` makes the ledger entry unique: applying the same id twice raises
-    ``IntegrityError``; callers dedupe on their own unique key first.
+    Joins the caller's transaction (or opens one) and locks the position row; see
+    ``positions_apply_fills``. ``exec_id`` makes the ledger entry unique: applying the
+    same id twice raises ``IntegrityError``; callers dedupe on their own unique key first.
     """
     exec_ms = _ms(exec_time)
-    key: ExecKey = (exec_ms, seq or 0, exec_id or f"manual-{exec_ms}-{side}-{qty}-{price}")
-    with transaction.atomic(savepoint=False):
-        position = _locked_position(category=category, symbol=symbol, position_idx=position_idx)
-        entry = PositionLedgerEntry(
-            position=position,
-            position_idx=position_idx,
-            exec_id=key[2],
-            exec_type=exec_type,
-            exec_time_ms=key[0],
-            seq=key[1],
-            side=side,
-            qty=q18(qty),
-            price=q18(price),
-            fee=q18(fee),
-        )
-        if key > _last_key(position):
-            step = apply_execution(
-                _state_of(position),
-                exec_type=exec_type,
-                side=side,
-                qty=qty,
-                price=price,
-                fee=fee,
-                direction=direction_for(position_idx),
-            )
-            entry.flag = step.flag
-            _set_after(entry, step.state)
-            entry.save(force_insert=True)
-            _store_state(position, step.state, key)
-        else:
-            # Arrived out of order: slot it in and replay what follows it.
-            _set_after(entry, PositionState())
-            entry.save(force_insert=True)
-            _replay_from(position, key)
-            entry.refresh_from_db(fields=["flag"])
-        _log_flag(entry, position)
-        _after_change(position, exec_id=entry.exec_id, exec_type=exec_type)
-    return position
+    fill = FillValues(
+        exec_id=exec_id or f"manual-{exec_ms}-{side}-{qty}-{price}",
+        exec_type=exec_type,
+        exec_time_ms=exec_ms,
+        seq=seq or 0,
+        side=side,
+        qty=qty,
+        price=price,
+        fee=fee,
+    )
+    key = (category, symbol, position_idx)
+    return positions_apply_fills(fills={key: [fill]}).positions[key]
 
 
 def position_rebuild(*, category: str, symbol: str, position_idx: int, executions: list[dict]) -> Position:
@@ -135,20 +179,22 @@ def position_rebuild(*, category: str, symbol: str, position_idx: int, execution
         PositionLedgerEntry.objects.bulk_create(entries, batch_size=2000)
         last = (entries[-1].exec_time_ms, entries[-1].seq, entries[-1].exec_id) if entries else (0, 0, "")
         _store_state(position, state, last)
-        _after_change(position, exec_id="", exec_type="rebuild")
+        _after_change(position, exec_id="", exec_type="rebuild", executions=len(entries))
     return position
 
 
 def position_observe(
     *, category: str, symbol: str, position_idx: int, mark_price: Decimal | None, updated_ms: int = 0
-) -> Position:
+) -> FillsApplied:
     """Record what the exchange's ``position`` topic says: the row exists (and so the
     symbol's mode) and its mark price. Size and entry come from fills only."""
+    key = (category, symbol, position_idx)
     with transaction.atomic(savepoint=False):
-        position = _locked_position(category=category, symbol=symbol, position_idx=position_idx)
+        positions, created = _lock_positions([key])
+        position = positions[key]
         if mark_price is not None and mark_price > 0 and _newer_mark(position, updated_ms):
             _set_mark(position, mark_price, at=_EPOCH + timedelta(milliseconds=updated_ms) if updated_ms else None)
-    return position
+    return FillsApplied(positions=positions, created=created)
 
 
 def _newer_mark(position: Position, updated_ms: int) -> bool:
@@ -212,12 +258,105 @@ def _ms(value: datetime | int) -> int:
     return int(value)
 
 
+def _mode_of(position_idx: int) -> str:
+    return PositionMode.ONE_WAY if position_idx == 0 else PositionMode.HEDGE
+
+
 def _locked_position(*, category: str, symbol: str, position_idx: int) -> Position:
-    mode = PositionMode.ONE_WAY if position_idx == 0 else PositionMode.HEDGE
     position, _ = Position.objects.select_for_update().get_or_create(
-        category=category, symbol=symbol, position_idx=position_idx, defaults={"mode": mode}
+        category=category, symbol=symbol, position_idx=position_idx, defaults={"mode": _mode_of(position_idx)}
     )
     return position
+
+
+def _lock_positions(keys: list[PositionKey]) -> tuple[dict[PositionKey, Position], set[PositionKey]]:
+    """Lock (creating the missing ones) the position rows of ``keys``, in key order, in one statement."""
+    if not keys:
+        return {}, set()
+    wanted = Q()
+    for category, symbol, idx in keys:
+        wanted |= Q(category=category, symbol=symbol, position_idx=idx)
+    locked = Position.objects.select_for_update().filter(wanted).order_by("category", "symbol", "position_idx")
+    found = {(p.category, p.symbol, p.position_idx): p for p in locked}
+    missing = [k for k in keys if k not in found]
+    if missing:
+        # First fill of a position: create the rows (a concurrent creator wins the unique key,
+        # we wait for it and then lock its row), then lock them like the others.
+        rows = [Position(category=c, symbol=s, position_idx=i, mode=_mode_of(i)) for c, s, i in missing]
+        Position.objects.bulk_create(rows, ignore_conflicts=True)
+        again = Q()
+        for category, symbol, idx in missing:
+            again |= Q(category=category, symbol=symbol, position_idx=idx)
+        for p in Position.objects.select_for_update().filter(again).order_by("category", "symbol", "position_idx"):
+            found[(p.category, p.symbol, p.position_idx)] = p
+    return found, set(missing)
+
+
+def _ledger_insert(entries: list[_NewEntry]) -> None:
+    """Insert new ledger entries (ids are not read back: nothing refers to them by id)."""
+    now = timezone.now()
+    for entry in entries:
+        entry.created_at = now
+    fields = _ledger_fields()
+    if connection.vendor != "postgresql":
+        rows = [PositionLedgerEntry(**{f.attname: getattr(e, f.attname) for f in fields}) for e in entries]
+        PositionLedgerEntry.objects.bulk_create(rows, batch_size=1000)
+        return
+    with connection.cursor() as cursor:
+        # One array per column, unnested server side: one statement text for any number of entries.
+        cursor.execute(_ledger_insert_sql(), [[getattr(e, f.attname) for e in entries] for f in fields])
+
+
+def _ledger_fields() -> list:
+    return [f for f in PositionLedgerEntry._meta.concrete_fields if not f.primary_key]
+
+
+@functools.cache
+def _ledger_insert_sql() -> str:
+    qn = connection.ops.quote_name
+    fields = _ledger_fields()
+    columns = ", ".join(qn(f.column) for f in fields)
+    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
+    return f"INSERT INTO {qn(PositionLedgerEntry._meta.db_table)} ({columns}) SELECT * FROM unnest({arrays})"
+
+
+@dataclass(slots=True)
+class _NewEntry:
+    """A ledger entry about to be inserted (a plain object: a model instance costs more to build
+    than everything else a fill needs)."""
+
+    position_id: int
+    position_idx: int
+    exec_id: str
+    exec_type: str
+    exec_time_ms: int
+    seq: int
+    side: str
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    flag: str = ""
+    size_after: Decimal = ZERO
+    avg_entry_after: Decimal = ZERO
+    realized_after: Decimal = ZERO
+    fees_after: Decimal = ZERO
+    funding_after: Decimal = ZERO
+    created_at: datetime | None = None
+
+
+def _entry(position: Position, fill: FillValues) -> _NewEntry:
+    return _NewEntry(
+        position_id=position.pk,
+        position_idx=position.position_idx,
+        exec_id=fill.exec_id,
+        exec_type=fill.exec_type,
+        exec_time_ms=fill.exec_time_ms,
+        seq=fill.seq,
+        side=fill.side,
+        qty=q18(fill.qty),
+        price=q18(fill.price),
+        fee=q18(fill.fee),
+    )
 
 
 def _last_key(position: Position) -> ExecKey:
@@ -234,7 +373,7 @@ def _state_of(position: Position) -> PositionState:
     )
 
 
-def _set_after(entry: PositionLedgerEntry, state: PositionState) -> None:
+def _set_after(entry: PositionLedgerEntry | _NewEntry, state: PositionState) -> None:
     entry.size_after = state.size
     entry.avg_entry_after = state.avg_entry_price
     entry.realized_after = state.realized_pnl
@@ -282,7 +421,7 @@ def _key_q(key: ExecKey, *, before: bool) -> Q:
     )
 
 
-def _replay_from(position: Position, key: ExecKey) -> None:
+def _replay_from(position: Position, key: ExecKey) -> list[PositionLedgerEntry]:
     ledger = PositionLedgerEntry.objects.filter(position=position).annotate(eid=exec_id_ordering())
     before = ledger.filter(_key_q(key, before=True)).order_by("-exec_time_ms", "-seq", "-eid").first()
     start = _state_after(before) if before else PositionState()
@@ -291,9 +430,12 @@ def _replay_from(position: Position, key: ExecKey) -> None:
     PositionLedgerEntry.objects.bulk_update(entries, _AFTER_FIELDS + ["flag"], batch_size=1000)
     last = entries[-1]
     _store_state(position, state, (last.exec_time_ms, last.seq, last.exec_id))
+    return entries
 
 
-def _fold_entries(entries: list[PositionLedgerEntry], start: PositionState, direction: int) -> PositionState:
+def _fold_entries(
+    entries: Sequence[PositionLedgerEntry | _NewEntry], start: PositionState, direction: int
+) -> PositionState:
     state = start
     for entry in entries:
         step = apply_execution(
@@ -321,26 +463,27 @@ def _set_mark(position: Position, mark_price: Decimal, *, at: datetime | None = 
     _evaluate_loss_warning(position)
 
 
-def _log_flag(entry: PositionLedgerEntry, position: Position) -> None:
-    if entry.flag == Flag.FORCED:
-        log.warning("position_forced_trade", exec_type=entry.exec_type, exec_id=entry.exec_id, symbol=position.symbol)
-    elif entry.flag == Flag.OVERCLOSE:
+def _log_flag(flag: str, exec_id: str, exec_type: str, position: Position) -> None:
+    if flag == Flag.FORCED:
+        log.warning("position_forced_trade", exec_type=exec_type, exec_id=exec_id, symbol=position.symbol)
+    elif flag == Flag.OVERCLOSE:
         log.error(
             "position_overclose",
-            exec_id=entry.exec_id,
+            exec_id=exec_id,
             symbol=position.symbol,
             position_idx=position.position_idx,
             note="a hedge side closed more than it held: an opening fill is missing",
         )
-    elif entry.flag in (Flag.RECORD_ONLY, Flag.NO_SIDE):
-        log.warning("execution_recorded_only", exec_type=entry.exec_type, exec_id=entry.exec_id, flag=entry.flag)
+    elif flag in (Flag.RECORD_ONLY, Flag.NO_SIDE):
+        log.warning("execution_recorded_only", exec_type=exec_type, exec_id=exec_id, flag=flag)
 
 
-def _after_change(position: Position, *, exec_id: str, exec_type: str) -> None:
+def _after_change(position: Position, *, exec_id: str, exec_type: str, executions: int = 1) -> None:
+    # One event per position per change set (a stream message of many fills is one change):
+    # the state after its last fill, which fill that was, and how many were applied.
     _evaluate_loss_warning(position)
-    publish_event_on_commit(
-        routing_key=POSITION_UPDATED, payload={**position_payload(position), "exec_id": exec_id, "exec_type": exec_type}
-    )
+    payload = {**position_payload(position), "exec_id": exec_id, "exec_type": exec_type, "executions": executions}
+    publish_event_on_commit(routing_key=POSITION_UPDATED, payload=payload)
 
 
 def position_payload(position: Position) -> dict:

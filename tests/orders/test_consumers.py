@@ -208,3 +208,79 @@ def test_execution_message_is_applied_and_a_failing_one_answers_an_error():
     position = Position.objects.get(symbol="BTCUSDT")
     assert (position.size, position.avg_entry_price, position.fees_paid) == (D("0.5"), D("100"), D("0.03"))
     assert Execution.objects.count() == 1
+
+
+def _in_thread(fn):
+    """Run ``fn`` on its own database connection (closed after), as a server thread would."""
+    from django.db import connection
+
+    def run_closed():
+        try:
+            return fn()
+        finally:
+            connection.close()
+
+    return asyncio.to_thread(run_closed)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_messages_from_several_connections_are_applied_concurrently():
+    """A message stuck behind a row lock on one connection does not hold up another connection's."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from positions.models import PositionLedgerEntry
+
+    btc, eth = OrderFactory(symbol="BTCUSDT", qty=D("1")), OrderFactory(symbol="ETHUSDT", qty=D("1"))
+    Position.objects.create(symbol="BTCUSDT")
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_btc_position():
+        try:
+            with transaction.atomic():
+                Position.objects.select_for_update().get(symbol="BTCUSDT")
+                locked.set()
+                release.wait(20)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_btc_position)
+    holder.start()
+    assert locked.wait(10)
+    btc_fill = bm.message(
+        "execution", [bm.execution_item(symbol="BTCUSDT", qty="0.5", order_link_id=btc.order_link_id)]
+    )
+    eth_fill = bm.message(
+        "execution", [bm.execution_item(symbol="ETHUSDT", qty="0.5", order_link_id=eth.order_link_id)]
+    )
+
+    def applied(symbol):
+        return PositionLedgerEntry.objects.filter(position__symbol=symbol).exists()
+
+    async def scenario():
+        a, b = communicator(), communicator()
+        await a.connect()
+        await b.connect()
+        await a.send_json_to(btc_fill)  # waits for the BTCUSDT row lock
+        await b.send_json_to(eth_fill)
+        deadline = asyncio.get_running_loop().time() + 10
+        while not await _in_thread(lambda: applied("ETHUSDT")):
+            assert asyncio.get_running_loop().time() < deadline, "ETHUSDT waited for the other connection"
+            await asyncio.sleep(0.02)
+        btc_meanwhile = await _in_thread(lambda: applied("BTCUSDT"))
+        release.set()
+        await a.send_json_to({"op": "ping"})
+        pong = await a.receive_json_from()  # after the BTCUSDT message (frames of a connection in order)
+        await a.disconnect()
+        await b.disconnect()
+        return btc_meanwhile, pong
+
+    try:
+        btc_meanwhile, pong = run(scenario)
+    finally:
+        release.set()
+        holder.join(10)
+    assert btc_meanwhile is False and pong["op"] == "pong"
+    assert Position.objects.get(symbol="BTCUSDT").size == Position.objects.get(symbol="ETHUSDT").size == D("0.5")

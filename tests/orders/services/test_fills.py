@@ -4,7 +4,8 @@ from decimal import Decimal as D
 from unittest import mock
 
 import pytest
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
+from django.test.utils import CaptureQueriesContext
 
 from exchange.bybit.events import parse_private_message
 from orders.models import Execution, Order, OrderStatus
@@ -274,3 +275,95 @@ def test_an_older_position_push_does_not_overwrite_a_newer_mark_price():
     assert Position.objects.get(symbol="SOLUSDT").mark_price == D("151")
     push("152", bm.BASE_MS + 3000)
     assert Position.objects.get(symbol="SOLUSDT").mark_price == D("152")
+
+
+def _fills_message(order, n, *, start_seq, side="Buy", qty="0.001", price="100"):
+    items = [
+        bm.execution_item(
+            side=side, qty=qty, price=price, fee="0.01", seq=start_seq + k, order_link_id=order.order_link_id
+        )
+        for k in range(n)
+    ]
+    return parse_private_message(bm.message("execution", items))
+
+
+def test_a_message_costs_the_same_statements_for_one_fill_or_fifty():
+    small, large = OrderFactory(qty=D("1")), OrderFactory(qty=D("1"))
+    private_message_apply(message=_fills_message(small, 1, start_seq=1))  # the position row exists from here on
+    one, fifty = _fills_message(small, 1, start_seq=10), _fills_message(large, 50, start_seq=100)
+    with CaptureQueriesContext(connection) as q1:
+        private_message_apply(message=one)
+    with CaptureQueriesContext(connection) as q50:
+        private_message_apply(message=fifty)
+
+    # Order lock, execution insert, position lock, ledger insert, position update, order totals, order
+    # update (the test's own transaction adds a savepoint around the message's).
+    def statements(captured):
+        return [q["sql"][:70] for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]
+
+    assert len(statements(q50)) == len(statements(q1)) == 7, statements(q50)
+    position = _position()
+    assert (position.size, position.fees_paid) == (D("0.052"), D("0.52"))
+    large.refresh_from_db()
+    assert (large.filled_qty, large.status) == (D("0.050"), OrderStatus.PARTIALLY_FILLED)
+
+
+def test_a_message_with_repeats_and_reordered_fills_gives_the_fold():
+    order = OrderFactory(qty=D("10"))
+    link = order.order_link_id
+    first = [bm.execution_item(side="Buy", qty="1", price="100", seq=1, exec_ms=bm.BASE_MS + 10, order_link_id=link)]
+    private_message_apply(message=parse_private_message(bm.message("execution", first)))
+    later = bm.execution_item(side="Sell", qty="2", price="110", seq=3, exec_ms=bm.BASE_MS + 30, order_link_id=link)
+    earlier = bm.execution_item(side="Buy", qty="1", price="90", seq=0, exec_ms=bm.BASE_MS + 5, order_link_id=link)
+    # One message: a fill after the last one, one before it (replay), a repeat inside, and a repeat of the first.
+    outcome = private_message_apply(
+        message=parse_private_message(bm.message("execution", [later, earlier, later, first[0]]))
+    )
+    assert (outcome.applied, outcome.ignored) == (2, 2)
+    position = _position()
+    # In time order: +1@90, +1@100 → 2@95; sell 2@110 closes it: +30.
+    assert (position.size, position.avg_entry_price, position.realized_pnl) == (D("0"), D("0"), D("30"))
+    afters = list(PositionLedgerEntry.objects.order_by("exec_time_ms").values_list("size_after", flat=True))
+    assert afters == [D("1"), D("2"), D("0")]
+    order.refresh_from_db()
+    assert order.filled_qty == D("4")
+
+
+def test_one_position_updated_event_per_position_per_message(django_capture_on_commit_callbacks):
+    order = OrderFactory(qty=D("1"))
+    with mock.patch("ordermanager.events.EventPublisher.submit", autospec=True) as submit:
+        with django_capture_on_commit_callbacks(execute=True):
+            private_message_apply(message=_fills_message(order, 20, start_seq=1))
+    updates = [c.args[2] for c in submit.call_args_list if c.args[1] == "position.updated"]
+    assert len(updates) == 1
+    assert (updates[0]["size"], updates[0]["executions"]) == (D("0.020"), 20)
+
+
+def test_funding_waits_while_the_symbol_mode_is_unknown_then_goes_to_its_side():
+    # A hedge symbol's funding row arrives before anything that tells the mode (reordered stream).
+    funding = bm.execution_item(symbol="ETHUSDT", exec_type="Funding", side="Sell", qty="0.5", price="100",
+                                fee="-0.02", exec_ms=bm.BASE_MS + 50, seq=9)  # fmt: skip
+    outcome = private_message_apply(message=parse_private_message(bm.message("execution", [funding])))
+    assert outcome.deferred == [funding["execId"]]
+    assert not Position.objects.exists()  # not guessed onto a one-way row
+
+    # The short's opening order (placed elsewhere) and its fill come after.
+    fill = bm.execution_item(symbol="ETHUSDT", order_id="ext-9", side="Sell", qty="0.5", price="100",
+                             exec_ms=bm.BASE_MS + 10, seq=1)  # fmt: skip
+    private_message_apply(message=parse_private_message(bm.message("execution", [fill])))
+    event = bm.order(order_link_id="", order_id="ext-9", status="Filled", qty="0.5", cum_qty="0.5",
+                     cum_value="50", side="Sell", symbol="ETHUSDT", order_type="Market", position_idx=2)  # fmt: skip
+    order_update_apply(info=event)
+
+    short = _position("ETHUSDT", idx=2)
+    assert (short.size, short.funding_paid, short.realized_pnl) == (D("0.5"), D("-0.02"), D("0.02"))
+    assert not Position.objects.filter(symbol="ETHUSDT", position_idx=0).exists()
+    assert Execution.objects.get(exec_id=funding["execId"]).position_idx == 2
+    assert PositionLedgerEntry.objects.count() == 2
+
+
+def test_funding_goes_to_the_side_our_orders_name_when_no_row_exists_yet():
+    OrderFactory(symbol="ETHUSDT", qty=D("1"), position_idx=1)
+    funding = bm.execution_item(symbol="ETHUSDT", exec_type="Funding", side="Buy", qty="1", price="100", fee="0.01")
+    private_message_apply(message=parse_private_message(bm.message("execution", [funding])))
+    assert _position("ETHUSDT", idx=1).funding_paid == D("0.01")
