@@ -46,6 +46,9 @@ log = structlog.get_logger(__name__)
 # for the deviation warning and a missing snapshot; the balance feeds a
 # per-order ratio check, which a second of staleness does not defeat.
 MARKET_DATA_TTL = 1.0
+# When the signal carries its own price and spread, the ticker only feeds the >5 % deviation warning: a
+# ticker this old is good enough for that, and the signal does not wait for a ticker request.
+TICKER_TTL_FOR_WARNING = 10.0
 
 
 @dataclass(frozen=True)
@@ -87,15 +90,16 @@ class _TTLCache:
         self._data: dict = {}
         self._lock = threading.Lock()
 
-    def get(self, key, load):
+    def get(self, key, load, *, max_age: float | None = None):
+        """The cached value if younger than ``max_age`` (default: the TTL), else a fresh one."""
         now = time.monotonic()
         with self._lock:
             hit = self._data.get(key)
-        if hit and hit[0] > now:
+        if hit and now - hit[0] < (self.ttl if max_age is None else max_age):
             return hit[1]
         value = load()
         with self._lock:
-            self._data[key] = (now + self.ttl, value)
+            self._data[key] = (now, value)
         return value
 
     def clear(self) -> None:
@@ -112,14 +116,14 @@ def market_data_cache_clear() -> None:
     _balance.clear()
 
 
-def _ticker(category: str, symbol: str):
+def _ticker(category: str, symbol: str, *, max_age: float | None = None):
     from exchange.bybit.client import get_client
 
     def load():
         tickers = get_client().get_tickers(category=category, symbol=symbol)
         return tickers[0] if tickers else None
 
-    return _tickers.get((category, symbol), load)
+    return _tickers.get((category, symbol), load, max_age=max_age)
 
 
 def _available_balance() -> Decimal:
@@ -166,7 +170,8 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
     amount = _n(signal.amount)
     if instrument.status != "Trading":
         raise ValidationError(f"{symbol} is not trading on the exchange (status {instrument.status})")
-    ticker = _ticker(category, symbol)
+    complete = signal.snapshot_price is not None and signal.snapshot_spread is not None
+    ticker = _ticker(category, symbol, max_age=TICKER_TTL_FOR_WARNING if complete else None)
     reference = qc.reference_price_select(
         snapshot_price=_n(signal.snapshot_price), ticker_price=ticker.last_price if ticker else None
     )

@@ -389,11 +389,16 @@ class SignalProcessor:
         """One pass over the symbols with work; True when a signal was processed."""
         name = threading.current_thread().name
         worked = False
-        for symbol in symbols_with_work():
+        symbols = symbols_with_work()
+        for index, symbol in enumerate(symbols):
             if self._stop.is_set():
                 break
             if not symbol_lock_try(symbol):
                 continue
+            if index < len(symbols) - 1:
+                # Other symbols wait behind this one: wake a sibling worker to take them in parallel. (Only
+                # after taking one: a worker that finds every symbol taken must not keep the others spinning.)
+                _wake.set()
             try:
                 for signal in _next_signals(symbol, BATCH_PER_SYMBOL):
                     if self._stop.is_set():

@@ -278,3 +278,25 @@ def test_unknown_uuid_helper():
     assert len(order_link_id_for(signal_id=uuid.uuid4(), leg=999)) == 36
     with pytest.raises(ValueError):
         order_link_id_for(signal_id=uuid.uuid4(), leg=1000)
+
+
+def test_a_signal_with_its_own_price_and_spread_does_not_wait_for_a_fresh_ticker(pipeline, simulator):
+    from exchange.models import ExchangeCall
+    from signals_app.services import order_plan
+
+    def ticker_calls() -> int:
+        return ExchangeCall.objects.filter(path="/v5/market/tickers").count()
+
+    def age_ticker_cache(seconds: float) -> None:
+        with order_plan._tickers._lock:
+            for key, (fetched, value) in list(order_plan._tickers._data.items()):
+                order_plan._tickers._data[key] = (fetched - seconds, value)
+
+    snapshot = {"price": "65000", "spread": "1"}
+    run(intake(confidence=0.95, amount="650", market_data_snapshot=snapshot))
+    assert ticker_calls() == 1
+    age_ticker_cache(2)  # past the 1 s TTL, within the 10 s allowed for the deviation warning
+    assert run(intake(confidence=0.95, amount="650", market_data_snapshot=snapshot)).status == SignalStatus.EXECUTED
+    assert ticker_calls() == 1
+    run(intake(confidence=0.95, amount="650"))  # no snapshot: the ticker is the price, so it must be fresh
+    assert ticker_calls() == 2
