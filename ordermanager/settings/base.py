@@ -280,6 +280,8 @@ POSITION_VALIDATION_INTERVAL = env_int("POSITION_VALIDATION_INTERVAL", 3600, min
 UNREALIZED_LOSS_WARNING_THRESHOLD = env_decimal("UNREALIZED_LOSS_WARNING_THRESHOLD", "10", minimum="0", maximum="100")
 PENDING_SUBMIT_RETRY_WINDOW = env_int("PENDING_SUBMIT_RETRY_WINDOW", 60, minimum=0)
 # Minutes between scheduled reconciliation runs (0 = no schedule; startup, command, admin and API still run it).
+# Pause between the comparisons that must agree before a position difference is judged.
+RECONCILE_SETTLE_SECONDS = env_float_seconds("RECONCILE_SETTLE_SECONDS", "1.0")
 RECONCILE_INTERVAL_MINUTES = env_int("RECONCILE_INTERVAL_MINUTES", 0, minimum=0, maximum=1440)
 
 # --- ws-gateway ---------------------------------------------------------------------

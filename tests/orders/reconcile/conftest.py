@@ -23,6 +23,7 @@ from tests.orders.factories import OrderFactory
 def sim(bybit_settings, simulator):
     """The simulator with the client pointed at it, quick retries, and no in-flight grace surprises."""
     bybit_settings.BYBIT_API_RETRY_MAX_ATTEMPTS = 2
+    bybit_settings.RECONCILE_SETTLE_SECONDS = 0  # nothing trades during these scenarios unless a test says so
     bybit_settings.BYBIT_API_RETRY_BASE_DELAY = 0.01
     bybit_settings.BYBIT_API_RETRY_MAX_DELAY = 0.05
     from exchange.bybit.client import get_client

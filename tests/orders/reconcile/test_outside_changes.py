@@ -6,6 +6,7 @@ import pytest
 
 from ordermanager.core.models import AuditEntry
 from orders.models import Execution, Order, OrderStatus, ReconciliationRun, RiskLimit
+from orders.services import reconcile_positions
 from orders.services.order_state_sync import reconcile
 from orders.services.reconcile_report import Kind
 from positions.models import Position
@@ -88,6 +89,42 @@ def test_an_unexplained_position_puts_the_symbol_reduce_only_and_books_the_excha
     again = reconcile(trigger="command")
     assert again.discrepancies.count() == 0 and again.status == ReconciliationRun.Status.SUCCEEDED
     assert RiskLimit.objects.get(symbol="BTCUSDT").reduce_only, "only a person clears it"
+
+
+def test_a_difference_that_settles_while_we_compare_halts_nothing(sim, monkeypatch):
+    # A second process reconciling at start-up while the first one trades: the
+    # exchange's row is read while a fill is still on its way to our book.
+    engine = sim.engine
+    stream = Stream(engine)
+    place(order_type="Market", qty="0.010")
+    stream.stop()
+    _move_exchange_position(engine, "BTCUSDT", 0, "0.025", "Buy", "64100.5")
+    caught_up = lambda seconds: _move_exchange_position(engine, "BTCUSDT", 0, "0.010", "Buy", "64100.5")  # noqa: E731
+    monkeypatch.setattr(reconcile_positions, "_settle_wait", caught_up)
+
+    run = reconcile(trigger="command")
+
+    assert not RiskLimit.objects.filter(symbol="BTCUSDT").exists()
+    assert not Execution.objects.filter(source="adjust").exists()
+    assert run.discrepancies.get(kind=Kind.POSITION_EXPLAINED).resolved
+
+
+def test_a_difference_that_keeps_moving_is_not_judged(sim, monkeypatch):
+    engine = sim.engine
+    stream = Stream(engine)
+    place(order_type="Market", qty="0.010")
+    stream.stop()
+    sizes = iter(["0.030", "0.040", "0.050", "0.060", "0.070"])
+    _move_exchange_position(engine, "BTCUSDT", 0, next(sizes), "Buy", "64100.5")
+    trading = lambda seconds: _move_exchange_position(engine, "BTCUSDT", 0, next(sizes), "Buy", "64100.5")  # noqa: E731
+    monkeypatch.setattr(reconcile_positions, "_settle_wait", trading)
+
+    run = reconcile(trigger="command")
+
+    mismatch = run.discrepancies.get(kind=Kind.POSITION_MISMATCH)
+    assert not mismatch.resolved and "not judged" in mismatch.note
+    assert not RiskLimit.objects.filter(symbol="BTCUSDT").exists()
+    assert Position.objects.get(symbol="BTCUSDT").size == Decimal("0.010"), "no adjustment on a moving target"
 
 
 def test_no_fix_leaves_the_book_but_still_halts(sim):
