@@ -23,7 +23,9 @@ def make_formatter(json: bool = False) -> structlog.stdlib.ProcessorFormatter:
 
 
 structlog.configure(
-    processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+    # Drop filtered-out lines first: without it every log.info below the level
+    # still paid for timestamps and context merging (a few per signal).
+    processors=[structlog.stdlib.filter_by_level, *_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
     logger_factory=structlog.stdlib.LoggerFactory(),
     wrapper_class=structlog.stdlib.BoundLogger,
     cache_logger_on_first_use=True,
