@@ -1,1 +1,6 @@
-pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.personas", "tests.fixtures.simulator"]
+pytest_plugins = [
+    "tests.fixtures.servers",
+    "tests.fixtures.personas",
+    "tests.fixtures.simulator",
+    "tests.fixtures.api_schema",
+]

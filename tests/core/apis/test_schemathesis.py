@@ -16,22 +16,6 @@ from tests.signals_app.factories import TradingSignalFactory
 
 
 @pytest.fixture
-def api_schema(db):
-    from django.core import signals
-    from django.core.wsgi import get_wsgi_application
-    from django.db import close_old_connections
-
-    # As Django's test client does: the WSGI handler must not close the test transaction's connection.
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    try:
-        yield schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
-    finally:
-        signals.request_started.connect(close_old_connections)
-        signals.request_finished.connect(close_old_connections)
-
-
-@pytest.fixture
 def auth_headers(risk_admin):
     RiskLimitFactory(symbol="")
     OrderFactory()
