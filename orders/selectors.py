@@ -142,7 +142,7 @@ def _difference(row: dict) -> PositionDifference:
     expected = {k[2:]: _text(row[k]) for k in ("l_size", "l_entry", "l_realized", "l_fees", "l_funding")}
     expected.update(
         bad_steps=row["bad_steps"] or 0,
-        executions=row["ex_n"] or 0,
+        executions=int(row["ex_n"] or 0),
         ledger_entries=row["l_n"] or 0,
         executions_net_qty=_text(row["ex_qty"]),
         executions_fees=_text(row["ex_fees"]),
@@ -173,6 +173,7 @@ def _validation_sql(vendor: str, *, slice_: tuple[int, int] | None = None) -> tu
     assert all(t.isalnum() for t in POSITION_MOVING_TYPES)
     moving = ", ".join(f"'{t}'" for t in POSITION_MOVING_TYPES)
     collate = ' COLLATE "C"' if pg else ""
+    combine = "BIT_XOR" if pg else "SUM"
     least = "LEAST" if pg else "MIN"
 
     def eq(a: str, b: str) -> str:
@@ -183,8 +184,13 @@ def _validation_sql(vendor: str, *, slice_: tuple[int, int] | None = None) -> tu
     def eqz(a: str, b: str) -> str:  # NULL-safe: a missing side counts as a zero state
         return eq(f"COALESCE({a}, 0)", f"COALESCE({b}, 0)")
 
-    def id_hash(column: str) -> str:
-        return f"hashtextextended({column}, 0)" if pg else f"length({column})"
+    def fingerprint(exec_id: str, exec_ms: str) -> str:
+        # Which executions, at which times: on PostgreSQL one 64-bit hash of (execId, time) per row,
+        # XOR-ed (an int8 accumulator; exec ids are unique on both sides, so XOR loses nothing a sum
+        # would catch); SQLite has neither function, so there it is a sum of times plus id lengths.
+        if pg:
+            return f"BIT_XOR(hashtextextended({exec_id}, {exec_ms}))"
+        return f"SUM({exec_ms} + length({exec_id}))"
 
     # float8 epoch seconds * 1000 rounds back to the exact millisecond (53-bit mantissa).
     exec_ms = (
@@ -213,16 +219,22 @@ def _validation_sql(vendor: str, *, slice_: tuple[int, int] | None = None) -> tu
     )
     sql = f"""
 WITH ex AS MATERIALIZED (
-    SELECT e.category, e.symbol, e.position_idx, COUNT(*) AS n,
-        SUM(CASE WHEN e.exec_type IN ({moving}) AND e.side = 'Buy' THEN e.exec_qty
-                 WHEN e.exec_type IN ({moving}) AND e.side = 'Sell' THEN -e.exec_qty ELSE 0 END) AS net_qty,
-        SUM(CASE WHEN e.exec_type IN ({moving}) AND e.side IN ('Buy', 'Sell') THEN e.exec_fee ELSE 0 END) AS fees,
-        SUM(CASE WHEN e.exec_type = 'Funding' THEN e.exec_fee ELSE 0 END) AS funding,
-        SUM(e.exec_qty + e.exec_price + e.exec_fee) AS mix,
-        SUM({exec_ms}) AS time_sum, SUM({id_hash("e.exec_id")}) AS id_sum
-    FROM {t_exec} e
-    WHERE TRUE {in_slice("e.symbol")}
-    GROUP BY e.category, e.symbol, e.position_idx
+    -- Grouped by type and side first, so the per-row work is plain sums; the rules apply per group.
+    SELECT g.category, g.symbol, g.position_idx, SUM(g.n) AS n,
+        SUM(CASE WHEN g.exec_type IN ({moving}) AND g.side = 'Buy' THEN g.qty
+                 WHEN g.exec_type IN ({moving}) AND g.side = 'Sell' THEN -g.qty ELSE 0 END) AS net_qty,
+        SUM(CASE WHEN g.exec_type IN ({moving}) AND g.side IN ('Buy', 'Sell') THEN g.fee ELSE 0 END) AS fees,
+        SUM(CASE WHEN g.exec_type = 'Funding' THEN g.fee ELSE 0 END) AS funding,
+        SUM(g.qty + g.price + g.fee) AS mix, {combine}(g.fp) AS fp
+    FROM (
+        SELECT e.category, e.symbol, e.position_idx, e.exec_type, e.side, COUNT(*) AS n,
+            SUM(e.exec_qty) AS qty, SUM(e.exec_price) AS price, SUM(e.exec_fee) AS fee,
+            {fingerprint("e.exec_id", exec_ms)} AS fp
+        FROM {t_exec} e
+        WHERE TRUE {in_slice("e.symbol")}
+        GROUP BY e.category, e.symbol, e.position_idx, e.exec_type, e.side
+    ) g
+    GROUP BY g.category, g.symbol, g.position_idx
 ),
 lagged AS (
     SELECT l.position_id, l.position_idx AS idx, l.exec_type, l.side, l.qty, l.price, l.fee, l.exec_time_ms,
@@ -232,7 +244,9 @@ lagged AS (
         LEAD(l.seq, 1) OVER w IS NULL AS is_last
     FROM {t_ledger} l
     WHERE TRUE {ledger_slice}
-    WINDOW w AS (PARTITION BY l.position_id ORDER BY l.exec_time_ms, l.seq, l.exec_id{collate})
+    -- ROWS frame: LAG/LEAD ignore frames, and it spares the window the peer comparisons of RANGE.
+    WINDOW w AS (PARTITION BY l.position_id ORDER BY l.exec_time_ms, l.seq, l.exec_id{collate}
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
 typed AS (
     SELECT g.*, (g.exec_type IN ({moving}) AND g.side IN ('Buy', 'Sell')) AS moves,
@@ -264,8 +278,7 @@ checked AS (
 led AS MATERIALIZED (
     SELECT c.position_id, COUNT(*) AS n, SUM(CASE WHEN c.ok THEN 0 ELSE 1 END) AS bad_steps,
         SUM(CASE WHEN NOT c.moves THEN 0 WHEN c.buy THEN c.qty ELSE -c.qty END) AS net_qty,
-        SUM(c.qty + c.price + c.fee) AS mix, SUM(c.exec_time_ms) AS time_sum,
-        SUM({id_hash("c.exec_id")}) AS id_sum,
+        SUM(c.qty + c.price + c.fee) AS mix, {fingerprint("c.exec_id", "c.exec_time_ms")} AS fp,
         MAX(CASE WHEN c.is_last THEN c.exec_id END) AS last_exec_id
     FROM checked c
     GROUP BY c.position_id
@@ -274,7 +287,7 @@ book AS (
     SELECT p.id AS position_id, p.category, p.symbol, p.position_idx,
         CASE WHEN p.position_idx = 2 THEN -p.size ELSE p.size END AS p_size,
         p.avg_entry_price AS p_entry, p.realized_pnl AS p_realized, p.fees_paid AS p_fees,
-        p.funding_paid AS p_funding, led.n, led.bad_steps, led.net_qty, led.mix, led.time_sum, led.id_sum,
+        p.funding_paid AS p_funding, led.n, led.bad_steps, led.net_qty, led.mix, led.fp,
         last.size_after, last.avg_entry_after AS entry_after,
         last.realized_after
     FROM {t_pos} p
@@ -290,8 +303,7 @@ compared AS (
         ex.fees AS l_fees, ex.funding AS l_funding, b.bad_steps,
         ex.n AS ex_n, b.n AS l_n, ex.net_qty AS ex_qty, ex.fees AS ex_fees, ex.funding AS ex_funding,
         (COALESCE(ex.n, 0) = COALESCE(b.n, 0) AND {eqz("ex.net_qty", "b.net_qty")} AND {eqz("ex.mix", "b.mix")}
-            AND COALESCE(ex.time_sum, 0) = COALESCE(b.time_sum, 0)
-            AND COALESCE(ex.id_sum, 0) = COALESCE(b.id_sum, 0)) AS inputs_ok,
+            AND COALESCE(ex.fp, 0) = COALESCE(b.fp, 0)) AS inputs_ok,
         (COALESCE(b.bad_steps, 0) = 0) AS steps_ok,
         ({eqz("b.p_size", "b.size_after")} AND {eqz("b.p_entry", "b.entry_after")}
             AND {eqz("b.p_realized", "b.realized_after")} AND {eqz("b.p_fees", "ex.fees")}

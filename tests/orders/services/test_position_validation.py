@@ -144,3 +144,22 @@ def test_parallel_slices_cover_every_symbol():
     assert [(d.symbol, d.problems) for d in found] == [("DOGEUSDT", ("stored_vs_ledger",)),
                                                        ("ETHUSDT", ("stored_vs_ledger",))]  # fmt: skip
     assert positions_recompute_differences(workers=1) == found
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda e: {"exec_time_ms": e.exec_time_ms + 1}, id="time"),
+        pytest.param(lambda e: {"exec_id": e.exec_id + "x"}, id="exec_id"),
+        pytest.param(lambda e: {"qty": e.price, "price": e.qty}, id="qty_price_swapped"),
+    ],
+)
+def test_ledger_inputs_that_differ_from_the_executions_are_found(tamper):
+    """The per-position fingerprint ties each ledger entry to its execution: id, time and amounts."""
+    _book()
+    first = PositionLedgerEntry.objects.order_by("exec_time_ms", "seq")[0]
+    PositionLedgerEntry.objects.filter(pk=first.pk).update(**tamper(first))
+
+    [difference] = positions_recompute_differences()
+
+    assert "ledger_vs_executions" in difference.problems
