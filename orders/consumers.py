@@ -25,10 +25,10 @@ import json
 import time
 
 import structlog
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError, connection
 
 from exchange.bybit.events import parse_private_message
 from exchange.bybit.types import MalformedPayload
@@ -46,14 +46,29 @@ APPLY_ATTEMPTS = 3
 
 
 def apply_with_retry(message, *, source: str = "ws") -> MessageOutcome:
+    """Apply one message on this worker thread's connection, retrying transient failures.
+
+    Not ``database_sync_to_async``: its connection housekeeping arms Django's health check
+    before every call, a ``SELECT 1`` round trip per message. The thread keeps its connection
+    instead, and a failure that may have broken it (server restart, network) closes it, so
+    the retry, or the next message, connects afresh.
+    """
     for attempt in range(1, APPLY_ATTEMPTS + 1):
         try:
-            return private_message_apply(message=message, source=source)
-        except OperationalError as exc:
+            outcome = private_message_apply(message=message, source=source)
+        except (OperationalError, InterfaceError) as exc:
+            connection.close_if_unusable_or_obsolete()
             if attempt == APPLY_ATTEMPTS:
                 raise
             log.warning("gateway_message_retry", attempt=attempt, error=str(exc), message_id=message.message_id)
             time.sleep(0.05 * attempt)
+            continue
+        except Exception:
+            connection.close_if_unusable_or_obsolete()
+            raise
+        if connection.close_at is not None and time.monotonic() >= connection.close_at:
+            connection.close()  # CONN_MAX_AGE still applies, checked without a round trip
+        return outcome
     raise AssertionError("unreachable")
 
 
@@ -121,7 +136,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             await self._error(str(exc), message_id=message_id)
             return
         try:
-            outcome = await database_sync_to_async(apply_with_retry, thread_sensitive=False)(message)
+            outcome = await sync_to_async(apply_with_retry, thread_sensitive=False)(message)
         except Exception as exc:  # one bad message must not take the feed down; REST backfill recovers it
             log.exception("gateway_message_failed", message_id=message_id, topic=message.topic, raw=_clip(raw))
             await self._error(

@@ -284,3 +284,26 @@ def test_messages_from_several_connections_are_applied_concurrently():
         holder.join(10)
     assert btc_meanwhile is False and pong["op"] == "pong"
     assert Position.objects.get(symbol="BTCUSDT").size == Position.objects.get(symbol="ETHUSDT").size == D("0.5")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_lost_between_messages_is_replaced_by_the_retry():
+    """Worker threads keep their connection (no per-message health check): a dead one is reopened."""
+    import psycopg
+    from django.db import connection
+
+    from exchange.bybit.events import parse_private_message
+
+    order = OrderFactory(qty=D("1"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    params = connection.get_connection_params()
+    with psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"}, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    message = parse_private_message(bm.message("execution", [bm.execution_item(order_link_id=order.order_link_id)]))
+
+    outcome = consumers.apply_with_retry(message)
+
+    assert outcome.applied == 1 and Execution.objects.count() == 1
