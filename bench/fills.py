@@ -203,9 +203,9 @@ def bench_ingest(total: int, connections: int, batch: int, symbols: int) -> dict
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    # No keepalive pings: the benchmark floods on purpose, and while the consumer lags, uvicorn stops
-    # reading the socket (back pressure), so the client's pong would sit unread behind data frames
-    # and the server would close the connection after ping_timeout with frames still queued.
+    # No keepalive pings (server here, client below): the benchmark floods on purpose, and while the
+    # consumer lags, the server stops reading the socket (back pressure), so a ping or pong sits unread
+    # behind data frames and one side closes the connection (1011) with frames still queued.
     config = uvicorn.Config(
         "ordermanager.asgi:application", log_level="warning", access_log=False, lifespan="off", ws_ping_interval=None
     )
@@ -249,7 +249,8 @@ def bench_ingest(total: int, connections: int, batch: int, symbols: int) -> dict
     url = f"ws://127.0.0.1:{port}/ws/gateway/"
 
     async def feed(frames: list[str]) -> None:
-        async with websockets.connect(url, additional_headers={"X-API-Key": GATEWAY_KEY}, max_queue=None) as ws:
+        headers = {"X-API-Key": GATEWAY_KEY}
+        async with websockets.connect(url, additional_headers=headers, max_queue=None, ping_interval=None) as ws:
             for frame in frames:
                 await ws.send(frame)
             # Keep the socket open until everything is stored (the server applies frames in order);
