@@ -21,8 +21,37 @@ from signals_app.models import TradingSignal
 from signals_app.selectors_api import signal_list
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+FILLER_ROWS = 2000
 
 WEEK_AGO = (timezone.now() - timedelta(days=7)).isoformat()
+
+
+@pytest.fixture(autouse=True)
+def _analyzed_filler():
+    """Old, ordinary rows that no filter below matches, then ANALYZE.
+
+    On empty tables whose statistics say "0 rows" (autovacuum may analyze them at
+    any time) the planner prices a primary-key scan and the filter's index the
+    same, and the chosen plan depended on test order. Real statistics make the
+    filter's index the clear choice, as it is on a real desk's tables.
+    """
+    from tests.exchange.factories import ExchangeCallFactory
+    from tests.orders.factories import ExecutionFactory, OrderFactory
+    from tests.signals_app.factories import TradingSignalFactory
+
+    # Orders and fills are recent, so the period filters alone select everything and
+    # only the strategy/type part of the index can make those queries cheap.
+    old = timezone.now() - timedelta(days=30)
+    Order.objects.bulk_create(OrderFactory.build_batch(FILLER_ROWS, strategy_id="filler"))
+    recent = timezone.now() - timedelta(days=1)
+    Execution.objects.bulk_create(ExecutionFactory.build_batch(FILLER_ROWS, order=None, exec_time=recent))
+    TradingSignal.objects.bulk_create(TradingSignalFactory.build_batch(FILLER_ROWS, source="amqp"))
+    ExchangeCall.objects.bulk_create(ExchangeCallFactory.build_batch(FILLER_ROWS))
+    TradingSignal.objects.update(received_at=old)
+    ExchangeCall.objects.update(created_at=old)
+    with connection.cursor() as cursor:
+        for model in (Order, Execution, TradingSignal, ExchangeCall):
+            cursor.execute(f"ANALYZE {model._meta.db_table}")
 
 
 def _plan(queryset) -> str:
