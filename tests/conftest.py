@@ -2,5 +2,6 @@ pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.personas",
     "tests.fixtures.simulator",
+    "tests.fixtures.private_servers",
     "tests.fixtures.api_schema",
 ]
