@@ -24,8 +24,10 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 
+DROPPED_KEPT = 10_000  # messages an EventFilter remembers having dropped (for tests that attribute losses)
 SHARE_KEYS = ("rate_limit", "http_429", "server_error", "timeout", "drop_response")
 EVENT_KEYS = ("drop_events", "duplicate_events", "reorder_events")
 DROP_MODES = ("504", "delay")
@@ -163,6 +165,8 @@ class EventFilter:
         self._rng = random.Random(self.config.seed * 1_000_003 + index)
         self._held: tuple[float, dict] | None = None
         self.counts = {"dropped": 0, "duplicated": 0, "reordered": 0}
+        # What the drop fault withheld, so a test can tell "never sent" from "sent and lost by the receiver".
+        self.dropped: deque[dict] = deque(maxlen=DROPPED_KEPT)
 
     def process(self, message: dict) -> list[dict]:
         cfg = self.config
@@ -170,6 +174,7 @@ class EventFilter:
         drop, dup, reorder = self._rng.random(), self._rng.random(), self._rng.random()
         if drop < cfg.drop_events:
             self.counts["dropped"] += 1
+            self.dropped.append(message)
             return []
         out = [message]
         if dup < cfg.duplicate_events:

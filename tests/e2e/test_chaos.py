@@ -183,6 +183,7 @@ class Run:
     events: list[str] = field(default_factory=list)  # what the chaos did, when
     started: float = field(default_factory=time.monotonic)
     event_faults: dict = field(default_factory=dict)
+    dropped_exec_ids: set = field(default_factory=set)  # executions whose private message the simulator dropped
 
     def note(self, text: str) -> None:
         self.events.append(f"t+{time.monotonic() - self.started:5.1f}s {text}")
@@ -244,7 +245,7 @@ def _service_env(*, db_url: str, amqp_url: str, sim: SimulatorServer, web_port: 
         "ALLOW_SHORT": "true",
         "QCLUSTER_WORKERS": "1",
         "LOG_LEVEL": "info",
-        "LOG_FORMAT": "console",
+        "LOG_FORMAT": "json",  # one line per event: the diagnosis greps them
         "REDIS_URL": "",
         "PYTHONUNBUFFERED": "1",
     }
@@ -325,7 +326,8 @@ def test_chaos_book_heals_itself(chaos_db, private_rabbitmq, private_postgres, c
         httpx.post(f"{sim.url}/sim/faults", json=FAULTS).raise_for_status()
         _publish_with_chaos(run, publisher, consumers, supervisor, private_rabbitmq, private_postgres)
         terminal_ok = _wait_terminal(run, supervisor)
-        run.event_faults = _event_fault_counts(sim)  # before the change below re-seeds (and zeroes) them
+        # Read before the change below re-seeds (and empties) the event filters.
+        run.event_faults, run.dropped_exec_ids = _event_faults(sim)
         httpx.post(f"{sim.url}/sim/faults", json=NO_FAULTS).raise_for_status()
         faults_stopped = time.monotonic()
         run.note(f"faults off (all terminal: {terminal_ok})")
@@ -392,7 +394,7 @@ def _publish_with_chaos(run: Run, publisher: Publisher, consumers, supervisor: S
         body = random_signal(rng, symbols, dict(run.sim.engine.prices))
         publisher.publish(body)
         run.published.append(uuid.UUID(body["signal_id"]).hex)
-    run.note(f"{len(run.published)} signals published ({publisher.reconnects} publisher reconnects)")
+    run.note(f"{len(run.published)} signals published ({publisher.reconnects} publish errors retried)")
     thread.join(120)
     assert not thread.is_alive(), "the chaos plan did not finish"
     if errors:
@@ -416,7 +418,7 @@ def _chaos(action: str, run: Run, consumers, supervisor: Supervisor, rabbit, pos
         with supervisor.lock:
             consumers[0].kill9()
             consumers[0].start()
-        time.sleep(3.0)  # the outage goes on
+        time.sleep(8.0)  # the outage goes on past that consumer's start-up (Django boots in a few seconds)
         postgres.start()
         run.note("postgres back")
 
@@ -471,13 +473,16 @@ def _differences(sim: SimulatorServer) -> dict[str, list[str]]:
     return {"orders": orders, "executions": executions, "positions": positions}
 
 
-def _event_fault_counts(sim: SimulatorServer) -> dict:
-    counts = Counter()
+def _event_faults(sim: SimulatorServer) -> tuple[dict, set]:
+    """Event-fault counts over the pushed streams, and the execution ids in the messages they dropped."""
+    counts, dropped = Counter(), set()
     with sim.engine.lock:
         for sink in sim.engine._sinks:
             if sink.filter is not None:
                 counts.update(sink.filter.counts)
-    return dict(counts)
+                dropped.update(item["execId"] for m in sink.filter.dropped if m["topic"] == "execution"
+                               for item in m["data"])
+    return dict(counts), dropped
 
 
 def _converge(sim: SimulatorServer, *, deadline: float) -> dict[str, list[str]]:
@@ -559,11 +564,15 @@ def _properties(run: Run, supervisor: Supervisor, differences: dict, converged_a
 
     # The live path alone converges: no manual reconcile.
     counts = {k: len(v) for k, v in differences.items()}
+    missing_execs = {line.split()[-1] for line in differences["executions"] if line.startswith("missing ")}
+    never_sent = len(missing_execs & run.dropped_exec_ids)
     examples = {k: v[:3] for k, v in differences.items() if v}
     report.append((not any(differences.values()),
                    f"book equals the exchange within {CONVERGE_SECONDS:.0f}s of the faults stopping, no manual "
                    f"reconcile: {f'yes after {converged_after:.0f}s' if not any(counts.values()) else 'no'}; "
-                   f"differences {counts} {examples}"))
+                   f"differences {counts}; of {len(missing_execs)} missing executions {never_sent} were in private "
+                   f"messages the simulator dropped and {len(missing_execs) - never_sent} were delivered but not "
+                   f"booked; {examples}"))
 
     # Processes stay up: none exited on its own (each was restarted, as a supervisor would).
     exits = [f"{name} exit {code}: {tail.splitlines()[-1] if tail else ''}" for _, name, code, tail in supervisor.exits]

@@ -135,3 +135,7 @@ def test_event_faults_follow_the_seed_and_unfaulted_listeners_see_everything(sim
     assert [m["id"] for m in faulted] == expected
     assert replay.counts["dropped"] and replay.counts["duplicated"] and replay.counts["reordered"]
     assert len(faulted) != len(clean)
+    # The filter remembers exactly the messages it withheld.
+    dropped = {m["id"] for m in replay.dropped}
+    assert len(dropped) == replay.counts["dropped"]
+    assert dropped == {m["id"] for m in engine.event_log} - {m["id"] for m in faulted}
