@@ -333,7 +333,8 @@ def test_chaos_book_heals_itself(chaos_db, private_rabbitmq, private_postgres, c
         run.note(f"faults off (all terminal: {terminal_ok})")
         differences = _converge(sim, deadline=faults_stopped + CONVERGE_SECONDS)
         converged_after = time.monotonic() - faults_stopped
-        run.note(f"convergence {'reached' if not differences else 'NOT reached'} after {converged_after:.0f}s")
+        outcome = "NOT reached" if any(differences.values()) else "reached"
+        run.note(f"convergence {outcome} after {converged_after:.0f}s")
         report = _properties(run, supervisor, differences, converged_after)
     finally:
         supervisor.stop()
