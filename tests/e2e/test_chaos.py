@@ -343,7 +343,8 @@ def test_chaos_book_heals_itself(chaos_db, private_rabbitmq, private_postgres, c
             proc.stop()
     failed = [line for ok, line in report if not ok]
     text = "\n".join(("PASS " if ok else "FAIL ") + line for ok, line in report)
-    text += "\n\nchaos timeline:\n  " + "\n  ".join(run.events) + f"\nprocess logs: {tmp_path}"
+    text += "\n\nchaos timeline:\n  " + "\n  ".join(run.events)
+    text += "\n\nfrom the process logs:\n  " + "\n  ".join(_log_summary(processes)) + f"\nprocess logs: {tmp_path}"
     (tmp_path / "chaos-report.txt").write_text(text + "\n")
     print(text)
     assert not failed, f"{len(failed)} chaos properties failed:\n{text}"
@@ -472,6 +473,35 @@ def _differences(sim: SimulatorServer) -> dict[str, list[str]]:
         if theirs[0] != mine[0] or (theirs[0] and abs(theirs[1] - mine[1]) > D("1e-6")):
             positions.append(f"{key[0]}[{key[1]}] ours {mine[0]} @ {mine[1]} != exchange {theirs[0]} @ {theirs[1]}")
     return {"orders": orders, "executions": executions, "positions": positions}
+
+
+# Info-level log events worth counting: which position source each decision used (fresh-position rule),
+# re-plans, holds and their outcomes.
+COUNTED_INFO = {"position_source", "signal_replanned", "symbol_released", "given_up_order_not_placed",
+                "reconcile_pending_left_to_hold"}
+
+
+def _log_summary(processes: list[ServiceProcess]) -> list[str]:
+    """Per process: warnings and errors by event, and the counted info events (position sources by path)."""
+    lines = []
+    for proc in processes:
+        counts = Counter()
+        text = proc.log_path.read_text(errors="replace") if proc.log_path.exists() else ""
+        for line in text.splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            event, level = str(entry.get("event", ""))[:60], entry.get("level")
+            if event == "position_source":
+                counts[f"position_source:{entry.get('path')}"] += 1
+            elif level in ("warning", "error", "critical") or event in COUNTED_INFO:
+                counts[f"{level}:{event}"] += 1
+        lines.append(f"{proc.name} (started {proc.starts}x): " +
+                     (", ".join(f"{k} {v}" for k, v in counts.most_common()) or "nothing notable"))
+    return lines
 
 
 def _event_faults(sim: SimulatorServer) -> tuple[dict, set]:
