@@ -143,6 +143,12 @@ class LegRole(models.TextChoices):
     FLIP = "flip", "Closes and opens the other side in one order (one-way mode)"
 
 
+LEG_ROLE_HELP = (
+    "what the order does to its position row: close (reduce-only), open (opens or adds), flip (closes and opens "
+    "the other side in one order, one-way mode); blank on orders recorded before roles were kept"
+)
+
+
 class SignalOrderRelationship(models.Model):
     signal = models.ForeignKey("signals_app.TradingSignal", on_delete=models.PROTECT, related_name="order_links")
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="signal_links")
