@@ -136,7 +136,7 @@ class Order(models.Model):
 
 
 class LegRole(models.TextChoices):
-    """What one order of a signal does to the position it goes to (docs/decisions/0315)."""
+    """What one order of a signal does to the position it goes to (docs/decisions/0318)."""
 
     CLOSE = "close", "Closes (reduce-only)"
     OPEN = "open", "Opens or adds"

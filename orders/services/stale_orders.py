@@ -5,7 +5,7 @@ submitted). Partially filled orders are swept only with
 ``CANCEL_PARTIALLY_FILLED_ORDERS`` (design notes: partially filled orders are
 not cancelled unless configured), the same rule as signal-driven cancels; when
 swept, the fills stay with the order and the position, only the resting
-remainder is cancelled (docs/decisions/0404-stale-sweep.md, 0414). External orders (placed outside this
+remainder is cancelled (docs/decisions/0404-stale-sweep.md, 0415). External orders (placed outside this
 service) and dry-run rows are never touched. Each cancel goes through
 ``order_cancel`` (PIPE), which holds no transaction across the exchange call.
 """

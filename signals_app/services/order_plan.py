@@ -18,7 +18,7 @@ on positionIdx 2, only with ``ALLOW_SHORT``. A buy with a short is a
 reduce-only Buy on positionIdx 2, capped to the short; with no short it opens
 or adds to the long on positionIdx 1. One order never closes one side and opens
 the other: what is beyond the closed side is a second order that opens the other
-side (docs/decisions/0315), sent when the rules allow it (``ALLOW_SHORT`` for a
+side (docs/decisions/0318), sent when the rules allow it (``ALLOW_SHORT`` for a
 short, the minimums, the risk limits on that row); otherwise it is not sent and
 the reason says so. Either way the model gets what one-way mode would give.
 
@@ -119,7 +119,7 @@ class Placement:
     row_size: Decimal  # signed size of that position row (hedge short negative), for the risk checks
     notes: list[str]
     role: str = LegRole.OPEN
-    # Hedge mode: the order that opens the other side after this one closed it (docs/decisions/0315).
+    # Hedge mode: the order that opens the other side after this one closed it (docs/decisions/0318).
     then: Placement | None = None
 
 

@@ -201,7 +201,7 @@ def _orders_create(signal: TradingSignal, plan: OrderPlan) -> list[Order]:
                 trace_id=signal.trace_id,
             )
             # The allocation is the share of the amount this leg's sent quantity stands for; the role says
-            # whether it closes, opens or flips (a hedge remainder is a second, opening order; decision 0315).
+            # whether it closes, opens or flips (a hedge remainder is a second, opening order; decision 0318).
             SignalOrderRelationship.objects.create(signal=signal, order=order, allocation_amount=leg.allocation_amount,
                                                    role=leg.role)  # fmt: skip
             orders.append(order)
