@@ -87,7 +87,7 @@ class SignalLinkInline(admin.TabularInline):
     fk_name = "order"
     extra = 0
     can_delete = False
-    fields = ("signal_link", "allocation_amount", "created_at")
+    fields = ("signal_link", "allocation_amount", "role", "created_at")
     readonly_fields = fields
     verbose_name = "signal"
 
@@ -332,7 +332,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
 @admin.register(SignalOrderRelationship)
 class SignalOrderRelationshipAdmin(ReadOnlyAdmin):
-    list_display = ("id", "signal", "order", "allocation_amount", "created_at")
+    list_display = ("id", "signal", "order", "allocation_amount", "role", "created_at")
     list_select_related = ("signal", "order")
     raw_id_fields = ("signal", "order")
     search_fields = ("order__order_link_id",)

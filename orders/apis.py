@@ -21,7 +21,16 @@ from ordermanager.api.schema import errors
 from ordermanager.api.utils import CURSOR_PARAMETERS, filter_parameters, paginated, paginated_response
 from ordermanager.api.views import RoleApiView
 from ordermanager.core.exceptions import ApplicationError, Conflict
-from orders.models import CancelReason, Discrepancy, Execution, Order, ReconciliationRun, RiskLimit
+from orders.models import (
+    LEG_ROLE_HELP,
+    CancelReason,
+    Discrepancy,
+    Execution,
+    LegRole,
+    Order,
+    ReconciliationRun,
+    RiskLimit,
+)
 from orders.selectors_api import (
     ExecutionFilter,
     OrderFilter,
@@ -43,6 +52,7 @@ from orders.services.risk_limit_changes import risk_limit_create, risk_limit_upd
 class SignalLinkOutput(serializers.Serializer):
     signal_id = serializers.UUIDField(source="signal.signal_id")
     allocation_amount = MoneyField()
+    role = serializers.ChoiceField(choices=[("", "not recorded"), *LegRole.choices], help_text=LEG_ROLE_HELP)
 
 
 class OrderOutput(OutputModelSerializer):

@@ -135,10 +135,27 @@ class Order(models.Model):
         return self.status in ACTIVE_STATUSES
 
 
+class LegRole(models.TextChoices):
+    """What one order of a signal does to the position it goes to (docs/decisions/0318)."""
+
+    CLOSE = "close", "Closes (reduce-only)"
+    OPEN = "open", "Opens or adds"
+    FLIP = "flip", "Closes and opens the other side in one order (one-way mode)"
+
+
+LEG_ROLE_HELP = (
+    "what the order does to its position row: close (reduce-only), open (opens or adds), flip (closes and opens "
+    "the other side in one order, one-way mode); blank on orders recorded before roles were kept"
+)
+
+
 class SignalOrderRelationship(models.Model):
     signal = models.ForeignKey("signals_app.TradingSignal", on_delete=models.PROTECT, related_name="order_links")
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="signal_links")
+    # The share of the signal's amount this order stands for, from the quantity actually sent (after caps).
     allocation_amount = money_field()
+    # Blank on rows written before roles were recorded.
+    role = models.CharField(max_length=8, choices=LegRole.choices, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

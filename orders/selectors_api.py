@@ -50,7 +50,7 @@ def _signal_links():
     return Prefetch(
         "signal_links",
         queryset=SignalOrderRelationship.objects.select_related("signal").only(
-            "order_id", "allocation_amount", "signal__signal_id", "signal__status", "signal__strategy_id"
+            "order_id", "allocation_amount", "role", "signal__signal_id", "signal__status", "signal__strategy_id"
         ),
     )
 

@@ -23,7 +23,8 @@ class OrdersInline(admin.TabularInline):
     can_delete = False
     verbose_name = "order produced"
     verbose_name_plural = "orders produced"
-    fields = ("order_col", "symbol", "side", "order_type", "qty", "price", "status", "filled", "allocation_amount")
+    fields = ("order_col", "symbol", "side", "order_type", "qty", "price", "status", "filled", "allocation_amount",
+              "role")
     readonly_fields = fields
 
     def get_queryset(self, request):

@@ -14,6 +14,7 @@ from ordermanager.api.fields import MoneyField, OutputModelSerializer
 from ordermanager.api.schema import errors
 from ordermanager.api.utils import CURSOR_PARAMETERS, filter_parameters, paginated, paginated_response
 from ordermanager.api.views import RoleApiView
+from orders.models import LEG_ROLE_HELP, LegRole
 from signals_app.models import TradingSignal
 from signals_app.selectors_api import SignalFilter, signal_get, signal_list
 
@@ -43,6 +44,7 @@ class SignalOrderOutput(serializers.Serializer):
     filled_qty = MoneyField(source="order.filled_qty")
     avg_fill_price = MoneyField(source="order.avg_fill_price", allow_null=True)
     allocation_amount = MoneyField()
+    role = serializers.ChoiceField(choices=[("", "not recorded"), *LegRole.choices], help_text=LEG_ROLE_HELP)
 
     class Meta:
         ref_name = "SignalOrder"

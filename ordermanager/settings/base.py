@@ -191,6 +191,7 @@ SPECTACULAR_SETTINGS = {
         "SignalStatusEnum": "signals_app.models.SignalStatus",
         "ReconciliationStatusEnum": "orders.models.ReconciliationRun.Status",
         "CancelReasonEnum": "orders.models.CancelReason",
+        "LegRoleEnum": "orders.models.LegRole",
         "ComponentStatusEnum": "ordermanager.api.health.COMPONENT_STATES",
         "HealthStatusEnum": "ordermanager.api.health.OVERALL_STATES",
     },

@@ -16,7 +16,6 @@ orders are kept unless ``CANCEL_PARTIALLY_FILLED_ORDERS``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 import structlog
 from django.conf import settings
@@ -145,13 +144,4 @@ def orders_cancel_for_signal(
         reason = CancelReason.OPPOSITE_SIGNAL if order.side != side else CancelReason.NEW_SIGNAL
         outcomes.append(order_cancel(order=order, reason=reason, note=note))
     return outcomes
-
-
-def orders_cancel_stale(*, older_than_seconds: int | None = None) -> list[CancelOutcome]:
-    """Cancel open orders older than ``CANCEL_STALE_ORDER_TIMEOUT`` (reason ``stale``); for a scheduled job."""
-    age = older_than_seconds if older_than_seconds is not None else settings.CANCEL_STALE_ORDER_TIMEOUT
-    cutoff = timezone.now() - timedelta(seconds=age)
-    statuses = list(CANCELLABLE) if settings.CANCEL_PARTIALLY_FILLED_ORDERS else [OrderStatus.NEW]
-    stale = Order.objects.filter(status__in=statuses, created_at__lt=cutoff, is_external=False).order_by("id")
-    return [order_cancel(order=o, reason=CancelReason.STALE, note=f"open for more than {age}s") for o in stale]
 

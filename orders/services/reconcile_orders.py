@@ -345,6 +345,8 @@ def plans_prepare(plans: list[Plan]) -> None:
     """Before fills are applied: rows for external orders, and rows we had written off
     put back to the exchange's state (so the fills land on an active order)."""
     for plan in plans:
+        if plan_unfetched(plan):
+            continue  # nothing of it is applied this run (plan_apply records why)
         if plan.kind == Kind.EXTERNAL_ORDER:
             plan.order = external_order_record(plan.info)
             plan.before = {}
@@ -360,6 +362,8 @@ def plan_apply(ctx, plan: Plan) -> None:
                        note=f"dry run, not applied: {NOTES.get(plan.kind, plan.kind)}")  # fmt: skip
     if plan.kind == Kind.LOOKUP_FAILED:
         return _record(ctx, plan, after={}, resolved=False, note=f"order lookup failed: {plan.error}")
+    if plan_unfetched(plan):
+        return _record_unfetched(ctx, plan)
     if plan.kind == Kind.ORDER_NOT_FOUND:
         changed = order_close_not_found(plan.order, before=plan.before)
         return _record_after(ctx, plan, resolved=changed, counter="updated" if changed else None)
@@ -368,6 +372,21 @@ def plan_apply(ctx, plan: Plan) -> None:
     if plan.order is None:  # an external order the fill path could not record (no side/qty/id)
         return _record(ctx, plan, after={}, resolved=False, note="external order could not be recorded")
     _sync(ctx, plan)
+
+
+def plan_unfetched(plan: Plan) -> bool:
+    """The order's executions were needed (``fetch_fills``) and could not be fetched (``plan.error``)."""
+    return bool(plan.error) and plan.kind != Kind.LOOKUP_FAILED
+
+
+def _record_unfetched(ctx, plan: Plan) -> None:
+    """Leave the order as it is and unresolved: its state taken from the order lookup alone (cumExecQty
+    without the fills behind it) would make the next run agree with the exchange and never fetch the
+    fills, and a position or a 'closed beyond retention' verdict would be judged on missing fills. The
+    exchange's state goes in the record; the next run looks at the order again."""
+    after = order_state(plan.order) if plan.order is not None else {}
+    note = f"{NOTES.get(plan.kind, plan.kind)} — not applied: {plan.error}; the next run looks again"
+    _record(ctx, plan, after=after, resolved=False, note=note)
 
 
 def _sync(ctx, plan: Plan) -> None:

@@ -1,9 +1,11 @@
 """The stale-order sweep: cancel our open orders older than ``CANCEL_STALE_ORDER_TIMEOUT`` (reason ``stale``).
 
 Age counts from submission (``submitted_at``; creation when it was never
-submitted). Partially filled orders are swept too: the fills stay with the
-order and the position, only the resting remainder is stale
-(docs/decisions/0404-stale-sweep.md). External orders (placed outside this
+submitted). Partially filled orders are swept only with
+``CANCEL_PARTIALLY_FILLED_ORDERS`` (design notes: partially filled orders are
+not cancelled unless configured), the same rule as signal-driven cancels; when
+swept, the fills stay with the order and the position, only the resting
+remainder is cancelled (docs/decisions/0404-stale-sweep.md, 0415). External orders (placed outside this
 service) and dry-run rows are never touched. Each cancel goes through
 ``order_cancel`` (PIPE), which holds no transaction across the exchange call.
 """
@@ -24,7 +26,12 @@ from orders.services.cancellation import CancelOutcome, order_cancel
 
 log = structlog.get_logger(__name__)
 
-SWEPT_STATUSES = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+
+def swept_statuses() -> list[str]:
+    """``new``, plus ``partially_filled`` only when ``CANCEL_PARTIALLY_FILLED_ORDERS`` says so."""
+    if settings.CANCEL_PARTIALLY_FILLED_ORDERS:
+        return [OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED]
+    return [OrderStatus.NEW]
 
 
 @dataclass
@@ -41,7 +48,7 @@ def orders_stale(*, now: datetime | None = None, timeout_seconds: int | None = N
     age = settings.CANCEL_STALE_ORDER_TIMEOUT if timeout_seconds is None else timeout_seconds
     cutoff = (now or timezone.now()) - timedelta(seconds=age)
     return (
-        Order.objects.filter(status__in=SWEPT_STATUSES, is_external=False, is_dry_run=False)
+        Order.objects.filter(status__in=swept_statuses(), is_external=False, is_dry_run=False)
         .alias(since=Coalesce("submitted_at", "created_at"))
         .filter(since__lt=cutoff)
         .order_by("pk")

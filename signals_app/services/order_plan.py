@@ -17,26 +17,34 @@ positionIdx 1, capped to the long; with no long it opens or adds to the short
 on positionIdx 2, only with ``ALLOW_SHORT``. A buy with a short is a
 reduce-only Buy on positionIdx 2, capped to the short; with no short it opens
 or adds to the long on positionIdx 1. One order never closes one side and opens
-the other: the part beyond the closed side is not sent, and the reason says so.
+the other: what is beyond the closed side is a second order that opens the other
+side (docs/decisions/0318), sent when the rules allow it (``ALLOW_SHORT`` for a
+short, the minimums, the risk limits on that row); otherwise it is not sent and
+the reason says so. Either way the model gets what one-way mode would give.
+
+Allocations (``SignalOrderRelationship``) and the number of split legs follow
+the quantity actually sent: each order stands for the share of the signal's
+amount that its quantity is of the quantity the amount asked for (all of it
+when nothing was capped), and carries its role (close / open / flip).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 import structlog
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from orders.models import Side
+from orders.models import LegRole, Side
 from orders.services import quantity_calculator as qc
 from orders.services.order_type_selector import OrderTypeDecision, TypeRules, order_type_select
 from orders.services.position_mode import HEDGE, position_mode_of
 from orders.services.risk import RiskInput, book_state_read, order_reduces_position, risk_check, risk_check_halts
-from orders.services.splitting import Leg, legs_plan
+from orders.services.splitting import ALLOCATION_QUANTUM, legs_plan
 from signals_app.models import TradingSignal
 
 log = structlog.get_logger(__name__)
@@ -52,25 +60,53 @@ TICKER_TTL_FOR_WARNING = 10.0
 
 
 @dataclass(frozen=True)
+class PlannedLeg:
+    """One order of the plan: its quantity, the share of the signal's amount it stands for, and where it goes."""
+
+    leg: int  # 0-based, unique in the signal; part of the orderLinkId
+    qty: Decimal
+    allocation_amount: Decimal
+    reduce_only: bool
+    position_idx: int
+    role: str  # LegRole
+
+
+@dataclass(frozen=True)
 class OrderPlan:
     symbol: str
     side: str
     decision: OrderTypeDecision
     reference_price: Decimal
-    qty: Decimal
-    reduce_only: bool
-    legs: list[Leg]
+    qty: Decimal  # of the first part (the closing one in hedge mode when there are two)
+    reduce_only: bool  # of the first part
+    legs: list[PlannedLeg]  # every order, closing ones first
     notes: list[str]
-    position_idx: int = 0
+    position_idx: int = 0  # of the first part
     # False when the symbol has no open order a new signal could cancel: the cancel step is skipped.
     cancel_candidates: bool = True
 
     def summary(self) -> str:
+        return " + ".join(self._part_summary(legs) for legs in _parts_of(self.legs))
+
+    def _part_summary(self, legs: list[PlannedLeg]) -> str:
+        first = legs[0]
         price = "" if self.decision.price is None else f" @ {self.decision.price}"
-        legs = f" in {len(self.legs)} legs" if len(self.legs) > 1 else ""
-        ro = " reduce-only" if self.reduce_only else ""
-        idx = f" (hedge positionIdx {self.position_idx})" if self.position_idx else ""
-        return f"{self.decision.order_type} {self.side} {self.qty} {self.symbol}{price}{ro}{idx}{legs}"
+        count = f" in {len(legs)} legs" if len(legs) > 1 else ""
+        ro = " reduce-only" if first.reduce_only else ""
+        idx = f" (hedge positionIdx {first.position_idx})" if first.position_idx else ""
+        qty = self.qty if first.leg == 0 else _n(sum((leg.qty for leg in legs), Decimal(0)))
+        return f"{self.decision.order_type} {self.side} {qty} {self.symbol}{price}{ro}{idx}{count}"
+
+
+def _parts_of(legs: list[PlannedLeg]) -> list[list[PlannedLeg]]:
+    """Consecutive legs going to the same position row with the same flags: one part each."""
+    parts: list[list[PlannedLeg]] = []
+    for leg in legs:
+        if parts and (parts[-1][0].position_idx, parts[-1][0].reduce_only) == (leg.position_idx, leg.reduce_only):
+            parts[-1].append(leg)
+        else:
+            parts.append([leg])
+    return parts
 
 
 @dataclass(frozen=True)
@@ -82,6 +118,9 @@ class Placement:
     position_idx: int  # 0 one-way; hedge: 1 long, 2 short
     row_size: Decimal  # signed size of that position row (hedge short negative), for the risk checks
     notes: list[str]
+    role: str = LegRole.OPEN
+    # Hedge mode: the order that opens the other side after this one closed it (docs/decisions/0318).
+    then: Placement | None = None
 
 
 class _TTLCache:
@@ -209,24 +248,75 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
         ),
         limits=limits,
     )
+    placement = _opening_risk_checked(placement, side=side, symbol=symbol, price=order_price, book=book,
+                                      limits=limits)  # fmt: skip
     max_qty = instrument.max_order_qty
     if decision.order_type == "Market" and instrument.max_market_order_qty:
         max_qty = min(max_qty, instrument.max_market_order_qty)
-    legs = legs_plan(
-        amount=amount,
-        qty=qty,
-        price=order_price,
-        qty_step=instrument.qty_step,
-        min_order_qty=instrument.min_order_qty,
-        min_notional=instrument.min_notional,
-        max_order_qty=max_qty,
-        max_single_order_size=settings.MAX_SINGLE_ORDER_SIZE,
-        splitting_enabled=settings.ENABLE_ORDER_SPLITTING,
-        symbol=symbol,
-    )
+    legs = _legs_for_parts(_parts(placement), amount=amount, requested_qty=quantity.qty, price=order_price,
+                           instrument=instrument, max_qty=max_qty, symbol=symbol)  # fmt: skip
+    notes = [*placement.notes, *(placement.then.notes if placement.then else [])]
     return OrderPlan(symbol=symbol, side=side, decision=decision, reference_price=reference.price, qty=qty,
-                     reduce_only=reduce_only, legs=legs, notes=placement.notes, position_idx=placement.position_idx,
+                     reduce_only=reduce_only, legs=legs, notes=notes, position_idx=placement.position_idx,
                      cancel_candidates=book.has_cancel_candidates)
+
+
+def _parts(placement: Placement) -> list[Placement]:
+    return [placement] if placement.then is None else [placement, placement.then]
+
+
+def _opening_risk_checked(placement: Placement, *, side, symbol, price, book, limits) -> Placement:
+    """The hedge opening order passes the risk limits on its own row, or is not sent.
+
+    The closing order is checked by the caller like any order (it only reduces, so it passes). The opening
+    one is checked as if the closed side were flat, which it is once the closing order has filled: its row
+    after the order is the symbol's whole position. When a limit refuses it, the closing order still goes
+    (cutting risk is always allowed) and the reason says what was not sent and why."""
+    opening = placement.then
+    if opening is None:
+        return placement
+    try:
+        risk_check(
+            order=RiskInput(symbol=symbol, side=side, qty=opening.qty, price=price, position_size=opening.row_size,
+                            exposure_other=book.exposure_other, available_balance=_available_balance()),
+            limits=limits,
+        )  # fmt: skip
+    except ValidationError as exc:
+        why = f"opening the {_hedge_names(placement)[2]} is refused ({'; '.join(exc.messages)})"
+        note = _cap_note(placement, opening.qty, why)
+        log.info("hedge_opening_refused", qty=str(opening.qty), reason=note)
+        return replace(placement, then=None, notes=[*placement.notes, note])
+    return placement
+
+
+def _legs_for_parts(parts: list[Placement], *, amount, requested_qty, price, instrument, max_qty,
+                    symbol) -> list[PlannedLeg]:  # fmt: skip
+    """Split each part on its own, from the share of ``amount`` its quantity stands for.
+
+    The amount asked for ``requested_qty``; what is sent may be less (capped to the position, or a hedge
+    remainder not sent). Part i stands for amount × (qty sent up to i) / requested_qty minus the parts before
+    it, so the shares add up to the amount exactly when everything is sent and nothing is rounded twice."""
+    legs: list[PlannedLeg] = []
+    sent = allocated = Decimal(0)
+    for part in parts:
+        sent += part.qty
+        share = amount if sent >= requested_qty else (amount * sent / requested_qty).quantize(ALLOCATION_QUANTUM)
+        part_amount, allocated = share - allocated, share
+        for leg in legs_plan(
+            amount=part_amount,
+            qty=part.qty,
+            price=price,
+            qty_step=instrument.qty_step,
+            min_order_qty=instrument.min_order_qty,
+            min_notional=instrument.min_notional,
+            max_order_qty=max_qty,
+            max_single_order_size=settings.MAX_SINGLE_ORDER_SIZE,
+            splitting_enabled=settings.ENABLE_ORDER_SPLITTING,
+            symbol=symbol,
+        ):
+            legs.append(PlannedLeg(leg=len(legs), qty=leg.qty, allocation_amount=leg.allocation_amount,
+                                   reduce_only=part.reduce_only, position_idx=part.position_idx, role=part.role))
+    return legs
 
 
 def _spread(signal: TradingSignal, ticker) -> Decimal | None:
@@ -242,19 +332,31 @@ def _placement(side, qty, category, sizes, instrument, symbol, price) -> Placeme
         return _hedge_rules(side, qty, _n(sizes[1]), _n(sizes[2]), instrument, symbol, price)
     position = _n(sizes[0])
     qty, reduce_only, notes = _apply_position_rules(side, qty, position, instrument, symbol, price)
-    return Placement(qty=qty, reduce_only=reduce_only, position_idx=0, row_size=position, notes=notes)
+    return Placement(qty=qty, reduce_only=reduce_only, position_idx=0, row_size=position, notes=notes,
+                     role=_one_way_role(side, qty, position, reduce_only))  # fmt: skip
+
+
+def _one_way_role(side, qty, position, reduce_only) -> str:
+    if reduce_only:
+        return LegRole.CLOSE
+    after = position + (qty if side == Side.BUY else -qty)
+    crosses = (position > 0 and after < 0) or (position < 0 and after > 0)
+    return LegRole.FLIP if crosses else LegRole.OPEN
 
 
 def _hedge_rules(side, qty, long, short, instrument, symbol, price) -> Placement:
     """Hedge mode (module docstring): close the other side first; open a short only with ALLOW_SHORT."""
     if side == Side.BUY:
         if short > 0:
-            capped, notes = _cap_hedge(qty, short, "short", "buy", instrument, symbol, price)
-            return Placement(qty=capped, reduce_only=True, position_idx=2, row_size=-short, notes=notes)
+            capped = _cap_hedge(qty, short, "short", "buy", instrument, symbol, price)
+            closing = Placement(qty=capped, reduce_only=True, position_idx=2, row_size=-short, notes=[],
+                                role=LegRole.CLOSE)  # fmt: skip
+            return _with_opening(closing, qty - capped, row_size=long, instrument=instrument, price=price)
         return Placement(qty=qty, reduce_only=False, position_idx=1, row_size=long, notes=[])
     if long > 0:
-        capped, notes = _cap_hedge(qty, long, "long", "sell", instrument, symbol, price)
-        return Placement(qty=capped, reduce_only=True, position_idx=1, row_size=long, notes=notes)
+        capped = _cap_hedge(qty, long, "long", "sell", instrument, symbol, price)
+        closing = Placement(qty=capped, reduce_only=True, position_idx=1, row_size=long, notes=[], role=LegRole.CLOSE)
+        return _with_opening(closing, qty - capped, row_size=-short, instrument=instrument, price=price)
     if not settings.ALLOW_SHORT:
         raise ValidationError(
             f"sell of {qty} {symbol} rejected: no long position to reduce (hedge mode, long 0, short {short}) "
@@ -263,9 +365,44 @@ def _hedge_rules(side, qty, long, short, instrument, symbol, price) -> Placement
     return Placement(qty=qty, reduce_only=False, position_idx=2, row_size=-short, notes=[])
 
 
-def _cap_hedge(qty, held, held_name, verb, instrument, symbol, price) -> tuple[Decimal, list[str]]:
+def _hedge_names(closing: Placement) -> tuple[str, str, str]:
+    """(verb, the side it closes, the side it opens) of a hedge closing order."""
+    return ("buy", "short", "long") if closing.position_idx == 2 else ("sell", "long", "short")
+
+
+def _cap_note(closing: Placement, remainder: Decimal, why: str) -> str:
+    verb, held, _ = _hedge_names(closing)
+    return (f"{verb} of {_n(closing.qty + remainder)} capped to the {held} position: {closing.qty} (hedge mode: "
+            f"a {verb} closes the {held} before it opens the other side); the remaining {remainder} is not sent: {why}")
+
+
+def _with_opening(closing: Placement, remainder: Decimal, *, row_size, instrument, price) -> Placement:
+    """The order that opens the other side with what is beyond the closed one, when the rules allow it.
+
+    A buy's remainder opens the long (positionIdx 1); a sell's opens the short (positionIdx 2), only with
+    ALLOW_SHORT. A remainder below the instrument minimums cannot be an order. When it is not sent, the
+    reason says why (the risk limits are checked later, by ``_opening_risk_checked``)."""
+    if remainder <= 0:
+        return closing
+    verb, held, other = _hedge_names(closing)
+    idx = 2 if other == "short" else 1
+    if other == "short" and not settings.ALLOW_SHORT:
+        why = "it would open a short and short selling is off (ALLOW_SHORT=false)"
+    elif remainder < instrument.min_order_qty or remainder * price < instrument.min_notional:
+        why = (f"it is below the minimum (min qty {instrument.min_order_qty}, min notional "
+               f"{instrument.min_notional} USDT)")  # fmt: skip
+    else:
+        note = (f"hedge mode: {verb} of {_n(closing.qty + remainder)} sent as two orders, {closing.qty} closing the "
+                f"{held} (positionIdx {closing.position_idx}) and {remainder} opening the {other} "
+                f"(positionIdx {idx})")  # fmt: skip
+        opening = Placement(qty=remainder, reduce_only=False, position_idx=idx, row_size=row_size, notes=[note])
+        return replace(closing, then=opening)
+    return replace(closing, notes=[*closing.notes, _cap_note(closing, remainder, why)])
+
+
+def _cap_hedge(qty, held, held_name, verb, instrument, symbol, price) -> Decimal:
     if qty <= held:
-        return qty, []
+        return qty
     capped = qc.quantity_cap_to_position(qty=qty, long_size=held, qty_step=instrument.qty_step)
     if capped < instrument.min_order_qty or capped * price < instrument.min_notional:
         raise ValidationError(
@@ -273,8 +410,7 @@ def _cap_hedge(qty, held, held_name, verb, instrument, symbol, price) -> tuple[D
             f"(min qty {instrument.min_order_qty}, min notional {instrument.min_notional} USDT)"
         )
     log.info("hedge_order_capped", verb=verb, requested_qty=str(qty), capped_qty=str(capped), position=str(held))
-    return capped, [f"{verb} of {qty} capped to the {held_name} position: {capped} (hedge mode: a {verb} closes "
-                    f"the {held_name} before it opens the other side; the remaining {qty - capped} is not sent)"]
+    return capped
 
 
 def _apply_position_rules(side, qty, position, instrument, symbol, price) -> tuple[Decimal, bool, list[str]]:

@@ -192,15 +192,18 @@ def _orders_create(signal: TradingSignal, plan: OrderPlan) -> list[Order]:
                 qty=leg.qty,
                 price=plan.decision.price,
                 post_only=plan.decision.post_only,
-                reduce_only=plan.reduce_only,
-                position_idx=plan.position_idx,
+                reduce_only=leg.reduce_only,
+                position_idx=leg.position_idx,
                 leg=leg.leg,
                 status=OrderStatus.PENDING_SUBMIT,
                 is_dry_run=settings.ENABLE_DRY_RUN,
                 strategy_id=signal.strategy_id,
                 trace_id=signal.trace_id,
             )
-            SignalOrderRelationship.objects.create(signal=signal, order=order, allocation_amount=leg.allocation_amount)
+            # The allocation is the share of the amount this leg's sent quantity stands for; the role says
+            # whether it closes, opens or flips (a hedge remainder is a second, opening order; decision 0318).
+            SignalOrderRelationship.objects.create(signal=signal, order=order, allocation_amount=leg.allocation_amount,
+                                                   role=leg.role)  # fmt: skip
             orders.append(order)
     return orders
 

@@ -35,11 +35,12 @@ def test_list_filters_by_symbol_status_side_and_period(client):
 
 
 def test_list_filters_by_signal_and_strategy(client):
-    link = SignalOrderRelationshipFactory(order=OrderFactory(strategy_id="momentum_v1"))
+    link = SignalOrderRelationshipFactory(order=OrderFactory(strategy_id="momentum_v1"), role="open")
     OrderFactory(strategy_id="other")
     by_signal = client.get("/api/orders/", {"signal_id": str(link.signal.signal_id)}).json()["results"]
     assert [r["order_link_id"] for r in by_signal] == [link.order.order_link_id]
     assert by_signal[0]["signals"][0]["signal_id"] == str(link.signal.signal_id)
+    assert by_signal[0]["signals"][0]["role"] == "open"
     by_strategy = client.get("/api/orders/", {"strategy": "momentum_v1"}).json()["results"]
     assert [r["order_link_id"] for r in by_strategy] == [link.order.order_link_id]
 

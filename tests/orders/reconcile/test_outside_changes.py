@@ -194,7 +194,9 @@ def test_when_executions_cannot_be_fetched_a_difference_is_not_judged(sim):
     assert not RiskLimit.objects.filter(symbol="BTCUSDT").exists(), "no halt on a guess"
     assert not Execution.objects.filter(source="adjust").exists()
     order.refresh_from_db()
-    assert order.status == OrderStatus.FILLED  # the order's own state came from the order lookup
+    # The order is not judged either: its fills could not be fetched (test_unfetched_executions.py).
+    assert order.status == OrderStatus.NEW
+    assert not run.discrepancies.get(order_link_id=order.order_link_id).resolved
 
     sim.state.faults.update({"server_error": 0.0, "paths": []})
     assert reconcile(trigger="command").status == ReconciliationRun.Status.SUCCEEDED

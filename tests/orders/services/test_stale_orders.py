@@ -30,6 +30,7 @@ def _exchange_status(link: str) -> str:
 
 def test_sweep_cancels_old_open_orders_with_reason_stale(bybit_settings, simulator, settings):
     settings.CANCEL_STALE_ORDER_TIMEOUT = 600
+    settings.CANCEL_PARTIALLY_FILLED_ORDERS = True
     old = _resting("stale-old", age=timedelta(minutes=11))
     partial = _resting("stale-partial", age=timedelta(hours=2))
     httpx.post(simulator.url + "/sim/fill", json={"orderLinkId": "stale-partial", "qty": "0.004"}).raise_for_status()
@@ -50,6 +51,26 @@ def test_sweep_cancels_old_open_orders_with_reason_stale(bybit_settings, simulat
     external.refresh_from_db()
     assert fresh.status == OrderStatus.NEW and _exchange_status("stale-fresh") == "New"
     assert external.status == OrderStatus.NEW
+
+
+def test_sweep_keeps_partially_filled_orders_unless_configured(bybit_settings, simulator, settings):
+    # Design notes: partially filled orders are not cancelled unless CANCEL_PARTIALLY_FILLED_ORDERS.
+    settings.CANCEL_STALE_ORDER_TIMEOUT = 600
+    settings.CANCEL_PARTIALLY_FILLED_ORDERS = False
+    old = _resting("keep-old", age=timedelta(minutes=11))
+    partial = _resting("keep-partial", age=timedelta(hours=2))
+    httpx.post(simulator.url + "/sim/fill", json={"orderLinkId": "keep-partial", "qty": "0.004"}).raise_for_status()
+    Order.objects.filter(pk=partial.pk).update(status=OrderStatus.PARTIALLY_FILLED, filled_qty=D("0.004"))
+    assert list(orders_stale()) == [old]
+
+    result = orders_sweep_stale()
+
+    assert (result.checked, result.cancelled) == (1, 1)
+    old.refresh_from_db()
+    partial.refresh_from_db()
+    assert (old.status, old.cancel_reason) == (OrderStatus.PENDING_CANCEL, "stale")
+    assert (partial.status, partial.cancel_reason) == (OrderStatus.PARTIALLY_FILLED, "")
+    assert _exchange_status("keep-partial") == "PartiallyFilled"
 
 
 def test_age_counts_from_creation_when_never_submitted(settings):

@@ -27,11 +27,11 @@ def test_list_filters_by_status_and_symbol(client):
 
 
 def test_detail_has_payload_and_the_orders_it_produced(client):
-    link = SignalOrderRelationshipFactory()
+    link = SignalOrderRelationshipFactory(role="close")
     body = client.get(f"/api/signals/{link.signal.signal_id}/").json()
     assert body["raw_payload"]["signal_id"] == str(link.signal.signal_id)
-    assert [(o["order_link_id"], o["allocation_amount"]) for o in body["orders"]] == [
-        (link.order.order_link_id, "640")
+    assert [(o["order_link_id"], o["allocation_amount"], o["role"]) for o in body["orders"]] == [
+        (link.order.order_link_id, "640", "close")
     ]
 
 

@@ -6,7 +6,7 @@ from decimal import Decimal as D
 import pytest
 import structlog
 
-from orders.models import Order, OrderStatus, RiskLimit, SignalOrderRelationship
+from orders.models import LegRole, Order, OrderStatus, RiskLimit, SignalOrderRelationship
 from orders.services.order_executor import order_link_id_for
 from signals_app.models import SignalStatus, TradingSignal
 from signals_app.services.intake import signal_intake
@@ -129,6 +129,40 @@ def test_large_amount_is_split_into_legs_with_allocations(pipeline, simulator):
                                                   for i in range(3)]
     assert sum(link.allocation_amount for link in SignalOrderRelationship.objects.all()) == D("2600")
     assert set(sim_orders(simulator)) == {o.order_link_id for o in orders}
+
+
+def _links(signal) -> list[tuple]:
+    links = SignalOrderRelationship.objects.filter(signal=signal).select_related("order").order_by("order__leg")
+    return [(x.order.qty, x.allocation_amount, x.role) for x in links]
+
+
+def test_a_capped_sell_is_allocated_and_split_from_what_is_sent(pipeline, simulator):
+    pipeline.ENABLE_ORDER_SPLITTING = True
+    pipeline.MAX_SINGLE_ORDER_SIZE = D("1000")
+    simulator.engine.create_order({"category": "linear", "symbol": "ETHUSDT", "side": "Buy", "orderType": "Market",
+                                   "qty": "0.5"})
+    PositionFactory(symbol="ETHUSDT", size=D("0.5"), avg_entry_price=D("3500"))
+    # 3500 USDT asks for 1.0 ETH; ALLOW_SHORT=false caps it to the 0.5 long: 1750 USDT sent, 2 legs, not 4.
+    signal = run(intake(signal_type="sell", asset="ETHUSDT", amount="3500", metadata={"urgency": True}))
+    assert signal.status == SignalStatus.EXECUTED, signal.reason
+    assert _links(signal) == [(D("0.25"), D("875"), LegRole.CLOSE), (D("0.25"), D("875"), LegRole.CLOSE)]
+    assert "in 2 legs" in signal.reason and "capped to the long position: 0.5" in signal.reason
+    assert simulator.engine.positions[("ETHUSDT", 0)].size == 0
+
+
+@pytest.mark.parametrize(("held", "signal_type"), [("Sell", "buy"), ("Buy", "sell")])
+def test_one_way_a_signal_beyond_the_position_flips_it_in_one_order(pipeline, simulator, held, signal_type):
+    pipeline.ALLOW_SHORT = True
+    simulator.engine.create_order({"category": "linear", "symbol": "ETHUSDT", "side": held, "orderType": "Market",
+                                   "qty": "0.1"})
+    PositionFactory(symbol="ETHUSDT", size=D("-0.1") if held == "Sell" else D("0.1"), avg_entry_price=D("3500"))
+    signal = run(intake(signal_type=signal_type, asset="ETHUSDT", amount="700", metadata={"urgency": True}))
+    assert signal.status == SignalStatus.EXECUTED, signal.reason
+    order = Order.objects.get()
+    assert (order.qty, order.reduce_only, order.position_idx) == (D("0.2"), False, 0)
+    assert _links(signal) == [(D("0.2"), D("700"), LegRole.FLIP)]
+    position = simulator.engine.positions[("ETHUSDT", 0)]
+    assert position.size == D("0.1") and position.side == ("Buy" if signal_type == "buy" else "Sell")
 
 
 def test_dry_run_records_orders_and_sends_nothing(pipeline, simulator):
