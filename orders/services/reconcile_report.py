@@ -32,6 +32,7 @@ class Kind:
     POSITION_ENTRY_PRICE = "position_entry_price"
     POSITION_UNKNOWN = "position_unknown"
     LOOKUP_FAILED = "exchange_lookup_failed"
+    EXECUTION_REFUSED = "execution_refused"  # the exchange sent an execution we cannot book as it is
     SYMBOL_HALTED = "symbol_reduce_only"
 
 
