@@ -511,7 +511,7 @@ def _orders_refresh_fills(orders: list[Order]) -> None:
         row = totals.get(order.pk) or {}
         qty = row.get("qty") or Decimal(0)
         if qty < order.filled_qty:
-            log.info("order_fills_behind_event", order_link_id=order.order_link_id, executions=str(qty))
+            log.info("order_fills_behind_event", order_link_id=order.order_link_id, executions=qty)
             continue
         before = order.status
         _set_fills(order, qty=qty, value=row.get("value") or Decimal(0), fees=row.get("fees") or Decimal(0), avg=None)
@@ -527,7 +527,7 @@ def _set_fills(order: Order, *, qty: Decimal, value: Decimal, fees: Decimal, avg
     if qty > order.qty:
         # The exchange filled more than we asked for: the order was amended
         # elsewhere. Keep the fills (they happened) and say so loudly.
-        log.error("order_overfilled", order_link_id=order.order_link_id, qty=str(order.qty), filled=str(qty))
+        log.error("order_overfilled", order_link_id=order.order_link_id, qty=order.qty, filled=qty)
         order.qty = qty
     order.filled_qty = qty
     order.cum_exec_value = value

@@ -278,7 +278,7 @@ def _cap_hedge(qty, held, held_name, verb, instrument, symbol, price) -> tuple[D
             f"{verb} of {qty} {symbol} capped to the {held_name} position {held} gives {capped}, below the minimum "
             f"(min qty {instrument.min_order_qty}, min notional {instrument.min_notional} USDT)"
         )
-    log.info("hedge_order_capped", verb=verb, requested_qty=str(qty), capped_qty=str(capped), position=str(held))
+    log.info("hedge_order_capped", verb=verb, requested_qty=qty, capped_qty=capped, position=held)
     return capped, [f"{verb} of {qty} capped to the {held_name} position: {capped} (hedge mode: a {verb} closes "
                     f"the {held_name} before it opens the other side; the remaining {qty - capped} is not sent)"]
 
@@ -311,5 +311,5 @@ def _apply_position_rules(side, qty, position, instrument, symbol, price) -> tup
         )
     notes.append(f"sell of {qty_text(qty, step)} capped to the long position: {qty_text(capped, step)} "
                  "(ALLOW_SHORT=false)")
-    log.info("sell_capped_to_position", requested_qty=str(qty), capped_qty=str(capped), position=str(position))
+    log.info("sell_capped_to_position", requested_qty=qty, capped_qty=capped, position=position)
     return capped, True, notes

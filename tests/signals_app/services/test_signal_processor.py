@@ -310,7 +310,7 @@ def test_the_reason_shows_qty_and_price_as_the_exchange_does(pipeline, simulator
     assert "E+" not in signal.reason and "E-" not in signal.reason
 
 
-def test_a_capped_sell_names_the_position_at_the_qty_step(pipeline, simulator):
+def test_a_capped_sell_names_the_position_at_the_qty_step(pipeline, simulator, caplog):
     simulator.engine.create_order({"category": "linear", "symbol": "ETHUSDT", "side": "Buy", "orderType": "Market",
                                    "qty": "0.05"})
     PositionFactory(symbol="ETHUSDT", size=D("0.05"), avg_entry_price=D("3500"))  # read back with 18 places
@@ -318,3 +318,7 @@ def test_a_capped_sell_names_the_position_at_the_qty_step(pipeline, simulator):
     assert signal.status == SignalStatus.EXECUTED, signal.reason
     assert "sell of 0.20 capped to the long position: 0.05 (ALLOW_SHORT=false)" in signal.reason, signal.reason
     assert "000000" not in signal.reason
+    # Logs too: decimals as plain text, not the column's 0.050000000000000000 or a Decimal repr.
+    [logged] = [r.msg for r in caplog.records
+                if isinstance(r.msg, dict) and r.msg["event"] == "sell_capped_to_position"]  # fmt: skip
+    assert (logged["requested_qty"], logged["capped_qty"], logged["position"]) == ("0.2", "0.05", "0.05")
