@@ -35,7 +35,7 @@ from django.db import InterfaceError, OperationalError, connection
 
 from exchange.bybit.events import parse_private_message
 from exchange.bybit.types import MalformedPayload
-from orders.services.fills import FillRefused, MessageOutcome, private_message_apply
+from orders.services.fills import FillRefused, MessageOutcome, message_check, private_message_apply
 
 log = structlog.get_logger(__name__)
 
@@ -139,6 +139,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             await self._error(str(exc), message_id=message_id)
             return
         try:
+            # Checked here (no database) before anything else happens to the message; the apply checks again.
+            message_check(message)
             outcome = await sync_to_async(apply_with_retry, thread_sensitive=False)(message)
         except FillRefused as exc:  # an item that cannot be stored as it is: nothing of the message was applied
             log.warning("gateway_message_refused", error=str(exc), message_id=message_id, raw=_clip(raw))
