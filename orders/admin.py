@@ -27,6 +27,7 @@ from ordermanager.core.admin_tools import (
     money,
     pretty_json,
     status_badge,
+    usdt,
 )
 from ordermanager.core.exceptions import ApplicationError
 from ordermanager.core.models import AuditEntry
@@ -189,7 +190,7 @@ class OrderAdmin(ReadOnlyAdmin):
 
     @admin.display(description="fees")
     def fees_col(self, obj):
-        return money(obj.fees)
+        return usdt(obj.fees)
 
     @admin.display(description="signal")
     def signal_col(self, obj):
@@ -320,7 +321,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="fee")
     def fee_col(self, obj):
-        return money(obj.exec_fee)
+        return usdt(obj.exec_fee)
 
     @admin.display(description="order")
     def order_col(self, obj):
@@ -412,7 +413,7 @@ class RiskLimitAdmin(admin.ModelAdmin):
 
     @admin.display(description="max exposure (USDT)")
     def max_exposure_col(self, obj):
-        return money(obj.max_exposure)
+        return usdt(obj.max_exposure)
 
     def save_model(self, request, obj, form, change):
         from orders.services.risk_limit_changes import EDITABLE_FIELDS, risk_limit_create, risk_limit_update

@@ -12,8 +12,11 @@ Protocol
   4408 no auth in time. The handshake is always accepted first so the client
   sees the code and reason, not a bare HTTP 403.
 - ``{"op": "ping"}`` → ``{"op": "pong"}``. A malformed frame, or a message that
-  cannot be applied, is logged and answered ``{"op": "error", "error": "...",
-  "id": <message id or null>}``; the connection stays up.
+  cannot be applied, is logged (with its raw text) and answered ``{"op": "error",
+  "error": "...", "id": <message id or null>}``; the connection stays up. An item
+  lacking a field its kind needs (execQty, execPrice, execTime; side for a trade),
+  a decimal not in JSON notation, or an id longer than its column refuses the
+  whole message, and the error names the item and the field.
 - Nothing else is sent: the gateway need not read from the socket.
 """
 
@@ -32,7 +35,7 @@ from django.db import InterfaceError, OperationalError, connection
 
 from exchange.bybit.events import parse_private_message
 from exchange.bybit.types import MalformedPayload
-from orders.services.fills import MessageOutcome, private_message_apply
+from orders.services.fills import FillRefused, MessageOutcome, message_check, private_message_apply
 
 log = structlog.get_logger(__name__)
 
@@ -136,7 +139,13 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             await self._error(str(exc), message_id=message_id)
             return
         try:
+            # Checked here (no database) before anything else happens to the message; the apply checks again.
+            message_check(message)
             outcome = await sync_to_async(apply_with_retry, thread_sensitive=False)(message)
+        except FillRefused as exc:  # an item that cannot be stored as it is: nothing of the message was applied
+            log.warning("gateway_message_refused", error=str(exc), message_id=message_id, raw=_clip(raw))
+            await self._error(str(exc), message_id=message_id)
+            return
         except Exception as exc:  # one bad message must not take the feed down; REST backfill recovers it
             log.exception("gateway_message_failed", message_id=message_id, topic=message.topic, raw=_clip(raw))
             await self._error(

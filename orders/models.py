@@ -3,6 +3,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from ordermanager.core.fields import money_field
+from ordermanager.core.formatting import money_text, number_text
 
 
 class OrderStatus(models.TextChoices):
@@ -128,7 +129,7 @@ class Order(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.order_link_id} {self.side} {self.qty} {self.symbol} ({self.status})"
+        return f"{self.order_link_id} {self.side} {number_text(self.qty)} {self.symbol} ({self.status})"
 
     @property
     def is_active(self) -> bool:
@@ -166,7 +167,7 @@ class SignalOrderRelationship(models.Model):
         indexes = [models.Index(fields=["signal"], name="sor_signal")]
 
     def __str__(self) -> str:
-        return f"signal {self.signal_id} → order {self.order_id} ({self.allocation_amount})"
+        return f"signal {self.signal_id} → order {self.order_id} ({money_text(self.allocation_amount)} USDT)"
 
 
 class ExecType(models.TextChoices):
@@ -221,7 +222,8 @@ class Execution(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.exec_type} {self.side} {self.exec_qty}@{self.exec_price} {self.symbol}"
+        return (f"{self.exec_type} {self.side} {number_text(self.exec_qty)}@{number_text(self.exec_price)} "
+                f"{self.symbol}")
 
 
 class RiskLimit(models.Model):

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from ordermanager.core.decimals import plain_decimal
 from orders.models import Discrepancy, ReconciliationRun
 
 
@@ -32,13 +33,15 @@ class Kind:
     POSITION_ENTRY_PRICE = "position_entry_price"
     POSITION_UNKNOWN = "position_unknown"
     LOOKUP_FAILED = "exchange_lookup_failed"
+    EXECUTION_REFUSED = "execution_refused"  # the exchange sent an execution we cannot book as it is
     SYMBOL_HALTED = "symbol_reduce_only"
 
 
 def plain(value: Any) -> Any:
-    """JSON-safe and exact: Decimals as strings (never floats), dates ISO, containers recursively."""
+    """JSON-safe and exact: Decimals as plain strings (never floats, never ``2E+2`` or the column's
+    18 padding zeros: the admin shows these), dates ISO, containers recursively."""
     if isinstance(value, Decimal):
-        return str(value)
+        return plain_decimal(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, dict):

@@ -39,6 +39,7 @@ import structlog
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from ordermanager.core.formatting import money_text, price_text, qty_text
 from orders.models import LegRole, Side
 from orders.services import quantity_calculator as qc
 from orders.services.order_type_selector import OrderTypeDecision, TypeRules, order_type_select
@@ -84,18 +85,22 @@ class OrderPlan:
     position_idx: int = 0  # of the first part
     # False when the symbol has no open order a new signal could cancel: the cancel step is skipped.
     cancel_candidates: bool = True
+    # The instrument's steps, so the summary shows the qty and price as the exchange does (1.300, not 1.3E+0).
+    qty_step: Decimal | None = None
+    tick_size: Decimal | None = None
 
     def summary(self) -> str:
         return " + ".join(self._part_summary(legs) for legs in _parts_of(self.legs))
 
     def _part_summary(self, legs: list[PlannedLeg]) -> str:
         first = legs[0]
-        price = "" if self.decision.price is None else f" @ {self.decision.price}"
+        price = "" if self.decision.price is None else f" @ {price_text(self.decision.price, self.tick_size)}"
         count = f" in {len(legs)} legs" if len(legs) > 1 else ""
         ro = " reduce-only" if first.reduce_only else ""
         idx = f" (hedge positionIdx {first.position_idx})" if first.position_idx else ""
-        qty = self.qty if first.leg == 0 else _n(sum((leg.qty for leg in legs), Decimal(0)))
-        return f"{self.decision.order_type} {self.side} {qty} {self.symbol}{price}{ro}{idx}{count}"
+        qty = self.qty if first.leg == 0 else sum((leg.qty for leg in legs), Decimal(0))
+        qty_shown = qty_text(qty, self.qty_step)
+        return f"{self.decision.order_type} {self.side} {qty_shown} {self.symbol}{price}{ro}{idx}{count}"
 
 
 def _parts_of(legs: list[PlannedLeg]) -> list[list[PlannedLeg]]:
@@ -258,7 +263,8 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
     notes = [*placement.notes, *(placement.then.notes if placement.then else [])]
     return OrderPlan(symbol=symbol, side=side, decision=decision, reference_price=reference.price, qty=qty,
                      reduce_only=reduce_only, legs=legs, notes=notes, position_idx=placement.position_idx,
-                     cancel_candidates=book.has_cancel_candidates)
+                     cancel_candidates=book.has_cancel_candidates, qty_step=instrument.qty_step,
+                     tick_size=instrument.tick_size)
 
 
 def _parts(placement: Placement) -> list[Placement]:
@@ -420,9 +426,10 @@ def _apply_position_rules(side, qty, position, instrument, symbol, price) -> tup
         # A buy that only shrinks a short is sent reduce-only, like a sell against a long.
         return qty, position < 0 and qty <= -position, notes
     if position <= 0 and not settings.ALLOW_SHORT:
+        step = instrument.qty_step
         raise ValidationError(
-            f"sell of {qty} {symbol} rejected: no long position to reduce (position {position}) "
-            f"and short selling is off (ALLOW_SHORT=false)"
+            f"sell of {qty_text(qty, step)} {symbol} rejected: no long position to reduce "
+            f"(position {qty_text(position, step)}) and short selling is off (ALLOW_SHORT=false)"
         )
     if position <= 0:
         return qty, False, notes
@@ -431,11 +438,14 @@ def _apply_position_rules(side, qty, position, instrument, symbol, price) -> tup
     if settings.ALLOW_SHORT:
         return qty, False, notes
     capped = qc.quantity_cap_to_position(qty=qty, long_size=position, qty_step=instrument.qty_step)
+    step = instrument.qty_step
     if capped < instrument.min_order_qty or capped * price < instrument.min_notional:
         raise ValidationError(
-            f"sell of {qty} {symbol} capped to the long position {position} gives {capped}, below the minimum "
-            f"(min qty {instrument.min_order_qty}, min notional {instrument.min_notional} USDT)"
+            f"sell of {qty_text(qty, step)} {symbol} capped to the long position {qty_text(position, step)} gives "
+            f"{qty_text(capped, step)}, below the minimum (min qty {qty_text(instrument.min_order_qty, step)}, "
+            f"min notional {money_text(instrument.min_notional)} USDT)"
         )
-    notes.append(f"sell of {qty} capped to the long position: {capped} (ALLOW_SHORT=false)")
-    log.info("sell_capped_to_position", requested_qty=str(qty), capped_qty=str(capped), position=str(position))
+    notes.append(f"sell of {qty_text(qty, step)} capped to the long position: {qty_text(capped, step)} "
+                 "(ALLOW_SHORT=false)")
+    log.info("sell_capped_to_position", requested_qty=qty, capped_qty=capped, position=position)
     return capped, True, notes
