@@ -163,3 +163,40 @@ class engine_lock:  # noqa: N801 - a tiny context manager used like a function
 
     def __exit__(self, *exc):
         self.engine.lock.release()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_gateway_reconnect_marks_active_symbols_and_the_pass_backfills_them(sim, settings):
+    from orders import consumers
+    from tests.orders.test_consumers import KEY, communicator, run
+
+    settings.WS_GATEWAY_API_KEY = KEY
+    consumers.CONNECTIONS.__init__()
+    consumers.CONNECTIONS.ever = True  # this process already had a gateway connection
+    engine = sim.engine
+    stream = Stream(engine)
+    order = place(price="64000", qty="0.010")
+    stream.pump()
+
+    async def connect_and_leave():
+        ws = communicator()
+        await ws.connect()
+        await ws.send_json_to({"op": "ping"})
+        await ws.receive_json_from()
+        await ws.disconnect()
+
+    run(connect_and_leave)
+    assert not BackfillMark.objects.exists()  # a connection that was never lost asks for nothing
+    stream.stop()
+    engine.set_price("BTCUSDT", "63900")  # fills while the gateway is away: its events never reach us
+    run(connect_and_leave)  # the gateway comes back
+
+    mark = BackfillMark.objects.get()
+    assert mark.symbol == ALL_ACTIVE and "reconnected" in mark.reason
+    result = rc.inflight_pass()
+
+    assert ("linear", "BTCUSDT") in result.suspects
+    assert books_differences(engine) == []
+    order.refresh_from_db()
+    assert order.status == OrderStatus.FILLED
+    assert not BackfillMark.objects.exists()
