@@ -33,7 +33,7 @@ from datetime import timedelta
 import structlog
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from orders.models import ACTIVE_STATUSES, STATUS_RANK, Order, OrderStatus, ReconcileLease, ReconciliationRun
@@ -44,7 +44,6 @@ log = structlog.get_logger(__name__)
 
 LIGHT = "light"
 INFLIGHT = "inflight"
-QUIET_STATUSES = (OrderStatus.PENDING_SUBMIT, OrderStatus.PENDING_CANCEL, OrderStatus.NEW)
 # Individual lookups per pass (each one or two REST calls); the light listing covers the rest.
 MAX_LOOKUPS = 10
 # A quiet order the exchange confirmed is not looked up again before this (doubling up to the cap).
@@ -224,9 +223,15 @@ _confirmed_lock = threading.Lock()
 
 
 def _quiet_orders(t0) -> list[Order]:
+    """Orders in flight with no event for RECONCILE_INFLIGHT_SECONDS. A resting ``new`` order is quiet by
+    nature: it is looked up when it turns quiet, then left to the light pass's listing (which sees every
+    open order in one request) instead of being asked about one by one for as long as it rests."""
     before = t0 - timedelta(seconds=settings.RECONCILE_INFLIGHT_SECONDS)
-    return list(Order.objects.filter(status__in=QUIET_STATUSES, updated_at__lt=before, is_dry_run=False)
-                .order_by("updated_at")[:200])  # fmt: skip
+    quiet = Q(status__in=(OrderStatus.PENDING_SUBMIT, OrderStatus.PENDING_CANCEL), updated_at__lt=before)
+    new = Q(status=OrderStatus.NEW, updated_at__lt=before)
+    if settings.RECONCILE_LIGHT_INTERVAL:
+        new &= Q(updated_at__gte=before - timedelta(seconds=max(2 * settings.RECONCILE_LIGHT_INTERVAL, 60)))
+    return list(Order.objects.filter(quiet | new, is_dry_run=False).order_by("updated_at")[:200])
 
 
 def _inflight_work_exists() -> bool:

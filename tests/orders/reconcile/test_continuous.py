@@ -125,6 +125,16 @@ def test_a_quiet_order_the_exchange_confirms_is_not_looked_up_every_pass(sim):
     assert not rc._inflight_work_exists()
 
 
+def test_a_long_resting_order_is_left_to_the_light_listing(sim):
+    stream = Stream(sim.engine)
+    order = place(price="60000", qty="0.010")
+    stream.pump()
+    backdate(order, 3600)  # rests for an hour: it was looked up when it turned quiet
+
+    assert rc.inflight_pass().lookups == 0
+    assert rc.light_pass().suspects == {}  # the listing (one request for all) says it is still open
+
+
 def test_marked_symbols_get_a_targeted_backfill_and_the_mark_goes(sim):
     engine = sim.engine
     stream = Stream(engine)
