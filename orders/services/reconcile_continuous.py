@@ -252,6 +252,10 @@ def _recently_confirmed(order: Order, now) -> bool:
 def _lookup_quiet(client, t0, suspects: dict[Key, str]) -> int:
     """Look up quiet in-flight orders by orderLinkId (symbols already suspect need no lookup)."""
     lookups = 0
+    with _confirmed_lock:
+        if len(_confirmed) > 5000:  # forget orders whose next look is due anyway (keeps the memo small)
+            for pk in [pk for pk, seen in _confirmed.items() if seen[1] <= t0]:
+                del _confirmed[pk]
     for order in _quiet_orders(t0):
         key = (order.category, order.symbol)
         with _confirmed_lock:
@@ -268,11 +272,13 @@ def _lookup_quiet(client, t0, suspects: dict[Key, str]) -> int:
         elif status_of(info) != order.status or info.cum_exec_qty != order.filled_qty:
             suspects[key] = f"order {order.order_link_id} {order.status} with no event for {quiet_for} s: " \
                             f"{info.order_status} {info.cum_exec_qty} on the exchange"
-        else:
-            with _confirmed_lock:
-                previous = _confirmed.get(order.pk)
-                delay = min(previous[2] * 2, RECHECK_CAP) if previous else RECHECK_START
-                _confirmed[order.pk] = (order.status, t0 + delay, delay)
+        # Not asked again about soon while its status stays the same, whatever the answer: an order the
+        # targeted run leaves as it is (e.g. held until its outcome is known) must not cost a run per pass.
+        with _confirmed_lock:
+            previous = _confirmed.get(order.pk)
+            same = previous is not None and previous[0] == order.status
+            delay = min(previous[2] * 2, RECHECK_CAP) if same else RECHECK_START
+            _confirmed[order.pk] = (order.status, t0 + delay, delay)
     return lookups
 
 
