@@ -33,7 +33,7 @@ def _child_env(private_pg, simulator) -> dict:
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "ordermanager.settings.base",
-        "DATABASE_URL": private_pg.url("om_startup"),
+        "DATABASE_URL": private_pg.url("om_startup") if private_pg else "",
         "SIGNAL_BROKER_URL": "",
         "BYBIT_ENV": "simulator",
         "BYBIT_BASE_URL": simulator.url,
@@ -89,3 +89,34 @@ def test_wait_for_services_command_returns_once_the_database_answers(private_pg,
     assert code == 0, log_path.read_text()
     assert "services ready" in log_path.read_text()
 
+
+
+def test_consume_signals_waits_for_the_broker_before_anything_else_and_stops_on_sigterm(simulator, tmp_path):
+    import signal
+    import socket
+
+    from orders.models import ReconciliationRun
+    from tests.signals_app.e2e.harness import database_url
+
+    with socket.socket() as s:  # a port nobody listens on: the broker is "down"
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**_child_env(None, simulator), "DATABASE_URL": database_url(),
+           "SIGNAL_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{port}//"}  # fmt: skip
+    log_path = tmp_path / "consume.log"
+    with open(log_path, "wb") as log:
+        child = subprocess.Popen([sys.executable, "manage.py", "consume_signals"], cwd=ROOT, env=env, stdout=log,
+                                 stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        _wait_for(lambda: "service=broker" in log_path.read_text(), timeout=60, what="a broker wait line")
+        assert child.poll() is None
+        child.send_signal(signal.SIGTERM)
+        code = child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    out = log_path.read_text()
+    assert code == 0, out
+    assert "Traceback" not in out
+    assert not ReconciliationRun.objects.exists()  # nothing was decided or reconciled while it waited
