@@ -513,7 +513,7 @@ class ReconcileForm(forms.Form):
 class ReconciliationRunAdmin(ReadOnlyAdmin):
     list_display = (
         "id", "status_col", "trigger", "started_by", "symbol", "dry_run", "started_at", "finished_at", "checked",
-        "updated", "backfilled", "external", "failed",
+        "updated", "backfilled", "external", "failed", "passes", "last_pass_at",
     )  # fmt: skip
     list_filter = ("status", "trigger", "dry_run", ("started_at", admin.DateFieldListFilter))
     list_select_related = ("started_by",)

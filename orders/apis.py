@@ -336,7 +336,7 @@ class ReconciliationRunOutput(OutputModelSerializer):
         ref_name = "ReconciliationRun"
         fields = [
             "id", "trigger", "started_by", "status", "symbol", "dry_run", "started_at", "finished_at", "checked",
-            "updated", "backfilled", "external", "failed", "error",
+            "updated", "backfilled", "external", "failed", "error", "passes", "last_pass_at",
         ]  # fmt: skip
 
 

@@ -271,6 +271,7 @@ class ReconciliationRun(models.Model):
         ADMIN = "admin"
         API = "api"
         SCHEDULE = "schedule"
+        LIGHT = "light", "Continuous (light pass)"
 
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
     started_by = models.ForeignKey(
@@ -287,6 +288,10 @@ class ReconciliationRun(models.Model):
     external = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # Continuous reconciliation rolls passes that found nothing into one row (docs/decisions/0606):
+    # ``passes`` counts them and ``last_pass_at`` is the latest; any other run is one pass.
+    passes = models.PositiveIntegerField(default=1)
+    last_pass_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         permissions = [("run_reconciliation", "Can run reconciliation")]
@@ -311,3 +316,33 @@ class Discrepancy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.symbol} {self.order_link_id}".strip()
+
+
+class BackfillMark(models.Model):
+    """A symbol whose private events may have been missed (gateway reconnect, a message that could
+    not be stored, a backlog past its bound): continuous reconciliation runs a targeted backfill of
+    it and removes the mark (docs/decisions/0606)."""
+
+    category = models.CharField(max_length=10, default="linear")
+    symbol = models.CharField(max_length=30)
+    reason = models.CharField(max_length=200, blank=True)
+    requested_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["category", "symbol"], name="backfill_mark_unique")]
+
+    def __str__(self) -> str:
+        return f"backfill {self.category} {self.symbol}"
+
+
+class ReconcileLease(models.Model):
+    """When each continuous pass is next due. A process runs a pass only if it moved ``due_at``
+    forward with a conditional UPDATE, so any number of processes share one schedule."""
+
+    name = models.CharField(max_length=20, primary_key=True)
+    due_at = models.DateTimeField()
+    # Light pass: every execution before this time is known to be booked (its next pull starts here).
+    covered_to = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} due {self.due_at:%H:%M:%S}"

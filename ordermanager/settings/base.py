@@ -284,6 +284,20 @@ PENDING_SUBMIT_RETRY_WINDOW = env_int("PENDING_SUBMIT_RETRY_WINDOW", 60, minimum
 # Pause between the comparisons that must agree before a position difference is judged.
 RECONCILE_SETTLE_SECONDS = env_float_seconds("RECONCILE_SETTLE_SECONDS", "1.0")
 RECONCILE_INTERVAL_MINUTES = env_int("RECONCILE_INTERVAL_MINUTES", 0, minimum=0, maximum=1440)
+# Continuous reconciliation (docs/decisions/0606), run by every long-lived worker process; one process
+# takes each pass. Light pass: open orders, positions and recent executions compared (0 = off).
+RECONCILE_LIGHT_INTERVAL = env_int("RECONCILE_LIGHT_INTERVAL", 60, minimum=0, maximum=86400)
+# How often a process looks for in-flight orders gone quiet and symbols marked for backfill (0 = off).
+RECONCILE_INFLIGHT_CHECK_INTERVAL = env_int("RECONCILE_INFLIGHT_CHECK_INTERVAL", 5, minimum=0, maximum=3600)
+# An order pending_submit / pending_cancel / new with no event for this long is looked up by orderLinkId.
+RECONCILE_INFLIGHT_SECONDS = env_int("RECONCILE_INFLIGHT_SECONDS", 30, minimum=1, maximum=86400)
+# At most this many symbols get a targeted (symbol-scoped) run per pass; the rest wait for the next.
+RECONCILE_TARGETED_MAX_SYMBOLS = env_int("RECONCILE_TARGETED_MAX_SYMBOLS", 5, minimum=1, maximum=1000)
+# Writes kept in memory while the database is unreachable (ws-gateway messages, exchange-call audit rows),
+# per process; past the bound the affected symbols are marked for a targeted backfill.
+DB_OUTAGE_BACKLOG_MAX = env_int("DB_OUTAGE_BACKLOG_MAX", 10000, minimum=1, maximum=1000000)
+# Startup: longest pause between attempts while waiting for the database and the broker.
+STARTUP_WAIT_MAX_DELAY = env_float_seconds("STARTUP_WAIT_MAX_DELAY", "10")
 
 # --- ws-gateway ---------------------------------------------------------------------
 WS_GATEWAY_HOST = env_str("WS_GATEWAY_HOST", "")

@@ -47,6 +47,8 @@ def exec_window_start(*, category: str, symbol: str | None, now) -> int:
     incomplete = [Kind.LOOKUP_FAILED, Kind.EXECUTION_REFUSED]
     failed_lookup = Discrepancy.objects.filter(run=OuterRef("pk"), kind__in=incomplete)
     runs = ReconciliationRun.objects.filter(status__in=done, dry_run=False).exclude(Exists(failed_lookup))
+    # A continuous pass's roll-up row pulled no executions of its own (its window is kept on its lease).
+    runs = runs.exclude(trigger=ReconciliationRun.Trigger.LIGHT, symbol="")
     runs = runs.filter(symbol__in=["", symbol]) if symbol else runs.filter(symbol="")
     last = runs.order_by("-started_at").values_list("started_at", flat=True).first()
     start = now - MAX_LOOKBACK
