@@ -259,3 +259,20 @@ def test_book_state_counts_this_symbols_resting_orders_and_what_a_signal_cancels
 
     settings.CANCEL_PARTIALLY_FILLED_ORDERS = True
     assert book_state_read(symbol="BTCUSDT").cancellable_limit["Buy"] == D("9")
+
+
+@pytest.mark.django_db
+def test_a_service_change_beyond_the_column_is_a_validation_error_not_a_data_error():
+    from orders.models import RiskLimit
+    from orders.services.risk_limit_changes import MSG_TOO_LARGE, MSG_TOO_PRECISE, risk_limit_update
+
+    row = RiskLimitFactory(symbol="")
+    for changes, field, message in [
+        ({"max_exposure": D("1e20")}, "max_exposure", MSG_TOO_LARGE["max_exposure"]),
+        ({"max_position_value": D("Infinity")}, "max_position_value", MSG_TOO_LARGE["max_position_value"]),
+        ({"max_position_size": D("1e-19")}, "max_position_size", MSG_TOO_PRECISE),
+    ]:
+        with pytest.raises(ValidationError) as exc:
+            risk_limit_update(risk_limit=row, changes=changes, reason="test")
+        assert exc.value.message_dict[field] == [message]
+    assert RiskLimit.objects.get(pk=row.pk).max_exposure == D("200000")
