@@ -92,19 +92,18 @@ def risk_check(*, order: RiskInput, limits: EffectiveLimits) -> None:
         )
     grow = order.qty + max(order.resting_qty, Decimal(0))
     after = abs(order.position_size + (grow if order.side == "Buy" else -grow))
-    what = f"position of {order.symbol} after the order"
+    of = f"of {order.symbol} after the order"
     if order.resting_qty > 0:
-        what += f" and the resting {order.side} orders ({_plain(order.resting_qty)})"
+        of += f" and the resting {order.side} orders ({_plain(order.resting_qty)})"
     if limits.max_position_size is not None and after > limits.max_position_size:
         excess = after - limits.max_position_size
         raise ValidationError(
-            f"risk limit MAX_POSITION_SIZE: {what} is {_units(after)}, above the limit "
+            f"risk limit MAX_POSITION_SIZE: position {of} is {_units(after)}, above the limit "
             f"{_units(limits.max_position_size)} by {_units(excess)}"
         )
     position_value = after * order.price
     if limits.max_position_value is not None:
-        _limit("MAX_POSITION_VALUE", f"{what.replace('position of', 'position value of', 1)}", position_value,
-               limits.max_position_value)
+        _limit("MAX_POSITION_VALUE", f"position value {of}", position_value, limits.max_position_value)
     exposure_what = "total exposure after the order (positions and resting orders)"
     _limit("MAX_EXPOSURE", exposure_what, order.exposure_other + position_value, limits.max_exposure)
     order_value = order.qty * order.price
