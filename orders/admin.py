@@ -362,9 +362,20 @@ class RiskLimitForm(forms.ModelForm):
     class Meta:
         model = RiskLimit
         fields = (
-            "symbol", "max_position_size", "max_exposure", "max_order_size_ratio", "reduce_only", "trading_halted",
-            "halt_reason",
+            "symbol", "max_position_size", "max_position_value", "max_exposure", "max_order_size_ratio",
+            "reduce_only", "trading_halted", "halt_reason",
         )  # fmt: skip
+
+    def __init__(self, *args, **kwargs):
+        from orders.services.risk_limit_changes import MSG_TOO_LARGE, MSG_TOO_PRECISE
+
+        super().__init__(*args, **kwargs)
+        # Django's digit checks name no unit nor the largest amount: say both (the column's limits, 0315).
+        for name, message in MSG_TOO_LARGE.items():
+            if name in self.fields:  # a view-only user's form has none
+                self.fields[name].error_messages.update(
+                    max_digits=message, max_whole_digits=message, max_decimal_places=MSG_TOO_PRECISE
+                )
 
     def clean_symbol(self):
         return (self.cleaned_data.get("symbol") or "").strip().upper()
@@ -385,7 +396,8 @@ class RiskLimitForm(forms.ModelForm):
 class RiskLimitAdmin(admin.ModelAdmin):
     form = RiskLimitForm
     list_display = (
-        "symbol_col", "max_position_size_col", "max_exposure_col", "max_order_size_ratio", "trading_halted",
+        "symbol_col", "max_position_size_col", "max_position_value_col", "max_exposure_col", "max_order_size_ratio",
+        "trading_halted",
         "reduce_only", "halt_reason", "updated_by", "updated_at",
     )  # fmt: skip
     list_filter = ("trading_halted", "reduce_only")
@@ -407,9 +419,13 @@ class RiskLimitAdmin(admin.ModelAdmin):
     def symbol_col(self, obj):
         return obj.symbol or format_html("<strong>{}</strong>", "Global (all symbols)")
 
-    @admin.display(description="max position (USDT)")
+    @admin.display(description="max position size (base units)")
     def max_position_size_col(self, obj):
-        return money(obj.max_position_size)
+        return "no limit" if obj.max_position_size is None else money(obj.max_position_size)
+
+    @admin.display(description="max position value (USDT)")
+    def max_position_value_col(self, obj):
+        return "no limit" if obj.max_position_value is None else money(obj.max_position_value)
 
     @admin.display(description="max exposure (USDT)")
     def max_exposure_col(self, obj):

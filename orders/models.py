@@ -227,11 +227,27 @@ class Execution(models.Model):
 
 
 class RiskLimit(models.Model):
-    """Global defaults (symbol blank) and per-symbol overrides. Amounts in USDT."""
+    """Global defaults (symbol blank) and per-symbol overrides (a symbol row replaces the global figures).
+
+    Each limit counts the position after the order plus the open quantity of resting orders that would grow
+    it (decision 0315). The position limits may be blank: no limit in that unit.
+    """
 
     symbol = models.CharField(max_length=30, blank=True, help_text="Blank = the global row.")
-    max_position_size = money_field(help_text="Largest position value per symbol after an order, USDT.")
-    max_exposure = money_field(help_text="Largest total position value across symbols, USDT (global row).")
+    max_position_size = money_field(
+        null=True, blank=True, verbose_name="max position size (base units)",
+        help_text="Largest position per symbol in base-currency units (e.g. BTC for BTCUSDT) after an order, "
+                  "resting orders on the same side included. Blank = no limit in base units.",
+    )  # fmt: skip
+    max_position_value = money_field(
+        null=True, blank=True, verbose_name="max position value (USDT)",
+        help_text="Largest position value per symbol in USDT after an order, resting orders on the same side "
+                  "included. Blank = no limit in USDT.",
+    )  # fmt: skip
+    max_exposure = money_field(
+        verbose_name="max exposure (USDT)",
+        help_text="Largest total value across symbols in USDT: positions plus resting orders (global row).",
+    )
     max_order_size_ratio = models.DecimalField(
         max_digits=6, decimal_places=5, help_text="Largest order as a share of available balance, 0–1."
     )
@@ -247,6 +263,7 @@ class RiskLimit(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["symbol"], name="risklimit_unique_symbol"),
             models.CheckConstraint(condition=Q(max_position_size__gte=0), name="risklimit_position_non_negative"),
+            models.CheckConstraint(condition=Q(max_position_value__gte=0), name="risklimit_value_non_negative"),
             models.CheckConstraint(condition=Q(max_exposure__gte=0), name="risklimit_exposure_non_negative"),
             models.CheckConstraint(
                 condition=Q(max_order_size_ratio__gte=0) & Q(max_order_size_ratio__lte=1),

@@ -19,6 +19,7 @@ from ordermanager.env import (
     env_decimal,
     env_float_seconds,
     env_int,
+    env_money,
     env_secret,
     env_str,
     read_dotenv,
@@ -266,8 +267,11 @@ ENABLE_DRY_RUN = env_bool("ENABLE_DRY_RUN", False)
 MAX_SINGLE_ORDER_SIZE = env_decimal("MAX_SINGLE_ORDER_SIZE", "10000", minimum="0", exclusive_minimum=True)
 ENABLE_ORDER_SPLITTING = env_bool("ENABLE_ORDER_SPLITTING", False)
 ORDER_EXECUTION_TIMEOUT = env_float_seconds("ORDER_EXECUTION_TIMEOUT", "30", minimum="1")
-MAX_POSITION_SIZE = env_decimal("MAX_POSITION_SIZE", "50000", minimum="0")
-MAX_EXPOSURE = env_decimal("MAX_EXPOSURE", "200000", minimum="0")
+# Seeds of the global RiskLimit row (decision 0315): size in base units (unset: no limit), value and exposure
+# in USDT. Resting orders on the side that would grow a position count towards each.
+MAX_POSITION_SIZE = env_money("MAX_POSITION_SIZE", None, unit="base units", optional=True)
+MAX_POSITION_VALUE = env_money("MAX_POSITION_VALUE", "50000", unit="USDT", optional=True)
+MAX_EXPOSURE = env_money("MAX_EXPOSURE", "200000", unit="USDT")
 MAX_ORDER_SIZE_RATIO = env_decimal("MAX_ORDER_SIZE_RATIO", "0.5", minimum="0", maximum="1")
 MARKET_ORDER_CONFIDENCE_THRESHOLD = env_decimal("MARKET_ORDER_CONFIDENCE_THRESHOLD", "0.9", minimum="0", maximum="1")
 MARKET_ORDER_SPREAD_THRESHOLD = env_decimal("MARKET_ORDER_SPREAD_THRESHOLD", "0.1", minimum="0", maximum="100")

@@ -250,6 +250,7 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
             position_size=placement.row_size,
             exposure_other=Decimal(0) if reducing else book.exposure_other,
             available_balance=None if reducing else _available_balance(),
+            resting_qty=book.resting_after_cancels(side=side, order_type=decision.order_type),
         ),
         limits=limits,
     )

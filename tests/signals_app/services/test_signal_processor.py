@@ -103,11 +103,11 @@ def test_global_trading_halt_rejects_before_touching_the_exchange(pipeline, simu
 
 
 def test_per_symbol_risk_limit_overrides_the_global_one(pipeline, simulator):
-    RiskLimit.objects.create(symbol="BTCUSDT", max_position_size=D("500"), max_exposure=D("1000000"),
+    RiskLimit.objects.create(symbol="BTCUSDT", max_position_value=D("500"), max_exposure=D("1000000"),
                              max_order_size_ratio=D("1"))
     signal = run(intake(amount="1000", confidence=0.95))
     assert signal.status == SignalStatus.REJECTED
-    assert "MAX_POSITION_SIZE" in signal.reason and "above the limit 500.00 USDT" in signal.reason
+    assert "MAX_POSITION_VALUE" in signal.reason and "above the limit 500.00 USDT" in signal.reason
     assert run(intake(amount="400", confidence=0.95)).status == SignalStatus.EXECUTED
 
 
