@@ -370,7 +370,7 @@ class RiskLimitForm(forms.ModelForm):
         from orders.services.risk_limit_changes import MSG_TOO_LARGE, MSG_TOO_PRECISE
 
         super().__init__(*args, **kwargs)
-        # Django's digit checks name no unit nor the largest amount: say both (the column's limits, 0315).
+        # Django's digit checks name no unit nor the largest amount: say both (the column's limits, 0317).
         for name, message in MSG_TOO_LARGE.items():
             if name in self.fields:  # a view-only user's form has none
                 self.fields[name].error_messages.update(

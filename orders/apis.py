@@ -212,7 +212,7 @@ class RiskLimitOutput(OutputModelSerializer):
 
 
 def _amount_errors(name: str) -> dict:
-    # DRF's digit checks name no unit nor the largest amount the column holds: say both (decision 0315).
+    # DRF's digit checks name no unit nor the largest amount the column holds: say both (decision 0317).
     from orders.services.risk_limit_changes import MSG_TOO_LARGE, MSG_TOO_PRECISE
 
     return {"max_digits": MSG_TOO_LARGE[name], "max_whole_digits": MSG_TOO_LARGE[name],

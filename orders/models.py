@@ -230,7 +230,7 @@ class RiskLimit(models.Model):
     """Global defaults (symbol blank) and per-symbol overrides (a symbol row replaces the global figures).
 
     Each limit counts the position after the order plus the open quantity of resting orders that would grow
-    it (decision 0315). The position limits may be blank: no limit in that unit.
+    it (decision 0317). The position limits may be blank: no limit in that unit.
     """
 
     symbol = models.CharField(max_length=30, blank=True, help_text="Blank = the global row.")

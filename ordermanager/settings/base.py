@@ -267,7 +267,7 @@ ENABLE_DRY_RUN = env_bool("ENABLE_DRY_RUN", False)
 MAX_SINGLE_ORDER_SIZE = env_decimal("MAX_SINGLE_ORDER_SIZE", "10000", minimum="0", exclusive_minimum=True)
 ENABLE_ORDER_SPLITTING = env_bool("ENABLE_ORDER_SPLITTING", False)
 ORDER_EXECUTION_TIMEOUT = env_float_seconds("ORDER_EXECUTION_TIMEOUT", "30", minimum="1")
-# Seeds of the global RiskLimit row (decision 0315): size in base units (unset: no limit), value and exposure
+# Seeds of the global RiskLimit row (decision 0317): size in base units (unset: no limit), value and exposure
 # in USDT. Resting orders on the side that would grow a position count towards each.
 MAX_POSITION_SIZE = env_money("MAX_POSITION_SIZE", None, unit="base units", optional=True)
 MAX_POSITION_VALUE = env_money("MAX_POSITION_VALUE", "50000", unit="USDT", optional=True)

@@ -11,7 +11,7 @@ row seeded from settings; see ``risk_limits.risk_limits_effective``):
   the resting orders that could grow it;
 - ``max_order_size_ratio``: order value as a share of the available balance.
 
-What counts as "at stake" (decision 0315): a resting order is one of ours or an external one the book knows,
+What counts as "at stake" (decision 0317): a resting order is one of ours or an external one the book knows,
 ``pending_submit``, ``new`` or ``partially_filled`` (its open quantity, qty − filled); the orders the signal
 itself cancels before it places its own are left out of this symbol's figure.
 
@@ -141,7 +141,7 @@ def _other_positions(*, symbol: str, category: str):
 
 
 def resting_statuses() -> tuple[str, ...]:
-    """Order states whose open quantity may still fill (decision 0315); pending_cancel is already cancelled."""
+    """Order states whose open quantity may still fill (decision 0317); pending_cancel is already cancelled."""
     from orders.models import OrderStatus
 
     return (OrderStatus.PENDING_SUBMIT, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)

@@ -28,7 +28,7 @@ def run_check(**env_overrides: str) -> subprocess.CompletedProcess:
         ("ENABLE_DRY_RUN", "Flase", "ENABLE_DRY_RUN='Flase' is not a boolean"),
         ("POSITION_SNAPSHOT_INTERVAL", "often", "POSITION_SNAPSHOT_INTERVAL='often' is not a whole number"),
         ("MAX_EXPOSURE", "NaN", "MAX_EXPOSURE='NaN' must be a finite number"),
-        # Limits are stored in NUMERIC(36, 18): refused at startup, not a DataError at the first signal (0315).
+        # Limits are stored in NUMERIC(36, 18): refused at startup, not a DataError at the first signal (0317).
         ("MAX_EXPOSURE", "1e20", "MAX_EXPOSURE='1e20' is out of range: must be below 1,000,000,000,000,000,000 USDT "
                                  "(the largest amount the database stores)"),
         ("MAX_POSITION_VALUE", "1000000000000000000", "MAX_POSITION_VALUE='1000000000000000000' is out of range: "

@@ -6,8 +6,8 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-BEFORE = [("orders", "0002_add_api_indexes")]
-AFTER = [("orders", "0003_risklimit_position_size_in_base_units")]
+BEFORE = [("orders", "0004_continuous_reconcile")]
+AFTER = [("orders", "0005_risklimit_position_size_in_base_units")]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -169,7 +169,7 @@ def test_book_state_sees_the_same_open_orders_as_the_cancel_rules(settings, part
     assert expected is False  # the last kind (another symbol) is not a candidate
 
 
-# --- what is at stake: units and resting orders (decision 0315) ----------------------------------------------
+# --- what is at stake: units and resting orders (decision 0317) ----------------------------------------------
 
 
 def test_max_position_size_is_in_base_units_and_counts_resting_orders():

@@ -1,4 +1,4 @@
-"""Risk limits count what is already at stake: resting orders, minus the ones the signal cancels first (0315).
+"""Risk limits count what is already at stake: resting orders, minus the ones the signal cancels first (0317).
 
 Against the simulator: limit signals leave PostOnly buys resting on the exchange, and every limit is checked
 with those orders' open quantity added to the position the new order would build.

@@ -27,7 +27,7 @@ def backwards(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("orders", "0002_add_api_indexes")]
+    dependencies = [("orders", "0004_continuous_reconcile")]
 
     operations = [
         migrations.AddField(
