@@ -49,6 +49,8 @@ MARKET_DATA_TTL = 1.0
 # When the signal carries its own price and spread, the ticker only feeds the >5 % deviation warning: a
 # ticker this old is good enough for that, and the signal does not wait for a ticker request.
 TICKER_TTL_FOR_WARNING = 10.0
+# ValidationError code of "no long position to reduce" (short selling off): the re-plan reads the exchange.
+NO_POSITION = "no_position"
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class OrderPlan:
     position_idx: int = 0
     # False when the symbol has no open order a new signal could cancel: the cancel step is skipped.
     cancel_candidates: bool = True
+    # Where the position the plan decided on came from: "book" or "exchange" (docs/decisions/0316).
+    position_source: str = "book"
 
     def summary(self) -> str:
         price = "" if self.decision.price is None else f" @ {self.decision.price}"
@@ -157,10 +161,14 @@ class _Rules:
                    max_market_order_qty=_n(info.max_market_order_qty), status=info.status)
 
 
-def order_plan(*, signal: TradingSignal) -> OrderPlan:
-    """Apply every rule to ``signal``; raises ``ValidationError`` (reject) or exchange errors (fail)."""
+def order_plan(*, signal: TradingSignal, position_sizes: dict | None = None) -> OrderPlan:
+    """Apply every rule to ``signal``; raises ``ValidationError`` (reject) or exchange errors (fail).
+
+    ``position_sizes`` (the exchange's, read by the caller after a refusal) replaces the book's position.
+    A position refusal carries ``position_source`` and ``plan_started`` (see signal_processor's re-plan)."""
     from exchange.instruments import instrument_get
 
+    started = time.monotonic()
     category, symbol = settings.BYBIT_CATEGORY, signal.asset
     side = Side.BUY if signal.signal_type == "buy" else Side.SELL
     book = book_state_read(symbol=symbol, category=category)
@@ -194,7 +202,13 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
         min_notional=instrument.min_notional,
         symbol=symbol,
     )
-    placement = _placement(side, quantity.qty, category, book.sizes, instrument, symbol, order_price)
+    sizes, source = (position_sizes, "exchange") if position_sizes is not None else _fresh_sizes(
+        side, category, symbol, book.sizes)
+    try:
+        placement = _placement(side, quantity.qty, category, sizes, instrument, symbol, order_price)
+    except ValidationError as exc:
+        exc.position_source, exc.plan_started = source, started
+        raise
     qty, reduce_only = placement.qty, placement.reduce_only
     reducing = order_reduces_position(side=side, qty=qty, position_size=placement.row_size)
     risk_check(
@@ -226,7 +240,14 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
     )
     return OrderPlan(symbol=symbol, side=side, decision=decision, reference_price=reference.price, qty=qty,
                      reduce_only=reduce_only, legs=legs, notes=placement.notes, position_idx=placement.position_idx,
-                     cancel_candidates=book.has_cancel_candidates)
+                     cancel_candidates=book.has_cancel_candidates, position_source=source)
+
+
+def _fresh_sizes(side, category, symbol, book_sizes) -> tuple[dict, str]:
+    from signals_app.services.fresh_position import position_fresh
+
+    hedge = position_mode_of(category=category, symbol=symbol) == HEDGE
+    return position_fresh(category=category, symbol=symbol, side=side, book_sizes=book_sizes, hedge=hedge)
 
 
 def _spread(signal: TradingSignal, ticker) -> Decimal | None:
@@ -258,7 +279,7 @@ def _hedge_rules(side, qty, long, short, instrument, symbol, price) -> Placement
     if not settings.ALLOW_SHORT:
         raise ValidationError(
             f"sell of {qty} {symbol} rejected: no long position to reduce (hedge mode, long 0, short {short}) "
-            f"and short selling is off (ALLOW_SHORT=false)"
+            f"and short selling is off (ALLOW_SHORT=false)", code=NO_POSITION,
         )
     return Placement(qty=qty, reduce_only=False, position_idx=2, row_size=-short, notes=[])
 
@@ -286,7 +307,7 @@ def _apply_position_rules(side, qty, position, instrument, symbol, price) -> tup
     if position <= 0 and not settings.ALLOW_SHORT:
         raise ValidationError(
             f"sell of {qty} {symbol} rejected: no long position to reduce (position {position}) "
-            f"and short selling is off (ALLOW_SHORT=false)"
+            f"and short selling is off (ALLOW_SHORT=false)", code=NO_POSITION,
         )
     if position <= 0:
         return qty, False, notes
