@@ -274,6 +274,7 @@ def _resume(signal: TradingSignal, orders: list[Order]) -> TradingSignal:
         hold = OrderHold.objects.get(order=order)
         if order_holds.hold_expired(hold):
             order_holds.hold_give_up(hold)
+            order.refresh_from_db()
     if any(o.status == OrderStatus.PENDING_SUBMIT for o in still):
         return signal
     order_holds.holds_release(orders)
