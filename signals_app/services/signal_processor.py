@@ -79,8 +79,10 @@ def processor_wake() -> None:
 
 
 def symbols_with_work(*, symbol: str | None = None) -> list[str]:
-    """Symbols with unfinished signals, the one waiting longest first."""
-    qs = TradingSignal.objects.filter(status__in=UNFINISHED)
+    """Symbols with unfinished signals, the one waiting longest first; a held symbol only when its next
+    lookup is due (so workers do not spin on it)."""
+    waiting = OrderHold.objects.filter(state=OrderHold.State.HELD, next_check_at__gt=timezone.now())
+    qs = TradingSignal.objects.filter(status__in=UNFINISHED).exclude(asset__in=waiting.values("symbol"))
     if symbol:
         qs = qs.filter(asset=symbol)
     return list(qs.values("asset").annotate(first=Min("id")).order_by("first").values_list("asset", flat=True))
