@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import structlog
@@ -40,6 +40,8 @@ PATHS = (BOOK_CURRENT, WAITED, READ_EXCHANGE, REPLANNED)
 # Orders older than this whose fills are still missing are reconciliation's business, not a reason to wait.
 UNSETTLED_LOOKBACK = timedelta(minutes=15)
 POLL_SECONDS = 0.05
+# An order whose events have not come this long after its last change lost them: no point waiting for it.
+RECENT_SECONDS = 5.0
 _ACK_OPEN = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL)
 
 _lock = threading.Lock()
@@ -68,8 +70,8 @@ def position_matters(*, side: str, sizes: dict, hedge: bool) -> bool:
     return sizes[0] < 0
 
 
-def unsettled_orders(*, category: str, symbol: str, limit: int = 20) -> list[str]:
-    """orderLinkIds of the symbol's recent acknowledged orders whose fills may not be booked yet: the
+def unsettled_orders(*, category: str, symbol: str, limit: int = 20) -> list[tuple[str, datetime]]:
+    """(orderLinkId, last change) of the symbol's recent acknowledged orders whose fills may not be booked: the
     exchange accepted them and the stream has not spoken about them since, or the stream reported more
     filled than the executions we booked (an execution message lost or late)."""
     booked = (Execution.objects.filter(order=OuterRef("pk")).order_by().values("order")
@@ -83,7 +85,7 @@ def unsettled_orders(*, category: str, symbol: str, limit: int = 20) -> list[str
         .annotate(booked=Coalesce(Subquery(booked), zero))
         .filter(Q(exchange_updated_ms=0, status__in=_ACK_OPEN) | Q(filled_qty__gt=F("booked")))
         .order_by("id")
-        .values_list("order_link_id", flat=True)[:limit]
+        .values_list("order_link_id", "updated_at")[:limit]
     )  # fmt: skip
     return list(rows)
 
@@ -120,14 +122,21 @@ def position_fresh(*, category: str, symbol: str, side: str, book_sizes: dict, h
         position_path_count(BOOK_CURRENT, symbol=symbol)
         return book_sizes, "book"
     started = time.monotonic()
-    deadline = started + float(settings.POSITION_FILLS_WAIT_SECONDS)
+    wait = float(settings.POSITION_FILLS_WAIT_SECONDS)
+    # Waiting helps only for orders acknowledged moments ago (their events are on the way); for older ones the
+    # events were lost, so the exchange is asked at once.
+    recent = timezone.now() - timedelta(seconds=max(RECENT_SECONDS, 2 * wait))
+    deadline = started + (wait if any(changed >= recent for _, changed in unsettled) else 0.0)
+    links = [link for link, _ in unsettled]
     while time.monotonic() < deadline:
         time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
         if not unsettled_orders(category=category, symbol=symbol):
             position_path_count(WAITED, symbol=symbol, waited_ms=round((time.monotonic() - started) * 1000),
-                                orders=unsettled)  # fmt: skip
+                                orders=links)  # fmt: skip
             return book_sizes_read(category=category, symbol=symbol), "book"
     sizes = exchange_sizes_read(category=category, symbol=symbol)
-    position_path_count(READ_EXCHANGE, symbol=symbol, orders=unsettled, book={k: str(v) for k, v in book_sizes.items()},
+    waited_ms = round((time.monotonic() - started) * 1000)
+    position_path_count(READ_EXCHANGE, symbol=symbol, orders=links, waited_ms=waited_ms,
+                        book={k: str(v) for k, v in book_sizes.items()},
                         exchange={k: str(v) for k, v in sizes.items()})  # fmt: skip
     return sizes, "exchange"

@@ -157,3 +157,22 @@ def test_fills_that_arrive_while_the_decision_waits_are_used_without_asking_the_
     assert (order.qty, order.reduce_only) == (D("0.01"), True)
     assert delta(before) == {fresh_position.WAITED: 1}
     assert position_reads() == reads  # decided on our (now complete) book
+
+
+@pytest.mark.django_db
+def test_fills_missing_from_an_older_order_send_the_decision_to_the_exchange_without_waiting(pipeline, simulator):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    pipeline.POSITION_FILLS_WAIT_SECONDS = 30.0  # would be felt if it were waited out
+    dropped_stream(simulator)
+    assert run("buy").status == SignalStatus.EXECUTED
+    Order.objects.update(updated_at=timezone.now() - timedelta(seconds=90))  # its events are long overdue
+
+    with structlog.testing.capture_logs() as logs:
+        sell = run("sell")
+
+    assert sell.status == SignalStatus.EXECUTED, sell.reason
+    [source] = [e for e in logs if e["event"] == "position_source"]
+    assert source["path"] == "read_exchange" and source["waited_ms"] < 5000
