@@ -157,6 +157,7 @@ def _plan_and_execute(signal: TradingSignal) -> TradingSignal:
     from exchange.bybit.errors import BybitError
 
     _warn_clock_skew(signal)
+    replanned = False
     try:
         try:
             plan = order_plan(signal=signal)
@@ -168,6 +169,7 @@ def _plan_and_execute(signal: TradingSignal) -> TradingSignal:
                                                        since=exc.plan_started)  # fmt: skip
             fresh_position.position_path_count(fresh_position.REPLANNED, symbol=signal.asset, after="no position",
                                                exchange={k: str(v) for k, v in sizes.items()})  # fmt: skip
+            replanned = True
             plan = order_plan(signal=signal, position_sizes=sizes)
     except ValidationError as exc:
         return _finish(signal, SignalStatus.REJECTED, "; ".join(exc.messages))
@@ -189,7 +191,7 @@ def _plan_and_execute(signal: TradingSignal) -> TradingSignal:
     notes = [*plan.notes, *(f"cancel of {c.order_link_id} failed: {c.message}" for c in failed_cancels)]
     summary = "; ".join([plan.summary(), *notes])
     orders = _orders_create(signal, plan)
-    done = _submit_legs(signal, orders, summary=summary, replan=True)
+    done = _submit_legs(signal, orders, summary=summary, replan=not replanned)  # one re-plan per signal
     return done if done is not None else _replan_after_refusal(signal, orders, summary=summary)
 
 
