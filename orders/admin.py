@@ -37,6 +37,7 @@ from orders.models import (
     ExecType,
     Execution,
     Order,
+    OrderHold,
     OrderStatus,
     ReconciliationRun,
     RiskLimit,
@@ -348,6 +349,18 @@ class SignalOrderRelationshipAdmin(ReadOnlyAdmin):
             return queryset.filter(signal__signal_id=uuid.UUID(term)), False
         except ValueError:
             return queryset.filter(order__order_link_id=term), False
+
+
+@admin.register(OrderHold)
+class OrderHoldAdmin(ReadOnlyAdmin):
+    """Symbols held by an unknown create, and how given-up orders were settled (docs/decisions/0315)."""
+
+    list_display = ("id", "symbol", "state", "order", "signal", "since", "attempts", "next_check_at", "last_error")
+    list_filter = ("state",)
+    list_select_related = ("order", "signal")
+    raw_id_fields = ("order", "signal")
+    search_fields = ("=symbol", "=order__order_link_id")
+    ordering = ("-id",)
 
 
 # --- risk limits -----------------------------------------------------------------------------

@@ -363,3 +363,36 @@ class ReconcileLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} due {self.due_at:%H:%M:%S}"
+
+
+class OrderHold(models.Model):
+    """An order whose create outcome is unknown, and the symbol it keeps (docs/decisions/0315).
+
+    ``held``: the signal stays ``processing`` and the symbol's later signals wait while the order is looked
+    up by orderLinkId with backoff. ``given_up``: the lookups failed for ``ORDER_HOLD_MAX_SECONDS``; the order
+    was recorded ``failed`` and the symbol released, and reconciliation adopts it if the exchange shows it.
+    ``adopted`` / ``not_placed``: how a given-up order was settled later.
+    """
+
+    class State(models.TextChoices):
+        HELD = "held", "Held (outcome unknown, the symbol waits)"
+        GIVEN_UP = "given_up", "Given up (symbol released; adopted if the exchange shows it)"
+        ADOPTED = "adopted", "Adopted (the exchange had it)"
+        NOT_PLACED = "not_placed", "Not placed (the exchange never had it)"
+
+    order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="hold")
+    signal = models.ForeignKey("signals_app.TradingSignal", on_delete=models.CASCADE, related_name="holds")
+    category = models.CharField(max_length=10, default="linear")
+    symbol = models.CharField(max_length=30)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.HELD)
+    since = models.DateTimeField(help_text="When the outcome became unknown.")
+    attempts = models.PositiveIntegerField(default=0, help_text="Lookups by orderLinkId that could not tell.")
+    next_check_at = models.DateTimeField()
+    last_error = models.CharField(max_length=500, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "symbol"], name="orderhold_state_symbol")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} held by {self.order.order_link_id} ({self.state})"

@@ -283,6 +283,14 @@ CANCEL_STALE_ORDER_TIMEOUT = env_int("CANCEL_STALE_ORDER_TIMEOUT", 3600, minimum
 POSITION_SNAPSHOT_INTERVAL = env_int("POSITION_SNAPSHOT_INTERVAL", 300, minimum=1)
 POSITION_VALIDATION_INTERVAL = env_int("POSITION_VALIDATION_INTERVAL", 3600, minimum=1)
 UNREALIZED_LOSS_WARNING_THRESHOLD = env_decimal("UNREALIZED_LOSS_WARNING_THRESHOLD", "10", minimum="0", maximum="100")
+# Holds (docs/decisions/0315): how long a symbol may wait on an order whose create outcome is unknown before
+# the order is given up (recorded failed; adopted by reconciliation if the exchange shows it), and the first
+# pause between its lookups by orderLinkId (doubling, at most 30 s).
+ORDER_HOLD_MAX_SECONDS = env_float_seconds("ORDER_HOLD_MAX_SECONDS", "120", minimum="1")
+ORDER_HOLD_LOOKUP_BACKOFF_SECONDS = env_float_seconds("ORDER_HOLD_LOOKUP_BACKOFF_SECONDS", "1.0", minimum="0.05")
+# Fresh positions (docs/decisions/0316): how long a position-dependent decision waits for the fills of the
+# symbol's acknowledged orders before it reads the position from the exchange instead (0 = read at once).
+POSITION_FILLS_WAIT_SECONDS = env_float_seconds("POSITION_FILLS_WAIT_SECONDS", "1.0")
 PENDING_SUBMIT_RETRY_WINDOW = env_int("PENDING_SUBMIT_RETRY_WINDOW", 60, minimum=0)
 # Minutes between scheduled reconciliation runs (0 = no schedule; startup, command, admin and API still run it).
 # Pause between the comparisons that must agree before a position difference is judged.

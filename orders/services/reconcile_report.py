@@ -24,6 +24,8 @@ class Kind:
     PENDING_ADOPTED = "pending_submit_adopted"
     PENDING_FAILED = "pending_submit_failed"
     PENDING_RESUBMITTED = "pending_submit_resubmitted"
+    PENDING_NOT_SENT = "pending_submit_not_sent"  # its signal is finished or has successors (decision 0315)
+    GIVEN_UP_ADOPTED = "given_up_order_adopted"  # given up as unknown, found on the exchange later (0315)
     CANCEL_SETTLED = "pending_cancel_settled"
     CANCEL_NOT_DONE = "pending_cancel_still_open"
     EXTERNAL_ORDER = "external_order"

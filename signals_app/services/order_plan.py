@@ -58,6 +58,8 @@ MARKET_DATA_TTL = 1.0
 # When the signal carries its own price and spread, the ticker only feeds the >5 % deviation warning: a
 # ticker this old is good enough for that, and the signal does not wait for a ticker request.
 TICKER_TTL_FOR_WARNING = 10.0
+# ValidationError code of "no long position to reduce" (short selling off): the re-plan reads the exchange.
+NO_POSITION = "no_position"
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ class OrderPlan:
     # The instrument's steps, so the summary shows the qty and price as the exchange does (1.300, not 1.3E+0).
     qty_step: Decimal | None = None
     tick_size: Decimal | None = None
+    # Where the position the plan decided on came from: "book" or "exchange" (docs/decisions/0316).
+    position_source: str = "book"
 
     def summary(self) -> str:
         return " + ".join(self._part_summary(legs) for legs in _parts_of(self.legs))
@@ -201,10 +205,14 @@ class _Rules:
                    max_market_order_qty=_n(info.max_market_order_qty), status=info.status)
 
 
-def order_plan(*, signal: TradingSignal) -> OrderPlan:
-    """Apply every rule to ``signal``; raises ``ValidationError`` (reject) or exchange errors (fail)."""
+def order_plan(*, signal: TradingSignal, position_sizes: dict | None = None) -> OrderPlan:
+    """Apply every rule to ``signal``; raises ``ValidationError`` (reject) or exchange errors (fail).
+
+    ``position_sizes`` (the exchange's, read by the caller after a refusal) replaces the book's position.
+    A position refusal carries ``position_source`` and ``plan_started`` (see signal_processor's re-plan)."""
     from exchange.instruments import instrument_get
 
+    started = time.monotonic()
     category, symbol = settings.BYBIT_CATEGORY, signal.asset
     side = Side.BUY if signal.signal_type == "buy" else Side.SELL
     book = book_state_read(symbol=symbol, category=category)
@@ -238,7 +246,13 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
         min_notional=instrument.min_notional,
         symbol=symbol,
     )
-    placement = _placement(side, quantity.qty, category, book.sizes, instrument, symbol, order_price)
+    sizes, source = (position_sizes, "exchange") if position_sizes is not None else _fresh_sizes(
+        side, category, symbol, book.sizes)
+    try:
+        placement = _placement(side, quantity.qty, category, sizes, instrument, symbol, order_price)
+    except ValidationError as exc:
+        exc.position_source, exc.plan_started = source, started
+        raise
     qty, reduce_only = placement.qty, placement.reduce_only
     reducing = order_reduces_position(side=side, qty=qty, position_size=placement.row_size)
     risk_check(
@@ -255,7 +269,7 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
         limits=limits,
     )
     placement = _opening_risk_checked(placement, side=side, symbol=symbol, price=order_price, book=book,
-                                      limits=limits)  # fmt: skip
+                                      limits=limits, order_type=decision.order_type)  # fmt: skip
     max_qty = instrument.max_order_qty
     if decision.order_type == "Market" and instrument.max_market_order_qty:
         max_qty = min(max_qty, instrument.max_market_order_qty)
@@ -265,14 +279,14 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
     return OrderPlan(symbol=symbol, side=side, decision=decision, reference_price=reference.price, qty=qty,
                      reduce_only=reduce_only, legs=legs, notes=notes, position_idx=placement.position_idx,
                      cancel_candidates=book.has_cancel_candidates, qty_step=instrument.qty_step,
-                     tick_size=instrument.tick_size)
+                     tick_size=instrument.tick_size, position_source=source)
 
 
 def _parts(placement: Placement) -> list[Placement]:
     return [placement] if placement.then is None else [placement, placement.then]
 
 
-def _opening_risk_checked(placement: Placement, *, side, symbol, price, book, limits) -> Placement:
+def _opening_risk_checked(placement: Placement, *, side, symbol, price, book, limits, order_type) -> Placement:
     """The hedge opening order passes the risk limits on its own row, or is not sent.
 
     The closing order is checked by the caller like any order (it only reduces, so it passes). The opening
@@ -285,7 +299,8 @@ def _opening_risk_checked(placement: Placement, *, side, symbol, price, book, li
     try:
         risk_check(
             order=RiskInput(symbol=symbol, side=side, qty=opening.qty, price=price, position_size=opening.row_size,
-                            exposure_other=book.exposure_other, available_balance=_available_balance()),
+                            exposure_other=book.exposure_other, available_balance=_available_balance(),
+                            resting_qty=book.resting_after_cancels(side=side, order_type=order_type)),
             limits=limits,
         )  # fmt: skip
     except ValidationError as exc:
@@ -324,6 +339,13 @@ def _legs_for_parts(parts: list[Placement], *, amount, requested_qty, price, ins
             legs.append(PlannedLeg(leg=len(legs), qty=leg.qty, allocation_amount=leg.allocation_amount,
                                    reduce_only=part.reduce_only, position_idx=part.position_idx, role=part.role))
     return legs
+
+
+def _fresh_sizes(side, category, symbol, book_sizes) -> tuple[dict, str]:
+    from signals_app.services.fresh_position import position_fresh
+
+    hedge = position_mode_of(category=category, symbol=symbol) == HEDGE
+    return position_fresh(category=category, symbol=symbol, side=side, book_sizes=book_sizes, hedge=hedge)
 
 
 def _spread(signal: TradingSignal, ticker) -> Decimal | None:
@@ -367,7 +389,7 @@ def _hedge_rules(side, qty, long, short, instrument, symbol, price) -> Placement
     if not settings.ALLOW_SHORT:
         raise ValidationError(
             f"sell of {qty} {symbol} rejected: no long position to reduce (hedge mode, long 0, short {short}) "
-            f"and short selling is off (ALLOW_SHORT=false)"
+            f"and short selling is off (ALLOW_SHORT=false)", code=NO_POSITION,
         )
     return Placement(qty=qty, reduce_only=False, position_idx=2, row_size=-short, notes=[])
 
@@ -430,7 +452,7 @@ def _apply_position_rules(side, qty, position, instrument, symbol, price) -> tup
         step = instrument.qty_step
         raise ValidationError(
             f"sell of {qty_text(qty, step)} {symbol} rejected: no long position to reduce "
-            f"(position {qty_text(position, step)}) and short selling is off (ALLOW_SHORT=false)"
+            f"(position {qty_text(position, step)}) and short selling is off (ALLOW_SHORT=false)", code=NO_POSITION,
         )
     if position <= 0:
         return qty, False, notes
