@@ -19,7 +19,7 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
-## run: migrate, bootstrap an admin login, start every process (Procfile)
+## run: migrate, bootstrap an admin login, start every process (Procfile; each restarted when it exits)
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap

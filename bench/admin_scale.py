@@ -268,7 +268,7 @@ def seed(*, orders: int, executions: int, snapshots: int, exchange_calls: int) -
         })  # fmt: skip
         _insert(cursor, RiskLimit, 4, {
             "id": "g", "symbol": "CASE WHEN g = 1 THEN '' ELSE (ARRAY['BTCUSDT','ETHUSDT','SOLUSDT'])[g - 1] END",
-            "max_position_size": "50000", "max_exposure": "200000", "max_order_size_ratio": "0.5",
+            "max_position_value": "50000", "max_exposure": "200000", "max_order_size_ratio": "0.5",
         })  # fmt: skip
         _insert(cursor, AuditEntry, 1000, {
             "id": "g", "action": "'risk_limit.update'", "target_type": "'orders.risklimit'", "target_id": "'1'",

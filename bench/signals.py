@@ -111,7 +111,7 @@ def _consumers(count: int, *, queue: str, simulator, threads: int) -> list[subpr
         **os.environ, "SIGNAL_QUEUE": queue, "SIGNAL_DEAD_LETTER_QUEUE": f"{queue}.dead",
         "ORDER_EVENTS_EXCHANGE": f"{queue}.events", "BYBIT_ENV": "simulator", "BYBIT_BASE_URL": simulator.url,
         "BYBIT_API_KEY": simulator.api_key, "BYBIT_API_SECRET": simulator.api_secret, "ALLOW_SHORT": "true",
-        "SIGNAL_PROCESSOR_THREADS": str(threads), "LOG_LEVEL": "warning", "MAX_POSITION_SIZE": "100000000",
+        "SIGNAL_PROCESSOR_THREADS": str(threads), "LOG_LEVEL": "warning", "MAX_POSITION_VALUE": "100000000",
         "MAX_EXPOSURE": "1000000000", "MAX_ORDER_SIZE_RATIO": "1",
     }
     log = open(ROOT / "var" / "bench-consumers.log", "ab")  # noqa: SIM115

@@ -8,7 +8,7 @@ from django.contrib import admin
 from django.db.models import Q
 
 from exchange.models import EXCHANGE_CALL_FAILED, ExchangeCall, Instrument
-from ordermanager.core.admin_tools import ReadOnlyAdmin, choices_filter, money, pretty_json
+from ordermanager.core.admin_tools import ReadOnlyAdmin, choices_filter, money, pretty_json, usdt
 
 # Belt and braces: the client redacts before storing; the admin redacts again on display.
 _SECRET_KEYS = re.compile(r"(secret|sign|api[_-]?key|password|token)", re.IGNORECASE)
@@ -44,7 +44,7 @@ class InstrumentAdmin(ReadOnlyAdmin):
 
     @admin.display(description="min notional")
     def min_notional_col(self, obj):
-        return money(obj.min_notional)
+        return usdt(obj.min_notional)
 
 
 class FailedFilter(admin.SimpleListFilter):

@@ -86,6 +86,32 @@ def env_decimal(
     return number
 
 
+# What a NUMERIC(36, 18) column holds (ordermanager.core.fields.money_field): fewer than 1e18 in whole units
+# and at most 18 decimal places. A limit read from the environment is stored there (risk-limit rows).
+STORABLE_BELOW = Decimal("1e18")
+STORABLE_PLACES = 18
+
+
+def env_money(name: str, default: str | None, *, unit: str, optional: bool = False) -> Decimal | None:
+    """A non-negative amount that fits a money column.
+
+    ``optional``: the variable set to an empty value means "no limit" (``None``); absent means ``default``
+    (``None``: no limit).
+    """
+    value = _raw(name)
+    if optional and (value.strip() == "" if value is not None else default is None):
+        return None
+    number = env_decimal(name, default, minimum="0")
+    text = default if value is None or value.strip() == "" else value.strip()
+    if number >= STORABLE_BELOW:
+        raise ConfigError(f"{name}={text!r} is out of range: must be below {STORABLE_BELOW:,f} {unit} "
+                          f"(the largest amount the database stores)")
+    if -number.as_tuple().exponent > STORABLE_PLACES:
+        raise ConfigError(f"{name}={text!r} has more than {STORABLE_PLACES} decimal places (the database keeps "
+                          f"{STORABLE_PLACES})")
+    return number
+
+
 def env_float_seconds(name: str, default: str, *, minimum: str = "0") -> float:
     """Durations are floats (they feed time.sleep/httpx), never money."""
     return float(env_decimal(name, default, minimum=minimum))

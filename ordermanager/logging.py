@@ -4,12 +4,27 @@ Context such as ``trace_id`` and ``signal_id`` is bound with
 ``structlog.contextvars.bind_contextvars`` and lands on every line.
 """
 
+from decimal import Decimal
+
 import structlog
+
+
+def plain_decimals(logger, method_name, event_dict):
+    """Decimal values as plain text (``200``, ``1.3``): never ``2E+2``, ``1.300000000000000000``, or the
+    ``Decimal('...')`` repr the JSON renderer would fall back to (docs/decisions/0514)."""
+    from ordermanager.core.formatting import number_text
+
+    for key, value in event_dict.items():
+        if isinstance(value, Decimal):
+            event_dict[key] = number_text(value)
+    return event_dict
+
 
 _SHARED = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
+    plain_decimals,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]
 

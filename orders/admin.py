@@ -27,6 +27,7 @@ from ordermanager.core.admin_tools import (
     money,
     pretty_json,
     status_badge,
+    usdt,
 )
 from ordermanager.core.exceptions import ApplicationError
 from ordermanager.core.models import AuditEntry
@@ -36,6 +37,7 @@ from orders.models import (
     ExecType,
     Execution,
     Order,
+    OrderHold,
     OrderStatus,
     ReconciliationRun,
     RiskLimit,
@@ -189,7 +191,7 @@ class OrderAdmin(ReadOnlyAdmin):
 
     @admin.display(description="fees")
     def fees_col(self, obj):
-        return money(obj.fees)
+        return usdt(obj.fees)
 
     @admin.display(description="signal")
     def signal_col(self, obj):
@@ -320,7 +322,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="fee")
     def fee_col(self, obj):
-        return money(obj.exec_fee)
+        return usdt(obj.exec_fee)
 
     @admin.display(description="order")
     def order_col(self, obj):
@@ -349,6 +351,18 @@ class SignalOrderRelationshipAdmin(ReadOnlyAdmin):
             return queryset.filter(order__order_link_id=term), False
 
 
+@admin.register(OrderHold)
+class OrderHoldAdmin(ReadOnlyAdmin):
+    """Symbols held by an unknown create, and how given-up orders were settled (docs/decisions/0315)."""
+
+    list_display = ("id", "symbol", "state", "order", "signal", "since", "attempts", "next_check_at", "last_error")
+    list_filter = ("state",)
+    list_select_related = ("order", "signal")
+    raw_id_fields = ("order", "signal")
+    search_fields = ("=symbol", "=order__order_link_id")
+    ordering = ("-id",)
+
+
 # --- risk limits -----------------------------------------------------------------------------
 
 
@@ -361,9 +375,20 @@ class RiskLimitForm(forms.ModelForm):
     class Meta:
         model = RiskLimit
         fields = (
-            "symbol", "max_position_size", "max_exposure", "max_order_size_ratio", "reduce_only", "trading_halted",
-            "halt_reason",
+            "symbol", "max_position_size", "max_position_value", "max_exposure", "max_order_size_ratio",
+            "reduce_only", "trading_halted", "halt_reason",
         )  # fmt: skip
+
+    def __init__(self, *args, **kwargs):
+        from orders.services.risk_limit_changes import MSG_TOO_LARGE, MSG_TOO_PRECISE
+
+        super().__init__(*args, **kwargs)
+        # Django's digit checks name no unit nor the largest amount: say both (the column's limits, 0317).
+        for name, message in MSG_TOO_LARGE.items():
+            if name in self.fields:  # a view-only user's form has none
+                self.fields[name].error_messages.update(
+                    max_digits=message, max_whole_digits=message, max_decimal_places=MSG_TOO_PRECISE
+                )
 
     def clean_symbol(self):
         return (self.cleaned_data.get("symbol") or "").strip().upper()
@@ -384,7 +409,8 @@ class RiskLimitForm(forms.ModelForm):
 class RiskLimitAdmin(admin.ModelAdmin):
     form = RiskLimitForm
     list_display = (
-        "symbol_col", "max_position_size_col", "max_exposure_col", "max_order_size_ratio", "trading_halted",
+        "symbol_col", "max_position_size_col", "max_position_value_col", "max_exposure_col", "max_order_size_ratio",
+        "trading_halted",
         "reduce_only", "halt_reason", "updated_by", "updated_at",
     )  # fmt: skip
     list_filter = ("trading_halted", "reduce_only")
@@ -406,13 +432,17 @@ class RiskLimitAdmin(admin.ModelAdmin):
     def symbol_col(self, obj):
         return obj.symbol or format_html("<strong>{}</strong>", "Global (all symbols)")
 
-    @admin.display(description="max position (USDT)")
+    @admin.display(description="max position size (base units)")
     def max_position_size_col(self, obj):
-        return money(obj.max_position_size)
+        return "no limit" if obj.max_position_size is None else money(obj.max_position_size)
+
+    @admin.display(description="max position value (USDT)")
+    def max_position_value_col(self, obj):
+        return "no limit" if obj.max_position_value is None else money(obj.max_position_value)
 
     @admin.display(description="max exposure (USDT)")
     def max_exposure_col(self, obj):
-        return money(obj.max_exposure)
+        return usdt(obj.max_exposure)
 
     def save_model(self, request, obj, form, change):
         from orders.services.risk_limit_changes import EDITABLE_FIELDS, risk_limit_create, risk_limit_update
@@ -512,7 +542,7 @@ class ReconcileForm(forms.Form):
 class ReconciliationRunAdmin(ReadOnlyAdmin):
     list_display = (
         "id", "status_col", "trigger", "started_by", "symbol", "dry_run", "started_at", "finished_at", "checked",
-        "updated", "backfilled", "external", "failed",
+        "updated", "backfilled", "external", "failed", "passes", "last_pass_at",
     )  # fmt: skip
     list_filter = ("status", "trigger", "dry_run", ("started_at", admin.DateFieldListFilter))
     list_select_related = ("started_by",)

@@ -202,7 +202,8 @@ class RiskLimitOutput(OutputModelSerializer):
         model = RiskLimit
         ref_name = "RiskLimit"
         fields = [
-            "id", "symbol", "is_global", "max_position_size", "max_exposure", "max_order_size_ratio",
+            "id", "symbol", "is_global", "max_position_size", "max_position_value", "max_exposure",
+            "max_order_size_ratio",
             "trading_halted", "reduce_only", "halt_reason", "updated_by", "updated_at",
         ]  # fmt: skip
 
@@ -210,9 +211,31 @@ class RiskLimitOutput(OutputModelSerializer):
         return obj.symbol == ""
 
 
+def _amount_errors(name: str) -> dict:
+    # DRF's digit checks name no unit nor the largest amount the column holds: say both (decision 0317).
+    from orders.services.risk_limit_changes import MSG_TOO_LARGE, MSG_TOO_PRECISE
+
+    return {"max_digits": MSG_TOO_LARGE[name], "max_whole_digits": MSG_TOO_LARGE[name],
+            "max_decimal_places": MSG_TOO_PRECISE}
+
+
 class _RiskLimitFields(serializers.Serializer):
-    max_position_size = serializers.DecimalField(max_digits=36, decimal_places=18, required=False)
-    max_exposure = serializers.DecimalField(max_digits=36, decimal_places=18, required=False)
+    max_position_size = serializers.DecimalField(
+        max_digits=36, decimal_places=18, required=False, allow_null=True,
+        error_messages=_amount_errors("max_position_size"),
+        help_text="Largest position per symbol in base-currency units (e.g. BTC for BTCUSDT), resting orders on "
+                  "the same side included; null = no limit in base units.",
+    )  # fmt: skip
+    max_position_value = serializers.DecimalField(
+        max_digits=36, decimal_places=18, required=False, allow_null=True,
+        error_messages=_amount_errors("max_position_value"),
+        help_text="Largest position value per symbol in USDT, resting orders on the same side included; "
+                  "null = no limit in USDT.",
+    )  # fmt: skip
+    max_exposure = serializers.DecimalField(
+        max_digits=36, decimal_places=18, required=False, error_messages=_amount_errors("max_exposure"),
+        help_text="Largest total value across symbols in USDT: positions plus resting orders.",
+    )
     max_order_size_ratio = serializers.DecimalField(max_digits=6, decimal_places=5, required=False)
     trading_halted = serializers.BooleanField(required=False)
     reduce_only = serializers.BooleanField(required=False)
@@ -336,7 +359,7 @@ class ReconciliationRunOutput(OutputModelSerializer):
         ref_name = "ReconciliationRun"
         fields = [
             "id", "trigger", "started_by", "status", "symbol", "dry_run", "started_at", "finished_at", "checked",
-            "updated", "backfilled", "external", "failed", "error",
+            "updated", "backfilled", "external", "failed", "error", "passes", "last_pass_at",
         ]  # fmt: skip
 
 

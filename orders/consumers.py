@@ -12,9 +12,19 @@ Protocol
   4408 no auth in time. The handshake is always accepted first so the client
   sees the code and reason, not a bare HTTP 403.
 - ``{"op": "ping"}`` → ``{"op": "pong"}``. A malformed frame, or a message that
-  cannot be applied, is logged and answered ``{"op": "error", "error": "...",
-  "id": <message id or null>}``; the connection stays up.
+  cannot be applied, is logged (with its raw text) and answered ``{"op": "error",
+  "error": "...", "id": <message id or null>}``; the connection stays up. An item
+  lacking a field its kind needs (execQty, execPrice, execTime; side for a trade),
+  a decimal not in JSON notation, or an id longer than its column refuses the
+  whole message, and the error names the item and the field.
 - Nothing else is sent: the gateway need not read from the socket.
+
+Outages (docs/decisions/0414, 0606): a message that cannot be stored because the
+database is unreachable is kept in ``GATEWAY_BACKLOG`` (bounded, in order) and
+stored when the database returns; past the bound its symbols are marked for a
+targeted backfill. A new authenticated connection after one was lost (or the
+first one of this process) marks the desk's active symbols for a targeted
+backfill: what happened while no connection was up was not delivered.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import threading
 import time
 
 import structlog
@@ -32,7 +43,8 @@ from django.db import InterfaceError, OperationalError, connection
 
 from exchange.bybit.events import parse_private_message
 from exchange.bybit.types import MalformedPayload
-from orders.services.fills import MessageOutcome, private_message_apply
+from ordermanager.core.services.db_backlog import DB_UNAVAILABLE, WriteBacklog
+from orders.services.fills import FillRefused, MessageOutcome, message_check, private_message_apply
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +84,77 @@ def apply_with_retry(message, *, source: str = "ws") -> MessageOutcome:
     raise AssertionError("unreachable")
 
 
+def _message_symbols(message) -> list[tuple[str, str]]:
+    return sorted({(i.category, i.symbol) for i in message.items if getattr(i, "symbol", "")})
+
+
+def _mark_symbols(symbols, reason: str) -> None:
+    from orders.services.backfill_marks import backfill_mark
+
+    backfill_mark(symbols, reason=reason)
+
+
+GATEWAY_BACKLOG: WriteBacklog = WriteBacklog(
+    "ws-gateway",
+    write=apply_with_retry,
+    symbols_of=_message_symbols,
+    describe=lambda m: {"message_id": m.message_id, "topic": m.topic, "items": len(m.items)},
+    mark=_mark_symbols,
+)
+
+
+def gateway_message_store(message) -> MessageOutcome | None:
+    """Apply a message, or keep it while the database is unreachable (None: kept or, past the bound,
+    its symbols marked for backfill). Any other failure propagates to the caller."""
+    if GATEWAY_BACKLOG.pending:
+        GATEWAY_BACKLOG.keep(message, error="earlier messages are waiting for the database")
+        return None
+    try:
+        return apply_with_retry(message)
+    except DB_UNAVAILABLE as exc:
+        GATEWAY_BACKLOG.keep(message, error=str(exc))
+        return None
+
+
+class _Connections:
+    """Authenticated gateway connections of this process: a new one after a loss (or the first one)
+    means private events may have gone undelivered."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.open = 0
+        self.ever = False
+        self.lost = False
+
+    def connected(self) -> str | None:
+        with self.lock:
+            reason = None
+            if not self.ever:
+                reason = "first ws-gateway connection of this process: events sent before it were not received"
+            elif self.lost:
+                reason = "ws-gateway reconnected after a lost connection"
+            self.open += 1
+            self.ever = True
+            self.lost = False
+            return reason
+
+    def disconnected(self) -> None:
+        with self.lock:
+            self.open = max(0, self.open - 1)
+            self.lost = True
+
+
+CONNECTIONS = _Connections()
+
+
+def gateway_connected_backfill(reason: str) -> None:
+    """Mark every active symbol (resolved when the pass runs) for a targeted backfill."""
+    from orders.services.backfill_marks import ALL_ACTIVE
+
+    log.warning("gateway_backfill_requested", reason=reason)
+    GATEWAY_BACKLOG.mark([("", ALL_ACTIVE)], reason)
+
+
 class GatewayConsumer(AsyncWebsocketConsumer):
     # ws-gateway only pushes to us; nothing is ever sent to this connection through
     # the channel layer. An alias that names no layer makes Channels skip the
@@ -94,6 +177,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         elif _key_ok(offered, expected):
             self.authenticated = True
             log.info("gateway_connected", client=_client(self.scope), auth="header")
+            await self._connected()
         else:
             await self._refuse(CLOSE_BAD_KEY, "invalid API key")
 
@@ -101,7 +185,13 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         if self._auth_timer is not None:
             self._auth_timer.cancel()
         if self.authenticated:
+            CONNECTIONS.disconnected()
             log.info("gateway_disconnected", client=_client(self.scope), code=code)
+
+    async def _connected(self) -> None:
+        reason = CONNECTIONS.connected()
+        if reason:
+            await sync_to_async(gateway_connected_backfill, thread_sensitive=False)(reason)
 
     async def receive(self, text_data=None, bytes_data=None):
         raw = text_data if text_data is not None else bytes_data
@@ -136,14 +226,28 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             await self._error(str(exc), message_id=message_id)
             return
         try:
-            outcome = await sync_to_async(apply_with_retry, thread_sensitive=False)(message)
+            # Checked here (no database) before anything else happens to the message; the apply checks again.
+            message_check(message)
+            outcome = await sync_to_async(gateway_message_store, thread_sensitive=False)(message)
+        except FillRefused as exc:  # an item that cannot be stored as it is: nothing of the message was applied
+            log.warning("gateway_message_refused", error=str(exc), message_id=message_id, raw=_clip(raw))
+            await self._error(str(exc), message_id=message_id)
+            return
         except Exception as exc:  # one bad message must not take the feed down; REST backfill recovers it
             log.exception("gateway_message_failed", message_id=message_id, topic=message.topic, raw=_clip(raw))
+            # A gap in what we stored: the symbols get a targeted backfill from the exchange.
+            try:
+                await sync_to_async(GATEWAY_BACKLOG.mark, thread_sensitive=False)(
+                    _message_symbols(message), f"a {message.topic} message could not be applied"
+                )
+            except Exception:
+                log.exception("gateway_backfill_mark_failed", message_id=message_id)
             await self._error(
                 f"could not apply {message.topic} message: {exc.__class__.__name__}", message_id=message_id
             )
             return
-        log.debug("gateway_message", topic=outcome.topic, applied=outcome.applied, ignored=outcome.ignored)
+        if outcome is not None:
+            log.debug("gateway_message", topic=outcome.topic, applied=outcome.applied, ignored=outcome.ignored)
 
     async def _authenticate(self, frame: dict) -> None:
         if frame.get("op") != "auth":
@@ -158,6 +262,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             self._auth_timer.cancel()
         log.info("gateway_connected", client=_client(self.scope), auth="frame")
         await self.send(text_data=json.dumps({"op": "auth", "success": True}))
+        await self._connected()
 
     async def _auth_timeout(self) -> None:
         if not self.authenticated:

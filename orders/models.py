@@ -3,6 +3,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from ordermanager.core.fields import money_field
+from ordermanager.core.formatting import money_text, number_text
 
 
 class OrderStatus(models.TextChoices):
@@ -128,7 +129,7 @@ class Order(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.order_link_id} {self.side} {self.qty} {self.symbol} ({self.status})"
+        return f"{self.order_link_id} {self.side} {number_text(self.qty)} {self.symbol} ({self.status})"
 
     @property
     def is_active(self) -> bool:
@@ -166,7 +167,7 @@ class SignalOrderRelationship(models.Model):
         indexes = [models.Index(fields=["signal"], name="sor_signal")]
 
     def __str__(self) -> str:
-        return f"signal {self.signal_id} → order {self.order_id} ({self.allocation_amount})"
+        return f"signal {self.signal_id} → order {self.order_id} ({money_text(self.allocation_amount)} USDT)"
 
 
 class ExecType(models.TextChoices):
@@ -221,15 +222,32 @@ class Execution(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.exec_type} {self.side} {self.exec_qty}@{self.exec_price} {self.symbol}"
+        return (f"{self.exec_type} {self.side} {number_text(self.exec_qty)}@{number_text(self.exec_price)} "
+                f"{self.symbol}")
 
 
 class RiskLimit(models.Model):
-    """Global defaults (symbol blank) and per-symbol overrides. Amounts in USDT."""
+    """Global defaults (symbol blank) and per-symbol overrides (a symbol row replaces the global figures).
+
+    Each limit counts the position after the order plus the open quantity of resting orders that would grow
+    it (decision 0317). The position limits may be blank: no limit in that unit.
+    """
 
     symbol = models.CharField(max_length=30, blank=True, help_text="Blank = the global row.")
-    max_position_size = money_field(help_text="Largest position value per symbol after an order, USDT.")
-    max_exposure = money_field(help_text="Largest total position value across symbols, USDT (global row).")
+    max_position_size = money_field(
+        null=True, blank=True, verbose_name="max position size (base units)",
+        help_text="Largest position per symbol in base-currency units (e.g. BTC for BTCUSDT) after an order, "
+                  "resting orders on the same side included. Blank = no limit in base units.",
+    )  # fmt: skip
+    max_position_value = money_field(
+        null=True, blank=True, verbose_name="max position value (USDT)",
+        help_text="Largest position value per symbol in USDT after an order, resting orders on the same side "
+                  "included. Blank = no limit in USDT.",
+    )  # fmt: skip
+    max_exposure = money_field(
+        verbose_name="max exposure (USDT)",
+        help_text="Largest total value across symbols in USDT: positions plus resting orders (global row).",
+    )
     max_order_size_ratio = models.DecimalField(
         max_digits=6, decimal_places=5, help_text="Largest order as a share of available balance, 0–1."
     )
@@ -245,6 +263,7 @@ class RiskLimit(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["symbol"], name="risklimit_unique_symbol"),
             models.CheckConstraint(condition=Q(max_position_size__gte=0), name="risklimit_position_non_negative"),
+            models.CheckConstraint(condition=Q(max_position_value__gte=0), name="risklimit_value_non_negative"),
             models.CheckConstraint(condition=Q(max_exposure__gte=0), name="risklimit_exposure_non_negative"),
             models.CheckConstraint(
                 condition=Q(max_order_size_ratio__gte=0) & Q(max_order_size_ratio__lte=1),
@@ -269,6 +288,7 @@ class ReconciliationRun(models.Model):
         ADMIN = "admin"
         API = "api"
         SCHEDULE = "schedule"
+        LIGHT = "light", "Continuous (light pass)"
 
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
     started_by = models.ForeignKey(
@@ -285,6 +305,10 @@ class ReconciliationRun(models.Model):
     external = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # Continuous reconciliation rolls passes that found nothing into one row (docs/decisions/0606):
+    # ``passes`` counts them and ``last_pass_at`` is the latest; any other run is one pass.
+    passes = models.PositiveIntegerField(default=1)
+    last_pass_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         permissions = [("run_reconciliation", "Can run reconciliation")]
@@ -309,3 +333,66 @@ class Discrepancy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.symbol} {self.order_link_id}".strip()
+
+
+class BackfillMark(models.Model):
+    """A symbol whose private events may have been missed (gateway reconnect, a message that could
+    not be stored, a backlog past its bound): continuous reconciliation runs a targeted backfill of
+    it and removes the mark (docs/decisions/0606)."""
+
+    category = models.CharField(max_length=10, default="linear")
+    symbol = models.CharField(max_length=30)
+    reason = models.CharField(max_length=200, blank=True)
+    requested_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["category", "symbol"], name="backfill_mark_unique")]
+
+    def __str__(self) -> str:
+        return f"backfill {self.category} {self.symbol}"
+
+
+class ReconcileLease(models.Model):
+    """When each continuous pass is next due. A process runs a pass only if it moved ``due_at``
+    forward with a conditional UPDATE, so any number of processes share one schedule."""
+
+    name = models.CharField(max_length=20, primary_key=True)
+    due_at = models.DateTimeField()
+    # Light pass: every execution before this time is known to be booked (its next pull starts here).
+    covered_to = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} due {self.due_at:%H:%M:%S}"
+
+
+class OrderHold(models.Model):
+    """An order whose create outcome is unknown, and the symbol it keeps (docs/decisions/0315).
+
+    ``held``: the signal stays ``processing`` and the symbol's later signals wait while the order is looked
+    up by orderLinkId with backoff. ``given_up``: the lookups failed for ``ORDER_HOLD_MAX_SECONDS``; the order
+    was recorded ``failed`` and the symbol released, and reconciliation adopts it if the exchange shows it.
+    ``adopted`` / ``not_placed``: how a given-up order was settled later.
+    """
+
+    class State(models.TextChoices):
+        HELD = "held", "Held (outcome unknown, the symbol waits)"
+        GIVEN_UP = "given_up", "Given up (symbol released; adopted if the exchange shows it)"
+        ADOPTED = "adopted", "Adopted (the exchange had it)"
+        NOT_PLACED = "not_placed", "Not placed (the exchange never had it)"
+
+    order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="hold")
+    signal = models.ForeignKey("signals_app.TradingSignal", on_delete=models.CASCADE, related_name="holds")
+    category = models.CharField(max_length=10, default="linear")
+    symbol = models.CharField(max_length=30)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.HELD)
+    since = models.DateTimeField(help_text="When the outcome became unknown.")
+    attempts = models.PositiveIntegerField(default=0, help_text="Lookups by orderLinkId that could not tell.")
+    next_check_at = models.DateTimeField()
+    last_error = models.CharField(max_length=500, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "symbol"], name="orderhold_state_symbol")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} held by {self.order.order_link_id} ({self.state})"

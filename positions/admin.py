@@ -8,7 +8,7 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from ordermanager.core.admin_tools import ReadOnlyAdmin, money, signed_money
+from ordermanager.core.admin_tools import ReadOnlyAdmin, money, signed_money, usdt
 from ordermanager.core.charts import Series, svg_line_chart
 from positions.models import Position, PositionDiscrepancy, PositionLedgerEntry, PositionSnapshot
 from positions.selectors import position_snapshot_series
@@ -50,11 +50,11 @@ class PositionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="fees")
     def fees_col(self, obj):
-        return money(obj.fees_paid)
+        return usdt(obj.fees_paid)
 
     @admin.display(description="funding")
     def funding_col(self, obj):
-        return money(obj.funding_paid)
+        return usdt(obj.funding_paid)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         position = self.get_object(request, object_id)

@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import Q
 
 from ordermanager.core.fields import money_field
+from ordermanager.core.formatting import number_text
 
 
 class PositionMode(models.TextChoices):
@@ -49,7 +50,7 @@ class Position(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.symbol}[{self.position_idx}] {self.size}"
+        return f"{self.symbol}[{self.position_idx}] {number_text(self.size)}"
 
     @property
     def signed_size(self) -> Decimal:
@@ -120,7 +121,8 @@ class PositionLedgerEntry(models.Model):
         # byte order Python uses and the index order agree on every server.
 
     def __str__(self) -> str:
-        return f"{self.exec_type} {self.side} {self.qty}@{self.price} → {self.size_after}"
+        return (f"{self.exec_type} {self.side} {number_text(self.qty)}@{number_text(self.price)} "
+                f"→ {number_text(self.size_after)}")
 
 
 class PositionDiscrepancy(models.Model):

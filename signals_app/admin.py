@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from ordermanager.core.admin_tools import ReadOnlyAdmin, choices_filter, money, pretty_json, status_badge
+from ordermanager.core.admin_tools import ReadOnlyAdmin, choices_filter, money, pretty_json, status_badge, usdt
 from orders.models import SignalOrderRelationship
 from signals_app.models import TradingSignal
 
@@ -102,7 +102,7 @@ class TradingSignalAdmin(ReadOnlyAdmin):
 
     @admin.display(description="amount")
     def amount_col(self, obj):
-        return money(obj.amount)
+        return usdt(obj.amount)
 
     @admin.display(description="status", ordering="status")
     def status_col(self, obj):

@@ -4,7 +4,9 @@
 ``SignalInvalid`` whose ``reason`` names every field that is wrong and what
 is wrong with it, in words a person on the desk can act on. Numbers go
 straight from the JSON text to ``Decimal`` (``parse_float=Decimal``), never
-through float; NaN and Infinity are refused.
+through float; NaN and Infinity are refused. A number sent as a string must be
+written as a JSON number would be (``ordermanager.core.decimals.decimal_from_text``):
+``"1_000"``, ``"１０００"``, ``"+5"``, ``" 5 "``, ``".5"`` are refused, not guessed at.
 
 Beyond the schema, values must fit what we can store and trade: at most
 18 decimal places and an amount of at most ``MAX_AMOUNT`` USDT. Confidence
@@ -23,8 +25,10 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
+
+from ordermanager.core.decimals import DecimalTextInvalid, decimal_from_text
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_AMOUNT = Decimal("1000000000")  # 1e9 USDT: anything larger is a unit error upstream
@@ -296,9 +300,16 @@ class _Fields:
                 self.errors.append(f"{label}: required field is missing")
             return None
         value = data[name]
-        number = _to_decimal(value)
-        if number is None:
-            self.errors.append(f"{label}: must be a decimal number (JSON number or string), got {_short(value)}")
+        if isinstance(value, str):
+            try:
+                number = decimal_from_text(value)
+            except DecimalTextInvalid as exc:
+                self.errors.append(f"{label}: must be a decimal number in JSON notation, {exc}")
+                return None
+        elif isinstance(value, Decimal):  # a JSON number, read from its text by json.loads
+            number = value
+        else:
+            self.errors.append(f"{label}: must be a decimal number (JSON number or string), got {_kind(value)}")
             return None
         if not number.is_finite():
             self.errors.append(f"{label}: must be a finite number, got {_short(value)}")
@@ -376,16 +387,3 @@ class _Fields:
             self.errors.append(f"metadata: must be an object or null, got {_kind(meta)}")
             return False
         return self.boolean(meta, "urgency", "metadata.urgency")
-
-
-def _to_decimal(value: Any) -> Decimal | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, str) and value.strip():
-        try:
-            return Decimal(value.strip())
-        except InvalidOperation:
-            return None
-    return None

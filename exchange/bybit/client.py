@@ -38,6 +38,7 @@ from exchange.bybit.signing import auth_headers, json_body, query_string
 from exchange.bybit.types import (
     ExecutionInfo,
     InstrumentInfo,
+    MalformedPayload,
     OrderAck,
     OrderInfo,
     PositionInfo,
@@ -281,10 +282,22 @@ class BybitClient:
         order_id: str | None = None,
         start_ms: int | None = None,
         end_ms: int | None = None,
+        refused: list[tuple[dict, str]] | None = None,
     ) -> list[ExecutionInfo]:
+        """Executions, newest first. An item that cannot be parsed (a required field missing, a
+        decimal not in JSON notation) raises ``MalformedPayload``, unless ``refused`` is given:
+        then it is appended there as (raw item, reason) and the others are returned."""
         params = {"category": category, "symbol": symbol, "orderId": order_id, "limit": 100}
         items = self._windowed("/v5/execution/list", params, start_ms, end_ms)
-        return [ExecutionInfo.from_api(i, category=category) for i in items]
+        parsed = []
+        for item in items:
+            try:
+                parsed.append(ExecutionInfo.from_api(item, category=category))
+            except (TypeError, ValueError) as exc:  # MalformedPayload is a ValueError
+                if refused is None:
+                    raise MalformedPayload(f"execution {item.get('execId')!r}: {exc}") from None
+                refused.append((item, str(exc)))
+        return parsed
 
     # ------------------------------------------------------- account and market
 

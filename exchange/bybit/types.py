@@ -8,9 +8,14 @@ are the same except where noted (``avgPrice`` vs ``entryPrice``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
+
+from ordermanager.core.decimals import DecimalTextInvalid, decimal_from_text
+
+_MS_TEXT = re.compile(r"[0-9]{1,18}")
 
 
 class MalformedPayload(ValueError):
@@ -18,18 +23,23 @@ class MalformedPayload(ValueError):
 
 
 def dec(value: Any, *, name: str = "value", default: Decimal | None = None) -> Decimal | None:
-    """Parse a Bybit decimal string. ``""``/``None`` give ``default``; floats are refused."""
+    """Parse a Bybit decimal string. ``""``/``None`` give ``default`` (Bybit's empty field);
+    floats are refused; any other text must be a JSON number (``decimal_from_text``), so
+    ``" 5"``, ``"+5"``, ``"1_000"``, ``"NaN"`` or non-ASCII digits are malformed, not guessed at."""
     if value is None or value == "":
         return default
     if isinstance(value, float):
         raise MalformedPayload(f"{name} arrived as a float ({value!r}); decimals must be strings")
+    if isinstance(value, Decimal):  # a JSON number read from its text (parse_float=Decimal)
+        if not value.is_finite():
+            raise MalformedPayload(f"{name}={value!r} is not finite")
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise MalformedPayload(f"{name} must be a decimal string, got {type(value).__name__}")
     try:
-        result = Decimal(str(value))
-    except InvalidOperation:
-        raise MalformedPayload(f"{name}={value!r} is not a decimal") from None
-    if not result.is_finite():
-        raise MalformedPayload(f"{name}={value!r} is not finite")
-    return result
+        return decimal_from_text(str(value))
+    except DecimalTextInvalid as exc:
+        raise MalformedPayload(f"{name}: {exc}") from None
 
 
 def dec_req(item: dict, key: str) -> Decimal:
@@ -40,12 +50,22 @@ def dec_req(item: dict, key: str) -> Decimal:
 
 
 def ms(value: Any, *, name: str = "time") -> int:
+    """Epoch milliseconds, as Bybit sends them (a string of ASCII digits, or a JSON integer).
+    ``int()`` alone would also read " 5", "1_000" or non-ASCII digits."""
     if value is None or value == "":
         return 0
-    try:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and _MS_TEXT.fullmatch(value):
         return int(value)
-    except (TypeError, ValueError):
-        raise MalformedPayload(f"{name}={value!r} is not a millisecond timestamp") from None
+    raise MalformedPayload(f"{name}={value!r} is not a millisecond timestamp")
+
+
+def ms_req(item: dict, key: str) -> int:
+    value = item.get(key)
+    if value is None or value == "":
+        raise MalformedPayload(f"{key} is missing")
+    return ms(value, name=key)
 
 
 def req(item: dict, key: str) -> Any:
@@ -153,15 +173,17 @@ class ExecutionInfo:
             order_link_id=item.get("orderLinkId") or "",
             side=item.get("side") or "",
             exec_type=item.get("execType") or "Trade",
-            exec_qty=dec(item.get("execQty"), name="execQty", default=Decimal(0)),
-            exec_price=dec(item.get("execPrice"), name="execPrice", default=Decimal(0)),
+            # Quantity, price and time are never optional: a default would book a fill at price 0
+            # or in 1970 (docs/decisions/0416-fills-complete-or-refused.md).
+            exec_qty=dec_req(item, "execQty"),
+            exec_price=dec_req(item, "execPrice"),
             exec_value=dec(item.get("execValue"), name="execValue", default=Decimal(0)),
             exec_fee=dec(item.get("execFee"), name="execFee", default=Decimal(0)),
             fee_currency=item.get("feeCurrency") or "",
             is_maker=bool(item.get("isMaker", False)),
             closed_size=dec(item.get("closedSize"), name="closedSize"),
             leaves_qty=dec(item.get("leavesQty"), name="leavesQty"),
-            exec_time_ms=ms(item.get("execTime"), name="execTime"),
+            exec_time_ms=ms_req(item, "execTime"),
             seq=int(item["seq"]) if item.get("seq") not in (None, "") else None,
         )
 

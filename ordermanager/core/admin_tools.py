@@ -20,7 +20,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from ordermanager.core.decimals import plain_decimal
+from ordermanager.core.formatting import money_text, number_text
 
 CAP = 10_000
 
@@ -74,7 +74,13 @@ def choices_filter(field_name: str, choices, title: str | None = None):
 
 
 def money(value: Decimal | None) -> str:
-    return "—" if value is None else plain_decimal(value)
+    """A quantity, price or ratio column: plain (ordermanager.core.formatting.number_text)."""
+    return number_text(value)
+
+
+def usdt(value: Decimal | None) -> str:
+    """An amount of money (fees, amounts, PnL): 2 to 8 places."""
+    return money_text(value)
 
 
 def signed_money(value: Decimal | None):
@@ -83,7 +89,7 @@ def signed_money(value: Decimal | None):
         return "—"
     css = "pnl-gain" if value > 0 else "pnl-loss" if value < 0 else "pnl-flat"
     color = {"pnl-gain": "#1a7f37", "pnl-loss": "#cf222e", "pnl-flat": "inherit"}[css]
-    text = ("+" if value > 0 else "") + plain_decimal(value)
+    text = ("+" if value > 0 else "") + money_text(value)
     return format_html('<span class="{}" style="color:{};font-weight:600">{}</span>', css, color, text)
 
 

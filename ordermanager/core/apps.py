@@ -21,3 +21,6 @@ class CoreConfig(AppConfig):
     def ready(self):
         # Sent once per app; keyed on this app so it runs once per migrate.
         post_migrate.connect(_sync_roles, sender=self, dispatch_uid="core.roles_sync")
+        from ordermanager.core.formatting import admin_decimals_install
+
+        admin_decimals_install()

@@ -131,12 +131,22 @@ def _jobs_health(now: datetime) -> ComponentHealth:
     return ComponentHealth("jobs", status, last.stopped, f"last task {last.name}")
 
 
+def _holds_health(now: datetime) -> ComponentHealth:
+    from orders.services.order_holds import held_symbols, held_symbols_text
+
+    # Symbols waiting on a create whose outcome is unknown (docs/decisions/0315): their later signals wait.
+    holds = held_symbols()
+    if not holds:
+        return ComponentHealth("order_holds", OK, now, "no symbol held")
+    return ComponentHealth("order_holds", STALE, holds[0].since, held_symbols_text(holds, now=now)[:500])
+
+
 def health_components(*, now: datetime | None = None) -> list[ComponentHealth]:
     now = now or timezone.now()
     beats = {b.component: b for b in Heartbeat.objects.all()}
     components = [ComponentHealth("database", OK, now, "")]
     components += [_heartbeat_health(name, beats, now) for name in (CONSUMER, WS_GATEWAY)]
-    components += [_exchange_health(now), _jobs_health(now)]
+    components += [_exchange_health(now), _jobs_health(now), _holds_health(now)]
     components += [_heartbeat_health(name, beats, now) for name in sorted(beats) if name not in (CONSUMER, WS_GATEWAY)]
     return components
 

@@ -19,6 +19,7 @@ from ordermanager.env import (
     env_decimal,
     env_float_seconds,
     env_int,
+    env_money,
     env_secret,
     env_str,
     read_dotenv,
@@ -266,8 +267,11 @@ ENABLE_DRY_RUN = env_bool("ENABLE_DRY_RUN", False)
 MAX_SINGLE_ORDER_SIZE = env_decimal("MAX_SINGLE_ORDER_SIZE", "10000", minimum="0", exclusive_minimum=True)
 ENABLE_ORDER_SPLITTING = env_bool("ENABLE_ORDER_SPLITTING", False)
 ORDER_EXECUTION_TIMEOUT = env_float_seconds("ORDER_EXECUTION_TIMEOUT", "30", minimum="1")
-MAX_POSITION_SIZE = env_decimal("MAX_POSITION_SIZE", "50000", minimum="0")
-MAX_EXPOSURE = env_decimal("MAX_EXPOSURE", "200000", minimum="0")
+# Seeds of the global RiskLimit row (decision 0317): size in base units (unset: no limit), value and exposure
+# in USDT. Resting orders on the side that would grow a position count towards each.
+MAX_POSITION_SIZE = env_money("MAX_POSITION_SIZE", None, unit="base units", optional=True)
+MAX_POSITION_VALUE = env_money("MAX_POSITION_VALUE", "50000", unit="USDT", optional=True)
+MAX_EXPOSURE = env_money("MAX_EXPOSURE", "200000", unit="USDT")
 MAX_ORDER_SIZE_RATIO = env_decimal("MAX_ORDER_SIZE_RATIO", "0.5", minimum="0", maximum="1")
 MARKET_ORDER_CONFIDENCE_THRESHOLD = env_decimal("MARKET_ORDER_CONFIDENCE_THRESHOLD", "0.9", minimum="0", maximum="1")
 MARKET_ORDER_SPREAD_THRESHOLD = env_decimal("MARKET_ORDER_SPREAD_THRESHOLD", "0.1", minimum="0", maximum="100")
@@ -279,11 +283,33 @@ CANCEL_STALE_ORDER_TIMEOUT = env_int("CANCEL_STALE_ORDER_TIMEOUT", 3600, minimum
 POSITION_SNAPSHOT_INTERVAL = env_int("POSITION_SNAPSHOT_INTERVAL", 300, minimum=1)
 POSITION_VALIDATION_INTERVAL = env_int("POSITION_VALIDATION_INTERVAL", 3600, minimum=1)
 UNREALIZED_LOSS_WARNING_THRESHOLD = env_decimal("UNREALIZED_LOSS_WARNING_THRESHOLD", "10", minimum="0", maximum="100")
+# Holds (docs/decisions/0315): how long a symbol may wait on an order whose create outcome is unknown before
+# the order is given up (recorded failed; adopted by reconciliation if the exchange shows it), and the first
+# pause between its lookups by orderLinkId (doubling, at most 30 s).
+ORDER_HOLD_MAX_SECONDS = env_float_seconds("ORDER_HOLD_MAX_SECONDS", "120", minimum="1")
+ORDER_HOLD_LOOKUP_BACKOFF_SECONDS = env_float_seconds("ORDER_HOLD_LOOKUP_BACKOFF_SECONDS", "1.0", minimum="0.05")
+# Fresh positions (docs/decisions/0316): how long a position-dependent decision waits for the fills of the
+# symbol's acknowledged orders before it reads the position from the exchange instead (0 = read at once).
+POSITION_FILLS_WAIT_SECONDS = env_float_seconds("POSITION_FILLS_WAIT_SECONDS", "1.0")
 PENDING_SUBMIT_RETRY_WINDOW = env_int("PENDING_SUBMIT_RETRY_WINDOW", 60, minimum=0)
 # Minutes between scheduled reconciliation runs (0 = no schedule; startup, command, admin and API still run it).
 # Pause between the comparisons that must agree before a position difference is judged.
 RECONCILE_SETTLE_SECONDS = env_float_seconds("RECONCILE_SETTLE_SECONDS", "1.0")
 RECONCILE_INTERVAL_MINUTES = env_int("RECONCILE_INTERVAL_MINUTES", 0, minimum=0, maximum=1440)
+# Continuous reconciliation (docs/decisions/0606), run by every long-lived worker process; one process
+# takes each pass. Light pass: open orders, positions and recent executions compared (0 = off).
+RECONCILE_LIGHT_INTERVAL = env_int("RECONCILE_LIGHT_INTERVAL", 60, minimum=0, maximum=86400)
+# How often a process looks for in-flight orders gone quiet and symbols marked for backfill (0 = off).
+RECONCILE_INFLIGHT_CHECK_INTERVAL = env_int("RECONCILE_INFLIGHT_CHECK_INTERVAL", 5, minimum=0, maximum=3600)
+# An order pending_submit / pending_cancel / new with no event for this long is looked up by orderLinkId.
+RECONCILE_INFLIGHT_SECONDS = env_int("RECONCILE_INFLIGHT_SECONDS", 30, minimum=1, maximum=86400)
+# At most this many symbols get a targeted (symbol-scoped) run per pass; the rest wait for the next.
+RECONCILE_TARGETED_MAX_SYMBOLS = env_int("RECONCILE_TARGETED_MAX_SYMBOLS", 5, minimum=1, maximum=1000)
+# Writes kept in memory while the database is unreachable (ws-gateway messages, exchange-call audit rows),
+# per process; past the bound the affected symbols are marked for a targeted backfill.
+DB_OUTAGE_BACKLOG_MAX = env_int("DB_OUTAGE_BACKLOG_MAX", 10000, minimum=1, maximum=1000000)
+# Startup: longest pause between attempts while waiting for the database and the broker.
+STARTUP_WAIT_MAX_DELAY = env_float_seconds("STARTUP_WAIT_MAX_DELAY", "10")
 
 # --- ws-gateway ---------------------------------------------------------------------
 WS_GATEWAY_HOST = env_str("WS_GATEWAY_HOST", "")

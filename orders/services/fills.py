@@ -14,6 +14,14 @@ Rules (ARCHITECTURE properties 2, 7, 8):
   Items are applied in a fixed (symbol, time) order so concurrent writers take
   locks in the same order.
 - Non-trade execution types follow ``positions.services.position_math.EXEC_TYPE_RULES``.
+- A message is checked whole before anything of it is stored (``message_check``): a trade
+  without a side, or an id or text longer than its column, refuses the message with
+  ``FillRefused`` naming the item and the field. Nothing is ever cut to fit: the array cast
+  of the batched insert would silently truncate, and two long execIds sharing a prefix would
+  then collide (docs/decisions/0416-fills-complete-or-refused.md).
+- A fill of an order we never saw moves the position at once when the symbol has an open
+  one-way row (idx 0): the mode cannot change while a position is open, so the side is certain
+  (docs/decisions/0417-unknown-order-fills-on-one-way-symbols.md).
 """
 
 from __future__ import annotations
@@ -59,6 +67,62 @@ BYBIT_STATUS = {
 POST_ONLY_REJECT = "EC_PostOnlyWillTakeLiquidity"
 
 
+class FillRefused(ValueError):
+    """An item the fill path will not store as it is; ``str()`` names the item and the field."""
+
+
+# Bybit's name for each text column an item writes, for a refusal a person can act on.
+_EXECUTION_TEXT = {"exec_id": "execId", "exchange_order_id": "orderId", "order_link_id": "orderLinkId",
+                   "category": "category", "symbol": "symbol", "side": "side", "exec_type": "execType",
+                   "fee_currency": "feeCurrency"}  # fmt: skip
+_INFO_ATTR = {"exchange_order_id": "order_id"}  # ExecutionInfo attribute where it differs from the column
+_ORDER_TEXT = {"order_id": "orderId", "order_link_id": "orderLinkId", "category": "category", "symbol": "symbol"}
+
+
+def _column_limits(model, names: dict[str, str]) -> list[tuple[str, str, int]]:
+    return [(attname, bybit, model._meta.get_field(attname).max_length) for attname, bybit in names.items()]
+
+
+def execution_refusal(info: ExecutionInfo) -> str | None:
+    """Why this execution cannot be stored as it is, or None. Quantity, price and time are
+    required by the parser already; here: the side of anything that moves a position, and
+    every text fitting its column."""
+    rule = rule_for(info.exec_type)
+    if rule in (FillRule.TRADE, FillRule.FORCED_TRADE) and info.side not in ("Buy", "Sell"):
+        what = "is missing" if not info.side else f"is {info.side!r}, not Buy or Sell"
+        return f"side {what}: a {info.exec_type} execution needs it to move the position"
+    for attname, bybit, limit in _column_limits(Execution, _EXECUTION_TEXT):
+        value = getattr(info, _INFO_ATTR.get(attname, attname))
+        if len(value) > limit:
+            return f"{bybit} is {len(value)} characters, longer than the {limit} we can store ({_clipped(value)})"
+    return None
+
+
+def order_refusal(info: OrderInfo) -> str | None:
+    for attname, bybit, limit in _column_limits(Order, _ORDER_TEXT):
+        value = getattr(info, attname)
+        if len(value) > limit:
+            return f"{bybit} is {len(value)} characters, longer than the {limit} we can store ({_clipped(value)})"
+    return None
+
+
+def _clipped(value: str) -> str:
+    return repr(value) if len(value) <= 80 else repr(value[:77] + "...")
+
+
+def message_check(message: PrivateMessage) -> None:
+    """Refuse the whole message (``FillRefused``) if any item cannot be stored as it is."""
+    for index, info in enumerate(message.items):
+        if isinstance(info, ExecutionInfo):
+            why, key = execution_refusal(info), f"execId {_clipped(info.exec_id)}"
+        elif isinstance(info, OrderInfo):
+            why, key = order_refusal(info), f"orderId {_clipped(info.order_id)}"
+        else:
+            continue
+        if why is not None:
+            raise FillRefused(f"{message.topic} message: data[{index}] ({key}): {why}; nothing of the message applied")
+
+
 @dataclass
 class MessageOutcome:
     topic: str
@@ -68,7 +132,9 @@ class MessageOutcome:
 
 
 def private_message_apply(*, message: PrivateMessage, source: str = "ws") -> MessageOutcome:
-    """Apply one private-stream message in one transaction."""
+    """Apply one private-stream message in one transaction; ``FillRefused`` (nothing applied)
+    when an item cannot be stored as it is."""
+    message_check(message)
     outcome = MessageOutcome(topic=message.topic)
     with transaction.atomic():
         if message.topic == TOPIC_EXECUTION:
@@ -88,7 +154,11 @@ def private_message_apply(*, message: PrivateMessage, source: str = "ws") -> Mes
 
 
 def execution_apply(*, execution: ExecutionInfo, source: str = "ws") -> bool:
-    """Store and apply one execution; False when its execId was already applied."""
+    """Store and apply one execution; False when its execId was already applied.
+    ``FillRefused`` when it cannot be stored as it is."""
+    why = execution_refusal(execution)
+    if why is not None:
+        raise FillRefused(f"execution {_clipped(execution.exec_id)}: {why}")
     outcome = MessageOutcome(topic=TOPIC_EXECUTION)
     with transaction.atomic():
         _executions_apply([execution], source=source, outcome=outcome)
@@ -97,6 +167,9 @@ def execution_apply(*, execution: ExecutionInfo, source: str = "ws") -> bool:
 
 def order_update_apply(*, info: OrderInfo, source: str = "ws") -> bool:
     """Apply one order-topic item (status forward only, fill totals only up). True if anything changed."""
+    why = order_refusal(info)
+    if why is not None:
+        raise FillRefused(f"order {_clipped(info.order_id)}: {why}")
     with transaction.atomic():
         return _order_update(info)
 
@@ -116,7 +189,7 @@ def _executions_apply(infos: list[ExecutionInfo], *, source: str, outcome: Messa
         sorted(infos, key=lambda i: (i.category, i.symbol, i.exec_time_ms, i.seq or 0, i.exec_id))
     )
     orders = _orders_locked(unique)
-    modes: dict[tuple[str, str], bool | None] = {}  # symbol → hedge, looked up once per message
+    modes: dict[tuple, bool | None] = {}  # per symbol: hedge / open one-way, looked up once per message
     now = timezone.now()
     placed = []
     for info in unique:
@@ -166,6 +239,9 @@ def _position_idx_for(info: ExecutionInfo, order: Order | None, modes: dict) -> 
     seen (placed elsewhere, liquidation) waits for that order's event, because
     only the order tells the hedge side, and the account's mode cannot be
     trusted from what happens to be stored (docs/decisions/0405-fills-before-orders.md).
+    The exception is a symbol with an open one-way row: Bybit does not switch the mode of a
+    symbol with an open position, so such a fill moves idx 0 at once (0417); a gateway that
+    forwards only executions would otherwise leave it waiting for ever.
     A funding row names its side; it waits only while the symbol's mode is unknown (0410).
     """
     if order is not None:
@@ -173,6 +249,11 @@ def _position_idx_for(info: ExecutionInfo, order: Order | None, modes: dict) -> 
     if info.position_idx is not None:
         return info.position_idx
     rule = rule_for(info.exec_type)
+    if rule in (FillRule.TRADE, FillRule.FORCED_TRADE):
+        key = ("open", info.category, info.symbol)
+        if key not in modes:
+            modes[key] = _open_one_way(category=info.category, symbol=info.symbol)
+        return 0 if modes[key] else None
     if rule is FillRule.FUNDING:
         key = (info.category, info.symbol)
         if key not in modes:
@@ -181,6 +262,14 @@ def _position_idx_for(info: ExecutionInfo, order: Order | None, modes: dict) -> 
     if rule is FillRule.RECORD_ONLY:
         return 0  # no position effect either way; the ledger records it on the one-way row
     return None
+
+
+def _open_one_way(*, category: str, symbol: str) -> bool:
+    """True when the symbol's only open position row is the one-way row (idx 0)."""
+    open_rows = set(
+        Position.objects.filter(category=category, symbol=symbol).exclude(size=0).values_list("position_idx", flat=True)
+    )
+    return open_rows == {0}
 
 
 def _funding_idx(side: str, *, hedge: bool | None) -> int | None:
@@ -422,7 +511,7 @@ def _orders_refresh_fills(orders: list[Order]) -> None:
         row = totals.get(order.pk) or {}
         qty = row.get("qty") or Decimal(0)
         if qty < order.filled_qty:
-            log.info("order_fills_behind_event", order_link_id=order.order_link_id, executions=str(qty))
+            log.info("order_fills_behind_event", order_link_id=order.order_link_id, executions=qty)
             continue
         before = order.status
         _set_fills(order, qty=qty, value=row.get("value") or Decimal(0), fees=row.get("fees") or Decimal(0), avg=None)
@@ -438,7 +527,7 @@ def _set_fills(order: Order, *, qty: Decimal, value: Decimal, fees: Decimal, avg
     if qty > order.qty:
         # The exchange filled more than we asked for: the order was amended
         # elsewhere. Keep the fills (they happened) and say so loudly.
-        log.error("order_overfilled", order_link_id=order.order_link_id, qty=str(order.qty), filled=str(qty))
+        log.error("order_overfilled", order_link_id=order.order_link_id, qty=order.qty, filled=qty)
         order.qty = qty
     order.filled_qty = qty
     order.cum_exec_value = value

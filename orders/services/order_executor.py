@@ -28,6 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ordermanager import events
+from ordermanager.core.formatting import number_text
 from orders.models import Order, OrderStatus
 from orders.services.position_mode import is_mode_mismatch, position_mode_forget
 
@@ -150,8 +151,8 @@ def _update_pending(order: Order, values: dict) -> None:
 
 def _record_dry_run(order: Order, on_recorded: Recorded = None) -> Order:
     log.info(
-        f"[DRY-RUN] would place {order.side} {order.order_type} {order.qty} {order.symbol}"
-        f"{'' if order.price is None else f' @ {order.price}'} ({order.time_in_force})",
+        f"[DRY-RUN] would place {order.side} {order.order_type} {number_text(order.qty)} {order.symbol}"
+        f"{'' if order.price is None else f' @ {number_text(order.price)}'} ({order.time_in_force})",
         order_link_id=order.order_link_id,
     )
     values = {"status": OrderStatus.DRY_RUN, "is_dry_run": True, "order_id": f"dry-run-{order.order_link_id}",

@@ -225,7 +225,7 @@ def _fetch_executions(ctx: RunContext, symbols: set[str], plans: list) -> None:
     for n, symbol in enumerate(ordered, 1):
         try:
             ctx.backfill.offer(ctx.client.get_executions(category=ctx.category, symbol=symbol, start_ms=start,
-                                                         end_ms=end))  # fmt: skip
+                                                         end_ms=end, refused=ctx.backfill.refused))  # fmt: skip
             covered.add(symbol)
         except BybitError as exc:
             note = f"executions of {symbol} since the last run could not be fetched: {exc}"
@@ -236,8 +236,8 @@ def _fetch_executions(ctx: RunContext, symbols: set[str], plans: list) -> None:
             continue  # every fill of an order created inside the window came with its symbol's pull
         order_id = plan.info.order_id if plan.info is not None else plan.order.order_id
         try:
-            ctx.backfill.offer(ctx.client.get_executions(category=ctx.category, symbol=plan.symbol,
-                                                         order_id=order_id))  # fmt: skip
+            ctx.backfill.offer(ctx.client.get_executions(category=ctx.category, symbol=plan.symbol, order_id=order_id,
+                                                         refused=ctx.backfill.refused))  # fmt: skip
         except BybitError as exc:
             plan.error = f"its executions could not be fetched: {exc}"
 

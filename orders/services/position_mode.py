@@ -28,6 +28,9 @@ MODE_TTL_SECONDS = 60.0
 
 _lock = threading.Lock()
 _modes: dict[tuple[str, str], tuple[float, str]] = {}
+# The last position listing read per symbol (monotonic time, rows): a decision made right after the mode was
+# read may use the same answer instead of asking again (signals_app/services/fresh_position.py).
+_rows: dict[tuple[str, str], tuple[float, list]] = {}
 
 
 def position_mode_of(*, category: str, symbol: str) -> str:
@@ -42,14 +45,38 @@ def position_mode_of(*, category: str, symbol: str) -> str:
         hit = _modes.get(key)
     if hit and hit[0] > now:
         return hit[1]
+    positions_read(category=category, symbol=symbol)
+    with _lock:
+        return _modes[key][1]
+
+
+def positions_read(*, category: str, symbol: str, since: float | None = None) -> list:
+    """The exchange's position rows of ``symbol`` (``/v5/position/list``); also refreshes the cached mode.
+
+    ``since`` (a ``time.monotonic()`` value): a listing read at or after it is returned without a request."""
+    key = (category, symbol)
+    if since is not None:
+        with _lock:
+            cached = _rows.get(key)
+        if cached and cached[0] >= since:
+            return cached[1]
     from exchange.bybit.client import get_client
 
+    read_at = time.monotonic()
     rows = get_client().get_positions(category=category, symbol=symbol)
+    with _lock:
+        _rows[key] = (read_at, rows)
+        hit = _modes.get(key)
+    _mode_from(key, rows, hit=hit)
+    return rows
+
+
+def _mode_from(key: tuple[str, str], rows: list, *, hit) -> str:
     mode = HEDGE if any(row.position_idx in (1, 2) for row in rows) else ONE_WAY
     with _lock:
-        _modes[key] = (now + MODE_TTL_SECONDS, mode)
+        _modes[key] = (time.monotonic() + MODE_TTL_SECONDS, mode)
     if hit and hit[1] != mode:
-        log.warning("position_mode_changed", symbol=symbol, was=hit[1], now=mode)
+        log.warning("position_mode_changed", symbol=key[1], was=hit[1], now=mode)
     return mode
 
 
@@ -58,8 +85,10 @@ def position_mode_forget(*, category: str | None = None, symbol: str | None = No
     with _lock:
         if symbol is None:
             _modes.clear()
+            _rows.clear()
         else:
             _modes.pop((category or "linear", symbol), None)
+            _rows.pop((category or "linear", symbol), None)
 
 
 def is_mode_mismatch(*, ret_code: int | None, ret_msg: str) -> bool:

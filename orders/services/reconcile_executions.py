@@ -5,6 +5,12 @@ which stores it once per execId and moves the order and the position exactly
 as a live event would; non-trade types (funding, ADL, liquidation) follow the
 same rules as live. Backfilled rows are applied oldest first so the position
 fold sees them in exchange order.
+
+A row the fill path refuses (a field its kind needs is missing, a decimal is not
+in JSON notation, an id longer than its column) is not booked: it becomes an
+unresolved ``execution_refused`` discrepancy naming the row and the reason, the
+other rows are applied, and the run does not count as one that pulled every
+execution (the next run looks again from before it).
 """
 
 from __future__ import annotations
@@ -32,13 +38,17 @@ _CHUNK = 1000
 
 def exec_window_start(*, category: str, symbol: str | None, now) -> int:
     """Epoch ms from which a run pulls every execution: the start of the last run that pulled
-    them all (finished, not a dry run, no failed lookup), minus an overlap; never more than
+    them all (finished, not a dry run, no failed lookup, no refused execution), minus an overlap; never more than
     MAX_LOOKBACK ago."""
     from orders.services.reconcile_report import Kind
 
     done = (ReconciliationRun.Status.SUCCEEDED, ReconciliationRun.Status.UNRESOLVED)
-    failed_lookup = Discrepancy.objects.filter(run=OuterRef("pk"), kind=Kind.LOOKUP_FAILED)
+    # A failed lookup or a refused execution: that run did not take every execution in.
+    incomplete = [Kind.LOOKUP_FAILED, Kind.EXECUTION_REFUSED]
+    failed_lookup = Discrepancy.objects.filter(run=OuterRef("pk"), kind__in=incomplete)
     runs = ReconciliationRun.objects.filter(status__in=done, dry_run=False).exclude(Exists(failed_lookup))
+    # A continuous pass's roll-up row pulled no executions of its own (its window is kept on its lease).
+    runs = runs.exclude(trigger=ReconciliationRun.Trigger.LIGHT, symbol="")
     runs = runs.filter(symbol__in=["", symbol]) if symbol else runs.filter(symbol="")
     last = runs.order_by("-started_at").values_list("started_at", flat=True).first()
     start = now - MAX_LOOKBACK
@@ -67,6 +77,8 @@ class Backfill:
 
     seen: dict[str, ExecutionInfo] = dataclasses.field(default_factory=dict)
     applied: list[ExecutionInfo] = dataclasses.field(default_factory=list)
+    # (raw item or parsed row, reason): rows the exchange sent that cannot be booked as they are.
+    refused: list[tuple[dict | ExecutionInfo, str]] = dataclasses.field(default_factory=list)
 
     def offer(self, infos: Iterable[ExecutionInfo]) -> None:
         for info in infos:
@@ -94,17 +106,25 @@ def position_idx_index(infos: list[ExecutionInfo], *, exchange_orders: dict) -> 
     return index
 
 
-def executions_apply(infos: list[ExecutionInfo], *, exchange_orders: dict) -> list[ExecutionInfo]:
-    """Apply missing executions oldest first; returns the ones that were new."""
-    from orders.services.fills import execution_apply
+def executions_apply(
+    infos: list[ExecutionInfo], *, exchange_orders: dict, refused: list | None = None
+) -> list[ExecutionInfo]:
+    """Apply missing executions oldest first; returns the ones that were new. A row the fill
+    path refuses is appended to ``refused`` (row, reason) and the others go on."""
+    from orders.services.fills import FillRefused, execution_apply
 
     idx = position_idx_index(infos, exchange_orders=exchange_orders)
     applied = []
     for info in sorted(infos, key=sort_key):
         if info.position_idx is None and info.order_id in idx:
             info = dataclasses.replace(info, position_idx=idx[info.order_id])
-        if execution_apply(execution=info, source=SOURCE):
-            applied.append(info)
+        try:
+            if execution_apply(execution=info, source=SOURCE):
+                applied.append(info)
+        except FillRefused as exc:
+            if refused is None:
+                raise
+            refused.append((info, str(exc)))
     return applied
 
 
@@ -139,6 +159,25 @@ def _unknown_order_plans(ctx, missing: list[ExecutionInfo]) -> list:
     return plans
 
 
+def _refusals_record(ctx) -> None:
+    """One unresolved discrepancy per execution the exchange sent that cannot be booked as it is."""
+    from orders.services.reconcile_report import Kind
+
+    refused, ctx.backfill.refused[:] = list(ctx.backfill.refused), []
+    for row, reason in refused:
+        if isinstance(row, ExecutionInfo):
+            symbol, exec_id, raw = row.symbol, row.exec_id, None
+        else:
+            symbol, exec_id, raw = str(row.get("symbol") or ""), str(row.get("execId") or ""), row
+        ctx.rec.discrepancy(
+            kind=Kind.EXECUTION_REFUSED,
+            symbol=symbol[:30],
+            before={"exec_id": exec_id[:200], **({"raw": raw} if raw is not None else {})},
+            resolved=False,
+            note=f"execution from the exchange not booked: {reason}",
+        )
+
+
 def backfill_run(ctx) -> int:
     """Apply every execution seen this run that the database lacks; returns how many."""
     from orders.services.reconcile_orders import plan_apply, plans_prepare
@@ -146,13 +185,23 @@ def backfill_run(ctx) -> int:
 
     missing = ctx.backfill.missing()
     if not missing:
+        _refusals_record(ctx)
         return 0
     plans = _unknown_order_plans(ctx, missing)
     if not ctx.dry_run:
         plans_prepare(plans)
-        applied = executions_apply(missing, exchange_orders=ctx.exchange_orders)
+        applied = executions_apply(missing, exchange_orders=ctx.exchange_orders, refused=ctx.backfill.refused)
     else:
-        applied = missing
+        from orders.services.fills import execution_refusal
+
+        applied = []
+        for info in missing:
+            why = execution_refusal(info)
+            if why is None:
+                applied.append(info)
+            else:
+                ctx.backfill.refused.append((info, f"execution {info.exec_id!r}: {why}"))
+    _refusals_record(ctx)
     ctx.rec.add("backfilled", len(applied) if not ctx.dry_run else 0)
     by_symbol: dict[str, list[ExecutionInfo]] = {}
     for info in applied:

@@ -217,7 +217,39 @@ def orders_plan(ctx, open_orders: OpenOrders) -> list[Plan]:
     for plan in plans_for_unmatched(unmatched, t0=ctx.t0):
         ctx.exchange_orders[plan.info.order_id] = plan.info
         plans.append(plan)
+    plans.extend(given_up_plans(ctx, plans))
     return plans
+
+
+def given_up_plans(ctx, plans: list[Plan]) -> list[Plan]:
+    """Orders the signal processor gave up as unknown (docs/decisions/0315): looked up by orderLinkId;
+    the exchange has one → adopted (``GIVEN_UP_ADOPTED``); it has none → it was never placed."""
+    from exchange.bybit.errors import BybitError
+    from orders.services.order_holds import given_up_holds, hold_not_placed
+
+    planned = {p.order.pk for p in plans if p.order is not None}
+    out = []
+    for hold in given_up_holds(category=ctx.category, symbol=ctx.symbol):
+        order = hold.order
+        if order.pk in planned:
+            continue  # open on the exchange: ORDER_REOPENED adopts it
+        try:
+            info = ctx.client.get_order(category=order.category, symbol=order.symbol,
+                                        order_link_id=order.order_link_id)  # fmt: skip
+        except BybitError as exc:
+            log.warning("given_up_lookup_failed", order_link_id=order.order_link_id, error=str(exc))
+            continue  # the next run asks again
+        ctx.rec.add("checked")
+        if info is None:
+            # Given up ORDER_HOLD_MAX_SECONDS after the request: far beyond the window in which the exchange
+            # accepts a signed request (recvWindow), so it can no longer appear.
+            if not ctx.dry_run:
+                hold_not_placed(hold)
+            continue
+        ctx.exchange_orders[info.order_id] = info
+        out.append(Plan(kind=Kind.GIVEN_UP_ADOPTED, order=order, info=info,
+                        fetch_fills=info.cum_exec_qty > order.filled_qty, before=order_state(order)))  # fmt: skip
+    return out
 
 
 # ---------------------------------------------------------------- applying
@@ -295,11 +327,11 @@ def pending_in_flight(order: Order, *, now) -> bool:
     return now - order.created_at < timedelta(seconds=float(settings.ORDER_EXECUTION_TIMEOUT))
 
 
-def pending_fail(order: Order, *, age: float) -> bool:
+def pending_fail(order: Order, *, age: float = 0.0, reason: str = "") -> bool:
     from ordermanager import events
     from orders.services.order_executor import order_payload
 
-    reason = (
+    reason = reason or (
         f"reconciliation: not on the exchange, and its signal is {age:.0f}s old, beyond "
         f"PENDING_SUBMIT_RETRY_WINDOW={settings.PENDING_SUBMIT_RETRY_WINDOW}s: not sent late"
     )
@@ -326,6 +358,7 @@ _SYNC_KINDS = {
     Kind.ORDER_AMENDED,
     Kind.ORDER_REOPENED,
     Kind.EXTERNAL_ORDER,
+    Kind.GIVEN_UP_ADOPTED,
 }
 NOTES = {
     Kind.PENDING_ADOPTED: "we crashed around the request: the exchange has it, adopted",
@@ -353,6 +386,9 @@ def plans_prepare(plans: list[Plan]) -> None:
         elif plan.kind == Kind.ORDER_REOPENED:
             note = f"reconciliation: open on the exchange although recorded {plan.order.status}"
             _reset_to_exchange(plan.order, plan.info, from_statuses=[plan.order.status], note=note)
+        elif plan.kind == Kind.GIVEN_UP_ADOPTED:
+            note = "reconciliation: given up as unknown, but the exchange has it: adopted"
+            _reset_to_exchange(plan.order, plan.info, from_statuses=[OrderStatus.FAILED], note=note)
 
 
 def plan_apply(ctx, plan: Plan) -> None:
@@ -402,6 +438,10 @@ def _sync(ctx, plan: Plan) -> None:
         _amend_to_exchange(order, info)
     order_update_apply(info=info, source="rest")
     order.refresh_from_db()
+    if plan.kind in (Kind.GIVEN_UP_ADOPTED, Kind.ORDER_REOPENED):
+        from orders.services.order_holds import hold_adopted
+
+        hold_adopted(order)  # the signal follows what really happened (docs/decisions/0315)
     if plan.kind == Kind.EXTERNAL_ORDER:
         ctx.rec.add("external")
     resolved = order.status == status_of(info) and order.filled_qty == info.cum_exec_qty
@@ -410,11 +450,23 @@ def _sync(ctx, plan: Plan) -> None:
 
 
 def _settle_pending(ctx, plan: Plan) -> None:
-    """A pending_submit order the exchange never saw: fail it when its signal is too old,
-    else send it now (same orderLinkId, so the exchange's duplicate check still holds)."""
+    """A pending_submit order the exchange never saw: leave it to a live hold; fail it when its signal is
+    finished, has successors (docs/decisions/0315) or is too old; else send it now (same orderLinkId, so the
+    exchange's duplicate check still holds)."""
     from orders.services.order_executor import order_submit
+    from orders.services.order_holds import pending_send_blocker
 
     order = plan.order
+    action, why = pending_send_blocker(order)
+    if action == "held":
+        log.info("reconcile_pending_left_to_hold", order_link_id=order.order_link_id)
+        return None
+    if action == "fail":
+        plan.kind = Kind.PENDING_NOT_SENT
+        failed = pending_fail(order, reason=f"reconciliation: not on the exchange, and {why}")
+        if failed:
+            ctx.rec.add("failed")
+        return _record_after(ctx, plan, resolved=failed, counter=None, extra_note=f" ({why})")
     age = pending_signal_age(order, now=timezone.now())
     if age > settings.PENDING_SUBMIT_RETRY_WINDOW:
         failed = pending_fail(order, age=age)
@@ -433,6 +485,8 @@ def _settle_pending(ctx, plan: Plan) -> None:
 
 NOTES[Kind.PENDING_FAILED] = "never reached the exchange and too old to send: failed"
 NOTES[Kind.PENDING_RESUBMITTED] = "never reached the exchange and still fresh: re-submitted"
+NOTES[Kind.PENDING_NOT_SENT] = "never reached the exchange; never sent late or out of order: failed"
+NOTES[Kind.GIVEN_UP_ADOPTED] = "given up as unknown by the signal processor; the exchange has it: adopted"
 
 
 def _record_after(ctx, plan: Plan, *, resolved: bool, counter: str | None, extra_note: str = "") -> None:

@@ -27,6 +27,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from exchange.bybit.types import ExecutionInfo, PositionInfo
+from ordermanager.core.formatting import qty_text
 from orders.models import RiskLimit
 from orders.services.reconcile_exchange import PositionsView, positions_fetch, positions_fetch_symbol
 from orders.services.reconcile_executions import MAX_LOOKBACK, backfill_run, now_ms
@@ -217,7 +218,7 @@ def _backfill_symbol(ctx, symbol: str) -> int | None:
     start = int((timezone.now() - MAX_LOOKBACK).timestamp() * 1000)
     try:
         ctx.backfill.offer(ctx.client.get_executions(category=ctx.category, symbol=symbol, start_ms=start,
-                                                     end_ms=now_ms()))  # fmt: skip
+                                                     end_ms=now_ms(), refused=ctx.backfill.refused))  # fmt: skip
     except BybitError as exc:
         ctx.rec.discrepancy(kind=Kind.LOOKUP_FAILED, symbol=symbol, resolved=False,
                             note=f"executions of {symbol} (7 days) could not be fetched: {exc}")  # fmt: skip
@@ -225,9 +226,18 @@ def _backfill_symbol(ctx, symbol: str) -> int | None:
     return backfill_run(ctx)
 
 
+def _qty_step(category: str, symbol: str) -> Decimal | None:
+    """The symbol's cached quantity step (no exchange call), for showing sizes; None when not cached."""
+    from exchange.models import Instrument
+
+    return Instrument.objects.filter(category=category, symbol=symbol).values_list("qty_step", flat=True).first()
+
+
 def _unexplained(ctx, symbol: str, before: dict, sides: list[Side], backfilled: int) -> None:
+    step = _qty_step(ctx.category, symbol)
     reason = "position differs from the exchange and the fills do not explain it: " + (
-        "; ".join(f"idx {s.idx} ours {s.local_size} vs exchange {s.exchange_size}" for s in sides)
+        "; ".join(f"idx {s.idx} ours {qty_text(s.local_size, step)} vs exchange {qty_text(s.exchange_size, step)}"
+                  for s in sides)  # fmt: skip
     )
     halted = symbol_reduce_only(symbol=symbol, reason=reason, run=ctx.run)
     after: dict = {"backfilled": backfilled, "reduce_only": True}

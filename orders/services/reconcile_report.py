@@ -8,6 +8,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from ordermanager.core.decimals import plain_decimal
 from orders.models import Discrepancy, ReconciliationRun
 
 
@@ -23,6 +24,8 @@ class Kind:
     PENDING_ADOPTED = "pending_submit_adopted"
     PENDING_FAILED = "pending_submit_failed"
     PENDING_RESUBMITTED = "pending_submit_resubmitted"
+    PENDING_NOT_SENT = "pending_submit_not_sent"  # its signal is finished or has successors (decision 0315)
+    GIVEN_UP_ADOPTED = "given_up_order_adopted"  # given up as unknown, found on the exchange later (0315)
     CANCEL_SETTLED = "pending_cancel_settled"
     CANCEL_NOT_DONE = "pending_cancel_still_open"
     EXTERNAL_ORDER = "external_order"
@@ -32,13 +35,15 @@ class Kind:
     POSITION_ENTRY_PRICE = "position_entry_price"
     POSITION_UNKNOWN = "position_unknown"
     LOOKUP_FAILED = "exchange_lookup_failed"
+    EXECUTION_REFUSED = "execution_refused"  # the exchange sent an execution we cannot book as it is
     SYMBOL_HALTED = "symbol_reduce_only"
 
 
 def plain(value: Any) -> Any:
-    """JSON-safe and exact: Decimals as strings (never floats), dates ISO, containers recursively."""
+    """JSON-safe and exact: Decimals as plain strings (never floats, never ``2E+2`` or the column's
+    18 padding zeros: the admin shows these), dates ISO, containers recursively."""
     if isinstance(value, Decimal):
-        return str(value)
+        return plain_decimal(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, dict):

@@ -5,26 +5,32 @@ row seeded from settings; see ``risk_limits.risk_limits_effective``):
 
 - trading halt (global or per symbol): nothing is placed;
 - reduce-only mode (global or per symbol): only orders that shrink the position;
-- ``max_position_size``: |position after the order| × price, per symbol;
-- ``max_exposure``: the sum of position values across symbols after the order;
+- ``max_position_size`` (base units) and ``max_position_value`` (USDT, at the order's price): the position
+  after the order *and* every resting order on the same side, per symbol; either may be unset;
+- ``max_exposure`` (USDT): that figure for this symbol plus, for every other symbol, its position value and
+  the resting orders that could grow it;
 - ``max_order_size_ratio``: order value as a share of the available balance.
+
+What counts as "at stake" (decision 0317): a resting order is one of ours or an external one the book knows,
+``pending_submit``, ``new`` or ``partially_filled`` (its open quantity, qty − filled); the orders the signal
+itself cancels before it places its own are left out of this symbol's figure.
 
 An order that only reduces the position (|after| <= |before|, same sign)
 passes the size, exposure and ratio checks: cutting risk is always allowed.
 In hedge mode the position is the row the order goes to (long positive,
 short negative); an order opens a side only while the other side is flat.
-A breach raises ``ValidationError`` naming the limit, the value and the excess.
+A breach raises ``ValidationError`` naming the limit, its unit, the value and the excess.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db.models import Case, DecimalField, F, Sum, When
-from django.db.models.functions import Abs, Coalesce
+from django.db.models import Case, DecimalField, F, When
+from django.db.models.functions import Abs
 
 from orders.services.risk_limits import EffectiveLimits, risk_limit_seed_global, risk_limits_from_rows
 
@@ -38,12 +44,24 @@ class RiskInput:
     qty: Decimal
     price: Decimal
     position_size: Decimal  # signed size of the position row the order goes to (one-way row, or hedge long +/short -)
-    exposure_other: Decimal  # position value of every other symbol, USDT
+    exposure_other: Decimal  # value at stake on every other symbol, USDT (positions and resting orders)
     available_balance: Decimal | None  # None: not needed (the order only reduces)
+    # Open quantity of resting orders on the order's side that would grow the same row, after the cancellations
+    # this signal sends first (``BookState.resting_after_cancels``).
+    resting_qty: Decimal = Decimal(0)
 
 
 def _usdt(value: Decimal) -> str:
     return f"{value.quantize(CENT)} USDT"
+
+
+def _units(value: Decimal) -> str:
+    return f"{_plain(value)} (base units)"
+
+
+def _plain(value: Decimal) -> str:
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def order_reduces_position(*, side: str, qty: Decimal, position_size: Decimal) -> bool:
@@ -72,12 +90,22 @@ def risk_check(*, order: RiskInput, limits: EffectiveLimits) -> None:
             f"reduce-only mode {scope}{_because(reason)}: a {order.side} of {order.qty} "
             f"would not reduce the position {order.position_size}"
         )
-    after = order.position_size + (order.qty if order.side == "Buy" else -order.qty)
-    position_value = abs(after) * order.price
-    _limit("MAX_POSITION_SIZE", f"position value of {order.symbol} after the order", position_value,
-           limits.max_position_size)
-    _limit("MAX_EXPOSURE", "total exposure after the order", order.exposure_other + position_value,
-           limits.max_exposure)
+    grow = order.qty + max(order.resting_qty, Decimal(0))
+    after = abs(order.position_size + (grow if order.side == "Buy" else -grow))
+    of = f"of {order.symbol} after the order"
+    if order.resting_qty > 0:
+        of += f" and the resting {order.side} orders ({_plain(order.resting_qty)})"
+    if limits.max_position_size is not None and after > limits.max_position_size:
+        excess = after - limits.max_position_size
+        raise ValidationError(
+            f"risk limit MAX_POSITION_SIZE: position {of} is {_units(after)}, above the limit "
+            f"{_units(limits.max_position_size)} by {_units(excess)}"
+        )
+    position_value = after * order.price
+    if limits.max_position_value is not None:
+        _limit("MAX_POSITION_VALUE", f"position value {of}", position_value, limits.max_position_value)
+    exposure_what = "total exposure after the order (positions and resting orders)"
+    _limit("MAX_EXPOSURE", exposure_what, order.exposure_other + position_value, limits.max_exposure)
     order_value = order.qty * order.price
     balance = order.available_balance or Decimal(0)
     _limit("MAX_ORDER_SIZE_RATIO", f"order value (ratio {limits.max_order_size_ratio} of available "
@@ -112,12 +140,39 @@ def _other_positions(*, symbol: str, category: str):
     return Position.objects.filter(category=category).exclude(symbol=symbol).exclude(size=0)
 
 
+def resting_statuses() -> tuple[str, ...]:
+    """Order states whose open quantity may still fill (decision 0317); pending_cancel is already cancelled."""
+    from orders.models import OrderStatus
+
+    return (OrderStatus.PENDING_SUBMIT, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+
+
 def exposure_other_symbols(*, symbol: str, category: str = "linear") -> Decimal:
-    """Sum of |size| × (mark price, else entry price) over every other symbol's position."""
-    total = _other_positions(symbol=symbol, category=category).aggregate(
-        total=Coalesce(Sum(_position_value(), output_field=_MONEY), Decimal(0), output_field=_MONEY)
-    )["total"]
-    return Decimal(total)
+    """Value at stake on every other symbol, USDT: the plain Python reference of ``book_state_read``'s figure.
+
+    Per position row (symbol, positionIdx): its signed value V (|size| × mark, else entry price; hedge short
+    negative) and the resting orders' open value on that row, buys B and sells S (at their limit price, else
+    the row's mark/entry price, else the average fill price). Either side could fill in full, so the row counts
+    max(|V + B|, |V − S|).
+    """
+    from orders.models import Order
+    from positions.models import Position
+
+    rows: dict[tuple[str, int], list[Decimal]] = {}
+    marks: dict[str, Decimal] = {}
+    for pos in Position.objects.filter(category=category).exclude(symbol=symbol):
+        mark = pos.mark_price if pos.mark_price and pos.mark_price > 0 else pos.avg_entry_price
+        marks.setdefault(pos.symbol, mark)
+        if pos.size:
+            sign = -1 if pos.position_idx == 2 else 1
+            rows.setdefault((pos.symbol, pos.position_idx), [Decimal(0)] * 3)[0] += sign * abs(pos.size) * mark
+    orders = Order.objects.filter(category=category, status__in=resting_statuses()).exclude(symbol=symbol)
+    for order in orders:
+        price = order.price or marks.get(order.symbol) or order.avg_fill_price or Decimal(0)
+        slot = 1 if order.side == "Buy" else 2
+        rows.setdefault((order.symbol, order.position_idx), [Decimal(0)] * 3)[slot] += (
+            order.qty - order.filled_qty) * price
+    return sum((max(abs(v + b), abs(v - s)) for v, b, s in rows.values()), Decimal(0))
 
 
 @dataclass(frozen=True)
@@ -126,54 +181,123 @@ class BookState:
 
     limits: EffectiveLimits
     sizes: dict[int, Decimal]  # by positionIdx: 0 one-way (signed), 1 hedge long, 2 hedge short (unsigned)
-    exposure_other: Decimal  # position value of every other symbol, USDT
+    exposure_other: Decimal  # value at stake on every other symbol, USDT (``exposure_other_symbols``)
     has_cancel_candidates: bool  # an open order of the symbol that a new signal may cancel
+    # This symbol's resting orders by side ("Buy"/"Sell") that would grow a position (one-way row, or the hedge
+    # row the side opens: Buy → long, Sell → short), open quantity: all of them, and the part a new signal
+    # may cancel (``cancellation.cancel_candidates``) split into limit orders and the rest.
+    resting: dict[str, Decimal] = field(default_factory=dict)
+    cancellable_limit: dict[str, Decimal] = field(default_factory=dict)
+    cancellable_other: dict[str, Decimal] = field(default_factory=dict)
+
+    def resting_after_cancels(self, *, side: str, order_type: str) -> Decimal:
+        """Open quantity on ``side`` still resting once this signal's own cancellations are done.
+
+        Mirrors ``cancellation.orders_to_cancel_for_signal`` for orders on the signal's own side: they go when
+        ``CANCEL_OPPOSITE_ORDERS_ONLY`` is off; with it on, only a market signal cancels them (limit orders).
+        """
+        from orders.models import OrderType
+
+        cancelled = Decimal(0)
+        if not settings.CANCEL_OPPOSITE_ORDERS_ONLY:
+            cancelled = self.cancellable_limit.get(side, Decimal(0)) + self.cancellable_other.get(side, Decimal(0))
+        elif order_type == OrderType.MARKET:
+            cancelled = self.cancellable_limit.get(side, Decimal(0))
+        return max(self.resting.get(side, Decimal(0)) - cancelled, Decimal(0))
 
 
 def book_state_read(*, symbol: str, category: str = "linear") -> BookState:
-    """Risk limits, positions, other symbols' exposure and whether open orders exist, in one query.
+    """Risk limits, positions, what is at stake on other symbols, resting and cancellable orders, in one query.
 
-    The signal path's hot read: one statement instead of four (each a round trip). The limits are read
+    The signal path's hot read: one statement instead of several (each a round trip). The limits are read
     fresh for every signal on purpose: a trading halt must stop the very next signal, in every process.
     Written as SQL because building the equivalent annotated queryset cost more CPU per signal (Django's
-    expression resolution, measured with py-spy) than the three round trips it saves; the open-order test
-    mirrors ``cancellation.cancel_candidates`` (tests pin both).
+    expression resolution, measured with py-spy) than the round trips it saves; the open-order test
+    mirrors ``cancellation.cancel_candidates`` and the exposure mirrors ``exposure_other_symbols`` (tests pin
+    both).
     """
-    from orders.models import Order, OrderStatus, RiskLimit, TimeInForce
+    from orders.models import Order, OrderStatus, OrderType, RiskLimit, TimeInForce
     from positions.models import Position
 
     statuses = [OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED] if settings.CANCEL_PARTIALLY_FILLED_ORDERS else [
         OrderStatus.NEW]
+    resting = list(resting_statuses())
+    marks = ", ".join(["%s"] * len(statuses))
     sql = _BOOK_SQL.format(
         risk=RiskLimit._meta.db_table, position=Position._meta.db_table, order=Order._meta.db_table,
-        statuses=", ".join(["%s"] * len(statuses)),
+        statuses=marks, resting=", ".join(["%s"] * len(resting)), cancellable=_CANCELLABLE.format(statuses=marks),
     )
-    params = [category, symbol, category, symbol, category, symbol, category, symbol, category, symbol,
-              *statuses, TimeInForce.IOC, TimeInForce.FOK, symbol]
+    # Placeholders in the order they appear in _BOOK_SQL.
+    cancellable = [*statuses, TimeInForce.IOC, TimeInForce.FOK, OrderType.LIMIT]
+    params = [category, symbol, category, symbol, category, symbol,  # size_0, size_1, size_2
+              category, symbol, category, symbol, *resting,  # exposure_other: positions, orders
+              category, symbol, *statuses, TimeInForce.IOC, TimeInForce.FOK,  # has_cancel_candidates
+              *cancellable, *cancellable, *cancellable, *cancellable,  # g: the four cancellable sums
+              category, symbol, *resting,  # g: this symbol's resting orders
+              symbol]
     rows = {row.symbol: row for row in RiskLimit.objects.raw(sql, params)}
     if "" not in rows:  # first signal ever: the global row is seeded from the settings
         risk_limit_seed_global()
         rows = {row.symbol: row for row in RiskLimit.objects.raw(sql, params)}
     any_row = rows[""]
+    by_side = {side: side.lower() for side in ("Buy", "Sell")}
     return BookState(
         limits=risk_limits_from_rows(symbol=symbol, rows=rows),
         sizes={idx: _decimal(getattr(any_row, f"size_{idx}")) for idx in (0, 1, 2)},
         exposure_other=_decimal(any_row.exposure_other),
         has_cancel_candidates=bool(any_row.has_cancel_candidates),
+        resting={side: _decimal(getattr(any_row, f"resting_{key}")) for side, key in by_side.items()},
+        cancellable_limit={side: _decimal(getattr(any_row, f"cancel_limit_{key}")) for side, key in by_side.items()},
+        cancellable_other={side: _decimal(getattr(any_row, f"cancel_other_{key}")) for side, key in by_side.items()},
     )
 
 
-# Portable SQL (PostgreSQL and SQLite). Parameters: see book_state_read.
+# An order of the symbol that a new signal may cancel (parameters: statuses, IOC, FOK); see cancel_candidates.
+_CANCELLABLE = "(o.status IN ({statuses}) AND NOT o.is_external AND o.time_in_force NOT IN (%s, %s))"
+
+# Portable SQL (PostgreSQL and SQLite). Parameters: see book_state_read. ``x`` holds, per (symbol, positionIdx)
+# of every other symbol, the signed position value v and the resting buy (b) and sell (s) values; ``g`` holds
+# this symbol's resting orders that would grow a position: buys on rows 0/1, sells on rows 0/2.
 _BOOK_SQL = """
 SELECT r.*,
   (SELECT size FROM {position} WHERE category = %s AND symbol = %s AND position_idx = 0) AS size_0,
   (SELECT size FROM {position} WHERE category = %s AND symbol = %s AND position_idx = 1) AS size_1,
   (SELECT size FROM {position} WHERE category = %s AND symbol = %s AND position_idx = 2) AS size_2,
-  COALESCE((SELECT SUM(ABS(p.size) * CASE WHEN p.mark_price > 0 THEN p.mark_price ELSE p.avg_entry_price END)
-            FROM {position} p WHERE p.category = %s AND p.symbol <> %s AND p.size <> 0), 0) AS exposure_other,
+  COALESCE((SELECT SUM(CASE WHEN ABS(x.v + x.b) >= ABS(x.v - x.s) THEN ABS(x.v + x.b) ELSE ABS(x.v - x.s) END)
+    FROM (SELECT u.symbol, u.position_idx, SUM(u.v) AS v, SUM(u.b) AS b, SUM(u.s) AS s FROM (
+        SELECT p.symbol, p.position_idx, 0 AS b, 0 AS s,
+               CASE WHEN p.position_idx = 2 THEN -ABS(p.size) ELSE p.size END
+               * CASE WHEN p.mark_price > 0 THEN p.mark_price ELSE p.avg_entry_price END AS v
+          FROM {position} p WHERE p.category = %s AND p.symbol <> %s AND p.size <> 0
+        UNION ALL
+        SELECT o.symbol, o.position_idx,
+               CASE WHEN o.side = 'Buy' THEN o.qty - o.filled_qty ELSE 0 END * o.px AS b,
+               CASE WHEN o.side = 'Sell' THEN o.qty - o.filled_qty ELSE 0 END * o.px AS s,
+               0 AS v
+          FROM (SELECT o.*, COALESCE(o.price,
+                  (SELECT CASE WHEN p.mark_price > 0 THEN p.mark_price ELSE p.avg_entry_price END FROM {position} p
+                    WHERE p.category = o.category AND p.symbol = o.symbol ORDER BY p.position_idx LIMIT 1),
+                  o.avg_fill_price, 0) AS px
+                  FROM {order} o WHERE o.category = %s AND o.symbol <> %s AND o.status IN ({resting})) o
+      ) u GROUP BY u.symbol, u.position_idx) x), 0) AS exposure_other,
   EXISTS (SELECT 1 FROM {order} o WHERE o.category = %s AND o.symbol = %s AND o.status IN ({statuses})
-          AND NOT o.is_external AND o.time_in_force NOT IN (%s, %s)) AS has_cancel_candidates
-FROM {risk} r WHERE r.symbol IN ('', %s)
+          AND NOT o.is_external AND o.time_in_force NOT IN (%s, %s)) AS has_cancel_candidates,
+  g.resting_buy, g.resting_sell, g.cancel_limit_buy, g.cancel_limit_sell, g.cancel_other_buy, g.cancel_other_sell
+FROM {risk} r CROSS JOIN (
+  SELECT COALESCE(SUM(CASE WHEN o.side = 'Buy' THEN o.qty - o.filled_qty END), 0) AS resting_buy,
+         COALESCE(SUM(CASE WHEN o.side = 'Sell' THEN o.qty - o.filled_qty END), 0) AS resting_sell,
+         COALESCE(SUM(CASE WHEN o.side = 'Buy' AND {cancellable} AND o.order_type = %s
+                           THEN o.qty - o.filled_qty END), 0) AS cancel_limit_buy,
+         COALESCE(SUM(CASE WHEN o.side = 'Sell' AND {cancellable} AND o.order_type = %s
+                           THEN o.qty - o.filled_qty END), 0) AS cancel_limit_sell,
+         COALESCE(SUM(CASE WHEN o.side = 'Buy' AND {cancellable} AND o.order_type <> %s
+                           THEN o.qty - o.filled_qty END), 0) AS cancel_other_buy,
+         COALESCE(SUM(CASE WHEN o.side = 'Sell' AND {cancellable} AND o.order_type <> %s
+                           THEN o.qty - o.filled_qty END), 0) AS cancel_other_sell
+    FROM {order} o WHERE o.category = %s AND o.symbol = %s AND o.status IN ({resting})
+     AND ((o.side = 'Buy' AND o.position_idx IN (0, 1)) OR (o.side = 'Sell' AND o.position_idx IN (0, 2)))
+) g
+WHERE r.symbol IN ('', %s)
 """
 
 

@@ -19,14 +19,26 @@ from orders.services.risk_limits import risk_limit_seed_global
 
 EDITABLE_FIELDS = (
     "max_position_size",
+    "max_position_value",
     "max_exposure",
     "max_order_size_ratio",
     "trading_halted",
     "reduce_only",
     "halt_reason",
 )
-AMOUNT_FIELDS = ("max_position_size", "max_exposure")
+AMOUNT_FIELDS = ("max_position_size", "max_position_value", "max_exposure")
+# What the NUMERIC(36, 18) columns hold (ordermanager.env.STORABLE_BELOW): a larger figure would fail on save.
+STORABLE_BELOW = Decimal("1e18")
 MSG_NEGATIVE = "Must not be negative."
+MSG_TOO_LARGE = {
+    "max_position_size": "Must be below 1,000,000,000,000,000,000 base units (the largest amount stored); "
+                         "leave it blank for no limit in base units.",
+    "max_position_value": "Must be below 1,000,000,000,000,000,000 USDT (the largest amount stored); "
+                          "leave it blank for no limit in USDT.",
+    "max_exposure": "Must be below 1,000,000,000,000,000,000 USDT (the largest amount stored).",
+}
+MSG_TOO_PRECISE = "At most 18 decimal places are stored."
+MSG_REQUIRED = "Required: the exposure limit in USDT."
 MSG_RATIO = "Must be between 0 and 1 (a share of the available balance)."
 MSG_HALT_REASON = "Say why trading is halted or reduce-only; the desk reads this."
 MSG_UNKNOWN_FIELD = "Not a risk-limit field that can be changed."
@@ -37,8 +49,19 @@ def risk_limit_validate(values: dict) -> None:
     """Field-level checks with clear messages (the database constraints are the last line)."""
     errors: dict[str, list[str]] = {}
     for name in AMOUNT_FIELDS:
-        if values.get(name) is not None and Decimal(values[name]) < 0:
+        if values.get(name) is None:
+            continue
+        amount = Decimal(values[name])
+        if not amount.is_finite():
+            errors[name] = [MSG_TOO_LARGE[name]]
+        elif amount < 0:
             errors[name] = [MSG_NEGATIVE]
+        elif amount >= STORABLE_BELOW:
+            errors[name] = [MSG_TOO_LARGE[name]]
+        elif -amount.as_tuple().exponent > 18:
+            errors[name] = [MSG_TOO_PRECISE]
+    if "max_exposure" in values and values["max_exposure"] is None:
+        errors["max_exposure"] = [MSG_REQUIRED]
     ratio = values.get("max_order_size_ratio")
     if ratio is not None and not Decimal(0) <= Decimal(ratio) <= Decimal(1):
         errors["max_order_size_ratio"] = [MSG_RATIO]

@@ -18,6 +18,7 @@ def risk_limit_seed_global() -> bool:
             RiskLimit.objects.create(
                 symbol="",
                 max_position_size=settings.MAX_POSITION_SIZE,
+                max_position_value=settings.MAX_POSITION_VALUE,
                 max_exposure=settings.MAX_EXPOSURE,
                 max_order_size_ratio=settings.MAX_ORDER_SIZE_RATIO,
             )
@@ -31,12 +32,14 @@ class EffectiveLimits:
     """The limits that apply to one symbol: its own row where present, else the global row.
 
     ``max_exposure`` and the global switches always come from the global row
-    (exposure is an across-symbols figure).
+    (exposure is an across-symbols figure). A symbol row replaces both position
+    limits; ``None`` is no limit in that unit.
     """
 
     symbol: str
     source: str  # "symbol" | "global"
-    max_position_size: Decimal
+    max_position_size: Decimal | None  # base-currency units
+    max_position_value: Decimal | None  # USDT
     max_exposure: Decimal
     max_order_size_ratio: Decimal
     global_halted: bool
@@ -64,6 +67,7 @@ def risk_limits_from_rows(*, symbol: str, rows: dict[str, RiskLimit]) -> Effecti
         symbol=symbol,
         source="symbol" if own else "global",
         max_position_size=chosen.max_position_size,
+        max_position_value=chosen.max_position_value,
         max_exposure=glob.max_exposure,
         max_order_size_ratio=chosen.max_order_size_ratio,
         global_halted=glob.trading_halted,

@@ -39,6 +39,7 @@ import structlog
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from ordermanager.core.formatting import money_text, price_text, qty_text
 from orders.models import LegRole, Side
 from orders.services import quantity_calculator as qc
 from orders.services.order_type_selector import OrderTypeDecision, TypeRules, order_type_select
@@ -57,6 +58,8 @@ MARKET_DATA_TTL = 1.0
 # When the signal carries its own price and spread, the ticker only feeds the >5 % deviation warning: a
 # ticker this old is good enough for that, and the signal does not wait for a ticker request.
 TICKER_TTL_FOR_WARNING = 10.0
+# ValidationError code of "no long position to reduce" (short selling off): the re-plan reads the exchange.
+NO_POSITION = "no_position"
 
 
 @dataclass(frozen=True)
@@ -84,18 +87,24 @@ class OrderPlan:
     position_idx: int = 0  # of the first part
     # False when the symbol has no open order a new signal could cancel: the cancel step is skipped.
     cancel_candidates: bool = True
+    # The instrument's steps, so the summary shows the qty and price as the exchange does (1.300, not 1.3E+0).
+    qty_step: Decimal | None = None
+    tick_size: Decimal | None = None
+    # Where the position the plan decided on came from: "book" or "exchange" (docs/decisions/0316).
+    position_source: str = "book"
 
     def summary(self) -> str:
         return " + ".join(self._part_summary(legs) for legs in _parts_of(self.legs))
 
     def _part_summary(self, legs: list[PlannedLeg]) -> str:
         first = legs[0]
-        price = "" if self.decision.price is None else f" @ {self.decision.price}"
+        price = "" if self.decision.price is None else f" @ {price_text(self.decision.price, self.tick_size)}"
         count = f" in {len(legs)} legs" if len(legs) > 1 else ""
         ro = " reduce-only" if first.reduce_only else ""
         idx = f" (hedge positionIdx {first.position_idx})" if first.position_idx else ""
-        qty = self.qty if first.leg == 0 else _n(sum((leg.qty for leg in legs), Decimal(0)))
-        return f"{self.decision.order_type} {self.side} {qty} {self.symbol}{price}{ro}{idx}{count}"
+        qty = self.qty if first.leg == 0 else sum((leg.qty for leg in legs), Decimal(0))
+        qty_shown = qty_text(qty, self.qty_step)
+        return f"{self.decision.order_type} {self.side} {qty_shown} {self.symbol}{price}{ro}{idx}{count}"
 
 
 def _parts_of(legs: list[PlannedLeg]) -> list[list[PlannedLeg]]:
@@ -196,10 +205,14 @@ class _Rules:
                    max_market_order_qty=_n(info.max_market_order_qty), status=info.status)
 
 
-def order_plan(*, signal: TradingSignal) -> OrderPlan:
-    """Apply every rule to ``signal``; raises ``ValidationError`` (reject) or exchange errors (fail)."""
+def order_plan(*, signal: TradingSignal, position_sizes: dict | None = None) -> OrderPlan:
+    """Apply every rule to ``signal``; raises ``ValidationError`` (reject) or exchange errors (fail).
+
+    ``position_sizes`` (the exchange's, read by the caller after a refusal) replaces the book's position.
+    A position refusal carries ``position_source`` and ``plan_started`` (see signal_processor's re-plan)."""
     from exchange.instruments import instrument_get
 
+    started = time.monotonic()
     category, symbol = settings.BYBIT_CATEGORY, signal.asset
     side = Side.BUY if signal.signal_type == "buy" else Side.SELL
     book = book_state_read(symbol=symbol, category=category)
@@ -233,7 +246,13 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
         min_notional=instrument.min_notional,
         symbol=symbol,
     )
-    placement = _placement(side, quantity.qty, category, book.sizes, instrument, symbol, order_price)
+    sizes, source = (position_sizes, "exchange") if position_sizes is not None else _fresh_sizes(
+        side, category, symbol, book.sizes)
+    try:
+        placement = _placement(side, quantity.qty, category, sizes, instrument, symbol, order_price)
+    except ValidationError as exc:
+        exc.position_source, exc.plan_started = source, started
+        raise
     qty, reduce_only = placement.qty, placement.reduce_only
     reducing = order_reduces_position(side=side, qty=qty, position_size=placement.row_size)
     risk_check(
@@ -245,11 +264,12 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
             position_size=placement.row_size,
             exposure_other=Decimal(0) if reducing else book.exposure_other,
             available_balance=None if reducing else _available_balance(),
+            resting_qty=book.resting_after_cancels(side=side, order_type=decision.order_type),
         ),
         limits=limits,
     )
     placement = _opening_risk_checked(placement, side=side, symbol=symbol, price=order_price, book=book,
-                                      limits=limits)  # fmt: skip
+                                      limits=limits, order_type=decision.order_type)  # fmt: skip
     max_qty = instrument.max_order_qty
     if decision.order_type == "Market" and instrument.max_market_order_qty:
         max_qty = min(max_qty, instrument.max_market_order_qty)
@@ -258,14 +278,15 @@ def order_plan(*, signal: TradingSignal) -> OrderPlan:
     notes = [*placement.notes, *(placement.then.notes if placement.then else [])]
     return OrderPlan(symbol=symbol, side=side, decision=decision, reference_price=reference.price, qty=qty,
                      reduce_only=reduce_only, legs=legs, notes=notes, position_idx=placement.position_idx,
-                     cancel_candidates=book.has_cancel_candidates)
+                     cancel_candidates=book.has_cancel_candidates, qty_step=instrument.qty_step,
+                     tick_size=instrument.tick_size, position_source=source)
 
 
 def _parts(placement: Placement) -> list[Placement]:
     return [placement] if placement.then is None else [placement, placement.then]
 
 
-def _opening_risk_checked(placement: Placement, *, side, symbol, price, book, limits) -> Placement:
+def _opening_risk_checked(placement: Placement, *, side, symbol, price, book, limits, order_type) -> Placement:
     """The hedge opening order passes the risk limits on its own row, or is not sent.
 
     The closing order is checked by the caller like any order (it only reduces, so it passes). The opening
@@ -278,7 +299,8 @@ def _opening_risk_checked(placement: Placement, *, side, symbol, price, book, li
     try:
         risk_check(
             order=RiskInput(symbol=symbol, side=side, qty=opening.qty, price=price, position_size=opening.row_size,
-                            exposure_other=book.exposure_other, available_balance=_available_balance()),
+                            exposure_other=book.exposure_other, available_balance=_available_balance(),
+                            resting_qty=book.resting_after_cancels(side=side, order_type=order_type)),
             limits=limits,
         )  # fmt: skip
     except ValidationError as exc:
@@ -317,6 +339,13 @@ def _legs_for_parts(parts: list[Placement], *, amount, requested_qty, price, ins
             legs.append(PlannedLeg(leg=len(legs), qty=leg.qty, allocation_amount=leg.allocation_amount,
                                    reduce_only=part.reduce_only, position_idx=part.position_idx, role=part.role))
     return legs
+
+
+def _fresh_sizes(side, category, symbol, book_sizes) -> tuple[dict, str]:
+    from signals_app.services.fresh_position import position_fresh
+
+    hedge = position_mode_of(category=category, symbol=symbol) == HEDGE
+    return position_fresh(category=category, symbol=symbol, side=side, book_sizes=book_sizes, hedge=hedge)
 
 
 def _spread(signal: TradingSignal, ticker) -> Decimal | None:
@@ -360,7 +389,7 @@ def _hedge_rules(side, qty, long, short, instrument, symbol, price) -> Placement
     if not settings.ALLOW_SHORT:
         raise ValidationError(
             f"sell of {qty} {symbol} rejected: no long position to reduce (hedge mode, long 0, short {short}) "
-            f"and short selling is off (ALLOW_SHORT=false)"
+            f"and short selling is off (ALLOW_SHORT=false)", code=NO_POSITION,
         )
     return Placement(qty=qty, reduce_only=False, position_idx=2, row_size=-short, notes=[])
 
@@ -420,9 +449,10 @@ def _apply_position_rules(side, qty, position, instrument, symbol, price) -> tup
         # A buy that only shrinks a short is sent reduce-only, like a sell against a long.
         return qty, position < 0 and qty <= -position, notes
     if position <= 0 and not settings.ALLOW_SHORT:
+        step = instrument.qty_step
         raise ValidationError(
-            f"sell of {qty} {symbol} rejected: no long position to reduce (position {position}) "
-            f"and short selling is off (ALLOW_SHORT=false)"
+            f"sell of {qty_text(qty, step)} {symbol} rejected: no long position to reduce "
+            f"(position {qty_text(position, step)}) and short selling is off (ALLOW_SHORT=false)", code=NO_POSITION,
         )
     if position <= 0:
         return qty, False, notes
@@ -431,11 +461,14 @@ def _apply_position_rules(side, qty, position, instrument, symbol, price) -> tup
     if settings.ALLOW_SHORT:
         return qty, False, notes
     capped = qc.quantity_cap_to_position(qty=qty, long_size=position, qty_step=instrument.qty_step)
+    step = instrument.qty_step
     if capped < instrument.min_order_qty or capped * price < instrument.min_notional:
         raise ValidationError(
-            f"sell of {qty} {symbol} capped to the long position {position} gives {capped}, below the minimum "
-            f"(min qty {instrument.min_order_qty}, min notional {instrument.min_notional} USDT)"
+            f"sell of {qty_text(qty, step)} {symbol} capped to the long position {qty_text(position, step)} gives "
+            f"{qty_text(capped, step)}, below the minimum (min qty {qty_text(instrument.min_order_qty, step)}, "
+            f"min notional {money_text(instrument.min_notional)} USDT)"
         )
-    notes.append(f"sell of {qty} capped to the long position: {capped} (ALLOW_SHORT=false)")
-    log.info("sell_capped_to_position", requested_qty=str(qty), capped_qty=str(capped), position=str(position))
+    notes.append(f"sell of {qty_text(qty, step)} capped to the long position: {qty_text(capped, step)} "
+                 "(ALLOW_SHORT=false)")
+    log.info("sell_capped_to_position", requested_qty=qty, capped_qty=capped, position=position)
     return capped, True, notes

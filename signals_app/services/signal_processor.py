@@ -16,12 +16,20 @@ exchange but cancellations, and it is planned again.
 
 Every signal ends terminal: ``executed`` (every leg acknowledged),
 ``dry_run``, ``rejected`` (a rule or the exchange said no, with the reason),
-``failed`` (the exchange could not be reached, or a leg's outcome stays
-unknown; the reason says which, and reconciliation settles such legs).
+``failed`` (the exchange could not be reached, or a leg's outcome stayed
+unknown until it was given up; the reason says which).
+
+Holds (docs/decisions/0315): a leg whose outcome is unknown keeps its signal
+``processing`` and its symbol: the worker stops there, and on later rounds
+looks the order up by orderLinkId with backoff (``order_holds``) until the
+outcome is known or the order is given up; only then do the symbol's later
+signals run. Fresh positions (docs/decisions/0316): a refusal that says the
+position was not what we decided on re-reads the exchange and re-plans once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from datetime import timedelta
@@ -34,12 +42,14 @@ from django.db.models import Min
 from django.utils import timezone
 
 from ordermanager import events
-from orders.models import Order, OrderStatus, SignalOrderRelationship
+from orders.models import Order, OrderHold, OrderStatus, SignalOrderRelationship
+from orders.services import order_holds
 from orders.services.cancellation import orders_cancel_for_signal
 from orders.services.order_executor import order_link_id_for, order_resume, order_submit
 from signals_app.models import SignalStatus, TradingSignal
+from signals_app.services import fresh_position
 from signals_app.services.intake import signal_event_payload
-from signals_app.services.order_plan import OrderPlan, order_plan
+from signals_app.services.order_plan import NO_POSITION, OrderPlan, order_plan
 from signals_app.services.symbol_lock import symbol_lock_release, symbol_lock_try
 
 log = structlog.get_logger(__name__)
@@ -54,6 +64,7 @@ BATCH_PER_SYMBOL = 50
 # Health: one signal in hand longer than this (cancels and a create, each with the client's retries, take far
 # less) or a worker error this recent makes the processor unhealthy in the heartbeat.
 STUCK_AFTER_SECONDS = 120.0
+REDUCE_ONLY_REFUSED = 110017
 ERROR_RECENT_SECONDS = 60.0
 
 _wake = threading.Event()
@@ -68,8 +79,10 @@ def processor_wake() -> None:
 
 
 def symbols_with_work(*, symbol: str | None = None) -> list[str]:
-    """Symbols with unfinished signals, the one waiting longest first."""
-    qs = TradingSignal.objects.filter(status__in=UNFINISHED)
+    """Symbols with unfinished signals, the one waiting longest first; a held symbol only when its next
+    lookup is due (so workers do not spin on it)."""
+    waiting = OrderHold.objects.filter(state=OrderHold.State.HELD, next_check_at__gt=timezone.now())
+    qs = TradingSignal.objects.filter(status__in=UNFINISHED).exclude(asset__in=waiting.values("symbol"))
     if symbol:
         qs = qs.filter(asset=symbol)
     return list(qs.values("asset").annotate(first=Min("id")).order_by("first").values_list("asset", flat=True))
@@ -105,9 +118,14 @@ def _drain_symbol(symbol: str, limit: int | None) -> int:
             batch = _next_signals(symbol, BATCH_PER_SYMBOL if limit is None else min(BATCH_PER_SYMBOL, limit - done))
             if not batch:
                 break
+            held = False
             for signal in batch:
-                signal_process(signal=signal)
+                held = signal_process(signal=signal).status in UNFINISHED
                 done += 1
+                if held:
+                    break  # the symbol waits on an unknown outcome (docs/decisions/0315)
+            if held:
+                break
     finally:
         symbol_lock_release(symbol)
     return done
@@ -125,9 +143,7 @@ def signal_process(*, signal: TradingSignal) -> TradingSignal:
             orders = [] if signal.status == SignalStatus.RECEIVED else list(
                 Order.objects.filter(signal_links__signal=signal).order_by("leg"))
             if orders:
-                log.warning("signal_resumed", orders=[o.order_link_id for o in orders])
-                resumed = [order_resume(order=o) for o in orders]
-                return _submit_and_finish(signal, resumed, summary="resumed after restart")
+                return _resume(signal, orders)
             return _plan_and_execute(signal)
         except DatabaseError:
             raise  # the worker backs off; the signal stays `processing` and is resumed
@@ -141,8 +157,20 @@ def _plan_and_execute(signal: TradingSignal) -> TradingSignal:
     from exchange.bybit.errors import BybitError
 
     _warn_clock_skew(signal)
+    replanned = False
     try:
-        plan = order_plan(signal=signal)
+        try:
+            plan = order_plan(signal=signal)
+        except ValidationError as exc:
+            if not _no_position_on_book(exc):
+                raise
+            # "No long position" decided on our book: ask the exchange once (docs/decisions/0316).
+            sizes = fresh_position.exchange_sizes_read(category=settings.BYBIT_CATEGORY, symbol=signal.asset,
+                                                       since=exc.plan_started)  # fmt: skip
+            fresh_position.position_path_count(fresh_position.REPLANNED, symbol=signal.asset, after="no position",
+                                               exchange={k: str(v) for k, v in sizes.items()})  # fmt: skip
+            replanned = True
+            plan = order_plan(signal=signal, position_sizes=sizes)
     except ValidationError as exc:
         return _finish(signal, SignalStatus.REJECTED, "; ".join(exc.messages))
     except BybitError as exc:
@@ -154,7 +182,7 @@ def _plan_and_execute(signal: TradingSignal) -> TradingSignal:
             return _finish(signal, SignalStatus.REJECTED, f"asset {signal.asset} is not listed on the exchange: {exc}")
         log.exception("signal_plan_crashed")
         return _finish(signal, SignalStatus.FAILED, f"internal error while planning: {type(exc).__name__}: {exc}")
-    log.info("signal_planned", plan=plan.summary(), why=plan.decision.why)
+    log.info("signal_planned", plan=plan.summary(), why=plan.decision.why, position_source=plan.position_source)
     cancels = orders_cancel_for_signal(
         symbol=plan.symbol, side=plan.side, order_type=plan.decision.order_type, category=settings.BYBIT_CATEGORY,
         note=f"signal {signal.signal_id}",
@@ -163,17 +191,109 @@ def _plan_and_execute(signal: TradingSignal) -> TradingSignal:
     notes = [*plan.notes, *(f"cancel of {c.order_link_id} failed: {c.message}" for c in failed_cancels)]
     summary = "; ".join([plan.summary(), *notes])
     orders = _orders_create(signal, plan)
+    done = _submit_legs(signal, orders, summary=summary, replan=not replanned)  # one re-plan per signal
+    return done if done is not None else _replan_after_refusal(signal, orders, summary=summary)
+
+
+def _submit_legs(signal: TradingSignal, orders: list[Order], *, summary: str, replan: bool) -> TradingSignal | None:
+    """Send each leg; the last leg's outcome and the signal's commit together. None: re-plan (see _settle)."""
     submitted: list[Order] = []
-    finished: list[TradingSignal] = []
+    finished: list[TradingSignal | None] = []
 
     def finish(last: Order) -> None:
         # Runs in the transaction that records the last leg's outcome: one commit for the order and the signal.
-        finished.append(_submit_and_finish(signal, [*submitted, last], summary=summary))
+        finished.append(_settle(signal, [*submitted, last], summary=summary, replan=replan))
 
     for index, order in enumerate(orders):
         last = index == len(orders) - 1
         submitted.append(order_submit(order=order, fresh=True, on_recorded=finish if last else None))
     return finished[0]
+
+
+def _settle(signal: TradingSignal, orders: list[Order], *, summary: str, replan: bool) -> TradingSignal | None:
+    """Finish the signal, or hold its symbol when a leg's outcome is unknown (the signal stays `processing`),
+    or return None when every leg was refused as reduce-only against a position we did not have (re-plan)."""
+    pending = [o for o in orders if o.status == OrderStatus.PENDING_SUBMIT]
+    if pending:
+        order_holds.holds_open(signal=signal, orders=pending, error="create outcome unknown after the client's "
+                               "retries and lookup")  # fmt: skip
+        log.warning("signal_held", orders=[o.order_link_id for o in pending])
+        return signal
+    if replan and _refused_for_position(orders):
+        return None
+    return _submit_and_finish(signal, orders, summary=summary)
+
+
+def _refused_for_position(orders: list[Order]) -> bool:
+    """No leg placed and the exchange refused one as reduce-only (110017): our position was stale."""
+    return not any(o.status in ACKNOWLEDGED for o in orders) and any(
+        o.status == OrderStatus.REJECTED and o.reject_code == REDUCE_ONLY_REFUSED for o in orders)
+
+
+def _replan_after_refusal(signal: TradingSignal, refused: list[Order], *, summary: str) -> TradingSignal:
+    """Read the exchange's position and plan the signal once more (docs/decisions/0316)."""
+    from exchange.bybit.errors import BybitError
+
+    problems = "; ".join(_order_problem(o) for o in refused)
+    head = f"{summary}: {problems}; re-planned on the exchange's position"
+    try:
+        sizes = fresh_position.exchange_sizes_read(category=refused[0].category, symbol=refused[0].symbol)
+        fresh_position.position_path_count(fresh_position.REPLANNED, symbol=signal.asset, after="110017",
+                                           exchange={k: str(v) for k, v in sizes.items()})  # fmt: skip
+        plan = order_plan(signal=signal, position_sizes=sizes)
+    except ValidationError as exc:
+        return _finish(signal, SignalStatus.REJECTED, f"{head}: {'; '.join(exc.messages)}")
+    except BybitError as exc:
+        return _finish(signal, SignalStatus.REJECTED, f"{head} failed, the exchange could not be asked: {exc}")
+    first = max(o.leg for o in refused) + 1
+    plan = dataclasses.replace(plan, legs=[dataclasses.replace(leg, leg=first + leg.leg) for leg in plan.legs])
+    log.info("signal_replanned", plan=plan.summary(), refused=[o.order_link_id for o in refused])
+    orders = _orders_create(signal, plan)
+    summary = "; ".join([f"{head}: {plan.summary()}", *plan.notes])
+    done = _submit_legs(signal, orders, summary=summary, replan=False)
+    return done
+
+
+def _resume(signal: TradingSignal, orders: list[Order]) -> TradingSignal:
+    """A `processing` signal with orders: a hold to check, or a crash to resume. Each pending leg is looked up
+    by orderLinkId (``order_resume``): found → acknowledged; absent → sent (young) or failed (old). A lookup
+    that cannot tell keeps the hold (backoff); past ORDER_HOLD_MAX_SECONDS the leg is given up."""
+    from exchange.bybit.errors import BybitError
+
+    pending = [o for o in orders if o.status == OrderStatus.PENDING_SUBMIT]
+    if pending and order_holds.hold_waiting(pending):
+        return signal  # not due for its next lookup: the symbol keeps waiting
+    held = {h.order_id: h for h in OrderHold.objects.filter(order__in=orders)}
+    log.warning("signal_resumed", orders=[o.order_link_id for o in orders], held=bool(held))
+    for order in pending:
+        try:
+            order_resume(order=order)
+        except BybitError as exc:
+            order_holds.hold_note_unknown(signal=signal, order=order, error=f"lookup failed: {exc}")
+            continue
+        if order.status == OrderStatus.PENDING_SUBMIT:  # sent again, and again no answer
+            order_holds.hold_note_unknown(signal=signal, order=order, error="re-sent: outcome unknown again")
+    still = [o for o in pending if o.status == OrderStatus.PENDING_SUBMIT]
+    for order in still:
+        hold = OrderHold.objects.get(order=order)
+        if order_holds.hold_expired(hold):
+            order_holds.hold_give_up(hold)
+            order.refresh_from_db()
+    if any(o.status == OrderStatus.PENDING_SUBMIT for o in still):
+        return signal
+    order_holds.holds_release(orders)
+    for order in orders:
+        order.refresh_from_db()
+    if held:
+        since = min(h.since for h in held.values())
+        summary = f"held {(timezone.now() - since).total_seconds():.0f}s until the create's outcome was known"
+    else:
+        summary = "resumed after restart"
+    return _submit_and_finish(signal, orders, summary=summary)
+
+
+def _no_position_on_book(exc: ValidationError) -> bool:
+    return getattr(exc, "code", None) == NO_POSITION and getattr(exc, "position_source", "") == "book"
 
 
 def _orders_create(signal: TradingSignal, plan: OrderPlan) -> list[Order]:
@@ -233,7 +353,7 @@ def _order_problem(order: Order) -> str:
     if order.status == OrderStatus.REJECTED:
         return f"{order.order_link_id} rejected by the exchange: retCode {order.reject_code} {order.reject_reason}"
     if order.status == OrderStatus.PENDING_SUBMIT:
-        return f"{order.order_link_id} outcome unknown after retries; reconciliation will settle it"
+        return f"{order.order_link_id} outcome unknown after retries"
     return f"{order.order_link_id} {order.status}: {order.reject_reason}"
 
 
@@ -298,6 +418,7 @@ class SignalProcessor:
         self._in_hand: dict[str, tuple[int, float]] = {}  # worker → (inbox id, since)
         self._done: dict[str, int] = {}
         self._last_error: tuple[str, float] | None = None
+        self._paths_at_start = fresh_position.position_path_counts()
 
     def start(self) -> None:
         from orders.services.risk_limits import risk_limit_seed_global
@@ -342,7 +463,17 @@ class SignalProcessor:
         if error and now - error[1] <= ERROR_RECENT_SECONDS:
             problems.append(f"worker error {now - error[1]:.0f} s ago: {error[0]}")
         detail = f"processor {alive}/{len(self._workers)} workers, {sum(self._done.values())} signals done"
-        return not problems, "; ".join([detail, *problems])
+        # Since this processor started (docs/decisions/0316), and the symbols held now (0315): shown when any.
+        now_counts = fresh_position.position_path_counts()
+        paths = {k: now_counts[k] - self._paths_at_start.get(k, 0) for k in now_counts}
+        extra = []
+        if any(paths.values()):
+            extra.append("positions decided on: book current {book_current}, after waiting for fills {waited}, read "
+                         "from the exchange {read_exchange}, re-planned after a refusal {replanned}".format(**paths))
+        holds = order_holds.held_symbols()
+        if holds:
+            extra.append(f"held: {order_holds.held_symbols_text(holds)}")
+        return not problems, "; ".join([detail, *extra, *problems])
 
     def _run(self) -> None:
         from django.db import connection
@@ -408,9 +539,11 @@ class SignalProcessor:
                         break
                     self._in_hand[name] = (signal.pk, time.monotonic())
                     try:
-                        signal_process(signal=signal)
+                        result = signal_process(signal=signal)
                     finally:
                         del self._in_hand[name]
+                    if result.status in UNFINISHED:
+                        break  # held: the symbol's later signals wait (docs/decisions/0315)
                     self._done[name] = self._done.get(name, 0) + 1
                     worked = True
             finally:

@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from ordermanager.env import ConfigError, env_bool, env_choice, env_decimal, env_int
+from ordermanager.env import ConfigError, env_bool, env_choice, env_decimal, env_int, env_money
 
 
 def test_decimal_is_read_from_text_without_float(monkeypatch):
@@ -41,3 +41,14 @@ def test_choice_is_case_insensitive(monkeypatch):
     monkeypatch.setenv("X_ENV", "TestNet")
 
     assert env_choice("X_ENV", "mainnet", ("mainnet", "testnet")) == "testnet"
+
+
+def test_money_absent_is_the_default_and_empty_is_no_limit_when_optional(monkeypatch):
+    monkeypatch.delenv("X_LIMIT", raising=False)
+    assert env_money("X_LIMIT", "50000", unit="USDT", optional=True) == Decimal("50000")
+    assert env_money("X_LIMIT", None, unit="base units", optional=True) is None
+    monkeypatch.setenv("X_LIMIT", "")
+    assert env_money("X_LIMIT", "50000", unit="USDT", optional=True) is None
+    assert env_money("X_LIMIT", "50000", unit="USDT") == Decimal("50000")  # not optional: empty is the default
+    monkeypatch.setenv("X_LIMIT", "999999999999999999.999999999999999999")  # the largest storable amount
+    assert env_money("X_LIMIT", "1", unit="USDT") == Decimal("999999999999999999.999999999999999999")

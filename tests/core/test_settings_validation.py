@@ -28,6 +28,16 @@ def run_check(**env_overrides: str) -> subprocess.CompletedProcess:
         ("ENABLE_DRY_RUN", "Flase", "ENABLE_DRY_RUN='Flase' is not a boolean"),
         ("POSITION_SNAPSHOT_INTERVAL", "often", "POSITION_SNAPSHOT_INTERVAL='often' is not a whole number"),
         ("MAX_EXPOSURE", "NaN", "MAX_EXPOSURE='NaN' must be a finite number"),
+        # Limits are stored in NUMERIC(36, 18): refused at startup, not a DataError at the first signal (0317).
+        ("MAX_EXPOSURE", "1e20", "MAX_EXPOSURE='1e20' is out of range: must be below 1,000,000,000,000,000,000 USDT "
+                                 "(the largest amount the database stores)"),
+        ("MAX_POSITION_VALUE", "1000000000000000000", "MAX_POSITION_VALUE='1000000000000000000' is out of range: "
+                                                      "must be below 1,000,000,000,000,000,000 USDT"),
+        ("MAX_POSITION_SIZE", "1e18", "MAX_POSITION_SIZE='1e18' is out of range: must be below "
+                                      "1,000,000,000,000,000,000 base units"),
+        ("MAX_POSITION_SIZE", "0.0000000000000000001", "MAX_POSITION_SIZE='0.0000000000000000001' has more than 18 "
+                                                       "decimal places"),
+        ("MAX_POSITION_SIZE", "-1", "MAX_POSITION_SIZE='-1' is out of range: must be at least 0"),
         ("MARKET_ORDER_CONFIDENCE_THRESHOLD", "abc", "MARKET_ORDER_CONFIDENCE_THRESHOLD='abc' is not a decimal"),
         ("BYBIT_API_RETRY_MULTIPLIER", "0.5", "BYBIT_API_RETRY_MULTIPLIER='0.5' is out of range"),
         ("DATABASE_URL", "mysql://x@y/z", "DATABASE_URL uses"),

@@ -66,7 +66,8 @@ class RiskLimitFactory(factory.django.DjangoModelFactory):
         django_get_or_create = ("symbol",)
 
     symbol = ""
-    max_position_size = Decimal("50000")
+    max_position_size = None  # base units: no limit
+    max_position_value = Decimal("50000")
     max_exposure = Decimal("200000")
     max_order_size_ratio = Decimal("0.5")
 

@@ -180,7 +180,8 @@ def test_malformed_frames_get_error_frames_and_the_connection_stays_up():
     assert replies[2]["error"] == "unknown op 'subscribe'"
     assert replies[3] == {"op": "error", "error": "unknown topic 'orderbook.50.BTCUSDT'; expected one of "
                           "order, execution, position, wallet", "id": "m1"}  # fmt: skip
-    assert "execQty='1.2.3' is not a decimal" in replies[4]["error"] and replies[4]["id"] == bad_decimal["id"]
+    assert "data[0]: execQty: '1.2.3' is not a decimal number" in replies[4]["error"]
+    assert replies[4]["id"] == bad_decimal["id"]
     assert not Execution.objects.exists()
 
 
@@ -307,3 +308,75 @@ def test_a_connection_lost_between_messages_is_replaced_by_the_retry():
     outcome = consumers.apply_with_retry(message)
 
     assert outcome.applied == 1 and Execution.objects.count() == 1
+
+
+async def _answers(frames: list[dict], *, expect: int) -> list[dict]:
+    """Send frames, then a ping; the replies before the pong (error frames) and the pong."""
+    ws = communicator()
+    await ws.connect()
+    for frame in frames:
+        await ws.send_json_to(frame)
+    await ws.send_json_to({"op": "ping"})
+    replies = [await ws.receive_json_from() for _ in range(expect + 1)]
+    await ws.disconnect()
+    return replies
+
+
+def _logged(caplog, event: str) -> list[dict]:
+    return [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg.get("event") == event]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("field", ["execQty", "execPrice", "execTime", "side"])
+def test_an_execution_missing_a_field_its_kind_needs_gets_an_error_naming_it_and_nothing_applied(field, caplog):
+    order = OrderFactory(qty=D("1"), price=D("100"))
+    good = bm.execution_item(qty="0.5", price="100", order_link_id=order.order_link_id)
+    bad = bm.execution_item(qty="0.5", price="100", order_link_id=order.order_link_id)
+    del bad[field]
+    message = bm.message("execution", [good, bad])
+
+    error, pong = run(lambda: _answers([message], expect=1))
+
+    assert pong["op"] == "pong" and error["op"] == "error" and error["id"] == message["id"]
+    if field == "side":
+        assert error["error"] == (
+            f"execution message: data[1] (execId {bad['execId']!r}): side is missing: a Trade "
+            "execution needs it to move the position; nothing of the message applied"
+        )
+    else:
+        assert error["error"] == f"execution message: data[1]: {field} is missing"
+    assert not Execution.objects.exists() and not Position.objects.filter(size__gt=0).exists()
+    logged = _logged(caplog, "gateway_message_refused" if field == "side" else "gateway_malformed_message")
+    assert len(logged) == 1 and bad["execId"] in logged[0]["raw"] and logged[0]["message_id"] == message["id"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_long_exec_ids_sharing_a_prefix_are_both_refused_not_merged(caplog):
+    order = OrderFactory(qty=D("1"), price=D("100"))
+    messages = [
+        bm.message("execution", [bm.execution_item(qty="0.5", price="100", order_link_id=order.order_link_id,
+                                                   exec_id="e" * 64 + tail)])  # fmt: skip
+        for tail in ("-first", "-second")
+    ]
+
+    *errors, pong = run(lambda: _answers(messages, expect=2))
+
+    assert pong["op"] == "pong"
+    for error, message, length in zip(errors, messages, (70, 71), strict=True):
+        assert error["id"] == message["id"]
+        assert f"execId is {length} characters, longer than the 64 we can store" in error["error"]
+    assert not Execution.objects.exists()
+    assert len(_logged(caplog, "gateway_message_refused")) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_gateway_forwarding_only_executions_moves_an_open_one_way_position_at_once():
+    Position.objects.create(symbol="BTCUSDT", position_idx=0, size=D("1"), avg_entry_price=D("100"))
+    manual = bm.message("execution", [bm.execution_item(order_id="placed-in-the-app", qty="0.4", price="120",
+                                                        side="Sell")])  # fmt: skip
+
+    (pong,) = run(lambda: _answers([manual], expect=0))
+
+    assert pong["op"] == "pong"
+    position = Position.objects.get(symbol="BTCUSDT", position_idx=0)
+    assert (position.size, position.realized_pnl) == (D("0.6"), D("8"))

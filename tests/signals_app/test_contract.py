@@ -63,8 +63,9 @@ def test_confidence_is_rounded_to_its_column():
         ({"amount": ...}, "amount: required field is missing"),
         ({"amount": "-5"}, "amount: must be greater than 0, got -5"),
         ({"amount": 0}, "amount: must be greater than 0, got 0"),
-        ({"amount": "ten"}, "amount: must be a decimal number (JSON number or string), got 'ten'"),
-        ({"amount": "NaN"}, "amount: must be a finite number, got 'NaN'"),
+        ({"amount": "ten"}, "amount: must be a decimal number in JSON notation, 'ten' is not a decimal number"),
+        ({"amount": "NaN"}, "amount: must be a decimal number in JSON notation, 'NaN' is not a decimal number "
+                            "(NaN and Infinity are not numbers here)"),
         ({"amount": "1e30"}, "amount: 1E+30 is above the maximum 1000000000"),
         ({"amount": True}, "amount: must be a decimal number"),
         ({"amount": "0.0000000000000000001"}, "amount: more than 18 decimal places"),
@@ -93,6 +94,52 @@ def test_each_invalid_field_is_named_with_what_is_wrong(overrides, expected):
         signal_parse(valid(**overrides))
     assert expected in exc.value.reason
     assert exc.value.signal_id == uuid.UUID(SID)  # still usable: the row can be stored as rejected
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("1_000", "digit separators '_' are not allowed"),
+        ("\uff11\uff10\uff10\uff10", "only ASCII digits 0-9 are allowed"),  # fullwidth 1000
+        ("\u0661\u0660\u0660\u0660", "only ASCII digits 0-9 are allowed"),  # Arabic-Indic 1000
+        ("+5", "a leading '+' is not allowed"),
+        (" 5 ", "surrounding whitespace is not allowed"),
+        ("5\n", "surrounding whitespace is not allowed"),
+        ("NaN", "NaN and Infinity are not numbers here"),
+        ("Infinity", "NaN and Infinity are not numbers here"),
+        ("-inf", "NaN and Infinity are not numbers here"),
+        ("1.", "a digit is required after the decimal point"),
+        (".5", "a digit is required before the decimal point"),
+        ("1,000", "use '.' as the decimal point"),
+        ("0100", "leading zeros are not allowed"),
+        ("", "empty"),
+    ],
+)
+def test_decimal_strings_must_be_written_as_json_numbers(text, why):
+    # Decimal(text.strip()) read all of these (1_000 was traded as 1,000 USDT): each is refused with its reason.
+    for place, overrides in (
+        ("amount", {"amount": text}),
+        ("market_data_snapshot.price", {"market_data_snapshot": {"price": text}}),
+        ("market_data_snapshot.spread", {"market_data_snapshot": {"price": "1", "spread": text}}),
+        ("market_data_snapshot.volume_24h", {"market_data_snapshot": {"price": "1", "volume_24h": text}}),
+    ):
+        reason = reason_of(valid(**overrides))
+        assert reason.startswith(f"{place}: must be a decimal number in JSON notation, {text!r} is not a decimal")
+        assert why in reason
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1000", D("1000")), ("0.5", D("0.5")), ("1000.00", D("1000.00")), ("1e3", D("1000")), ("2.5E-1", D("0.25"))],
+)
+def test_decimal_strings_in_json_notation_are_read_exactly(text, expected):
+    parsed = signal_parse(valid(amount=text, market_data_snapshot={"price": text, "spread": "0"}))
+    assert parsed.amount == expected and parsed.snapshot_price == expected and parsed.snapshot_spread == 0
+
+
+def test_a_json_number_is_still_read_straight_to_decimal():
+    text = json.dumps(valid(amount=None)).replace('"amount": null', '"amount": 1E+3')
+    assert signal_parse(text.encode()).amount == D("1000")
 
 
 def test_all_problems_are_reported_at_once():

@@ -3,14 +3,21 @@
 from django import template
 
 from ordermanager.core.admin_tools import signed_money
-from ordermanager.core.decimals import plain_decimal
+from ordermanager.core.formatting import money_text, number_text
 
 register = template.Library()
 
 
 @register.filter
 def plain(value):
-    return "—" if value is None else plain_decimal(value)
+    """A quantity or price: plain, exact, never exponent notation (``.normalize`` gives ``2E+2``)."""
+    return number_text(value)
+
+
+@register.filter
+def money(value):
+    """An amount of money: 2 to 8 places."""
+    return money_text(value)
 
 
 @register.filter

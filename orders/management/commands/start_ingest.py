@@ -1,14 +1,15 @@
 """Startup of the fill side (a Procfile process): schedules, ws-gateway registration, validation; then hold.
 
+0. Wait for the database (backoff, a log line per attempt).
 1. ``setup_schedules`` (idempotent).
 2. Register our subscription with ws-gateway (skipped in dry-run or when no
    gateway is configured), retrying with capped backoff until it answers: the
    gateway (or the simulator) may start after us. A refused key stops retrying.
 3. Validate every position against its fills, repairing differences
    (property 8 at startup).
-4. Hold until SIGTERM/SIGINT, then end the subscription so ws-gateway stops
-   pushing to an endpoint that is going away. Holding (instead of exiting) keeps
-   honcho, which stops every process when one exits, running.
+4. Hold until SIGTERM/SIGINT, reconciling continuously meanwhile (docs/decisions/0606),
+   then end the subscription so ws-gateway stops pushing to an endpoint that is
+   going away.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import threading
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from ordermanager.core.services.startup_wait import StartupAborted, wait_for_services
 from orders.services.gateway_registration import (
     GatewayRegistrationError,
     gateway_base_url,
@@ -28,6 +30,7 @@ from orders.services.gateway_registration import (
     ws_gateway_unregister,
 )
 from orders.services.position_validation import positions_validate_against_fills
+from orders.services.reconcile_continuous import ContinuousReconciler
 
 MAX_BACKOFF = 30.0
 
@@ -47,13 +50,20 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+        try:
+            wait_for_services(broker=False, stop=stop)
+        except StartupAborted:
+            return
         call_command("setup_schedules", stdout=self.stdout)
         subscription_id = self._register(stop)
         found = positions_validate_against_fills(repair=True)
         self.stdout.write(f"positions validated against fills: {len(found)} discrepancies recorded")
         if options["once"]:
             return
+        continuous = ContinuousReconciler()
+        continuous.start()
         stop.wait()
+        continuous.stop()
         if subscription_id and ws_gateway_unregister(subscription_id=subscription_id):
             self.stdout.write(f"ws-gateway subscription {subscription_id} ended")
 

@@ -9,6 +9,9 @@ hot standby for intake), ack after the inbox commit. Processing:
 ``--threads`` worker threads (default ``SIGNAL_PROCESSOR_THREADS``) drain the
 inbox, one symbol per worker at a time across all processes. SIGTERM/SIGINT:
 stop taking messages, finish the message and the signals in hand, exit 0.
+Before all that it waits for the database and the broker (backoff, one log line
+per attempt); after the startup run it keeps reconciling continuously
+(``ContinuousReconciler``, docs/decisions/0606).
 """
 
 import signal as os_signal
@@ -18,7 +21,9 @@ from django.conf import settings
 from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 
+from ordermanager.core.services.startup_wait import StartupAborted, stop_on_signals, wait_for_services
 from ordermanager.events import events_flush
+from orders.services.reconcile_continuous import ContinuousReconciler
 from signals_app.amqp import SignalConsumer, broker_connection, consume_until_stopped, dead_letter_queue, ingress_queue
 from signals_app.services.pipeline_runtime import ProcessHeartbeat, consumer_probe, pipeline_startup, process_label
 from signals_app.services.signal_processor import SignalProcessor
@@ -42,6 +47,13 @@ class Command(BaseCommand):
                 "SIGNAL_BROKER_URL is empty: there is no queue to consume. Without a broker, run "
                 "`manage.py process_signals` and send signals with POST /api/signals/ or `manage.py send_signal`."
             )
+        # Wait for PostgreSQL and RabbitMQ (backoff, a log line per attempt) rather than exit with a traceback.
+        stopping = stop_on_signals()
+        try:
+            wait_for_services(broker=True, stop=stopping)
+        except StartupAborted as exc:
+            log.info("consume_signals_stopped", reason=str(exc))
+            return
         threads = settings.SIGNAL_PROCESSOR_THREADS if threads is None else threads
         processor = None if no_process or threads <= 0 else SignalProcessor(threads=threads)
         connection = broker_connection()
@@ -58,6 +70,7 @@ class Command(BaseCommand):
         os_signal.signal(os_signal.SIGTERM, stop)
         os_signal.signal(os_signal.SIGINT, stop)
         started = False
+        continuous = ContinuousReconciler()
         heartbeat = ProcessHeartbeat(
             label=process_label("consume_signals"),
             probe=consumer_probe(consumer=consumer, processor=processor, starting=lambda: not started),
@@ -68,10 +81,12 @@ class Command(BaseCommand):
             pipeline_startup()
             if processor:
                 processor.start()
+            continuous.start()  # light passes and in-flight checks (docs/decisions/0606)
             started = True
             log.info("consume_signals_started", queue=queue_name, threads=threads, prefetch=consumer.prefetch)
             consume_until_stopped(consumer)
         finally:
+            continuous.stop()
             if processor:
                 processor.stop()
                 processor.join(timeout=60)

@@ -4,7 +4,7 @@ import pytest
 
 from ordermanager.core.models import AuditEntry
 from orders.models import RiskLimit
-from orders.services.risk_limit_changes import MSG_HALT_REASON, MSG_NEGATIVE, MSG_RATIO
+from orders.services.risk_limit_changes import MSG_HALT_REASON, MSG_NEGATIVE, MSG_RATIO, MSG_TOO_LARGE
 from tests.orders.factories import RiskLimitFactory
 
 pytestmark = pytest.mark.django_db
@@ -102,3 +102,21 @@ def test_halt_and_resume_are_audited(staff, risk_staff, glob):
     actions = list(AuditEntry.objects.order_by("id").values_list("changes", flat=True))
     assert actions[0]["trading_halted"] == {"before": False, "after": True}
     assert actions[1]["trading_halted"] == {"before": True, "after": False}
+
+
+def test_an_amount_beyond_what_the_column_holds_is_400_naming_the_field(staff, glob):
+    response = staff.post(f"/api/risk-limits/{glob.pk}/update/", {"max_exposure": "1e20"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["extra"]["fields"]["max_exposure"] == [MSG_TOO_LARGE["max_exposure"]]
+    assert MSG_TOO_LARGE["max_exposure"] == "Must be below 1,000,000,000,000,000,000 USDT (the largest amount stored)."
+    glob.refresh_from_db()
+    assert glob.max_exposure == Decimal("200000") and AuditEntry.objects.count() == 0
+
+
+def test_position_limits_in_both_units_and_null_is_no_limit(staff, glob):
+    response = staff.post(f"/api/risk-limits/{glob.pk}/update/",
+                          {"max_position_size": "2.5", "max_position_value": None}, format="json")
+    assert response.status_code == 200, response.content
+    assert (response.json()["max_position_size"], response.json()["max_position_value"]) == ("2.5", None)
+    glob.refresh_from_db()
+    assert (glob.max_position_size, glob.max_position_value) == (Decimal("2.5"), None)

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import pytest
 
+from exchange.instruments import instrument_get
 from ordermanager.core.models import AuditEntry
 from orders.models import Execution, Order, OrderStatus, ReconciliationRun, RiskLimit
 from orders.services import reconcile_positions
@@ -70,13 +71,17 @@ def test_an_unexplained_position_puts_the_symbol_reduce_only_and_books_the_excha
     place(order_type="Market", qty="0.010")
     stream.stop()
     _move_exchange_position(engine, "BTCUSDT", 0, "0.025", "Buy", "64100.5")
+    instrument_get(category="linear", symbol="BTCUSDT")  # cached rules: sizes are shown at the qty step
 
     run = reconcile(trigger="command")
 
     assert run.status == ReconciliationRun.Status.UNRESOLVED
     mismatch = run.discrepancies.get(kind=Kind.POSITION_MISMATCH)
     assert not mismatch.resolved and "do not explain" in mismatch.note
+    # Sizes at the instrument's step (0.001), not the column's 18 places ("ours 0.010000000000000000").
+    assert "fills do not explain it: idx 0 ours 0.010 vs exchange 0.025;" in mismatch.note
     assert mismatch.before["sides"][0]["exchange"]["size"] == "0.025"
+    assert mismatch.before["sides"][0]["ours"]["size"] == "0.01"  # exact, without the column's padding
     limit = RiskLimit.objects.get(symbol="BTCUSDT")
     assert limit.reduce_only and f"reconciliation #{run.pk}" in limit.halt_reason
     assert limit.max_position_size == Decimal("12345"), "the per-symbol row starts from the global limits"

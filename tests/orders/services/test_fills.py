@@ -8,9 +8,10 @@ from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 
 from exchange.bybit.events import parse_private_message
+from exchange.bybit.types import ExecutionInfo, MalformedPayload, OrderInfo
 from orders.models import Execution, Order, OrderStatus
 from orders.services import fills
-from orders.services.fills import execution_apply, order_update_apply, private_message_apply
+from orders.services.fills import FillRefused, execution_apply, order_update_apply, private_message_apply
 from positions.models import Position, PositionLedgerEntry
 from tests.orders.factories import OrderFactory
 from tests.positions import bybit_messages as bm
@@ -367,3 +368,131 @@ def test_funding_goes_to_the_side_our_orders_name_when_no_row_exists_yet():
     funding = bm.execution_item(symbol="ETHUSDT", exec_type="Funding", side="Buy", qty="1", price="100", fee="0.01")
     private_message_apply(message=parse_private_message(bm.message("execution", [funding])))
     assert _position("ETHUSDT", idx=1).funding_paid == D("0.01")
+
+
+# --- complete or refused (issue 12) -----------------------------------------------------------------
+
+
+def _apply_items(*items):
+    return private_message_apply(message=parse_private_message(bm.message("execution", list(items))))
+
+
+@pytest.mark.parametrize("field", ["execQty", "execPrice", "execTime"])
+@pytest.mark.parametrize("absent", ["missing", "empty", "null"])
+def test_an_execution_without_qty_price_or_time_refuses_its_message(field, absent):
+    order = OrderFactory(qty=D("1"))
+    good = bm.execution_item(order_link_id=order.order_link_id, qty="0.5", price="100")
+    bad = bm.execution_item(order_link_id=order.order_link_id, qty="0.5", price="100")
+    if absent == "missing":
+        del bad[field]
+    else:
+        bad[field] = "" if absent == "empty" else None
+    with pytest.raises(MalformedPayload) as exc:
+        _apply_items(good, bad)
+    # Today: price 0 (a buy at 0) or time 0 (1970, replaying the ledger) were stored and applied.
+    assert str(exc.value) == f"execution message: data[1]: {field} is missing"
+    assert not Execution.objects.exists() and not PositionLedgerEntry.objects.exists()
+
+
+@pytest.mark.parametrize("exec_type", ["Trade", "BustTrade", "AdlTrade"])
+@pytest.mark.parametrize("side", ["", "buy", None])
+def test_a_trade_without_a_side_refuses_its_message(exec_type, side):
+    order = OrderFactory(qty=D("1"))
+    good = bm.execution_item(order_link_id=order.order_link_id, qty="0.5", price="100")
+    bad = bm.execution_item(order_link_id=order.order_link_id, qty="0.5", price="100", exec_type=exec_type)
+    bad["side"] = side
+    with pytest.raises(FillRefused) as exc:
+        _apply_items(good, bad)
+    what = "is missing" if not side else "is 'buy', not Buy or Sell"
+    assert str(exc.value) == (
+        f"execution message: data[1] (execId {bad['execId']!r}): side {what}: a {exec_type} execution needs it "
+        "to move the position; nothing of the message applied"
+    )
+    assert not Execution.objects.exists() and not PositionLedgerEntry.objects.exists()
+    order.refresh_from_db()
+    assert order.filled_qty == 0
+
+
+def test_a_funding_row_without_a_side_is_still_taken():
+    Position.objects.create(symbol="BTCUSDT", position_idx=0, size=D("1"), avg_entry_price=D("100"))
+    item = bm.execution_item(exec_type="Funding", qty="1", price="100", fee="0.01")
+    item["side"] = ""
+    assert _apply_items(item).applied == 1
+
+
+def _long_id(tail: str) -> str:
+    return "x" * 64 + tail  # two such ids share their first 64 characters
+
+
+def test_execution_ids_longer_than_the_column_are_refused_never_cut_and_merged():
+    order = OrderFactory(qty=D("1"))
+    first = bm.execution_item(order_link_id=order.order_link_id, qty="0.5", price="100", exec_id=_long_id("-a"))
+    second = bm.execution_item(order_link_id=order.order_link_id, qty="0.5", price="100", exec_id=_long_id("-b"))
+    for item in (first, second):
+        with pytest.raises(FillRefused) as exc:
+            _apply_items(item)
+        assert f"execId {item['execId']!r}): execId is 66 characters, longer than the 64 we can store" in str(exc.value)
+        with pytest.raises(FillRefused, match="execId is 66 characters"):
+            execution_apply(execution=ExecutionInfo.from_api(item))  # the backfill's path
+    # Today the array cast cut both to the same 64 characters: the first was stored, the second skipped.
+    assert not Execution.objects.exists()
+    exact = bm.execution_item(order_link_id=order.order_link_id, qty="0.5", price="100", exec_id="y" * 64)
+    assert _apply_items(exact).applied == 1
+    assert Execution.objects.get().exec_id == "y" * 64
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "limit"),
+    [({"order_id": "o" * 65}, "orderId", 64), ({"order_link_id": "l" * 37}, "orderLinkId", 36),
+     ({"symbol": "S" * 31}, "symbol", None)],
+)
+def test_other_execution_texts_longer_than_their_column_are_refused(overrides, field, limit):
+    item = bm.execution_item(qty="0.5", price="100", **overrides)
+    with pytest.raises(FillRefused) as exc:
+        _apply_items(item)
+    limit = limit or Execution._meta.get_field("symbol").max_length
+    assert f"): {field} is {len(item[field])} characters, longer than the {limit} we can store" in str(exc.value)
+    assert not Execution.objects.exists()
+
+
+def test_order_ids_longer_than_their_column_are_refused():
+    long_id = bm.order_item(order_link_id="", order_id=_long_id("-1"), status="Filled", qty="1", cum_qty="1")
+    long_link = bm.order_item(order_link_id="L" * 37, order_id="ok-1", status="New")
+    for item, field in ((long_id, "orderId is 66 characters, longer than the 64"),
+                        (long_link, "orderLinkId is 37 characters, longer than the 36")):  # fmt: skip
+        with pytest.raises(FillRefused, match=field):
+            private_message_apply(message=parse_private_message(bm.message("order", [item])))
+        with pytest.raises(FillRefused, match=field):
+            order_update_apply(info=OrderInfo.from_api(item))
+    assert not Order.objects.exists()
+
+
+def test_fill_of_unknown_order_on_an_open_one_way_position_moves_it_at_once():
+    Position.objects.create(symbol="ETHUSDT", position_idx=0, size=D("2"), avg_entry_price=D("100"))
+    # A gateway that forwards only executions: no order event ever comes for this order.
+    outcome = _apply_items(bm.execution_item(order_id="ext-manual-1", qty="0.5", price="110", side="Sell",
+                                             symbol="ETHUSDT"))  # fmt: skip
+    assert (outcome.applied, outcome.deferred) == (1, [])
+    position = _position("ETHUSDT")
+    assert (position.size, position.realized_pnl) == (D("1.5"), D("5"))
+    # When the order event does come, it links the fill and applies nothing twice.
+    order_update_apply(info=bm.order(order_link_id="", order_id="ext-manual-1", status="Filled", qty="0.5",
+                                     cum_qty="0.5", cum_value="55", side="Sell", symbol="ETHUSDT",
+                                     order_type="Market"))  # fmt: skip
+    assert Execution.objects.get().order.order_id == "ext-manual-1"
+    assert _position("ETHUSDT").size == D("1.5") and PositionLedgerEntry.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [[], [(0, "0")], [(1, "1"), (2, "0")], [(1, "0"), (2, "0")]],
+    ids=["no row", "flat one-way row", "open hedge row", "flat hedge rows"],
+)
+def test_fill_of_unknown_order_still_waits_where_the_row_is_not_certain(rows):
+    for idx, size in rows:
+        Position.objects.create(symbol="ETHUSDT", position_idx=idx, size=D(size), avg_entry_price=D("100"),
+                                mode="one_way" if idx == 0 else "hedge")  # fmt: skip
+    item = bm.execution_item(order_id="ext-manual-2", qty="0.5", price="110", side="Sell", symbol="ETHUSDT")
+    outcome = _apply_items(item)
+    assert outcome.deferred == [item["execId"]]
+    assert not PositionLedgerEntry.objects.exists()

@@ -164,10 +164,10 @@ def test_a_buy_with_a_short_closes_the_short_first(pipeline, simulator):
 def test_risk_limits_read_the_hedge_rows(pipeline, simulator):
     hedge()
     holding(simulator, "Buy", "0.05")  # 175 USDT long
-    RiskLimit.objects.create(symbol=ETH, max_position_size=D("500"), max_exposure=D("1e6"), max_order_size_ratio=1)
+    RiskLimit.objects.create(symbol=ETH, max_position_value=D("500"), max_exposure=D("1e6"), max_order_size_ratio=1)
     signal = run("buy", "350")  # 0.15 after: 525 USDT
     assert signal.status == SignalStatus.REJECTED
-    assert "MAX_POSITION_SIZE: position value of ETHUSDT after the order is 525.00 USDT" in signal.reason
+    assert "MAX_POSITION_VALUE: position value of ETHUSDT after the order is 525.00 USDT" in signal.reason
     assert run("buy", "315").status == SignalStatus.EXECUTED  # 0.14 after: 490 USDT
 
 

@@ -103,11 +103,11 @@ def test_global_trading_halt_rejects_before_touching_the_exchange(pipeline, simu
 
 
 def test_per_symbol_risk_limit_overrides_the_global_one(pipeline, simulator):
-    RiskLimit.objects.create(symbol="BTCUSDT", max_position_size=D("500"), max_exposure=D("1000000"),
+    RiskLimit.objects.create(symbol="BTCUSDT", max_position_value=D("500"), max_exposure=D("1000000"),
                              max_order_size_ratio=D("1"))
     signal = run(intake(amount="1000", confidence=0.95))
     assert signal.status == SignalStatus.REJECTED
-    assert "MAX_POSITION_SIZE" in signal.reason and "above the limit 500.00 USDT" in signal.reason
+    assert "MAX_POSITION_VALUE" in signal.reason and "above the limit 500.00 USDT" in signal.reason
     assert run(intake(amount="400", confidence=0.95)).status == SignalStatus.EXECUTED
 
 
@@ -334,3 +334,25 @@ def test_a_signal_with_its_own_price_and_spread_does_not_wait_for_a_fresh_ticker
     assert ticker_calls() == 1
     run(intake(confidence=0.95, amount="650"))  # no snapshot: the ticker is the price, so it must be fresh
     assert ticker_calls() == 2
+
+
+def test_the_reason_shows_qty_and_price_as_the_exchange_does(pipeline, simulator):
+    # XRPUSDT's qty step is 1: the floored qty was Decimal("2.0E+2") and the reason read "Market Buy 2.0E+2 XRPUSDT".
+    signal = run(intake(asset="XRPUSDT", amount="120", confidence=0.95, market_data_snapshot={"price": "0.6000"}))
+    assert signal.status == SignalStatus.EXECUTED, signal.reason
+    assert signal.reason.startswith("Market Buy 200 XRPUSDT"), signal.reason
+    assert "E+" not in signal.reason and "E-" not in signal.reason
+
+
+def test_a_capped_sell_names_the_position_at_the_qty_step(pipeline, simulator, caplog):
+    simulator.engine.create_order({"category": "linear", "symbol": "ETHUSDT", "side": "Buy", "orderType": "Market",
+                                   "qty": "0.05"})
+    PositionFactory(symbol="ETHUSDT", size=D("0.05"), avg_entry_price=D("3500"))  # read back with 18 places
+    signal = run(intake(signal_type="sell", asset="ETHUSDT", amount="700", metadata={"urgency": True}))
+    assert signal.status == SignalStatus.EXECUTED, signal.reason
+    assert "sell of 0.20 capped to the long position: 0.05 (ALLOW_SHORT=false)" in signal.reason, signal.reason
+    assert "000000" not in signal.reason
+    # Logs too: decimals as plain text, not the column's 0.050000000000000000 or a Decimal repr.
+    [logged] = [r.msg for r in caplog.records
+                if isinstance(r.msg, dict) and r.msg["event"] == "sell_capped_to_position"]  # fmt: skip
+    assert (logged["requested_qty"], logged["capped_qty"], logged["position"]) == ("0.2", "0.05", "0.05")
