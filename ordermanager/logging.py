@@ -5,6 +5,7 @@ Context such as ``trace_id`` and ``signal_id`` is bound with
 """
 
 import structlog
+import structlog.tracebacks
 
 _SHARED = [
     structlog.contextvars.merge_contextvars,
@@ -15,10 +16,18 @@ _SHARED = [
 
 
 def make_formatter(json: bool = False) -> structlog.stdlib.ProcessorFormatter:
-    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    if json:
+        # Tracebacks as structured fields (exception type, value, frames), never one opaque string.
+        # Frame locals are left out (they may hold a key or a secret).
+        no_locals = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        tracebacks = structlog.processors.ExceptionRenderer(no_locals)
+        renderers = [tracebacks, structlog.processors.JSONRenderer()]
+    else:
+        # Plain tracebacks: rich's formatter prints every frame's local variables, secrets included.
+        renderers = [structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)]
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_SHARED,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderers],
     )
 
 
