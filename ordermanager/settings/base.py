@@ -153,6 +153,9 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 LOGIN_URL = "/admin/login/"
+# Admin login throttle (ordermanager/core/login_throttle.py): failures per username within the window.
+ADMIN_LOGIN_MAX_FAILURES = env_int("ADMIN_LOGIN_MAX_FAILURES", 5, minimum=1)
+ADMIN_LOGIN_LOCKOUT_SECONDS = env_int("ADMIN_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
 
 # --- Logging (structlog; JSON in production, readable on a terminal) ---------
 LOG_FORMAT = env_choice("LOG_FORMAT", "console", ("console", "json"))
