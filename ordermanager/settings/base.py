@@ -146,6 +146,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise scans it at startup (filled by collectstatic)
+WHITENOISE_ROOT = BASE_DIR / "ordermanager" / "public"  # /favicon.ico, which every browser asks for
 # `collectstatic` (make run / make install) writes hashed, gzip-compressed copies; WhiteNoise serves
 # them with far-future caching. Tests render templates without a manifest (see settings.test).
 STORAGES = {
@@ -325,6 +326,8 @@ PENDING_SUBMIT_RETRY_WINDOW = env_int("PENDING_SUBMIT_RETRY_WINDOW", 60, minimum
 # Minutes between scheduled reconciliation runs (0 = no schedule; startup, command, admin and API still run it).
 # Pause between the comparisons that must agree before a position difference is judged.
 RECONCILE_SETTLE_SECONDS = env_float_seconds("RECONCILE_SETTLE_SECONDS", "1.0")
+# Seconds a starting signal process waits for the exchange to answer before its startup reconciliation.
+STARTUP_EXCHANGE_WAIT = env_float_seconds("STARTUP_EXCHANGE_WAIT", "30")
 RECONCILE_INTERVAL_MINUTES = env_int("RECONCILE_INTERVAL_MINUTES", 0, minimum=0, maximum=1440)
 
 # --- ws-gateway ---------------------------------------------------------------------

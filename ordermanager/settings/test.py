@@ -3,6 +3,8 @@
 from .base import *  # noqa: F403
 from .base import Q_CLUSTER, REST_FRAMEWORK
 
+# A test that starts a signal process with the exchange down must not wait the production 30 s.
+STARTUP_EXCHANGE_WAIT = 2.0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 # The suite makes thousands of requests from one address in one process; the

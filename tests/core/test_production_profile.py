@@ -130,3 +130,14 @@ def test_the_two_procfiles_differ_only_by_the_simulator():
     paper = (ROOT / "Procfile.paper").read_text().splitlines()
 
     assert [line for line in paper if not line.startswith("simulator:")] == live
+
+
+@pytest.mark.parametrize("variable", ["PORT", "WEB_PORT"])
+def test_the_web_port_decides_every_url_printed_or_registered(variable):
+    shown = manage("start_ingest", "--show", BYBIT_ENV="simulator", **{variable: "8123"})
+
+    assert shown.returncode == 0, shown.stderr
+    assert '"callback_url": "ws://127.0.0.1:8123/ws/gateway/"' in shown.stdout
+    procfile = (ROOT / "Procfile").read_text()
+    assert "--port ${WEB_PORT:-8000}" in procfile
+    assert "WEB_PORT=$(WEB_PORT)" in (ROOT / "Makefile").read_text()
