@@ -123,13 +123,18 @@ def _exchange_health(now: datetime) -> ComponentHealth:
 def _jobs_health(now: datetime) -> ComponentHealth:
     from django_q.models import Task
 
-    last = Task.objects.order_by("-stopped").only("stopped", "success", "name").first()
+    last = Task.objects.order_by("-stopped").only("stopped", "success", "name", "func").first()
     if last is None:
         return ComponentHealth("jobs", UNKNOWN, None, f"no django-q2 task has run yet; {_next_job(now)}")
     window = timedelta(seconds=3 * settings.POSITION_SNAPSHOT_INTERVAL)
     if now - last.stopped <= window:
-        return ComponentHealth("jobs", OK, last.stopped, f"last task {last.name}")
-    return ComponentHealth("jobs", STALE, last.stopped, f"last task {last.name}; {_next_job(now)}")
+        return ComponentHealth("jobs", OK, last.stopped, f"last task {_task_label(last)}")
+    return ComponentHealth("jobs", STALE, last.stopped, f"last task {_task_label(last)}; {_next_job(now)}")
+
+
+def _task_label(task) -> str:
+    # django-q2 names tasks with random words; the function says what ran.
+    return (task.func or "").rsplit(".", 1)[-1] or task.name
 
 
 def _next_job(now: datetime) -> str:
