@@ -162,3 +162,20 @@ def test_static_files_are_hashed_compressed_and_cached(procfile_web):
     assert response.headers["content-encoding"] == "gzip"
     assert "max-age=315360000" in response.headers["cache-control"]
     assert httpx.get(f"{procfile_web}/static/admin/css/missing.css").status_code == 404
+
+
+def test_the_procfile_uvicorn_takes_a_large_fill_batch_but_not_more_than_its_ws_max_size(procfile_web):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    assert "--ws-max-size 1048576" in procfile_web_command()
+    url = procfile_web.replace("http://", "ws://") + "/ws/gateway/"
+    headers = {"X-API-Key": "sim-gateway-key"}  # the paper setup's key
+    with connect(url, additional_headers=headers, max_size=2**21, open_timeout=20) as ws:
+        ws.send(json.dumps({"op": "ping", "req_id": "x" * 700_000}))  # about a thousand executions' worth
+        assert json.loads(ws.recv(timeout=20))["op"] == "pong"
+    with connect(url, additional_headers=headers, max_size=2**21, open_timeout=20) as ws:
+        ws.send(json.dumps({"op": "ping", "req_id": "x" * 1_100_000}))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=20)
+    assert closed.value.rcvd.code == 1009  # message too big
