@@ -3,33 +3,48 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt 2>/dev/null | sha1sum | cut -c1-12)
+# Runtime packages (requirements.txt) and test tools (requirements-dev.txt) have their own stamps:
+# `make run` never installs the test tools, `make test` adds them; each is quick when nothing changed.
+RUN_STAMP := $(VENV)/.installed-run-$(shell cat requirements.txt 2>/dev/null | sha1sum | cut -c1-12)
+DEV_STAMP := $(VENV)/.installed-dev-$(shell cat requirements.txt requirements-dev.txt 2>/dev/null | sha1sum | cut -c1-12)
+# Web port (uvicorn); honcho gives every process its own PORT, so the web port travels as WEB_PORT.
+WEB_PORT := $(or $(PORT),8000)
 
-.PHONY: install run test lint schema services clean
+.PHONY: install install-dev run test lint schema services clean
 
-## install: virtualenv + pinned dependencies (quick when nothing changed)
-install: $(STAMP)
+## install: virtualenv + pinned runtime dependencies + static files (quick when nothing changed)
+install: $(RUN_STAMP)
+	$(PY) manage.py collectstatic --noinput -v0
 
-$(STAMP): requirements.txt
+## install-dev: install + test tools (pytest, selenium, ruff, ...)
+install-dev: $(DEV_STAMP)
+
+$(RUN_STAMP): requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
 	  echo "python3 venv missing: trying apt-get install python3-venv"; \
 	  apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
-	@rm -f $(VENV)/.installed-* && touch $@
+	@rm -f $(VENV)/.installed-run-* && touch $@
 
-## run: migrate, bootstrap an admin login, start every process (Procfile; each restarted when it exits)
+$(DEV_STAMP): $(RUN_STAMP) requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-dev-* && touch $@
+
+## run: migrate, bootstrap an admin login, start every process (Procfile; Procfile.paper adds the simulator;
+##      each process is restarted when it exits)
 run: install
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py bootstrap
-	$(VENV)/bin/honcho start -f Procfile
+	WEB_PORT=$(WEB_PORT) $(PY) manage.py bootstrap
+	procfile=$$(WEB_PORT=$(WEB_PORT) $(PY) manage.py procfile) && \
+	  WEB_PORT=$(WEB_PORT) $(VENV)/bin/honcho start -f $$procfile -p $(WEB_PORT)
 
 ## test: the whole suite (SQLite by default; PostgreSQL when DATABASE_URL says so)
-test: install
+test: install-dev
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-lint: install
+lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(PY) manage.py makemigrations --check --dry-run
 

@@ -7,6 +7,7 @@ Context such as ``trace_id`` and ``signal_id`` is bound with
 from decimal import Decimal
 
 import structlog
+import structlog.tracebacks
 
 
 def plain_decimals(logger, method_name, event_dict):
@@ -30,10 +31,18 @@ _SHARED = [
 
 
 def make_formatter(json: bool = False) -> structlog.stdlib.ProcessorFormatter:
-    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    if json:
+        # Tracebacks as structured fields (exception type, value, frames), never one opaque string.
+        # Frame locals are left out (they may hold a key or a secret).
+        no_locals = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        tracebacks = structlog.processors.ExceptionRenderer(no_locals)
+        renderers = [tracebacks, structlog.processors.JSONRenderer()]
+    else:
+        # Plain tracebacks: rich's formatter prints every frame's local variables, secrets included.
+        renderers = [structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)]
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_SHARED,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderers],
     )
 
 

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from ordermanager.core import health
+from ordermanager.core.login_throttle import throttled_login
 from ordermanager.dashboard import views as dashboard
 
 urlpatterns = [
@@ -11,6 +12,7 @@ urlpatterns = [
     path(
         "admin/dashboard/live/", admin.site.admin_view(dashboard.dashboard_fragment_view), name="admin-dashboard-live"
     ),
+    path("admin/login/", throttled_login),  # same URL and name as the admin's; refuses after repeated failures
     path("reports/", include("ordermanager.reports.urls")),
     path("admin/", admin.site.urls),
     path("health/live", health.live, name="health-live"),

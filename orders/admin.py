@@ -23,12 +23,13 @@ from django.utils.html import format_html
 
 from ordermanager.core.admin_tools import (
     ReadOnlyAdmin,
+    before_after_table,
     choices_filter,
     money,
-    pretty_json,
     status_badge,
     usdt,
 )
+from ordermanager.core.decimals import plain_decimal
 from ordermanager.core.exceptions import ApplicationError
 from ordermanager.core.models import AuditEntry
 from orders.models import (
@@ -220,7 +221,7 @@ class OrderAdmin(ReadOnlyAdmin):
     def cancel_one_view(self, request, order_pk: int):
         """The same two steps as the action, for one order (the confirmation posts back here)."""
         if not self.has_cancel_permission(request):
-            raise PermissionDenied
+            raise PermissionDenied("Cancelling orders on the exchange needs the Risk staff role.")
         orders = Order.objects.filter(pk=order_pk)
         if not orders.exists():
             raise Http404(f"No order with id {order_pk}.")
@@ -237,7 +238,7 @@ class OrderAdmin(ReadOnlyAdmin):
         form = CancelForm(request.POST if request.POST.get("post") == "yes" else None)
         if form.is_bound and form.is_valid():
             if not self.has_cancel_permission(request):  # re-checked on the confirming POST
-                raise PermissionDenied
+                raise PermissionDenied("Cancelling orders on the exchange needs the Risk staff role.")
             return self._cancel_and_report(request, orders, form.cleaned_data["reason"])
         return TemplateResponse(
             request,
@@ -421,6 +422,15 @@ class RiskLimitAdmin(admin.ModelAdmin):
     change_list_template = "admin/orders/risklimit/change_list.html"
     change_form_template = "admin/orders/risklimit/change_form.html"
 
+    def get_changeform_initial_data(self, request):
+        """A new per-symbol row starts from the global limits (blank fields would mean 0 = nothing allowed)."""
+        initial = super().get_changeform_initial_data(request)
+        glob = RiskLimit.objects.filter(symbol="").first()
+        if glob is not None:
+            for name in ("max_position_size", "max_exposure", "max_order_size_ratio"):
+                initial.setdefault(name, plain_decimal(getattr(glob, name)))
+        return initial
+
     def get_readonly_fields(self, request, obj=None):
         # The symbol of an existing row is its identity; the global row stays global.
         return self.readonly_fields + (("symbol",) if obj else ())
@@ -476,7 +486,8 @@ class RiskLimitAdmin(admin.ModelAdmin):
         from orders.services.risk_limit_changes import trading_halt_set
 
         if not request.user.has_perm("orders.change_risklimit"):
-            raise PermissionDenied
+            raise PermissionDenied("Halting or resuming trading needs the permission to change risk limits "
+                                   "(Risk staff role).")
         glob = RiskLimit.objects.filter(symbol="").first()
         halted_now = bool(glob and glob.trading_halted)
         form = HaltForm(request.POST or None, initial={"want": "resume" if halted_now else "halt"})
@@ -519,19 +530,15 @@ class DiscrepancyInline(admin.TabularInline):
     model = Discrepancy
     extra = 0
     can_delete = False
-    fields = ("kind", "symbol", "order_link_id", "before_col", "after_col", "resolved", "note")
+    fields = ("kind", "symbol", "order_link_id", "before_after", "resolved", "note")
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="before")
-    def before_col(self, obj):
-        return pretty_json(obj.before)
-
-    @admin.display(description="after")
-    def after_col(self, obj):
-        return pretty_json(obj.after)
+    @admin.display(description="before → after")
+    def before_after(self, obj):
+        return before_after_table(obj.before, obj.after)
 
 
 class ReconcileForm(forms.Form):
@@ -570,7 +577,7 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         from orders.services.reconciliation_start import reconciliation_queue
 
         if not request.user.has_perm("orders.run_reconciliation"):
-            raise PermissionDenied
+            raise PermissionDenied("Starting a reconciliation needs the Risk staff role.")
         form = ReconcileForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             symbol = form.cleaned_data["symbol"].strip().upper() or None
@@ -589,6 +596,13 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
 @admin.register(Discrepancy)
 class DiscrepancyAdmin(ReadOnlyAdmin):
     list_display = ("id", "run", "kind", "symbol", "order_link_id", "resolved", "note")
+    exclude = ("before", "after")
+    readonly_fields = ("before_after",)
+
+    @admin.display(description="before → after")
+    def before_after(self, obj):
+        return before_after_table(obj.before, obj.after)
+
     list_filter = ("kind", "resolved")
     list_select_related = ("run",)
     raw_id_fields = ("run",)

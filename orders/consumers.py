@@ -9,7 +9,8 @@ Protocol
   first frame ``{"op": "auth", "api_key": "..."}`` (answered ``{"op": "auth",
   "success": true}``) within ``AUTH_TIMEOUT`` seconds.
 - Close codes: 4401 wrong key, 4403 endpoint disabled (no key configured),
-  4408 no auth in time. The handshake is always accepted first so the client
+  4408 no auth in time, 1009 a frame before authentication larger than
+  ``PRE_AUTH_MAX_BYTES`` (refused unparsed). The handshake is always accepted first so the client
   sees the code and reason, not a bare HTTP 403.
 - ``{"op": "ping"}`` → ``{"op": "pong"}``. A malformed frame, or a message that
   cannot be applied, is logged (with its raw text) and answered ``{"op": "error",
@@ -18,6 +19,8 @@ Protocol
   a decimal not in JSON notation, or an id longer than its column refuses the
   whole message, and the error names the item and the field.
 - Nothing else is sent: the gateway need not read from the socket.
+- While a gateway is connected the ``ws_gateway`` heartbeat is renewed every
+  ``HEARTBEAT_INTERVAL`` seconds; when the last one leaves it reads down.
 
 Outages (docs/decisions/0414, 0606): a message that cannot be stored because the
 database is unreachable is kept in ``GATEWAY_BACKLOG`` (bounded, in order) and
@@ -44,6 +47,7 @@ from django.db import InterfaceError, OperationalError, connection
 from exchange.bybit.events import parse_private_message
 from exchange.bybit.types import MalformedPayload
 from ordermanager.core.services.db_backlog import DB_UNAVAILABLE, WriteBacklog
+from ordermanager.core.services.heartbeat import WS_GATEWAY, heartbeat_beat
 from orders.services.fills import FillRefused, MessageOutcome, message_check, private_message_apply
 
 log = structlog.get_logger(__name__)
@@ -51,7 +55,13 @@ log = structlog.get_logger(__name__)
 CLOSE_BAD_KEY = 4401
 CLOSE_DISABLED = 4403
 CLOSE_AUTH_TIMEOUT = 4408
+CLOSE_TOO_BIG = 1009
 AUTH_TIMEOUT = 10.0
+# Before authentication only the auth frame is expected (about 100 bytes): anything larger is
+# refused without being parsed, so an unauthenticated peer cannot make us parse megabytes.
+PRE_AUTH_MAX_BYTES = 4096
+HEARTBEAT_INTERVAL = 15.0
+_connected_gateways = 0  # authenticated ws-gateway connections of this process
 # A deadlock or a busy SQLite file is transient: the whole message is retried
 # (its transaction rolled back, so a retry cannot apply anything twice).
 APPLY_ATTEMPTS = 3
@@ -177,6 +187,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         elif _key_ok(offered, expected):
             self.authenticated = True
             log.info("gateway_connected", client=_client(self.scope), auth="header")
+            self._link_up()
             await self._connected()
         else:
             await self._refuse(CLOSE_BAD_KEY, "invalid API key")
@@ -187,6 +198,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         if self.authenticated:
             CONNECTIONS.disconnected()
             log.info("gateway_disconnected", client=_client(self.scope), code=code)
+            await self._link_down(code)
 
     async def _connected(self) -> None:
         reason = CONNECTIONS.connected()
@@ -195,6 +207,9 @@ class GatewayConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data=None, bytes_data=None):
         raw = text_data if text_data is not None else bytes_data
+        if not self.authenticated and len(raw or "") > PRE_AUTH_MAX_BYTES:
+            await self._refuse(CLOSE_TOO_BIG, f"frame before authentication exceeds {PRE_AUTH_MAX_BYTES} bytes")
+            return
         try:
             frame = json.loads(raw)
         except (TypeError, ValueError, UnicodeDecodeError):
@@ -261,8 +276,28 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         if self._auth_timer is not None:
             self._auth_timer.cancel()
         log.info("gateway_connected", client=_client(self.scope), auth="frame")
+        self._link_up()
         await self.send(text_data=json.dumps({"op": "auth", "success": True}))
         await self._connected()
+
+    def _link_up(self) -> None:
+        global _connected_gateways
+        _connected_gateways += 1
+        self._beats = asyncio.ensure_future(self._beat_while_connected())
+
+    async def _beat_while_connected(self) -> None:
+        while True:
+            await gateway_heartbeat(ok=True, detail=f"connected: {_client(self.scope)}")
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+
+    async def _link_down(self, code) -> None:
+        global _connected_gateways
+        _connected_gateways -= 1
+        beats = getattr(self, "_beats", None)
+        if beats is not None:
+            beats.cancel()
+        if _connected_gateways <= 0:
+            await gateway_heartbeat(ok=False, detail=f"ws-gateway disconnected (close code {code})")
 
     async def _auth_timeout(self) -> None:
         if not self.authenticated:
@@ -275,6 +310,21 @@ class GatewayConsumer(AsyncWebsocketConsumer):
 
     async def _error(self, error: str, *, message_id=None) -> None:
         await self.send(text_data=json.dumps({"op": "error", "error": error, "id": message_id}))
+
+
+async def gateway_heartbeat(*, ok: bool, detail: str) -> None:
+    """Record the link's state for the dashboard and /api/health/ (a failure must not drop the link)."""
+    try:
+        await sync_to_async(_beat_and_release, thread_sensitive=False)(ok, detail)
+    except Exception:
+        log.exception("gateway_heartbeat_failed")
+
+
+def _beat_and_release(ok: bool, detail: str) -> None:
+    try:
+        heartbeat_beat(component=WS_GATEWAY, ok=ok, detail=detail)
+    finally:
+        connection.close()
 
 
 def _header(scope, name: bytes) -> str | None:

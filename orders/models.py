@@ -329,6 +329,7 @@ class Discrepancy(models.Model):
     note = models.CharField(max_length=500, blank=True)
 
     class Meta:
+        verbose_name_plural = "discrepancies"
         indexes = [models.Index(fields=["run"], name="discrepancy_run")]
 
     def __str__(self) -> str:

@@ -34,8 +34,11 @@ KEY_OPERATIONS = {
 def schema(django_db_blocker):
     from rest_framework.test import APIClient
 
+    reader = APIClient()
+    # Any authenticated caller may read the schema; a stand-in user keeps this module-scoped fixture out of the DB.
+    reader.force_authenticate(user=type("Reader", (), {"is_authenticated": True, "is_active": True, "pk": 0})())
     with django_db_blocker.unblock():
-        response = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+        response = reader.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     if response["Content-Type"].endswith("json"):
         return response.json()
@@ -67,10 +70,37 @@ def test_money_is_a_decimal_string(schema):
     assert qty["type"] == "string" and qty["format"] == "decimal"
 
 
-def test_swagger_ui_is_served(client):
+def test_swagger_ui_is_served_to_a_staff_login(client, readonly_staff):
+    client.force_login(readonly_staff)
     response = client.get("/api/docs/")
     assert response.status_code == 200
     assert b"swagger" in response.content.lower()
+
+
+def test_swagger_ui_sends_a_visitor_without_login_to_the_login_page(client):
+    response = client.get("/api/docs/")
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/login/?next=/api/docs/"
+
+
+def test_the_schema_is_refused_without_login_or_api_key(client):
+    response = client.get("/api/schema/")
+    assert response.status_code == 401
+    assert b"paths" not in response.content
+
+
+def test_the_schema_is_served_to_an_api_key(client, api_trader):
+    from ordermanager.core.services.api_keys import api_key_create
+
+    _, raw_key = api_key_create(user=api_trader, name="schema")
+    response = client.get("/api/schema/?format=json", HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
+    assert response.status_code == 200
+    assert "/api/orders/" in response.json()["paths"]
+
+
+def test_swagger_ui_refuses_a_wrong_api_key_with_the_api_error(client):
+    response = client.get("/api/docs/", HTTP_AUTHORIZATION="Api-Key wrong")
+    assert response.status_code == 401
 
 
 @pytest.mark.postgres  # integer bounds in the schema follow the database's column ranges; CI's is PostgreSQL

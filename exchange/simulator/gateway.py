@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import threading
@@ -115,7 +116,8 @@ class GatewayHub:
         self.subscriptions: dict[str, Subscription] = {}
 
     def check_key(self, given: str | None) -> str:
-        if not given or (self.api_key is not None and given != self.api_key):
+        # Constant-time compare: the answer's timing must not reveal how much of the key matched.
+        if not given or (self.api_key is not None and not hmac.compare_digest(given.encode(), self.api_key.encode())):
             raise GatewayError(401, "invalid API key")
         return given
 

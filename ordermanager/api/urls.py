@@ -1,8 +1,9 @@
 """Everything under /api/ (namespace "api"), plus the OpenAPI schema and Swagger UI."""
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
+from ordermanager.api.docs import SwaggerDocsView
 from ordermanager.api.health import HealthApi
 from ordermanager.api.signals import SignalCollectionApi, SignalDetailApi
 from orders import apis as orders
@@ -13,7 +14,7 @@ app_name = "api"
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("docs/", SwaggerDocsView.as_view(url_name="api:schema"), name="docs"),
     path("health/", HealthApi.as_view(), name="health"),
     path("orders/", orders.OrderListApi.as_view(), name="order-list"),
     path("orders/<str:order_link_id>/", orders.OrderDetailApi.as_view(), name="order-detail"),

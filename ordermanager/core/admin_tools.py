@@ -121,3 +121,31 @@ def is_postgres() -> bool:
 
 def dashboard_link():
     return mark_safe('<a href="/admin/dashboard/">Dashboard</a>')
+
+
+def before_after_table(before, after) -> str:
+    """A discrepancy's before and after as one readable table: a row per field, changed rows marked."""
+
+    def as_fields(value) -> dict:
+        if value is None:
+            return {}
+        return value if isinstance(value, dict) else {"value": value}
+
+    def cell(fields: dict, key: str) -> str:
+        if key not in fields or fields[key] is None:
+            return "—"
+        value = fields[key]
+        if isinstance(value, list | dict):
+            return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+        return str(value)
+
+    old, new = as_fields(before), as_fields(after)
+    if not old and not new:
+        return "—"
+    rows = []
+    for key in sorted(old.keys() | new.keys()):
+        was, now = cell(old, key), cell(new, key)
+        style = ' style="font-weight:bold"' if was != now and key in old and key in new else ""
+        rows.append(format_html("<tr{}><th>{}</th><td>{}</td><td>{}</td></tr>", mark_safe(style), key, was, now))
+    head = mark_safe('<table class="before-after"><thead><tr><th>field</th><th>before</th><th>after</th></tr></thead>')
+    return head + mark_safe("<tbody>") + mark_safe("".join(rows)) + mark_safe("</tbody></table>")

@@ -15,6 +15,12 @@ from django.utils.safestring import SafeString, mark_safe
 from ordermanager.core.decimals import plain_decimal
 
 PALETTE = ("#1f6feb", "#2da44e", "#cf222e", "#8250df")
+MARKERS_UP_TO = 31  # series with at most this many points get a dot per point (a month of days)
+CHAR_WIDTH = 7.2  # generous average advance of a 12px sans-serif character, for legend layout
+
+
+def legend_width(label: str) -> float:
+    return len(label) * CHAR_WIDTH
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,7 @@ def svg_line_chart(series: list[Series], *, width: int = 720, height: int = 220,
     plot_w, plot_h = width - pad_l - pad_r, height - pad_t - pad_b
 
     def xy(when: datetime, value: Decimal) -> str:
-        x = pad_l + (when.timestamp() - t0) / span_t * plot_w
+        x = pad_l + ((when.timestamp() - t0) / span_t * plot_w if t1 > t0 else plot_w / 2)  # one instant: centred
         y = pad_t + (v1 - float(value)) / span_v * plot_h
         return f"{x:.1f},{y:.1f}"
 
@@ -52,12 +58,21 @@ def svg_line_chart(series: list[Series], *, width: int = 720, height: int = 220,
         f'<text x="{pad_l}" y="{height - 6}" font-size="11">{_when(t0)}</text>',
         f'<text x="{width - pad_r}" y="{height - 6}" text-anchor="end" font-size="11">{_when(t1)}</text>',
     ]
+    legend_x = pad_l + 8
     for i, s in enumerate(series):
         color = PALETTE[i % len(PALETTE)]
-        coords = " ".join(xy(when, value) for when, value in s.points)
-        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{coords}"/>')
-        parts.append(f'<text x="{pad_l + 8 + 150 * i}" y="{pad_t - 6}" font-size="12" fill="{color}">'
+        coords = [xy(when, value) for when, value in s.points]
+        if len(coords) > 1:
+            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{" ".join(coords)}"/>')
+        if len(coords) <= MARKERS_UP_TO:  # one point (or a few) would otherwise draw nothing visible
+            for c in coords:
+                x, y = c.split(",")
+                parts.append(f'<circle class="point" cx="{x}" cy="{y}" r="3" fill="{color}"/>')
+        # Legend entries side by side, each as wide as its text (estimated), so labels never overlap.
+        parts.append(f'<rect x="{legend_x}" y="{pad_t - 15}" width="10" height="10" fill="{color}"/>')
+        parts.append(f'<text class="legend" x="{legend_x + 14}" y="{pad_t - 6}" font-size="12" fill="{color}">'
                      f'{escape(s.label)}</text>')
+        legend_x += 14 + legend_width(s.label) + 18
     parts.append("</svg>")
     return mark_safe("".join(parts))
 

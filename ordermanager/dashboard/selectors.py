@@ -123,12 +123,31 @@ def _exchange_health(now: datetime) -> ComponentHealth:
 def _jobs_health(now: datetime) -> ComponentHealth:
     from django_q.models import Task
 
-    last = Task.objects.order_by("-stopped").only("stopped", "success", "name").first()
+    last = Task.objects.order_by("-stopped").only("stopped", "success", "name", "func").first()
     if last is None:
-        return ComponentHealth("jobs", UNKNOWN, None, "no django-q2 task has run yet")
+        return ComponentHealth("jobs", UNKNOWN, None, f"no django-q2 task has run yet; {_next_job(now)}")
     window = timedelta(seconds=3 * settings.POSITION_SNAPSHOT_INTERVAL)
-    status = OK if now - last.stopped <= window else STALE
-    return ComponentHealth("jobs", status, last.stopped, f"last task {last.name}")
+    if now - last.stopped <= window:
+        return ComponentHealth("jobs", OK, last.stopped, f"last task {_task_label(last)}")
+    return ComponentHealth("jobs", STALE, last.stopped, f"last task {_task_label(last)}; {_next_job(now)}")
+
+
+def _task_label(task) -> str:
+    # django-q2 names tasks with random words; the function says what ran.
+    return (task.func or "").rsplit(".", 1)[-1] or task.name
+
+
+def _next_job(now: datetime) -> str:
+    """What the jobs component waits for: the next scheduled job, and who runs it."""
+    from django_q.models import Schedule
+
+    upcoming = Schedule.objects.exclude(next_run=None).order_by("next_run").only("name", "func", "next_run").first()
+    if upcoming is None:
+        return "waiting for schedules (manage.py start_ingest sets them up)"
+    name = upcoming.name or upcoming.func
+    if upcoming.next_run <= now:
+        return f"waiting for qcluster to run {name} (due {upcoming.next_run:%H:%M:%S} UTC; is qcluster running?)"
+    return f"waiting for {name} at {upcoming.next_run:%H:%M:%S} UTC (run by qcluster)"
 
 
 def _holds_health(now: datetime) -> ComponentHealth:

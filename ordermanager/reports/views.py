@@ -11,6 +11,7 @@ from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 from django import forms
+from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
@@ -29,7 +30,8 @@ from positions.selectors import pnl_series
 
 CSV_ORDER_FIELDS = (
     "created_at", "order_link_id", "order_id", "symbol", "side", "order_type", "status", "qty", "price", "filled_qty",
-    "avg_fill_price", "cum_exec_value", "fees", "strategy_id", "is_dry_run", "cancel_reason", "reject_reason",
+    "avg_fill_price", "cum_exec_value", "fees", "strategy_id", "is_dry_run", "cancel_reason", "cancel_note",
+    "cancelled_by", "reject_reason",
 )  # fmt: skip
 
 
@@ -92,7 +94,7 @@ class OrderReportForm(PeriodForm):
 def orders_report(request):
     _require(request, "orders.view_order")
     form = OrderReportForm(request.GET or {})
-    context = {"form": form, "title": "Orders report", "page": None}
+    context = {**admin.site.each_context(request), "form": form, "title": "Orders report", "page": None}
     period = _valid_period(form)
     if period is None:
         return TemplateResponse(request, "reports/orders.html", context, status=400)
@@ -103,21 +105,33 @@ def orders_report(request):
         filters["status"] = [form.cleaned_data["status"]]  # the selector's status filter takes several
     orders = order_list(filters=filters).order_by("-created_at")
     if request.GET.get("format") == "csv":
-        rows = ([_cell(getattr(o, f)) for f in CSV_ORDER_FIELDS] for o in orders.iterator(chunk_size=2000))
+        orders = orders.select_related("cancelled_by")
+        rows = ([_order_cell(o, f) for f in CSV_ORDER_FIELDS] for o in orders.iterator(chunk_size=2000))
         return _csv_response(f"orders-{start:%Y%m%d}-{end:%Y%m%d}.csv", CSV_ORDER_FIELDS, rows)
     page = CappedCountPaginator(orders, 100).get_page(request.GET.get("page"))
-    context.update(page=page, start=start, end=end, chart=_orders_chart(filters), query=_without_page(request))
+    context.update(page=page, start=start, end=end, last_day=end - timedelta(days=1), chart=_orders_chart(filters),
+                   query=_without_page(request))  # fmt: skip
     return TemplateResponse(request, "reports/orders.html", context)
+
+
+def _order_cell(order, field: str):
+    if field == "cancelled_by":  # who cancelled (a desk user); blank for the service's own cancels
+        return order.cancelled_by.get_username() if order.cancelled_by_id else ""
+    return _cell(getattr(order, field))
 
 
 def _valid_period(form) -> tuple[datetime, datetime] | None:
     if not form.is_valid():
         return None
     try:
-        return form.period()
+        start, end = form.period()
     except ValidationError as exc:
         form.add_error(None, exc)
         return None
+    # The form shows the dates it applied (the defaults too), so the page says what it covers.
+    form.data = form.data.copy()
+    form.data["start"], form.data["end"] = f"{start:%Y-%m-%d}", f"{end - timedelta(days=1):%Y-%m-%d}"
+    return start, end
 
 
 def _without_page(request) -> str:
@@ -132,8 +146,14 @@ def _orders_chart(filters: dict):
     if filters.get("symbol"):
         qs = qs.filter(symbol=filters["symbol"].upper())
     per_day = qs.annotate(day=TruncDay("created_at")).values("day").annotate(n=Count("id")).order_by("day")
-    return svg_line_chart([Series("orders per day", [(r["day"], Decimal(r["n"])) for r in per_day])],
-                          title="Orders per day")  # fmt: skip
+    counts = {r["day"].date(): r["n"] for r in per_day}
+    # Every day of the period is a point: a day without orders counts 0 (not a line drawn across it).
+    day, last = datetime.fromisoformat(filters["created_after"]), datetime.fromisoformat(filters["created_before"])
+    points = []
+    while day < last:
+        points.append((day, Decimal(counts.get(day.date(), 0))))
+        day += timedelta(days=1)
+    return svg_line_chart([Series("orders per day", points)], title="Orders per day")
 
 
 class PnlReportForm(PeriodForm):
@@ -144,7 +164,7 @@ class PnlReportForm(PeriodForm):
 def pnl_report_view(request):
     _require(request, "orders.view_execution", "positions.view_position")
     form = PnlReportForm(request.GET or {})
-    context = {"form": form, "title": "PnL report"}
+    context = {**admin.site.each_context(request), "form": form, "title": "PnL report"}
     period = _valid_period(form)
     if period is None:
         return TemplateResponse(request, "reports/pnl.html", context, status=400)
@@ -166,6 +186,7 @@ def pnl_report_view(request):
         ],
         title="PnL over the period (snapshots)",
     )
-    context.update(report=report, start=start, end=end, chart=chart, query=_without_page(request))
+    context.update(report=report, start=start, end=end, last_day=end - timedelta(days=1), chart=chart,
+                   query=_without_page(request))  # fmt: skip
     return TemplateResponse(request, "reports/pnl.html", context)
 

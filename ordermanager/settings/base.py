@@ -24,18 +24,39 @@ from ordermanager.env import (
     env_str,
     read_dotenv,
 )
+from ordermanager.exchange_hosts import bybit_url_problem
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 read_dotenv(BASE_DIR / ".env")
 
 # --- Django core -----------------------------------------------------------
 DEBUG = env_bool("DEBUG", False)
+# Read early: the paper setup (simulator) is the only one allowed to run without real secrets.
+BYBIT_ENV = env_choice("BYBIT_ENV", "simulator", ("mainnet", "testnet", "demo", "simulator"))
+PAPER = BYBIT_ENV == "simulator"
 SECRET_KEY = env_secret("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG and env_bool("REQUIRE_SECRET_KEY", False):
-        raise ConfigError("DJANGO_SECRET_KEY is empty; set it (or DJANGO_SECRET_KEY_FILE) in production")
-    # Embedded default only: a per-checkout key so `make run` needs no setup.
-    SECRET_KEY = "insecure-embedded-default-" + str(BASE_DIR)
+    if not PAPER or env_bool("REQUIRE_SECRET_KEY", False):
+        raise ConfigError(
+            f"DJANGO_SECRET_KEY is empty; set it (or DJANGO_SECRET_KEY_FILE): BYBIT_ENV={BYBIT_ENV!r} is not paper"
+        )
+    # Paper setup only: a per-checkout key so `make run` needs no setup (docs/decisions/0520).
+    SECRET_KEY = "insecure-paper-only-" + str(BASE_DIR)
+# HTTPS=true: the service sits behind a TLS-terminating proxy that sets X-Forwarded-Proto.
+HTTPS = env_bool("HTTPS", BYBIT_ENV == "mainnet")
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    # Health probes come from inside (plain HTTP to the process): they must not be redirected.
+    SECURE_REDIRECT_EXEMPT = [r"^health/"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Web port of `make run` (uvicorn); every URL printed or registered follows it. honcho gives
+# each Procfile process its own PORT, so the Makefile hands the web port on as WEB_PORT.
+WEB_PORT = env_int("WEB_PORT", env_int("PORT", 8000, minimum=1, maximum=65535), minimum=1, maximum=65535)
 ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 
@@ -61,6 +82,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (admin CSS/JS, Swagger UI) from the ASGI app itself, hashed and compressed.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -123,7 +146,18 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise scans it at startup (filled by collectstatic)
+WHITENOISE_ROOT = BASE_DIR / "ordermanager" / "public"  # /favicon.ico, which every browser asks for
+# `collectstatic` (make run / make install) writes hashed, gzip-compressed copies; WhiteNoise serves
+# them with far-future caching. Tests render templates without a manifest (see settings.test).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 LOGIN_URL = "/admin/login/"
+# Admin login throttle (ordermanager/core/login_throttle.py): failures per username within the window.
+ADMIN_LOGIN_MAX_FAILURES = env_int("ADMIN_LOGIN_MAX_FAILURES", 5, minimum=1)
+ADMIN_LOGIN_LOCKOUT_SECONDS = env_int("ADMIN_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
 
 # --- Logging (structlog; JSON in production, readable on a terminal) ---------
 LOG_FORMAT = env_choice("LOG_FORMAT", "console", ("console", "json"))
@@ -145,6 +179,8 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
         "amqp": {"level": "WARNING"},
         "kombu": {"level": "WARNING"},
+        # Its debug lines hold whole frames (a fill batch, an auth frame): quiet even at LOG_LEVEL=debug.
+        "websockets": {"level": "INFO"},
     },
 }
 
@@ -182,6 +218,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Signals in, orders on Bybit out; orders, fills, positions and PnL.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and Swagger UI list every operation: only a staff login or an API key may read them.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -236,8 +274,11 @@ SIGNAL_PROCESSOR_THREADS = env_int("SIGNAL_PROCESSOR_THREADS", 4, minimum=1, max
 SIGNAL_HEARTBEAT_INTERVAL = env_float_seconds("SIGNAL_HEARTBEAT_INTERVAL", "5", minimum="0.1")
 
 # --- Exchange ----------------------------------------------------------------------
-BYBIT_ENV = env_choice("BYBIT_ENV", "simulator", ("mainnet", "testnet", "demo", "simulator"))
-BYBIT_BASE_URL = env_str("BYBIT_BASE_URL", "")
+BYBIT_BASE_URL = env_str("BYBIT_BASE_URL", "").rstrip("/")
+if BYBIT_BASE_URL and not PAPER:
+    _url_problem = bybit_url_problem(BYBIT_BASE_URL)
+    if _url_problem:
+        raise ConfigError(f"BYBIT_BASE_URL={BYBIT_BASE_URL!r} {_url_problem} (allowed only with BYBIT_ENV=simulator)")
 BYBIT_API_KEY = env_secret("BYBIT_API_KEY", "")
 BYBIT_API_SECRET = env_secret("BYBIT_API_SECRET", "")
 BYBIT_RECV_WINDOW = env_int("BYBIT_RECV_WINDOW", 5000, minimum=1000, maximum=60000)
@@ -256,9 +297,12 @@ INSTRUMENT_CACHE_TTL = env_int("INSTRUMENT_CACHE_TTL", 3600, minimum=0)
 # The built-in simulator (paper exchange of the embedded default).
 SIMULATOR_HOST = env_str("SIMULATOR_HOST", "127.0.0.1")
 SIMULATOR_PORT = env_int("SIMULATOR_PORT", 8765, minimum=1, maximum=65535)
-if BYBIT_ENV == "simulator" and not BYBIT_API_KEY:
-    # Paper credentials: the simulator checks signatures like Bybit does.
-    BYBIT_API_KEY, BYBIT_API_SECRET = "sim-key", "sim-secret"
+# Paper credentials of the simulator (never BYBIT_API_KEY/SECRET, which may be live keys).
+SIMULATOR_API_KEY = env_str("SIMULATOR_API_KEY", "sim-key")
+SIMULATOR_API_SECRET = env_str("SIMULATOR_API_SECRET", "sim-secret")
+if PAPER and not BYBIT_API_KEY:
+    # The client signs with the simulator's paper credentials; it checks signatures like Bybit does.
+    BYBIT_API_KEY, BYBIT_API_SECRET = SIMULATOR_API_KEY, SIMULATOR_API_SECRET
 if BYBIT_ENV != "simulator" and not BYBIT_BASE_URL and not (BYBIT_API_KEY and BYBIT_API_SECRET):
     raise ConfigError(f"BYBIT_ENV={BYBIT_ENV!r} needs BYBIT_API_KEY and BYBIT_API_SECRET (or their _FILE forms)")
 
@@ -295,6 +339,8 @@ PENDING_SUBMIT_RETRY_WINDOW = env_int("PENDING_SUBMIT_RETRY_WINDOW", 60, minimum
 # Minutes between scheduled reconciliation runs (0 = no schedule; startup, command, admin and API still run it).
 # Pause between the comparisons that must agree before a position difference is judged.
 RECONCILE_SETTLE_SECONDS = env_float_seconds("RECONCILE_SETTLE_SECONDS", "1.0")
+# Seconds a starting signal process waits for the exchange to answer before its startup reconciliation.
+STARTUP_EXCHANGE_WAIT = env_float_seconds("STARTUP_EXCHANGE_WAIT", "30")
 RECONCILE_INTERVAL_MINUTES = env_int("RECONCILE_INTERVAL_MINUTES", 0, minimum=0, maximum=1440)
 # Continuous reconciliation (docs/decisions/0606), run by every long-lived worker process; one process
 # takes each pass. Light pass: open orders, positions and recent executions compared (0 = off).
@@ -319,7 +365,7 @@ if BYBIT_ENV == "simulator" and not WS_GATEWAY_API_KEY:
     # Paper key shared by the simulator's ws-gateway role and our endpoint (make run).
     WS_GATEWAY_API_KEY = "sim-gateway-key"
 # Where ws-gateway pushes private-stream messages (our Channels endpoint, orders/consumers.py).
-WS_GATEWAY_CALLBACK_URL = env_str("WS_GATEWAY_CALLBACK_URL", "ws://127.0.0.1:8000/ws/gateway/")
+WS_GATEWAY_CALLBACK_URL = env_str("WS_GATEWAY_CALLBACK_URL", f"ws://127.0.0.1:{WEB_PORT}/ws/gateway/")
 if not WS_GATEWAY_CALLBACK_URL.startswith(("ws://", "wss://")):
     raise ConfigError(f"WS_GATEWAY_CALLBACK_URL={WS_GATEWAY_CALLBACK_URL!r} must be a ws:// or wss:// URL")
 # django-q2 job intervals in seconds (schedules run at minute resolution; see setup_schedules).

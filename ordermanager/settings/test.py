@@ -3,8 +3,16 @@
 from .base import *  # noqa: F403
 from .base import Q_CLUSTER, REST_FRAMEWORK
 
+# A test that starts a signal process with the exchange down must not wait the production 30 s.
+STARTUP_EXCHANGE_WAIT = 2.0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 # The suite makes thousands of requests from one address in one process; the
 # throttling test sets its own small rate.
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "100000/min", "user": "100000/min"}}
+# Templates render static URLs without a collectstatic manifest; the browser test against the
+# Procfile's uvicorn runs with the real (hashed, compressed) storage.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

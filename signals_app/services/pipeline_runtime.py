@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
+import httpx
 import structlog
 from django.conf import settings
 from django.db import connection
@@ -45,9 +46,43 @@ _UNFINISHED = (SignalStatus.RECEIVED, SignalStatus.PROCESSING)
 
 
 def pipeline_startup() -> ReconciliationRun | None:
-    """Seed the global risk row and reconcile with the exchange; returns the startup run (None: skipped)."""
+    """Seed the global risk row and reconcile with the exchange; returns the startup run (None: skipped).
+
+    Started together (``make run``), the exchange (the simulator) may not listen yet: the run waits,
+    bounded by STARTUP_EXCHANGE_WAIT, for it to answer instead of recording a failed run at once."""
+    from ordermanager.core.health import log_startup_profile
+
+    log_startup_profile("signal processing")
     risk_limit_seed_global()
+    exchange_wait_until_answering(timeout=settings.STARTUP_EXCHANGE_WAIT)
     return reconcile_on_startup()
+
+
+def exchange_wait_until_answering(*, timeout: float) -> bool:
+    """Poll the exchange's public clock until it answers (True) or ``timeout`` seconds pass (False)."""
+    from exchange.bybit.client import TIME_PATH, base_url_from_settings
+
+    url = base_url_from_settings() + TIME_PATH
+    started = time.monotonic()
+    deadline, delay, said = started + timeout, 0.1, False
+    while True:
+        try:
+            if httpx.get(url, timeout=max(0.1, min(2.0, deadline - time.monotonic()))).status_code == 200:
+                if said:
+                    log.info("exchange_answered", url=url, waited_seconds=round(time.monotonic() - started, 1))
+                return True
+        except httpx.HTTPError:
+            pass
+        now = time.monotonic()
+        if now >= deadline:
+            log.warning("exchange_not_answering", url=url, waited_seconds=timeout,
+                        next="reconciling anyway; the run records the failure")  # fmt: skip
+            return False
+        if not said:
+            log.info("waiting_for_exchange", url=url, up_to_seconds=timeout)
+            said = True
+        time.sleep(min(delay, deadline - now))
+        delay = min(delay * 2, 1.0)
 
 
 def process_label(command: str) -> str:

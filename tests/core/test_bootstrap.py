@@ -42,3 +42,12 @@ def test_bootstrap_seeds_global_risk_limits_from_settings_once(settings):
 
     limit = RiskLimit.objects.get(symbol="")
     assert str(limit.max_order_size_ratio) == "0.10000"  # the edit survives a second bootstrap
+
+
+def test_bootstrap_prints_the_admin_url_on_the_web_port(settings):
+    settings.WEB_PORT = 8123
+    out = StringIO()
+
+    call_command("bootstrap", stdout=out)
+
+    assert "Admin: http://127.0.0.1:8123/admin/" in out.getvalue()

@@ -54,7 +54,7 @@ def test_a_bad_setting_stops_the_process_with_one_clear_line(variable, value, ex
 
 
 def test_real_exchange_without_credentials_is_refused():
-    result = run_check(BYBIT_ENV="testnet", BYBIT_API_KEY="", BYBIT_API_SECRET="")
+    result = run_check(BYBIT_ENV="testnet", BYBIT_API_KEY="", BYBIT_API_SECRET="", DJANGO_SECRET_KEY="x" * 50)
 
     assert result.returncode == 2
     assert "BYBIT_ENV='testnet' needs BYBIT_API_KEY and BYBIT_API_SECRET" in result.stderr
@@ -63,7 +63,8 @@ def test_real_exchange_without_credentials_is_refused():
 def test_secret_file_is_read_and_its_value_never_printed(tmp_path):
     secret_file = tmp_path / "secret"
     secret_file.write_text("s3cr3t-value\n")
-    result = run_check(BYBIT_ENV="testnet", BYBIT_API_KEY="k", BYBIT_API_SECRET_FILE=str(secret_file))
+    result = run_check(BYBIT_ENV="testnet", BYBIT_API_KEY="k", BYBIT_API_SECRET_FILE=str(secret_file),
+                       DJANGO_SECRET_KEY="x" * 50)
 
     assert result.returncode == 0, result.stderr
     assert "s3cr3t-value" not in result.stdout + result.stderr

@@ -5,6 +5,7 @@ import json
 from decimal import Decimal as D
 
 import pytest
+from asgiref.sync import sync_to_async
 from asgiref.testing import ApplicationCommunicator
 from channels.routing import URLRouter
 
@@ -22,6 +23,25 @@ APP = URLRouter(websocket_urlpatterns)
 @pytest.fixture(autouse=True)
 def _key(settings):
     settings.WS_GATEWAY_API_KEY = KEY
+
+
+@pytest.fixture(autouse=True)
+def beats(request, monkeypatch):
+    """The link heartbeats of a test, recorded instead of written (from another thread they would outlive
+    a test's transaction); tests marked ``real_heartbeat`` write them to the database."""
+    recorded: list[tuple[bool, str]] = []
+    if "real_heartbeat" not in request.fixturenames:
+
+        async def record(*, ok, detail):
+            recorded.append((ok, detail))
+
+        monkeypatch.setattr(consumers, "gateway_heartbeat", record)
+    return recorded
+
+
+@pytest.fixture
+def real_heartbeat():
+    """Marker fixture: this test's gateway heartbeats go to the database."""
 
 
 def run(scenario):
@@ -380,3 +400,79 @@ def test_a_gateway_forwarding_only_executions_moves_an_open_one_way_position_at_
     assert pong["op"] == "pong"
     position = Position.objects.get(symbol="BTCUSDT", position_idx=0)
     assert (position.size, position.realized_pnl) == (D("0.6"), D("8"))
+
+
+# Channels closes stale DB connections around every frame, so even auth-only tests touch the DB layer.
+@pytest.mark.django_db
+def test_a_large_frame_before_auth_is_refused_unparsed(monkeypatch):
+    parsed = []
+    real_loads = json.loads
+
+    def spy(raw, *args, **kwargs):
+        if "pad" in raw:  # the test's own reading of the answers goes through json.loads too
+            parsed.append(raw)
+        return real_loads(raw, *args, **kwargs)
+
+    monkeypatch.setattr(consumers.json, "loads", spy)
+
+    async def scenario():
+        ws = communicator(None)
+        await ws.connect()
+        await ws.send_to(json.dumps({"op": "auth", "api_key": KEY, "pad": "x" * consumers.PRE_AUTH_MAX_BYTES}))
+        return await _closed_with(ws)
+
+    error, code = run(scenario)
+    assert code == consumers.CLOSE_TOO_BIG == 1009
+    assert "exceeds 4096 bytes" in error["error"]
+    assert parsed == [], "the frame must not be parsed"
+
+
+# Channels closes stale DB connections around every frame, so even auth-only tests touch the DB layer.
+@pytest.mark.django_db
+def test_a_small_auth_frame_still_authenticates_and_large_frames_pass_after_auth():
+    async def scenario():
+        ws = communicator(None)
+        await ws.connect()
+        await ws.send_json_to({"op": "auth", "api_key": KEY})
+        accepted = await ws.receive_json_from()
+        await ws.send_json_to({"op": "ping", "req_id": "x" * (2 * consumers.PRE_AUTH_MAX_BYTES)})
+        pong = await ws.receive_json_from()
+        await ws.disconnect()
+        return accepted, pong
+
+    accepted, pong = run(scenario)
+    assert accepted["success"] is True and pong["op"] == "pong"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_endpoint_records_the_ws_gateway_heartbeat_while_connected(real_heartbeat):
+    from ordermanager.core.models import Heartbeat
+    from ordermanager.dashboard.selectors import DOWN, OK, health_components
+
+    def gateway_health():
+        return next(c for c in health_components() if c.name == "ws_gateway")
+
+    assert gateway_health().status != OK
+
+    async def wait_for_beat(ok: bool):
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            beat = await sync_to_async(Heartbeat.objects.filter(component="ws_gateway").first)()
+            if beat is not None and beat.ok is ok:
+                return beat
+            assert asyncio.get_running_loop().time() < deadline, "no heartbeat written"
+            await asyncio.sleep(0.02)
+
+    async def scenario():
+        ws = communicator()
+        await ws.connect()
+        up = await wait_for_beat(True)
+        health_up = await sync_to_async(gateway_health)()
+        await ws.disconnect()
+        down = await wait_for_beat(False)
+        return up, health_up, down
+
+    up, health_up, down = run(scenario)
+    assert "connected" in up.detail and health_up.status == OK
+    assert "disconnected" in down.detail
+    assert gateway_health().status == DOWN

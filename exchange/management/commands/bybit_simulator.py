@@ -30,8 +30,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default=settings.SIMULATOR_HOST)
         parser.add_argument("--port", type=int, default=settings.SIMULATOR_PORT)
-        parser.add_argument("--api-key", default=None, help="defaults to BYBIT_API_KEY")
-        parser.add_argument("--api-secret", default=None, help="defaults to BYBIT_API_SECRET")
+        parser.add_argument("--api-key", default=None, help="paper key (default SIMULATOR_API_KEY, sim-key)")
+        parser.add_argument("--api-secret", default=None, help="paper secret (default SIMULATOR_API_SECRET)")
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--ws-gateway-key", default=None,
                             help="key required by the ws-gateway API (default WS_GATEWAY_API_KEY; empty: any key)")
@@ -55,10 +55,14 @@ class Command(BaseCommand):
                  "{symbol, price, tickSize, qtyStep, minOrderQty, maxOrderQty, maxMktOrderQty, minNotionalValue}")
 
     def handle(self, *args, **opts):
-        api_key = opts["api_key"] or settings.BYBIT_API_KEY
-        api_secret = opts["api_secret"] or settings.BYBIT_API_SECRET
+        if settings.BYBIT_ENV != "simulator":
+            # A paper exchange beside real keys could receive them (and answer fills that never happened).
+            raise CommandError(f"the simulator runs only with BYBIT_ENV=simulator (now {settings.BYBIT_ENV!r})")
+        # Never BYBIT_API_KEY/SECRET: those may be live keys; the simulator has its own paper credentials.
+        api_key = opts["api_key"] or settings.SIMULATOR_API_KEY
+        api_secret = opts["api_secret"] or settings.SIMULATOR_API_SECRET
         if not api_key or not api_secret:
-            raise CommandError("an API key and secret are needed: --api-key/--api-secret or BYBIT_API_KEY/SECRET")
+            raise CommandError("an API key and secret are needed: --api-key/--api-secret or SIMULATOR_API_KEY/SECRET")
         faults = {name: opts[name] for name in FAULT_FLAGS}
         faults.update(timeout_seconds=opts["timeout_seconds"], drop_response_mode=opts["drop_response_mode"],
                       paths=opts["fault_paths"], seed=opts["seed"])

@@ -68,3 +68,41 @@ def test_command_refuses_bad_arguments(arguments, message):
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+def test_command_takes_the_paper_credentials_never_the_bybit_keys(settings, monkeypatch):
+    from django.core.management import call_command
+
+    from exchange.management.commands import bybit_simulator
+
+    settings.BYBIT_ENV = "simulator"
+    settings.BYBIT_API_KEY, settings.BYBIT_API_SECRET = "live-key", "live-secret"
+    settings.SIMULATOR_API_KEY, settings.SIMULATOR_API_SECRET = "paper-key", "paper-secret"
+    built = {}
+    real_build = bybit_simulator.build_app
+
+    def build(**kwargs):
+        built.update(kwargs)
+        return real_build(**kwargs)
+
+    monkeypatch.setattr(bybit_simulator, "build_app", build)
+    monkeypatch.setattr(bybit_simulator.uvicorn, "run", lambda *a, **k: None)
+
+    call_command("bybit_simulator", "--port", "1", stdout=open(os.devnull, "w"))  # noqa: SIM115
+
+    assert (built["api_key"], built["api_secret"]) == ("paper-key", "paper-secret")
+
+
+def test_the_ws_gateway_key_is_compared_in_constant_time(monkeypatch):
+    from exchange.simulator import gateway
+    from exchange.simulator.engine import SimEngine
+
+    compared = []
+    real = gateway.hmac.compare_digest
+    monkeypatch.setattr(gateway.hmac, "compare_digest", lambda a, b: compared.append((a, b)) or real(a, b))
+    hub = gateway.GatewayHub(SimEngine(seed=1), api_key="the-key")
+
+    assert hub.check_key("the-key") == "the-key"
+    with pytest.raises(gateway.GatewayError):
+        hub.check_key("the-kez")
+    assert compared == [(b"the-key", b"the-key"), (b"the-kez", b"the-key")]

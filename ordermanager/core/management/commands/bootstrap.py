@@ -7,6 +7,7 @@ set, which then wins) and existing risk limits are never overwritten.
 import os
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
@@ -36,4 +37,4 @@ class Command(BaseCommand):
         created = risk_limit_seed_global()
         if created:
             self.stdout.write("Global risk limits seeded from the settings")
-        self.stdout.write("Admin: http://127.0.0.1:8000/admin/")
+        self.stdout.write(f"Admin: http://127.0.0.1:{settings.WEB_PORT}/admin/")
