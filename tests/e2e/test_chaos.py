@@ -232,6 +232,9 @@ def _service_env(*, db_url: str, amqp_url: str, sim: SimulatorServer, web_port: 
         "BYBIT_BASE_URL": sim.url,
         "BYBIT_API_KEY": sim.api_key,
         "BYBIT_API_SECRET": sim.api_secret,
+        # With BYBIT_ENV=simulator the client signs with the paper credentials named here (docs/decisions/0520).
+        "SIMULATOR_API_KEY": sim.api_key,
+        "SIMULATOR_API_SECRET": sim.api_secret,
         "BYBIT_HTTP_TIMEOUT": str(HTTP_TIMEOUT),
         "BYBIT_API_RETRY_BASE_DELAY": "0.1",
         "BYBIT_API_RETRY_MAX_DELAY": "0.5",
@@ -309,11 +312,14 @@ def test_chaos_book_heals_itself(chaos_db, private_rabbitmq, private_postgres, c
     web_port = free_port()
     env = _service_env(db_url=chaos_db, amqp_url=private_rabbitmq.url, sim=sim, web_port=web_port)
     manage = [sys.executable, "manage.py"]
+    # As the Procfile starts them (keep_running.sh is the supervisor; here the test's Supervisor plays it).
     web = ServiceProcess("web", [sys.executable, "-m", "uvicorn", "ordermanager.asgi:application", "--host",
-                                 "127.0.0.1", "--port", str(web_port), "--no-access-log"], env, tmp_path)
+                                 "127.0.0.1", "--port", str(web_port), "--no-access-log", "--ws-max-size", "1048576"],
+                         env, tmp_path)
     consumers = [ServiceProcess(f"consumer-{x}", [*manage, "consume_signals"], env, tmp_path) for x in "ab"]
     ingest = ServiceProcess("ingest", [*manage, "start_ingest"], env, tmp_path)
-    qcluster = ServiceProcess("qcluster", [*manage, "qcluster"], env, tmp_path)
+    qcluster = ServiceProcess("qcluster", ["sh", "-c", f"{sys.executable} manage.py wait_for_services --no-broker && "
+                                                     f"exec {sys.executable} manage.py qcluster"], env, tmp_path)
     processes = [web, *consumers, ingest, qcluster]
     supervisor = Supervisor(processes)
     publisher = Publisher(private_rabbitmq.url)
