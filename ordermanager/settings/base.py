@@ -19,6 +19,7 @@ from ordermanager.env import (
     env_decimal,
     env_float_seconds,
     env_int,
+    env_json_object,
     env_secret,
     env_str,
     read_dotenv,
@@ -225,6 +226,12 @@ if SIGNAL_BROKER_URL and not SIGNAL_BROKER_URL.startswith(("amqp://", "amqps://"
     raise ConfigError(f"SIGNAL_BROKER_URL={SIGNAL_BROKER_URL.split('@')[-1]!r} must be an amqp:// URL (or empty)")
 SIGNAL_QUEUE = env_str("SIGNAL_QUEUE", "model-service.trading_signals")
 SIGNAL_DEAD_LETTER_QUEUE = env_str("SIGNAL_DEAD_LETTER_QUEUE", SIGNAL_QUEUE + ".dead")
+# Arguments used when consume_signals is the first to declare the ingress queue (an existing queue is consumed
+# as it was declared). Default: what the model service declares, durable and nothing else. JSON object, e.g.
+# {"x-queue-type": "quorum"}. See docs/decisions/0315-ingress-queue-as-declared.md.
+SIGNAL_QUEUE_ARGUMENTS = env_json_object("SIGNAL_QUEUE_ARGUMENTS", "{}")
+# Seconds between a standby consume_signals' attempts to become the queue's one active intake.
+SIGNAL_STANDBY_RETRY = env_float_seconds("SIGNAL_STANDBY_RETRY", "1", minimum="0.05")
 SIGNAL_PREFETCH = env_int("SIGNAL_PREFETCH", 50, minimum=1, maximum=10000)
 ORDER_EVENTS_EXCHANGE = env_str("ORDER_EVENTS_EXCHANGE", "order-manager.events")
 SIGNAL_MAX_CLOCK_SKEW = env_int("SIGNAL_MAX_CLOCK_SKEW", 30, minimum=0)

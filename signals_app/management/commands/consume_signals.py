@@ -4,8 +4,9 @@
 
 Startup: the books are reconciled with the exchange (trigger ``startup``)
 before any message is taken or any inbox signal is processed. Intake: kombu
-consumer on ``SIGNAL_QUEUE`` (single active consumer: a second process is a
-hot standby for intake), ack after the inbox commit. Processing:
+consumer on ``SIGNAL_QUEUE`` taken as it was declared (classic, single-active-consumer or
+quorum); one active intake at a time (an exclusive subscription: a second process is a
+hot standby that retries), ack after the inbox commit. Processing:
 ``--threads`` worker threads (default ``SIGNAL_PROCESSOR_THREADS``) drain the
 inbox, one symbol per worker at a time across all processes. SIGTERM/SIGINT:
 stop taking messages, finish the message and the signals in hand, exit 0.
