@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.fixtures.personas",
     "tests.fixtures.simulator",
     "tests.fixtures.api_schema",
+    "tests.fixtures.rabbit_cluster",
 ]

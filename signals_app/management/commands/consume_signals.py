@@ -20,6 +20,7 @@ from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 
 from ordermanager.events import events_flush
+from ordermanager.outbox import relay_thread_start
 from signals_app.amqp import SignalConsumer, broker_connection, consume_until_stopped, dead_letter_queue, ingress_queue
 from signals_app.services.pipeline_runtime import ProcessHeartbeat, consumer_probe, pipeline_startup, process_label
 from signals_app.services.signal_processor import SignalProcessor
@@ -64,6 +65,7 @@ class Command(BaseCommand):
             probe=consumer_probe(consumer=consumer, processor=processor, starting=lambda: not started),
         )
         heartbeat.start()
+        relay = relay_thread_start()  # events out (one relay active across processes)
         try:
             # Reconcile before the first message and the first inbox signal: decisions need a true book.
             pipeline_startup()
@@ -79,5 +81,7 @@ class Command(BaseCommand):
             consumer.close()
             connection.release()
             events_flush(timeout=5)
+            if relay:
+                relay.stop()
             heartbeat.stop(detail=f"stopped ({consumer.handled} messages taken)")
         log.info("consume_signals_stopped", handled=consumer.handled)

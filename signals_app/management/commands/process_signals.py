@@ -17,6 +17,7 @@ from django.core.checks import Tags
 from django.core.management.base import BaseCommand
 
 from ordermanager.events import events_flush
+from ordermanager.outbox import relay_thread_start
 from signals_app.services.pipeline_runtime import ProcessHeartbeat, pipeline_startup, process_label, processor_probe
 from signals_app.services.signal_processor import SignalProcessor, process_pending
 
@@ -53,6 +54,7 @@ class Command(BaseCommand):
         heartbeat = ProcessHeartbeat(label=process_label("process_signals"),
                                      probe=processor_probe(processor=processor, starting=lambda: not started))
         heartbeat.start()
+        relay = relay_thread_start()  # events out (one relay active across processes)
         try:
             pipeline_startup()
             processor.start()
@@ -62,5 +64,7 @@ class Command(BaseCommand):
             processor.join(timeout=60)
             events_flush(timeout=5)
         finally:
+            if relay:
+                relay.stop()
             heartbeat.stop()
         log.info("process_signals_stopped")
