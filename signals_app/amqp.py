@@ -235,7 +235,8 @@ class SignalConsumer(ConsumerMixin):
     def on_connection_revived(self):
         self.connected, self.connection_error = True, ""
         self.last_iteration = time.monotonic()
-        log.info("broker_connected", queue=self.queue.name)
+        if not self.standby:  # a standby reconnects every SIGNAL_STANDBY_RETRY: said once, as intake_standby
+            log.info("broker_connected", queue=self.queue.name)
 
     def run(self, _tokens=1, **kwargs):
         """Consume until ``should_stop``: reconnect after a lost connection, wait as a standby while refused."""
