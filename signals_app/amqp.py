@@ -68,9 +68,12 @@ def ingress_queue(name: str | None = None, arguments: dict | None = None) -> Que
     return Queue(name, exchange=DEFAULT_EXCHANGE, routing_key=name, durable=True, queue_arguments=arguments)
 
 
-def dead_letter_queue(name: str | None = None) -> Queue:
+def dead_letter_queue(name: str | None = None, arguments: dict | None = None) -> Queue:
+    """Ours to declare (``SIGNAL_DEAD_LETTER_QUEUE_ARGUMENTS``; in a cluster a quorum queue, so the dead letters do
+    not depend on one node); an existing one is used as it is."""
     name = name or settings.SIGNAL_DEAD_LETTER_QUEUE
-    return Queue(name, exchange=DEFAULT_EXCHANGE, routing_key=name, durable=True)
+    arguments = dict(settings.SIGNAL_DEAD_LETTER_QUEUE_ARGUMENTS if arguments is None else arguments)
+    return Queue(name, exchange=DEFAULT_EXCHANGE, routing_key=name, durable=True, queue_arguments=arguments)
 
 
 def _close_quietly(channel) -> None:

@@ -230,6 +230,9 @@ SIGNAL_DEAD_LETTER_QUEUE = env_str("SIGNAL_DEAD_LETTER_QUEUE", SIGNAL_QUEUE + ".
 # as it was declared). Default: what the model service declares, durable and nothing else. JSON object, e.g.
 # {"x-queue-type": "quorum"}. See docs/decisions/0315-ingress-queue-as-declared.md.
 SIGNAL_QUEUE_ARGUMENTS = env_json_object("SIGNAL_QUEUE_ARGUMENTS", "{}")
+# Arguments of the dead-letter queue when we declare it (it is ours). In a cluster use {"x-queue-type": "quorum"}:
+# a classic queue lives on one node, and while that node is down intake cannot dead-letter (and waits).
+SIGNAL_DEAD_LETTER_QUEUE_ARGUMENTS = env_json_object("SIGNAL_DEAD_LETTER_QUEUE_ARGUMENTS", "{}")
 # Seconds between a standby consume_signals' attempts to become the queue's one active intake.
 SIGNAL_STANDBY_RETRY = env_float_seconds("SIGNAL_STANDBY_RETRY", "1", minimum="0.05")
 SIGNAL_PREFETCH = env_int("SIGNAL_PREFETCH", 50, minimum=1, maximum=10000)
