@@ -94,12 +94,17 @@ def event_schema(routing_key: str) -> dict:
     return json.loads(path.read_text())
 
 
-def event_validate(routing_key: str, message: dict) -> None:
-    """Raise ``EventSchemaError`` naming the field when ``message`` does not match its type's schema."""
+@cache
+def _validator(routing_key: str):
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(event_schema(routing_key),
-                                                format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    return jsonschema.Draft202012Validator(event_schema(routing_key),
+                                           format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+def event_validate(routing_key: str, message: dict) -> None:
+    """Raise ``EventSchemaError`` naming the field when ``message`` does not match its type's schema."""
+    validator = _validator(routing_key)
     errors = sorted(validator.iter_errors(message), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
