@@ -249,6 +249,9 @@ class SignalConsumer(ConsumerMixin):
                 # drain_events gives up after BATCH_WAIT when idle, so on_iteration can flush a partial batch.
                 for _ in self.consume(limit=None, safety_interval=self.BATCH_WAIT, **kwargs):
                     pass
+            except _Stopped:  # stop requested while the broker is away
+                log.info("consumer_stopped_while_disconnected")
+                return
             except ResourceLocked as exc:
                 self._refused(exc)
             except errors as exc:
