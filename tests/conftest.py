@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.simulator",
     "tests.fixtures.api_schema",
     "tests.fixtures.private_pg",
+    "tests.fixtures.rabbit_cluster",
 ]
