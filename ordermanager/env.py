@@ -117,6 +117,20 @@ def env_float_seconds(name: str, default: str, *, minimum: str = "0") -> float:
     return float(env_decimal(name, default, minimum=minimum))
 
 
+def env_json_object(name: str, default: str = "{}") -> dict:
+    """A JSON object (e.g. AMQP queue arguments); anything else stops the process with the value named."""
+    import json
+
+    text = env_str(name, default) or default
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={text!r} is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}={text!r} must be a JSON object, e.g. {{\"x-queue-type\": \"quorum\"}}")
+    return value
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env_str(name, default).lower()
     if value not in choices:

@@ -1,16 +1,17 @@
 """Events out: order and signal lifecycle messages on a topic exchange.
 
 ``publish_event_on_commit`` is the only entry point for services. The event is
-handed to a background publisher thread after the surrounding transaction
-commits, so a rolled-back change never produces an event and no service waits
-on the broker. The database is the record; events are notifications, delivered
-at most once per process (a crash between commit and publish loses the event,
-never the state). See docs/decisions/0305-events-after-commit.md.
+written to the transactional outbox in the caller's transaction (``ordermanager.outbox``):
+a rolled-back change never produces an event, a committed one always has its row,
+and the outbox relay publishes it at least once (no service waits on the broker).
+See docs/decisions/0321-transactional-outbox.md (0305 before it).
 
-Message: JSON object ``{"event": <routing key>, "occurred_at": ISO-8601, "trace_id": ..., **payload}``,
-content type application/json, persistent, on ``settings.ORDER_EVENTS_EXCHANGE``
-(topic, durable). The same object is forwarded to the Channels group
-``dashboard`` as ``{"type": "dashboard.event", "event": <message>}``.
+Message: JSON object ``{"event_id": uuid, "event": <routing key>, "occurred_at": ISO-8601,
+"aggregate_type": ..., "aggregate_id": ..., "sequence": n, "trace_id": ..., **payload}``,
+content type application/json, persistent, message id = event id, on
+``settings.ORDER_EVENTS_EXCHANGE`` (topic, durable); one JSON Schema per routing key in
+docs/events/. After commit the same object is forwarded to the Channels group
+``dashboard`` as ``{"type": "dashboard.event", "event": <message>}`` (a convenience, at most once).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from django.conf import settings
 from django.db import transaction
 
 log = structlog.get_logger(__name__)
@@ -51,10 +51,12 @@ _QUEUE_SIZE = 10_000
 def publish_event_on_commit(*, routing_key: str, payload: dict) -> None:
     """Publish ``payload`` under ``routing_key`` once the current transaction commits.
 
-    Outside a transaction the event is queued at once. Never raises because of
-    the broker: a failed publish is logged with the event.
+    The outbox row is written now, in the current transaction (outside one, at
+    once); the dashboard forward follows the commit. Never waits on the broker.
     """
-    message = _envelope(routing_key, payload)
+    from ordermanager.outbox import outbox_write
+
+    message = outbox_write(routing_key=routing_key, message=_envelope(routing_key, payload))
     transaction.on_commit(lambda: _publisher().submit(routing_key, message))
 
 
@@ -81,21 +83,17 @@ def encode(message: dict) -> bytes:
 
 
 class EventPublisher:
-    """One daemon thread per process that owns the AMQP connection for events.
+    """One daemon thread per process that forwards committed events to the dashboard (Channels).
 
-    kombu connections are not thread-safe; funnelling every publish through one
-    thread keeps a single connection and keeps broker latency out of the
-    signal path. The queue is bounded: when the broker is down for long, the
-    oldest pending events are dropped with a log line rather than growing
-    memory without limit.
+    The broker is the outbox relay's business; this thread keeps the channel layer's latency out of the
+    signal path. The queue is bounded: when it is full the forward is dropped with a log line (the event
+    itself is safe in the outbox).
     """
 
     def __init__(self) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_SIZE)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._connection = None
-        self._producer = None
 
     def submit(self, routing_key: str, message: dict) -> None:
         self._ensure_thread()
@@ -129,45 +127,8 @@ class EventPublisher:
             self._deliver(routing_key, message)
 
     def _deliver(self, routing_key: str, message: dict) -> None:
-        body = encode(message)
-        if settings.SIGNAL_BROKER_URL:
-            try:
-                self._publish_amqp(routing_key, body)
-            except Exception as exc:  # broker trouble must never break trading
-                self._reset()
-                log.error("event_publish_failed", routing_key=routing_key, error=str(exc), message=message)
-        else:
-            log.debug("event", routing_key=routing_key, message=message)
+        log.debug("event", routing_key=routing_key, event_id=message.get("event_id"))
         _forward_to_dashboard(message)
-
-    def _publish_amqp(self, routing_key: str, body: bytes) -> None:
-        from kombu import Exchange, Producer
-
-        from ordermanager.celery import configure_from_settings
-
-        if self._producer is None:
-            self._connection = configure_from_settings().connection_for_write()
-            exchange = Exchange(settings.ORDER_EVENTS_EXCHANGE, type="topic", durable=True)
-            self._producer = Producer(self._connection.channel(), exchange=exchange)
-            exchange.declare(channel=self._producer.channel)
-        self._producer.publish(
-            body,
-            routing_key=routing_key,
-            content_type="application/json",
-            content_encoding="utf-8",
-            delivery_mode=2,
-            retry=True,
-            retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
-        )
-
-    def _reset(self) -> None:
-        try:
-            if self._connection is not None:
-                self._connection.release()
-        except Exception:  # already broken; nothing more to release
-            pass
-        self._connection = None
-        self._producer = None
 
 
 # One event loop per thread that forwards (normally only the publisher thread), kept for the process.
@@ -223,5 +184,5 @@ def _publisher() -> EventPublisher:
 
 
 def events_flush(timeout: float = 5.0) -> bool:
-    """Block until the events queued so far are published (shutdown and tests)."""
+    """Block until the events committed so far are forwarded to the dashboard (shutdown and tests)."""
     return _PUBLISHER.flush(timeout)

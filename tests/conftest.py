@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.private_servers",
     "tests.fixtures.api_schema",
     "tests.fixtures.private_pg",
+    "tests.fixtures.rabbit_cluster",
 ]

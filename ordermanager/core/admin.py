@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from ordermanager.core.admin_tools import ReadOnlyAdmin, pretty_json
-from ordermanager.core.models import ApiKey, AuditEntry, Heartbeat
+from ordermanager.core.admin_tools import ReadOnlyAdmin, choices_filter, pretty_json
+from ordermanager.core.models import ApiKey, AuditEntry, Heartbeat, OutboxEvent
 from ordermanager.core.services.api_keys import api_key_revoke
 
 admin.site.site_header = "Order Manager — risk desk"
@@ -76,3 +76,20 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 class HeartbeatAdmin(ReadOnlyAdmin):
     list_display = ("component", "beat_at", "ok", "detail")
     ordering = ("component",)
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(ReadOnlyAdmin):
+    """Events out, as written with each change; ``sent at`` empty = not (yet) on the broker (or no broker)."""
+
+    list_display = ("id", "created_at", "routing_key", "aggregate_type", "aggregate_id", "sequence", "sent_at")
+    list_filter = (choices_filter("aggregate_type", [(t, t) for t in ("order", "position", "signal", "risk_limit")]),
+                   ("sent_at", admin.EmptyFieldListFilter))
+    search_fields = ("=aggregate_id", "=event_id")
+    ordering = ("-id",)
+    exclude = ("payload",)
+    readonly_fields = ("payload_col",)
+
+    @admin.display(description="message")
+    def payload_col(self, obj):
+        return pretty_json(obj.payload)

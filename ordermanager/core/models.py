@@ -83,3 +83,47 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.component} @ {self.beat_at:%H:%M:%S}"
+
+
+class OutboxEvent(models.Model):
+    """An event out, written in the transaction that made the change; the relay publishes it and sets ``sent_at``.
+
+    ``payload`` is the whole message as published. ``(aggregate_type, aggregate_id, sequence)`` orders the events
+    of one order / position / signal; ``event_id`` lets a consumer drop the repeats at-least-once delivery makes.
+    See docs/decisions/0321-transactional-outbox.md.
+    """
+
+    event_id = models.UUIDField(unique=True, editable=False)
+    routing_key = models.CharField(max_length=64)
+    aggregate_type = models.CharField(max_length=20)
+    aggregate_id = models.CharField(max_length=128)
+    sequence = models.PositiveBigIntegerField()
+    payload = models.JSONField()
+    created_at = models.DateTimeField(db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "outbox event"
+        constraints = [
+            models.UniqueConstraint(fields=["aggregate_type", "aggregate_id", "sequence"], name="outbox_aggregate_seq"),
+        ]
+        indexes = [
+            # The relay's query: the unsent rows in id order (a small partial index, whatever the retention).
+            models.Index(fields=["id"], condition=Q(sent_at__isnull=True), name="outbox_unsent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.routing_key} {self.aggregate_type}:{self.aggregate_id} #{self.sequence}"
+
+
+class OutboxSequence(models.Model):
+    """The last sequence number given to an aggregate's events (kept when old events are pruned).
+
+    Taken with an upsert whose row lock lasts until commit, so the events of one aggregate commit in sequence
+    order and get increasing ids."""
+
+    aggregate = models.CharField(max_length=160, unique=True)
+    last = models.PositiveBigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.aggregate} #{self.last}"

@@ -120,6 +120,19 @@ def _exchange_health(now: datetime) -> ComponentHealth:
     return ComponentHealth("exchange", status, last.created_at, f"{recent.count()} calls in the last 10 min")
 
 
+def _outbox_health(now: datetime) -> ComponentHealth:
+    """Events out: the age of the oldest unsent outbox event (the relay's lag)."""
+    from ordermanager.outbox import outbox_lag
+
+    age, unsent = outbox_lag(now=now)
+    if not settings.SIGNAL_BROKER_URL:
+        return ComponentHealth("outbox", OK, now, f"no broker: {unsent} event(s) kept in the outbox (admin)")
+    if age is None:
+        return ComponentHealth("outbox", OK, now, "lag 0 s: every event sent")
+    status = OK if age <= settings.OUTBOX_LAG_STALE_SECONDS else STALE
+    return ComponentHealth("outbox", status, now, f"lag {age:.1f} s: {unsent} unsent event(s), oldest {age:.1f} s")
+
+
 def _jobs_health(now: datetime) -> ComponentHealth:
     from django_q.models import Task
 
@@ -165,7 +178,7 @@ def health_components(*, now: datetime | None = None) -> list[ComponentHealth]:
     beats = {b.component: b for b in Heartbeat.objects.all()}
     components = [ComponentHealth("database", OK, now, "")]
     components += [_heartbeat_health(name, beats, now) for name in (CONSUMER, WS_GATEWAY)]
-    components += [_exchange_health(now), _jobs_health(now), _holds_health(now)]
+    components += [_exchange_health(now), _jobs_health(now), _holds_health(now), _outbox_health(now)]
     components += [_heartbeat_health(name, beats, now) for name in sorted(beats) if name not in (CONSUMER, WS_GATEWAY)]
     return components
 

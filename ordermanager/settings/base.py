@@ -19,6 +19,7 @@ from ordermanager.env import (
     env_decimal,
     env_float_seconds,
     env_int,
+    env_json_object,
     env_money,
     env_secret,
     env_str,
@@ -265,8 +266,28 @@ if SIGNAL_BROKER_URL and not SIGNAL_BROKER_URL.startswith(("amqp://", "amqps://"
     raise ConfigError(f"SIGNAL_BROKER_URL={SIGNAL_BROKER_URL.split('@')[-1]!r} must be an amqp:// URL (or empty)")
 SIGNAL_QUEUE = env_str("SIGNAL_QUEUE", "model-service.trading_signals")
 SIGNAL_DEAD_LETTER_QUEUE = env_str("SIGNAL_DEAD_LETTER_QUEUE", SIGNAL_QUEUE + ".dead")
+# Arguments used when consume_signals is the first to declare the ingress queue (an existing queue is consumed
+# as it was declared). Default: what the model service declares, durable and nothing else. JSON object, e.g.
+# {"x-queue-type": "quorum"}. See docs/decisions/0320-ingress-queue-as-declared.md.
+SIGNAL_QUEUE_ARGUMENTS = env_json_object("SIGNAL_QUEUE_ARGUMENTS", "{}")
+# Arguments of the dead-letter queue when we declare it (it is ours). In a cluster use {"x-queue-type": "quorum"}:
+# a classic queue lives on one node, and while that node is down intake cannot dead-letter (and waits).
+SIGNAL_DEAD_LETTER_QUEUE_ARGUMENTS = env_json_object("SIGNAL_DEAD_LETTER_QUEUE_ARGUMENTS", "{}")
+# Seconds between a standby consume_signals' attempts to become the queue's one active intake.
+SIGNAL_STANDBY_RETRY = env_float_seconds("SIGNAL_STANDBY_RETRY", "1", minimum="0.05")
 SIGNAL_PREFETCH = env_int("SIGNAL_PREFETCH", 50, minimum=1, maximum=10000)
 ORDER_EVENTS_EXCHANGE = env_str("ORDER_EVENTS_EXCHANGE", "order-manager.events")
+# Events out go through the transactional outbox (docs/decisions/0321). The relay runs as a thread of
+# consume_signals and process_signals (one active across processes) unless OUTBOX_RELAY=false, e.g. when
+# `manage.py relay_events` runs on its own.
+OUTBOX_RELAY = env_bool("OUTBOX_RELAY", True)
+OUTBOX_RETENTION_HOURS = env_int("OUTBOX_RETENTION_HOURS", 168, minimum=1)
+OUTBOX_POLL_INTERVAL = env_float_seconds("OUTBOX_POLL_INTERVAL", "0.2", minimum="0.01")
+# Health says "stale" when the oldest unsent event is older than this (the relay or the broker is stuck).
+OUTBOX_LAG_STALE_SECONDS = env_int("OUTBOX_LAG_STALE_SECONDS", 60, minimum=1)
+OUTBOX_BATCH = env_int("OUTBOX_BATCH", 200, minimum=1, maximum=10000)
+# Check every event against its JSON Schema in docs/events/ when it is written (the test suite turns it on).
+OUTBOX_VALIDATE = env_bool("OUTBOX_VALIDATE", False)
 SIGNAL_MAX_CLOCK_SKEW = env_int("SIGNAL_MAX_CLOCK_SKEW", 30, minimum=0)
 # Worker threads per process that turn inbox signals into orders (one symbol per thread at a time).
 SIGNAL_PROCESSOR_THREADS = env_int("SIGNAL_PROCESSOR_THREADS", 4, minimum=1, maximum=64)

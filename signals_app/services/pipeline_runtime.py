@@ -158,6 +158,8 @@ def consumer_probe(*, consumer, processor, starting: Callable[[], bool]) -> Prob
         elif idle > INTAKE_STALL_SECONDS:
             ok = False
             parts.append(f"intake loop stalled for {idle:.0f} s")
+        elif getattr(consumer, "standby", False):
+            parts.append(f"queue {consumer.queue.name} standby: another consume_signals holds it")
         else:
             parts.append(f"queue {consumer.queue.name} connected")
         parts.append(f"{consumer.handled} messages taken")

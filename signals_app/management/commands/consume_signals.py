@@ -4,8 +4,9 @@
 
 Startup: the books are reconciled with the exchange (trigger ``startup``)
 before any message is taken or any inbox signal is processed. Intake: kombu
-consumer on ``SIGNAL_QUEUE`` (single active consumer: a second process is a
-hot standby for intake), ack after the inbox commit. Processing:
+consumer on ``SIGNAL_QUEUE`` taken as it was declared (classic, single-active-consumer or
+quorum); one active intake at a time (the holder of an exclusive lock queue; a second process is a
+hot standby that retries, docs/decisions/0320), ack after the inbox commit. Processing:
 ``--threads`` worker threads (default ``SIGNAL_PROCESSOR_THREADS``) drain the
 inbox, one symbol per worker at a time across all processes. SIGTERM/SIGINT:
 stop taking messages, finish the message and the signals in hand, exit 0.
@@ -23,6 +24,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ordermanager.core.services.startup_wait import StartupAborted, stop_on_signals, wait_for_services
 from ordermanager.events import events_flush
+from ordermanager.outbox import relay_thread_start
 from orders.services.reconcile_continuous import ContinuousReconciler
 from signals_app.amqp import SignalConsumer, broker_connection, consume_until_stopped, dead_letter_queue, ingress_queue
 from signals_app.services.pipeline_runtime import ProcessHeartbeat, consumer_probe, pipeline_startup, process_label
@@ -76,6 +78,7 @@ class Command(BaseCommand):
             probe=consumer_probe(consumer=consumer, processor=processor, starting=lambda: not started),
         )
         heartbeat.start()
+        relay = relay_thread_start()  # events out (one relay active across processes)
         try:
             # Reconcile before the first message and the first inbox signal: decisions need a true book.
             pipeline_startup()
@@ -93,5 +96,7 @@ class Command(BaseCommand):
             consumer.close()
             connection.release()
             events_flush(timeout=5)
+            if relay:
+                relay.stop()
             heartbeat.stop(detail=f"stopped ({consumer.handled} messages taken)")
         log.info("consume_signals_stopped", handled=consumer.handled)

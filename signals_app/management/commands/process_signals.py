@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand
 
 from ordermanager.core.services.startup_wait import StartupAborted, stop_on_signals, wait_for_services
 from ordermanager.events import events_flush
+from ordermanager.outbox import relay_thread_start
 from orders.services.reconcile_continuous import ContinuousReconciler
 from signals_app.services.pipeline_runtime import ProcessHeartbeat, pipeline_startup, process_label, processor_probe
 from signals_app.services.signal_processor import SignalProcessor, process_pending
@@ -65,6 +66,7 @@ class Command(BaseCommand):
         heartbeat = ProcessHeartbeat(label=process_label("process_signals"),
                                      probe=processor_probe(processor=processor, starting=lambda: not started))
         heartbeat.start()
+        relay = relay_thread_start()  # events out (one relay active across processes)
         try:
             pipeline_startup()
             processor.start()
@@ -76,5 +78,7 @@ class Command(BaseCommand):
             events_flush(timeout=5)
         finally:
             continuous.stop()
+            if relay:
+                relay.stop()
             heartbeat.stop()
         log.info("process_signals_stopped")

@@ -21,7 +21,7 @@ from pathlib import Path
 from django.db import connection
 from kombu import Connection, Producer
 
-from signals_app.amqp import dead_letter_queue, ingress_queue, signal_publish
+from signals_app.amqp import dead_letter_queue, ingress_queue, queue_ensure, signal_publish
 
 ROOT = Path(__file__).resolve().parents[3]
 SCALE = float(os.environ.get("E2E_SCALE", "1"))
@@ -98,8 +98,9 @@ class Broker:
         self.dead = dead_letter_queue(f"{queue_name}.dead")
         self.conn = Connection(amqp_url, transport_options={"confirm_publish": True})
         self.producer = Producer(self.conn.default_channel)
-        self.queue.bind(self.conn.default_channel).declare()
-        self.dead.bind(self.conn.default_channel).declare()
+        # As it exists when a producer declared it first (e.g. a quorum queue); otherwise durable, no arguments.
+        queue_ensure(self.conn.connection, self.queue)
+        queue_ensure(self.conn.connection, self.dead)
 
     def publish(self, body: bytes | dict) -> float:
         raw = json.dumps(body).encode() if isinstance(body, dict) else body

@@ -64,8 +64,14 @@ class CuttableProxy:
             self.sockets.clear()
 
     def close(self):
-        self.cut()
+        # Stop accepting first (shutdown wakes the blocked accept; a bare close would let it take one more
+        # connection), then cut the live ones.
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
+        self.cut()
 
 
 @pytest.fixture
@@ -178,3 +184,70 @@ def test_text_the_database_cannot_store_is_rejected_and_dead_lettered_not_retrie
     assert queue.bind(channel).queue_declare(passive=True).message_count == 0
     letter = dead.bind(channel).get(no_ack=True)
     assert letter.headers[REASON_HEADER] == rejected.reason
+
+
+def test_a_consumer_cut_off_between_the_dead_letter_copy_and_the_ack_dead_letters_once(amqp_url, queues):
+    """The copy and the ack are one AMQP transaction: losing the connection in between leaves neither, the
+    broker redelivers, and the message lands in the dead-letter queue exactly once."""
+    conn, queue, dead = queues
+    parsed = urlparse(amqp_url)
+    proxy = CuttableProxy((parsed.hostname, parsed.port or 5672))
+    via_proxy = amqp_url.replace(f"{parsed.hostname}:{parsed.port or 5672}", f"127.0.0.1:{proxy.port}")
+
+    class CutAfterTheCopy(SignalConsumer):
+        cuts = 0
+
+        def _dead_letter(self, channel, message, body, reason):
+            super()._dead_letter(channel, message, body, reason)
+            if not self.cuts:  # the copy is out; the ack is not: the process "dies" here
+                self.cuts += 1
+                proxy.cut()
+
+    signal_publish(body=b"{broken", connection=conn, queue=queue)
+    consumer = CutAfterTheCopy(Connection(via_proxy), queue=queue, dead_letter=dead, prefetch=10)
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: consumer.handled == 1, timeout=30, what="the redelivered message handled")
+    finally:
+        stop(consumer, thread)
+        proxy.close()
+    assert consumer.cuts == 1 and consumer.dead_lettered == 2  # copied twice by us, committed once
+    channel = conn.channel()
+    assert queue.bind(channel).queue_declare(passive=True).message_count == 0
+    letters = []
+    while (message := dead.bind(channel).get(no_ack=True)) is not None:
+        letters.append(message)
+    assert len(letters) == 1 and "not valid JSON" in letters[0].headers[REASON_HEADER]
+
+
+def test_a_second_consumer_is_a_standby_until_the_first_goes(amqp_url, queues):
+    conn, queue, dead = queues
+    first, first_thread = run_consumer(amqp_url, queue, dead)
+    wait_until(lambda: first.connected and not first.standby and first.last_iteration, timeout=15, what="first")
+    wait_until(lambda: _consumers(conn, queue) == 1, timeout=15, what="the first subscribed")
+    second = SignalConsumer(Connection(amqp_url), queue=queue, dead_letter=dead, prefetch=10, standby_retry=0.1)
+    second_thread = threading.Thread(target=second.run, daemon=True)
+    second_thread.start()
+    try:
+        wait_until(lambda: second.standby, timeout=15, what="the second refused as a standby")
+        body = signal_message()
+        signal_publish(body=json.dumps(body).encode(), connection=conn, queue=queue)
+        wait_until(lambda: first.handled == 1, timeout=15, what="the first takes the message")
+        assert second.handled == 0 and second.standby
+        stop(first, first_thread)
+        wait_until(lambda: not second.standby and _consumers(conn, queue) == 1, timeout=15,
+                   what="the standby taking over")
+        later = signal_message()
+        signal_publish(body=json.dumps(later).encode(), connection=conn, queue=queue)
+        wait_until(lambda: second.handled == 1, timeout=15, what="the second takes the next message")
+    finally:
+        stop(second, second_thread)
+
+
+def _consumers(conn, queue) -> int:
+    channel = conn.channel()
+    try:
+        return queue.bind(channel).queue_declare(passive=True).consumer_count
+    finally:
+        channel.close()

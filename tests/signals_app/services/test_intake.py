@@ -87,7 +87,8 @@ def test_invalid_repeat_of_a_stored_signal_changes_nothing():
 @pytest.mark.django_db
 def test_events_are_published_only_after_commit(django_capture_on_commit_callbacks, monkeypatch):
     published = []
-    monkeypatch.setattr(events._PUBLISHER, "submit", lambda key, msg: published.append((key, msg)))
+    # Patched on the class: an instance attribute left behind by monkeypatch would hide later class patches.
+    monkeypatch.setattr(events.EventPublisher, "submit", lambda self, key, msg: published.append((key, msg)))
     with django_capture_on_commit_callbacks(execute=True):
         signal_intake(payload=message(trace_id="trace-9"), source="api")
         signal_intake(payload=message(amount="x"), source="api")

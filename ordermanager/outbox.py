@@ -1,0 +1,284 @@
+"""Transactional outbox: events are rows written with the change; a relay publishes them, at least once.
+
+- ``outbox_write`` (called by ``events.publish_event_on_commit``) stores the event in the caller's
+  transaction: a rolled-back change leaves no event, a committed one always has its row. It gives the event an
+  ``event_id`` and the next ``sequence`` of its aggregate (the order link id, the position key, the signal id).
+- ``OutboxRelay`` publishes the unsent rows in id order to ``ORDER_EVENTS_EXCHANGE`` with publisher confirms,
+  then marks them sent. One relay is active at a time (a PostgreSQL session advisory lock; the others wait):
+  it runs as a thread of ``consume_signals`` and ``process_signals`` (``OUTBOX_RELAY``) or as
+  ``manage.py relay_events``. A relay killed between the confirm and the mark publishes those rows again:
+  consumers drop repeats by ``event_id``. While the broker is away nothing is marked and the rows wait.
+- Sent rows older than ``OUTBOX_RETENTION_HOURS`` are pruned by the relay (without a broker, the unsent ones
+  too: with no bus they are a record to look at in the admin, never delivered).
+
+See docs/decisions/0321-transactional-outbox.md.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from datetime import timedelta
+from functools import cache
+from pathlib import Path
+
+import structlog
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.utils import timezone
+
+from ordermanager.core.models import OutboxEvent, OutboxSequence
+
+log = structlog.get_logger(__name__)
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "events"
+RELAY_LOCK = (0x0B0C, 1)  # two-int advisory lock key of the active relay
+PRUNE_EVERY = 60.0
+
+
+def event_aggregate(routing_key: str, message: dict) -> tuple[str, str]:
+    """The aggregate an event belongs to: (type, id)."""
+    family = routing_key.split(".", 1)[0]
+    if family == "position":
+        return "position", f"{message.get('category')}:{message.get('symbol')}:{message.get('position_idx')}"
+    if message.get("order_link_id"):
+        return "order", str(message["order_link_id"])
+    if family == "signal" and message.get("signal_id"):
+        return "signal", str(message["signal_id"])
+    if family == "risk_limit":
+        return "risk_limit", str(message.get("symbol") or "*")
+    return family, str(message["event_id"])  # nothing to order it with: an aggregate of its own
+
+
+def outbox_write(*, routing_key: str, message: dict) -> dict:
+    """Add ``event_id``, the aggregate and its sequence to ``message`` and store its wire form; returns the
+    message with those fields (its values as given: Decimals stay Decimals for in-process callers)."""
+    message = {"event_id": str(uuid.uuid4()), **message}
+    aggregate_type, aggregate_id = event_aggregate(routing_key, message)
+    message.update(aggregate_type=aggregate_type, aggregate_id=aggregate_id)
+    with transaction.atomic():  # the sequence and the row together (a savepoint inside the caller's transaction)
+        message["sequence"] = _next_sequence(f"{aggregate_type}:{aggregate_id}")
+        from ordermanager.events import encode
+
+        wire = json.loads(encode(message))  # what goes on the wire: Decimals as strings, times ISO-8601
+        if settings.OUTBOX_VALIDATE:
+            event_validate(routing_key, wire)
+        OutboxEvent.objects.create(
+            event_id=wire["event_id"], routing_key=routing_key, aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id[:128], sequence=wire["sequence"], payload=wire, created_at=timezone.now(),
+        )
+    return message
+
+
+def _next_sequence(aggregate: str) -> int:
+    table = OutboxSequence._meta.db_table
+    with connection.cursor() as cursor:
+        # The row lock lasts until commit: events of one aggregate commit in sequence order.
+        cursor.execute(
+            f"INSERT INTO {table} (aggregate, last) VALUES (%s, 1) "
+            f"ON CONFLICT (aggregate) DO UPDATE SET last = {table}.last + 1 RETURNING last",
+            [aggregate[:160]],
+        )
+        return int(cursor.fetchone()[0])
+
+
+# --- schemas -----------------------------------------------------------------------------------------------
+
+@cache
+def event_schema(routing_key: str) -> dict:
+    path = SCHEMA_DIR / f"{routing_key}.schema.json"
+    if not path.is_file():
+        raise EventSchemaError(f"no JSON Schema for event {routing_key!r}: add docs/events/{path.name}")
+    return json.loads(path.read_text())
+
+
+@cache
+def _validator(routing_key: str):
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(event_schema(routing_key),
+                                           format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+def event_validate(routing_key: str, message: dict) -> None:
+    """Raise ``EventSchemaError`` naming the field when ``message`` does not match its type's schema."""
+    validator = _validator(routing_key)
+    errors = sorted(validator.iter_errors(message), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        where = ".".join(str(p) for p in first.absolute_path) or "(message)"
+        raise EventSchemaError(f"event {routing_key}: {where}: {first.message}")
+
+
+class EventSchemaError(ValueError):
+    """An event does not match its documented schema."""
+
+
+# --- lag (health) ------------------------------------------------------------------------------------------
+
+def outbox_lag(*, now=None) -> tuple[float | None, int]:
+    """(age in seconds of the oldest unsent event or None, number of unsent events)."""
+    now = now or timezone.now()
+    unsent = OutboxEvent.objects.filter(sent_at__isnull=True)
+    oldest = unsent.order_by("id").values_list("created_at", flat=True).first()
+    if oldest is None:
+        return None, 0
+    return max(0.0, (now - oldest).total_seconds()), unsent.count()
+
+
+def outbox_prune(*, now=None) -> int:
+    """Delete events older than the retention: sent ones; without a broker, unsent ones too."""
+    cutoff = (now or timezone.now()) - timedelta(hours=settings.OUTBOX_RETENTION_HOURS)
+    old = OutboxEvent.objects.filter(created_at__lt=cutoff)
+    if settings.SIGNAL_BROKER_URL:
+        old = old.filter(sent_at__isnull=False)
+    deleted, _ = old.delete()
+    if deleted:
+        log.info("outbox_pruned", deleted=deleted, older_than=cutoff.isoformat())
+    return deleted
+
+
+# --- relay ---------------------------------------------------------------------------------------------------
+
+class OutboxRelay:
+    """Publishes unsent outbox rows in id order, confirmed, then marks them sent. ``run`` until ``stop``."""
+
+    RETRY_START, RETRY_MAX = 0.5, 5.0
+
+    def __init__(self, *, url: str | None = None, exchange: str | None = None, batch: int | None = None,
+                 poll: float | None = None):
+        self.url = settings.SIGNAL_BROKER_URL if url is None else url
+        self.exchange_name = exchange or settings.ORDER_EVENTS_EXCHANGE
+        self.batch = batch or settings.OUTBOX_BATCH
+        self.poll = settings.OUTBOX_POLL_INTERVAL if poll is None else poll
+        self.published = 0
+        self.active = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connection = None
+        self._producer = None
+        self._next_prune = 0.0
+
+    # lifecycle
+    def start(self) -> OutboxRelay:
+        self._thread = threading.Thread(target=self.run, name="outbox-relay", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 20.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        delay = self.RETRY_START
+        try:
+            while not self._stop.is_set():
+                try:
+                    if not self._hold_lock():
+                        self._stop.wait(max(self.poll, 0.5))  # a standby: another relay is active
+                        continue
+                    self._maybe_prune()
+                    sent = self.relay_once() if self.url else 0
+                    delay = self.RETRY_START
+                    if sent < self.batch:
+                        self._stop.wait(self.poll)
+                except DatabaseError as exc:
+                    log.error("outbox_relay_database_error", error=str(exc), retry_in=delay)
+                    self.active = False
+                    close_old_connections()
+                    connection.close()  # the session lock goes with it; taken again on the next round
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, self.RETRY_MAX)
+                except Exception as exc:  # the broker away, a confirm refused: nothing is marked, retried later
+                    log.warning("outbox_publish_failed", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
+                    self._reset()
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, self.RETRY_MAX)
+            self._final_round()
+        finally:
+            self._reset()
+            if self.active:
+                try:
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", list(RELAY_LOCK))
+                except DatabaseError:
+                    pass
+            connection.close()
+
+    def _final_round(self) -> None:
+        """Stopping: publish what the process wrote last (bounded), so a clean stop leaves nothing behind."""
+        if not (self.active and self.url):
+            return
+        deadline = time.monotonic() + 10
+        try:
+            while time.monotonic() < deadline and self.relay_once():
+                pass
+        except Exception as exc:  # the next relay publishes them
+            log.warning("outbox_final_round_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _hold_lock(self) -> bool:
+        """One active relay across processes (PostgreSQL); SQLite has one process anyway."""
+        if self.active or connection.vendor != "postgresql":
+            self.active = True
+            return True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", list(RELAY_LOCK))
+            self.active = bool(cursor.fetchone()[0])
+        if self.active:
+            log.info("outbox_relay_active", exchange=self.exchange_name)
+        return self.active
+
+    def _maybe_prune(self) -> None:
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + PRUNE_EVERY
+            outbox_prune()
+
+    def relay_once(self) -> int:
+        """Publish up to ``batch`` unsent events (confirmed, in id order) and mark them sent; how many."""
+        rows = list(OutboxEvent.objects.filter(sent_at__isnull=True).order_by("id")
+                    .values_list("id", "routing_key", "event_id", "payload")[: self.batch])
+        if not rows:
+            return 0
+        producer = self._ensure_producer()
+        from ordermanager.events import encode
+
+        for _, routing_key, event_id, payload in rows:
+            # Returns once the broker confirmed it (the connection publishes with confirms).
+            producer.publish(encode(payload), routing_key=routing_key, content_type="application/json",
+                             content_encoding="utf-8", delivery_mode=2, message_id=str(event_id),
+                             type=routing_key, retry=False)
+        self.published += len(rows)
+        OutboxEvent.objects.filter(id__in=[r[0] for r in rows]).update(sent_at=timezone.now())
+        return len(rows)
+
+    def _ensure_producer(self):
+        if self._producer is None:
+            from kombu import Exchange, Producer
+
+            from signals_app.amqp import broker_connection
+
+            self._connection = broker_connection(self.url)
+            self._connection.ensure_connection(max_retries=1)
+            exchange = Exchange(self.exchange_name, type="topic", durable=True)
+            channel = self._connection.channel()
+            exchange.declare(channel=channel)
+            self._producer = Producer(channel, exchange=exchange)
+        return self._producer
+
+    def _reset(self) -> None:
+        try:
+            if self._connection is not None:
+                self._connection.release()
+        except Exception:  # already broken
+            pass
+        self._connection = self._producer = None
+
+
+def relay_thread_start() -> OutboxRelay | None:
+    """The relay as a thread of this process, when ``OUTBOX_RELAY`` is on."""
+    if not settings.OUTBOX_RELAY:
+        return None
+    return OutboxRelay().start()
