@@ -297,12 +297,15 @@ def _backfill_recent(ctx, symbol: str, *, since_ms: int) -> int | None:
 
 
 def _orders_in_flight(ctx, symbol: str) -> list[str]:
-    """Our orders of the symbol whose fills may be on their way: pending_submit, or acknowledged within
-    RECONCILE_INFLIGHT_SECONDS with nothing filled yet (orderLinkIds)."""
-    since = timezone.now() - timedelta(seconds=settings.RECONCILE_INFLIGHT_SECONDS)
-    recent = Order.objects.filter(category=ctx.category, symbol=symbol, is_external=False, created_at__gte=since)
-    pending = recent.filter(status=OrderStatus.PENDING_SUBMIT)
-    quiet = recent.filter(status=OrderStatus.NEW, filled_qty=0)
+    """Our orders of the symbol whose fills may be on their way (orderLinkIds): acknowledged within
+    RECONCILE_INFLIGHT_SECONDS with nothing filled yet, or pending_submit (a live hold may keep one that
+    long after its create, so those count up to ORDER_HOLD_MAX_SECONDS old; older ones the orders step settles)."""
+    now = timezone.now()
+    ours = Order.objects.filter(category=ctx.category, symbol=symbol, is_external=False)
+    quiet = ours.filter(status=OrderStatus.NEW, filled_qty=0,
+                        created_at__gte=now - timedelta(seconds=settings.RECONCILE_INFLIGHT_SECONDS))  # fmt: skip
+    held_for = max(settings.RECONCILE_INFLIGHT_SECONDS, settings.ORDER_HOLD_MAX_SECONDS)
+    pending = ours.filter(status=OrderStatus.PENDING_SUBMIT, created_at__gte=now - timedelta(seconds=held_for))
     return sorted((pending | quiet).values_list("order_link_id", flat=True))
 
 

@@ -7,8 +7,9 @@ not judge the difference "unexplained" (forced adjustment, reduce-only halt)."""
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
-from orders.models import Execution, OrderStatus, ReconciliationRun, RiskLimit
+from orders.models import Execution, OrderHold, OrderStatus, ReconciliationRun, RiskLimit, SignalOrderRelationship
 from orders.services import reconcile_positions
 from orders.services.order_state_sync import reconcile
 from orders.services.reconcile_report import Kind
@@ -155,3 +156,28 @@ def test_an_order_just_acknowledged_with_no_fill_leaves_the_difference_for_the_n
     again = reconcile(trigger="command")
     assert "do not explain" in again.discrepancies.get(kind=Kind.POSITION_MISMATCH).note
     assert Position.objects.get(symbol="BTCUSDT").size == Decimal("0.025")
+
+
+def test_an_order_held_in_pending_submit_leaves_the_difference_for_the_next_pass(sim):
+    # A create whose outcome is unknown, kept by a live hold: it may have filled; its fill is not ours yet.
+    from tests.orders.reconcile.test_pending_after_a_hold import signal
+
+    engine = sim.engine
+    stream = Stream(engine)
+    place(order_type="Market", qty="0.010")
+    stream.stop()
+    sig = signal("BTCUSDT", "processing")
+    pending = place(order_type="Market", qty="0.015", submit=False, age_seconds=40)
+    SignalOrderRelationship.objects.create(signal=sig, order=pending, allocation_amount=1000)
+    OrderHold.objects.create(order=pending, signal=sig, symbol="BTCUSDT", since=timezone.now(),
+                             next_check_at=timezone.now())  # fmt: skip
+    engine.set_position(symbol="BTCUSDT", position_idx=0, size="0.025", side="Buy", avg_price="64100.5")
+
+    run = reconcile(trigger="command")
+
+    pending.refresh_from_db()
+    assert pending.status == OrderStatus.PENDING_SUBMIT
+    mismatch = run.discrepancies.get(kind=Kind.POSITION_MISMATCH)
+    assert not mismatch.resolved and "in flight" in mismatch.note and pending.order_link_id in mismatch.note
+    assert not RiskLimit.objects.filter(symbol="BTCUSDT").exists()
+    assert not Execution.objects.filter(source="adjust").exists()
