@@ -79,6 +79,8 @@ class Backfill:
     applied: list[ExecutionInfo] = dataclasses.field(default_factory=list)
     # (raw item or parsed row, reason): rows the exchange sent that cannot be booked as they are.
     refused: list[tuple[dict | ExecutionInfo, str]] = dataclasses.field(default_factory=list)
+    # execIds of refused rows already recorded this run (a later pull of the same rows records nothing).
+    refused_ids: set[str] = dataclasses.field(default_factory=set)
 
     def offer(self, infos: Iterable[ExecutionInfo]) -> None:
         for info in infos:
@@ -169,6 +171,7 @@ def _refusals_record(ctx) -> None:
             symbol, exec_id, raw = row.symbol, row.exec_id, None
         else:
             symbol, exec_id, raw = str(row.get("symbol") or ""), str(row.get("execId") or ""), row
+        ctx.backfill.refused_ids.add(exec_id)
         ctx.rec.discrepancy(
             kind=Kind.EXECUTION_REFUSED,
             symbol=symbol[:30],

@@ -3,7 +3,11 @@
 The repair order (docs/decisions/0602-position-repair-semantics.md):
 1. A difference is first explained: every execution of the symbol in the last
    7 days is pulled and the missing ones go through the fill path; the
-   exchange's row is fetched again and compared again.
+   exchange's row is fetched again and compared again. Before each further
+   comparison the symbol's executions since shortly before the previous pull
+   are pulled again (one short request): a difference is judged only when a
+   comparison follows a pull that found nothing new and it stands still, and
+   not while an order of the symbol is in flight (docs/decisions/0604).
 2. What the fills cannot explain is *unexplained*: the symbol is put
    reduce-only (per-symbol RiskLimit row, with the reason) until a person
    clears it, and the discrepancy stays unresolved.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -28,7 +33,7 @@ from django.utils import timezone
 
 from exchange.bybit.types import ExecutionInfo, PositionInfo
 from ordermanager.core.formatting import qty_text
-from orders.models import RiskLimit
+from orders.models import Order, OrderStatus, RiskLimit
 from orders.services.reconcile_exchange import PositionsView, positions_fetch, positions_fetch_symbol
 from orders.services.reconcile_executions import MAX_LOOKBACK, backfill_run, now_ms
 from orders.services.reconcile_report import Kind
@@ -41,6 +46,9 @@ ENTRY_TOLERANCE = Decimal("0.000001")
 ADJUSTMENT_EXEC_TYPE = "MovePosition"
 # How many extra comparisons a difference gets to stand still before it is judged.
 SETTLE_ROUNDS = 3
+# The pull before each further comparison starts this long before the previous pull: an execution can
+# appear in the exchange's list a little after its execTime, and the exchange's clock is not ours.
+RECHECK_OVERLAP = timedelta(seconds=30)
 _settle_wait = time.sleep  # the pause between comparisons (tests replace it to act "meanwhile")
 HALT_SOURCE = "reconciliation"
 
@@ -164,19 +172,21 @@ def _explain_or_halt(ctx, symbol: str, sides: list[Side]) -> None:
         ctx.rec.discrepancy(kind=Kind.POSITION_MISMATCH, symbol=symbol, before=before, after={}, resolved=False,
                             note="dry run: not explained, repaired or halted")  # fmt: skip
         return
+    pulled_ms = now_ms()
     backfilled = _backfill_symbol(ctx, symbol)
     if backfilled is None:
-        # Without the fills we cannot tell explained from unexplained: no halt, no adjustment on a guess.
-        note = "position differs; its executions could not be fetched, so it was not judged"
-        ctx.rec.discrepancy(kind=Kind.POSITION_MISMATCH, symbol=symbol, before=before, after={}, resolved=False,
-                            note=note)  # fmt: skip
+        _unfetched(ctx, symbol, before)
         return
     remaining, unknown = _compare_symbol(ctx, symbol, {s.idx for s in sides})
     if remaining and not unknown:
-        remaining, unknown, settled = _settle(ctx, symbol, remaining)
-        if remaining and not settled:
-            note = ("position differs while the symbol is trading (each comparison saw a different difference); "
-                    "not judged, compared again next run")  # fmt: skip
+        outcome = _settle(ctx, symbol, remaining, pulled_ms)
+        remaining, unknown, backfilled = outcome.sides, outcome.unknown, backfilled + outcome.backfilled
+        if outcome.unfetched:
+            _unfetched(ctx, symbol, before)
+            return
+        if remaining and not outcome.settled:
+            note = ("position differs while the symbol is trading (each comparison saw a different difference "
+                    "or new executions); not judged, compared again next run")  # fmt: skip
             ctx.rec.discrepancy(kind=Kind.POSITION_MISMATCH, symbol=symbol, before=before,
                                 after={"last": [s.as_dict() for s in remaining]}, resolved=False, note=note)
             return
@@ -190,25 +200,61 @@ def _explain_or_halt(ctx, symbol: str, sides: list[Side]) -> None:
                             after={"backfilled": backfilled}, resolved=True,
                             note=f"explained by {backfilled} execution(s) the stream had not delivered")  # fmt: skip
         return
+    flying = _orders_in_flight(ctx, symbol)
+    if flying:
+        note = ("position differs while order(s) of the symbol are in flight (" + ", ".join(flying[:5])
+                + "): their fills may still be on their way; not judged, compared again next run")  # fmt: skip
+        ctx.rec.discrepancy(kind=Kind.POSITION_MISMATCH, symbol=symbol, before=before,
+                            after={"last": [s.as_dict() for s in remaining], "in_flight": flying[:20]},
+                            resolved=False, note=note)  # fmt: skip
+        return
     _unexplained(ctx, symbol, before, remaining, backfilled)
 
 
-def _settle(ctx, symbol: str, sides: list[Side]) -> tuple[list[Side], str | None, bool]:
-    """Judge a difference only once it stands still: (differences, unknown reason, settled).
+def _unfetched(ctx, symbol: str, before: dict) -> None:
+    # Without the fills we cannot tell explained from unexplained: no halt, no adjustment on a guess.
+    note = "position differs; its executions could not be fetched, so it was not judged"
+    ctx.rec.discrepancy(kind=Kind.POSITION_MISMATCH, symbol=symbol, before=before, after={}, resolved=False,
+                        note=note)  # fmt: skip
+
+
+@dataclass
+class Settled:
+    sides: list[Side]
+    unknown: str | None = None
+    settled: bool = False
+    unfetched: bool = False
+    backfilled: int = 0  # executions booked by the pulls between comparisons
+
+
+def _settle(ctx, symbol: str, sides: list[Side], pulled_ms: int) -> Settled:
+    """Judge a difference only once it stands still and the exchange lists no execution we lack.
 
     While the desk trades the symbol the two books are read a moment apart and
     fills are in flight on the private stream, so a live difference can be
     nothing but timing (a second consume_signals process reconciling at start-up
-    while the first one trades). Halting on it would stop trading for nothing; a
-    real outside change, by contrast, shows the same difference every time.
+    while the first one trades): the exchange's position moves at once, our fill
+    arrives later. Each round pulls the symbol's executions since shortly before
+    the previous pull and then compares; the difference is settled only when that
+    pull booked nothing and the comparison equals the previous one. A real outside
+    change, by contrast, shows the same difference every time with nothing to book.
     """
+    out = Settled(sides=sides)
     for _ in range(SETTLE_ROUNDS):
         _settle_wait(settings.RECONCILE_SETTLE_SECONDS)
-        again, unknown = _compare_symbol(ctx, symbol, {s.idx for s in sides})
-        if unknown or not again or again == sides:
-            return again, unknown, True
-        sides = again
-    return sides, None, False
+        started = now_ms()
+        booked = _backfill_recent(ctx, symbol, since_ms=pulled_ms)
+        if booked is None:
+            out.unfetched = True
+            return out
+        pulled_ms = started
+        out.backfilled += booked
+        again, unknown = _compare_symbol(ctx, symbol, {s.idx for s in out.sides})
+        if unknown or not again or (booked == 0 and again == out.sides):
+            out.sides, out.unknown, out.settled = again, unknown, True
+            return out
+        out.sides = again
+    return out
 
 
 def _backfill_symbol(ctx, symbol: str) -> int | None:
@@ -224,6 +270,43 @@ def _backfill_symbol(ctx, symbol: str) -> int | None:
                             note=f"executions of {symbol} (7 days) could not be fetched: {exc}")  # fmt: skip
         return None
     return backfill_run(ctx)
+
+
+def _backfill_recent(ctx, symbol: str, *, since_ms: int) -> int | None:
+    """Pull the symbol's executions since shortly before ``since_ms`` (one request in the common case) and
+    book the ones we lack; how many were booked, None when they could not be fetched. Rows this run already
+    saw (booked, or refused and recorded) are not offered again."""
+    from exchange.bybit.errors import BybitError
+
+    start = since_ms - int(RECHECK_OVERLAP.total_seconds() * 1000)
+    refused: list = []
+    try:
+        rows = ctx.client.get_executions(category=ctx.category, symbol=symbol, start_ms=start, end_ms=now_ms(),
+                                         refused=refused)  # fmt: skip
+    except BybitError as exc:
+        ctx.rec.discrepancy(kind=Kind.LOOKUP_FAILED, symbol=symbol, resolved=False,
+                            note=f"recent executions of {symbol} could not be fetched: {exc}")  # fmt: skip
+        return None
+    fresh = [r for r in rows if r.exec_id not in ctx.backfill.seen]
+    refused = [(item, why) for item, why in refused if str(item.get("execId") or "") not in ctx.backfill.refused_ids]
+    if not fresh and not refused:
+        return 0
+    ctx.backfill.refused.extend(refused)
+    ctx.backfill.offer(fresh)
+    return backfill_run(ctx)
+
+
+def _orders_in_flight(ctx, symbol: str) -> list[str]:
+    """Our orders of the symbol whose fills may be on their way (orderLinkIds): acknowledged within
+    RECONCILE_INFLIGHT_SECONDS with nothing filled yet, or pending_submit (a live hold may keep one that
+    long after its create, so those count up to ORDER_HOLD_MAX_SECONDS old; older ones the orders step settles)."""
+    now = timezone.now()
+    ours = Order.objects.filter(category=ctx.category, symbol=symbol, is_external=False)
+    quiet = ours.filter(status=OrderStatus.NEW, filled_qty=0,
+                        created_at__gte=now - timedelta(seconds=settings.RECONCILE_INFLIGHT_SECONDS))  # fmt: skip
+    held_for = max(settings.RECONCILE_INFLIGHT_SECONDS, settings.ORDER_HOLD_MAX_SECONDS)
+    pending = ours.filter(status=OrderStatus.PENDING_SUBMIT, created_at__gte=now - timedelta(seconds=held_for))
+    return sorted((pending | quiet).values_list("order_link_id", flat=True))
 
 
 def _qty_step(category: str, symbol: str) -> Decimal | None:
