@@ -19,7 +19,7 @@ item is logged. See docs/decisions/0414-nothing-dropped-on-db-outage.md.
 ``backlogs_settle`` is called by a long-lived process on its way out: it does not
 exit while an item waits, unless a stop was requested; then the backlogs get
 ``DB_BACKLOG_EXIT_GRACE`` seconds and whatever is left is logged as lost
-(docs/decisions/0005-startup-sequence-starts-over.md).
+(docs/decisions/0006-startup-sequence-starts-over.md).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ On the way out (``finish``), what was started is stopped and the database backlo
 (``db_backlog``) gets its chance: outside a requested stop the process does not exit while rows
 wait in memory; after SIGTERM/SIGINT it waits at most ``DB_BACKLOG_EXIT_GRACE`` seconds and logs
 what is lost. Used by consume_signals, process_signals and start_ingest. See
-docs/decisions/0005-startup-sequence-starts-over.md.
+docs/decisions/0006-startup-sequence-starts-over.md.
 
 Test hook: with ``STARTUP_PAUSE_STEP`` naming a step and ``STARTUP_PAUSE_DIR`` a directory, the
 first attempt that reaches that step writes ``<dir>/<step>.paused`` and holds until

@@ -1,7 +1,7 @@
 """Startup of the fill side (a Procfile process): schedules, ws-gateway registration, validation; then hold.
 
 0. Wait for the database (backoff, a log line per attempt). Steps 1-3 (and starting
-   continuous reconciliation) start over if it goes away during them (decision 0005).
+   continuous reconciliation) start over if it goes away during them (decision 0006).
 1. ``setup_schedules`` (idempotent).
 2. Register our subscription with ws-gateway (skipped in dry-run or when no
    gateway is configured), retrying with capped backoff until it answers: the
@@ -54,7 +54,7 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        # Wait for the database; if it goes away during the steps below, they start over (decision 0005).
+        # Wait for the database; if it goes away during the steps below, they start over (decision 0006).
         sequence = StartupSequence("start_ingest", stop=stop)
         subscription: dict[str, str | None] = {}
 

@@ -11,7 +11,7 @@ hot standby that retries, docs/decisions/0320), ack after the inbox commit. Proc
 inbox, one symbol per worker at a time across all processes. SIGTERM/SIGINT:
 stop taking messages, finish the message and the signals in hand, exit 0.
 Before all that it waits for the database and the broker (backoff, one log line
-per attempt), and starts over if either goes away during the startup (decision 0005); after the
+per attempt), and starts over if either goes away during the startup (decision 0006); after the
 startup run it keeps reconciling continuously
 (``ContinuousReconciler``, docs/decisions/0606).
 """
@@ -52,7 +52,7 @@ class Command(BaseCommand):
                 "`manage.py process_signals` and send signals with POST /api/signals/ or `manage.py send_signal`."
             )
         # Wait for PostgreSQL and RabbitMQ (backoff, a log line per attempt) rather than exit with a traceback;
-        # if either goes away during the startup steps, they start over (StartupSequence, decision 0005).
+        # if either goes away during the startup steps, they start over (StartupSequence, decision 0006).
         stopping = stop_on_signals()
         threads = settings.SIGNAL_PROCESSOR_THREADS if threads is None else threads
         connection = broker_connection()

@@ -6,7 +6,7 @@ Signals arrive through POST /api/signals/ and ``manage.py send_signal``. With a
 broker, ``consume_signals`` does intake and processing, and this command is
 only needed to add processing capacity. ``--once`` processes what is waiting and exits.
 Either way the books are reconciled with the exchange (trigger ``startup``) before the first signal,
-after waiting for the database (started over if it goes away meanwhile, decision 0005); then (not
+after waiting for the database (started over if it goes away meanwhile, decision 0006); then (not
 with ``--once``) reconciliation goes on continuously
 (``ContinuousReconciler``, docs/decisions/0606).
 """
@@ -40,7 +40,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, threads=None, once=False, **options):
         # Wait for the database (backoff, a log line per attempt) rather than exit with a traceback; if it goes
-        # away during the startup steps, they start over (StartupSequence, decision 0005).
+        # away during the startup steps, they start over (StartupSequence, decision 0006).
         stopping = stop_on_signals()
         sequence = StartupSequence("process_signals", stop=stopping)
         if once:
