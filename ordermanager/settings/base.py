@@ -377,6 +377,13 @@ RECONCILE_TARGETED_MAX_SYMBOLS = env_int("RECONCILE_TARGETED_MAX_SYMBOLS", 5, mi
 DB_OUTAGE_BACKLOG_MAX = env_int("DB_OUTAGE_BACKLOG_MAX", 10000, minimum=1, maximum=1000000)
 # Startup: longest pause between attempts while waiting for the database and the broker.
 STARTUP_WAIT_MAX_DELAY = env_float_seconds("STARTUP_WAIT_MAX_DELAY", "10")
+# On a requested stop, how long a process still tries to write what it holds for the database (then logs
+# what is lost). Without a stop request a process does not exit while such writes wait (decision 0006).
+DB_BACKLOG_EXIT_GRACE = env_float_seconds("DB_BACKLOG_EXIT_GRACE", "10")
+# Test hook / fault drills only (empty in production): the first startup attempt that reaches the step
+# STARTUP_PAUSE_STEP writes <STARTUP_PAUSE_DIR>/<step>.paused and holds until <step>.resume exists.
+STARTUP_PAUSE_STEP = env_str("STARTUP_PAUSE_STEP", "")
+STARTUP_PAUSE_DIR = env_str("STARTUP_PAUSE_DIR", "")
 
 # --- ws-gateway ---------------------------------------------------------------------
 WS_GATEWAY_HOST = env_str("WS_GATEWAY_HOST", "")

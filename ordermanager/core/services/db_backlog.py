@@ -15,6 +15,11 @@ reconciliation re-reads them from the exchange). An item that fails for another
 reason once the database answers is dropped the same way (its symbols marked),
 so one bad item cannot block the others. Every kept, written, dropped or marked
 item is logged. See docs/decisions/0414-nothing-dropped-on-db-outage.md.
+
+``backlogs_settle`` is called by a long-lived process on its way out: it does not
+exit while an item waits, unless a stop was requested; then the backlogs get
+``DB_BACKLOG_EXIT_GRACE`` seconds and whatever is left is logged as lost
+(docs/decisions/0006-startup-sequence-starts-over.md).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ DB_UNAVAILABLE = (OperationalError, InterfaceError)
 Key = tuple[str, str]  # (category, symbol)
 FIRST_DELAY = 0.2
 MAX_DELAY = 5.0
+EXIT_WAIT_SLICE = 1.0  # how often a process held at exit by the backlog re-checks for a stop request
+_ALL: list[WriteBacklog] = []
 
 
 def _close_connection() -> None:
@@ -66,6 +73,7 @@ class WriteBacklog(Generic[T]):
         self._thread: threading.Thread | None = None
         self.kept = self.written = self.dropped = 0
         atexit.register(self._report_at_exit)
+        _ALL.append(self)
 
     # ------------------------------------------------------------ callers
 
@@ -200,8 +208,45 @@ class WriteBacklog(Generic[T]):
                 left = len(self._items)
             log.info("db_backlog_written", backlog=self.name, waiting=left, **self._describe(item))
 
+    def left(self) -> tuple[int, list[str]]:
+        """(items waiting, symbols waiting for a backfill mark)."""
+        with self._lock:
+            return len(self._items), sorted(f"{c}:{s}" for c, s in self._marks)
+
     def _report_at_exit(self) -> None:
         with self._lock:
             items, marks = len(self._items), sorted(f"{c}:{s}" for c, s in self._marks)
         if items or marks:
             log.error("db_backlog_lost_at_exit", backlog=self.name, items=items, symbols=marks)
+
+
+def backlogs_settle(*, stop: threading.Event, grace: float | None = None) -> bool:
+    """Hold the process's exit while any backlog waits for the database; True when nothing is lost.
+
+    Without a stop request this waits as long as it takes (a line every minute says why the process
+    does not exit). Once ``stop`` is set, it waits at most ``grace`` (``DB_BACKLOG_EXIT_GRACE``) more
+    seconds and logs ``db_backlog_lost_at_stop`` for each backlog that still holds something."""
+    import time
+
+    grace = settings.DB_BACKLOG_EXIT_GRACE if grace is None else grace
+    said_at = None
+    while not stop.is_set() and any(b.pending for b in _ALL):
+        if said_at is None or time.monotonic() - said_at >= 60:
+            said_at = time.monotonic()
+            log.warning("db_backlog_exit_held", waiting={b.name: b.left()[0] for b in _ALL if b.pending},
+                        detail="not exiting while writes wait for the database; SIGTERM gives up on them")  # fmt: skip
+        for backlog in _ALL:
+            if stop.is_set():
+                break
+            backlog.wait_empty(EXIT_WAIT_SLICE)
+    deadline = time.monotonic() + grace
+    for backlog in _ALL:
+        backlog.wait_empty(max(0.0, deadline - time.monotonic()))
+    lost = False
+    for backlog in _ALL:
+        items, marks = backlog.left()
+        if items or marks:
+            lost = True
+            log.error("db_backlog_lost_at_stop", backlog=backlog.name, items=items, symbols=marks,
+                      grace_s=grace)  # fmt: skip
+    return not lost

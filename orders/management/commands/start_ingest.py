@@ -1,6 +1,7 @@
 """Startup of the fill side (a Procfile process): schedules, ws-gateway registration, validation; then hold.
 
-0. Wait for the database (backoff, a log line per attempt).
+0. Wait for the database (backoff, a log line per attempt). Steps 1-3 (and starting
+   continuous reconciliation) start over if it goes away during them (decision 0006).
 1. ``setup_schedules`` (idempotent).
 2. Register our subscription with ws-gateway (skipped in dry-run or when no
    gateway is configured), retrying with capped backoff until it answers: the
@@ -18,10 +19,12 @@ import json
 import signal
 import threading
 
+import structlog
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from ordermanager.core.services.startup_wait import StartupAborted, wait_for_services
+from ordermanager.core.services.startup_sequence import StartupSequence
+from ordermanager.core.services.startup_wait import StartupAborted
 from orders.services.gateway_registration import (
     GatewayRegistrationError,
     gateway_base_url,
@@ -33,6 +36,7 @@ from orders.services.position_validation import positions_validate_against_fills
 from orders.services.reconcile_continuous import ContinuousReconciler
 
 MAX_BACKOFF = 30.0
+log = structlog.get_logger(__name__)
 
 
 class Command(BaseCommand):
@@ -50,21 +54,37 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+        # Wait for the database; if it goes away during the steps below, they start over (decision 0006).
+        sequence = StartupSequence("start_ingest", stop=stop)
+        subscription: dict[str, str | None] = {}
+
+        def start() -> None:
+            sequence.step("setup_schedules")
+            call_command("setup_schedules", stdout=self.stdout)
+            if "id" not in subscription:  # registered once: a restarted sequence keeps the subscription
+                sequence.step("ws_gateway_register")
+                subscription["id"] = self._register(stop)
+            sequence.step("positions_validate")
+            found = positions_validate_against_fills(repair=True)
+            self.stdout.write(f"positions validated against fills: {len(found)} discrepancies recorded")
+            if options["once"]:
+                return
+            sequence.step("continuous")
+            continuous = ContinuousReconciler()
+            continuous.start()
+            sequence.started("continuous", continuous.stop)
+            log.info("start_ingest_started", attempts=sequence.attempts)
+
         try:
-            wait_for_services(broker=False, stop=stop)
+            sequence.run(start)
+            if not options["once"]:
+                stop.wait()
         except StartupAborted:
-            return
-        call_command("setup_schedules", stdout=self.stdout)
-        subscription_id = self._register(stop)
-        found = positions_validate_against_fills(repair=True)
-        self.stdout.write(f"positions validated against fills: {len(found)} discrepancies recorded")
-        if options["once"]:
-            return
-        continuous = ContinuousReconciler()
-        continuous.start()
-        stop.wait()
-        continuous.stop()
-        if subscription_id and ws_gateway_unregister(subscription_id=subscription_id):
+            pass
+        finally:
+            sequence.finish()
+        subscription_id = subscription.get("id")
+        if subscription_id and not options["once"] and ws_gateway_unregister(subscription_id=subscription_id):
             self.stdout.write(f"ws-gateway subscription {subscription_id} ended")
 
     def _register(self, stop: threading.Event) -> str | None:

@@ -11,7 +11,8 @@ hot standby that retries, docs/decisions/0320), ack after the inbox commit. Proc
 inbox, one symbol per worker at a time across all processes. SIGTERM/SIGINT:
 stop taking messages, finish the message and the signals in hand, exit 0.
 Before all that it waits for the database and the broker (backoff, one log line
-per attempt); after the startup run it keeps reconciling continuously
+per attempt), and starts over if either goes away during the startup (decision 0006); after the
+startup run it keeps reconciling continuously
 (``ContinuousReconciler``, docs/decisions/0606).
 """
 
@@ -22,7 +23,8 @@ from django.conf import settings
 from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 
-from ordermanager.core.services.startup_wait import StartupAborted, stop_on_signals, wait_for_services
+from ordermanager.core.services.startup_sequence import StartupSequence
+from ordermanager.core.services.startup_wait import StartupAborted, stop_on_signals
 from ordermanager.events import events_flush
 from ordermanager.outbox import relay_thread_start
 from orders.services.reconcile_continuous import ContinuousReconciler
@@ -49,54 +51,66 @@ class Command(BaseCommand):
                 "SIGNAL_BROKER_URL is empty: there is no queue to consume. Without a broker, run "
                 "`manage.py process_signals` and send signals with POST /api/signals/ or `manage.py send_signal`."
             )
-        # Wait for PostgreSQL and RabbitMQ (backoff, a log line per attempt) rather than exit with a traceback.
+        # Wait for PostgreSQL and RabbitMQ (backoff, a log line per attempt) rather than exit with a traceback;
+        # if either goes away during the startup steps, they start over (StartupSequence, decision 0006).
         stopping = stop_on_signals()
-        try:
-            wait_for_services(broker=True, stop=stopping)
-        except StartupAborted as exc:
-            log.info("consume_signals_stopped", reason=str(exc))
-            return
         threads = settings.SIGNAL_PROCESSOR_THREADS if threads is None else threads
-        processor = None if no_process or threads <= 0 else SignalProcessor(threads=threads)
         connection = broker_connection()
         queue_name = queue or settings.SIGNAL_QUEUE
         consumer = SignalConsumer(connection, queue=ingress_queue(queue_name),
                                   dead_letter=dead_letter_queue(f"{queue_name}.dead" if queue else None))
+        sequence = StartupSequence("consume_signals", stop=stopping, broker=True,
+                                   errors=connection.connection_errors + connection.channel_errors)
+        current = {"processor": None, "started": False}
 
         def stop(signum, frame):
             log.info("stop_requested", signal=os_signal.Signals(signum).name)
+            stopping.set()
             consumer.should_stop = True
-            if processor:
-                processor.stop()
+            if current["processor"]:
+                current["processor"].stop()
 
         os_signal.signal(os_signal.SIGTERM, stop)
         os_signal.signal(os_signal.SIGINT, stop)
-        started = False
-        continuous = ContinuousReconciler()
-        heartbeat = ProcessHeartbeat(
-            label=process_label("consume_signals"),
-            probe=consumer_probe(consumer=consumer, processor=processor, starting=lambda: not started),
-        )
-        heartbeat.start()
-        relay = relay_thread_start()  # events out (one relay active across processes)
-        try:
+
+        def start() -> None:
+            current["started"] = False
+            processor = None if no_process or threads <= 0 else SignalProcessor(threads=threads)
+            current["processor"] = processor
+            sequence.step("heartbeat")
+            heartbeat = ProcessHeartbeat(
+                label=process_label("consume_signals"),
+                probe=consumer_probe(consumer=consumer, processor=processor, starting=lambda: not current["started"]),
+            )
+            heartbeat.start()
+            sequence.started("heartbeat", lambda: heartbeat.stop(detail=f"stopped ({consumer.handled} messages taken)"))
+            sequence.step("relay")
+            relay = relay_thread_start()  # events out (one relay active across processes)
+            if relay:
+                sequence.started("relay", relay.stop)
+            sequence.started("events", lambda: events_flush(timeout=5))
             # Reconcile before the first message and the first inbox signal: decisions need a true book.
+            sequence.step("pipeline_startup")
             pipeline_startup()
             if processor:
+                sequence.step("processor")
+                sequence.started("processor", lambda: (processor.stop(), processor.join(timeout=60)))
                 processor.start()
+            sequence.step("continuous")
+            continuous = ContinuousReconciler()
             continuous.start()  # light passes and in-flight checks (docs/decisions/0606)
-            started = True
-            log.info("consume_signals_started", queue=queue_name, threads=threads, prefetch=consumer.prefetch)
+            sequence.started("continuous", continuous.stop)
+            current["started"] = True
+            log.info("consume_signals_started", queue=queue_name, threads=threads, prefetch=consumer.prefetch,
+                     attempts=sequence.attempts)  # fmt: skip
+
+        try:
+            sequence.run(start)
             consume_until_stopped(consumer)
+        except StartupAborted as exc:
+            log.info("consume_signals_stopping", reason=str(exc))
         finally:
-            continuous.stop()
-            if processor:
-                processor.stop()
-                processor.join(timeout=60)
+            sequence.finish()
             consumer.close()
             connection.release()
-            events_flush(timeout=5)
-            if relay:
-                relay.stop()
-            heartbeat.stop(detail=f"stopped ({consumer.handled} messages taken)")
         log.info("consume_signals_stopped", handled=consumer.handled)
