@@ -113,6 +113,7 @@ class WriteBacklog(Generic[T]):
     def keep(self, item: T, *, error: str) -> str:
         """Queue ``item`` for the drainer (or, past the bound, remember its symbols for a backfill)."""
         limit = settings.DB_OUTAGE_BACKLOG_MAX
+        outage_seen()  # items are kept only while the database cannot be written
         with self._lock:
             if len(self._items) >= limit:
                 self._remember(self._symbols_of(item), f"{self.name} backlog full during a database outage")
