@@ -110,6 +110,8 @@ GATEWAY_BACKLOG: WriteBacklog = WriteBacklog(
     symbols_of=_message_symbols,
     describe=lambda m: {"message_id": m.message_id, "topic": m.topic, "items": len(m.items)},
     mark=_mark_symbols,
+    # The fills it holds are missing from the book; consumers see the mark and read the exchange (0316).
+    mark_on_drain="ws-gateway messages kept during a database outage",
 )
 
 

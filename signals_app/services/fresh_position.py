@@ -27,11 +27,13 @@ from decimal import Decimal
 
 import structlog
 from django.conf import settings
-from django.db.models import DecimalField, F, OuterRef, Q, Subquery, Sum, Value
+from django.db import connection
+from django.db.models import DecimalField, F, Max, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from orders.models import Execution, Order, OrderStatus, Side
+from ordermanager.core.services.db_backlog import outage_seen_within
+from orders.models import BackfillMark, Execution, Order, OrderStatus, OrderType, Side
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +45,11 @@ POLL_SECONDS = 0.05
 # An order whose events have not come this long after its last change lost them: no point waiting for it.
 RECENT_SECONDS = 5.0
 _ACK_OPEN = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL)
+# Orders whose acknowledgement (or cancel outcome) we do not know: a killed consumer, a lost response.
+_UNACKED = (OrderStatus.PENDING_SUBMIT, OrderStatus.PENDING_CANCEL)
+# After the database was unreachable (this process saw it, or the server restarted), fills may still sit in
+# another process's outage backlog: the book is not judged current for this long.
+OUTAGE_DOUBT_SECONDS = 30.0
 
 _lock = threading.Lock()
 _counts = dict.fromkeys(PATHS, 0)
@@ -70,24 +77,66 @@ def position_matters(*, side: str, sizes: dict, hedge: bool) -> bool:
     return sizes[0] < 0
 
 
-def unsettled_orders(*, category: str, symbol: str, limit: int = 20) -> list[tuple[str, datetime]]:
-    """(orderLinkId, last change) of the symbol's recent acknowledged orders whose fills may not be booked: the
-    exchange accepted them and the stream has not spoken about them since, or the stream reported more
-    filled than the executions we booked (an execution message lost or late)."""
+def _unsettled_query(*, category: str, symbol: str, limit: int):
+    from positions.models import Position
+
     booked = (Execution.objects.filter(order=OuterRef("pk")).order_by().values("order")
               .annotate(total=Sum("exec_qty")).values("total"))  # fmt: skip
     zero = Value(Decimal(0), output_field=DecimalField(max_digits=36, decimal_places=18))
-    rows = (
+    position_touched = (Position.objects.filter(category=category, symbol=symbol).order_by()
+                        .values("symbol").annotate(last=Max("updated_at")).values("last"))  # fmt: skip
+    # Acknowledged after the position row last changed, expected to fill (a market order, or one the stream says
+    # filled) and nothing booked for it: its fills are on the way even if an order event already came.
+    ack_after_book = (Q(submitted_at__isnull=False, booked=0)
+                      & (Q(order_type=OrderType.MARKET) & ~Q(status__in=[OrderStatus.CANCELLED]) | Q(filled_qty__gt=0))
+                      & (Q(position_touched__isnull=True) | Q(submitted_at__gt=F("position_touched"))))  # fmt: skip
+    return (
         Order.objects.filter(category=category, symbol=symbol, is_dry_run=False, is_external=False,
                              created_at__gte=timezone.now() - UNSETTLED_LOOKBACK)
         .exclude(order_id="")
         .filter(status__in=[*_ACK_OPEN, OrderStatus.FILLED, OrderStatus.CANCELLED])
-        .annotate(booked=Coalesce(Subquery(booked), zero))
-        .filter(Q(exchange_updated_ms=0, status__in=_ACK_OPEN) | Q(filled_qty__gt=F("booked")))
+        .annotate(booked=Coalesce(Subquery(booked), zero), position_touched=Subquery(position_touched))
+        .filter(Q(exchange_updated_ms=0, status__in=_ACK_OPEN) | Q(filled_qty__gt=F("booked")) | ack_after_book)
         .order_by("id")
         .values_list("order_link_id", "updated_at")[:limit]
     )  # fmt: skip
-    return list(rows)
+
+
+def unsettled_orders(*, category: str, symbol: str, limit: int = 20) -> list[tuple[str, datetime]]:
+    """(orderLinkId, last change) of the symbol's recent acknowledged orders whose fills may not be booked: the
+    exchange accepted them and the stream has not spoken about them since, the stream reported more filled
+    than the executions we booked (an execution message lost or late), or one expected to fill was
+    acknowledged after the symbol's position row last changed and has nothing booked."""
+    return list(_unsettled_query(category=category, symbol=symbol, limit=limit))
+
+
+def book_doubts(*, category: str, symbol: str, limit: int = 20) -> tuple[list[str], list[tuple[str, datetime]]]:
+    """Why the book cannot know it is current (reasons for reading the exchange at once), and the unsettled
+    orders, in one round trip: the symbol (or every symbol) is marked for a backfill (a ws-gateway reconnect,
+    messages kept or lost during a database outage, in any process); an order of the symbol whose
+    acknowledgement or cancel outcome is unknown; the database server restarted moments ago; plus, without a
+    query, this process saw the database unreachable moments ago."""
+    since = timezone.now() - UNSETTLED_LOOKBACK
+    marks = BackfillMark.objects.filter(Q(category=category, symbol=symbol) | Q(symbol="*"))
+    unacked = Order.objects.filter(category=category, symbol=symbol, is_dry_run=False, is_external=False,
+                                   created_at__gte=since, status__in=_UNACKED)  # fmt: skip
+    mark_sql, mark_params = marks.values("pk")[:1].query.sql_with_params()
+    unacked_sql, unacked_params = unacked.values("pk")[:1].query.sql_with_params()
+    rows_sql, rows_params = _unsettled_query(category=category, symbol=symbol, limit=limit).query.sql_with_params()
+    restarted_after = timezone.now() - timedelta(seconds=OUTAGE_DOUBT_SECONDS)
+    sql = (f"SELECT d.marked, d.unacked, d.restarted, u.order_link_id, u.updated_at FROM "
+           f"(SELECT EXISTS({mark_sql}) AS marked, EXISTS({unacked_sql}) AS unacked, "
+           f"pg_postmaster_start_time() > %s AS restarted) d "
+           f"LEFT JOIN ({rows_sql}) u ON true")  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(sql, (*mark_params, *unacked_params, restarted_after, *rows_params))
+        rows = cursor.fetchall()
+    marked, pending, restarted = rows[0][:3]
+    reasons = [reason for flag, reason in ((marked, "backfill mark"), (pending, "order outcome unknown"),
+                                           (restarted, "database restarted")) if flag]  # fmt: skip
+    if outage_seen_within(OUTAGE_DOUBT_SECONDS):
+        reasons.append("database unreachable")
+    return reasons, [(link, changed) for *_, link, changed in rows if link is not None]
 
 
 def book_sizes_read(*, category: str, symbol: str) -> dict[int, Decimal]:
@@ -117,16 +166,18 @@ def position_fresh(*, category: str, symbol: str, side: str, book_sizes: dict, h
     Raises the client's ``BybitError`` when the exchange must be asked and cannot answer."""
     if not position_matters(side=side, sizes=book_sizes, hedge=hedge):
         return book_sizes, "book"
-    unsettled = unsettled_orders(category=category, symbol=symbol)
-    if not unsettled:
+    doubts, unsettled = book_doubts(category=category, symbol=symbol)
+    if not unsettled and not doubts:
         position_path_count(BOOK_CURRENT, symbol=symbol)
         return book_sizes, "book"
     started = time.monotonic()
     wait = float(settings.POSITION_FILLS_WAIT_SECONDS)
     # Waiting helps only for orders acknowledged moments ago (their events are on the way); for older ones the
-    # events were lost, so the exchange is asked at once.
+    # events were lost, and what a doubt is about (another process's backlog, a lost acknowledgement, a backfill
+    # to come) is not something a second's wait settles, so the exchange is asked at once.
     recent = timezone.now() - timedelta(seconds=max(RECENT_SECONDS, 2 * wait))
-    deadline = started + (wait if any(changed >= recent for _, changed in unsettled) else 0.0)
+    waitable = not doubts and any(changed >= recent for _, changed in unsettled)
+    deadline = started + (wait if waitable else 0.0)
     links = [link for link, _ in unsettled]
     while time.monotonic() < deadline:
         time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
@@ -136,7 +187,7 @@ def position_fresh(*, category: str, symbol: str, side: str, book_sizes: dict, h
             return book_sizes_read(category=category, symbol=symbol), "book"
     sizes = exchange_sizes_read(category=category, symbol=symbol)
     waited_ms = round((time.monotonic() - started) * 1000)
-    position_path_count(READ_EXCHANGE, symbol=symbol, orders=links, waited_ms=waited_ms,
+    position_path_count(READ_EXCHANGE, symbol=symbol, orders=links, doubts=doubts, waited_ms=waited_ms,
                         book={k: str(v) for k, v in book_sizes.items()},
                         exchange={k: str(v) for k, v in sizes.items()})  # fmt: skip
     return sizes, "exchange"

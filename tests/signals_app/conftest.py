@@ -6,8 +6,10 @@ import pytest
 
 
 @pytest.fixture
-def pipeline(bybit_settings):
-    """Settings for the signal pipeline against the simulator, with every process cache cleared."""
+def pipeline(bybit_settings, request):
+    """Settings for the signal pipeline against the simulator, with every process cache cleared, and no
+    backfill mark left by an earlier test's background thread (a mark sends position decisions to the
+    exchange, docs/decisions/0316)."""
     from exchange.instruments import instruments_cache_clear
     from orders.services.position_mode import position_mode_forget
     from signals_app.services.order_plan import market_data_cache_clear
@@ -19,6 +21,10 @@ def pipeline(bybit_settings):
     instruments_cache_clear()
     market_data_cache_clear()
     position_mode_forget()
+    if request.node.get_closest_marker("django_db"):
+        from orders.models import BackfillMark
+
+        BackfillMark.objects.all().delete()
     yield bybit_settings
     instruments_cache_clear()
     market_data_cache_clear()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
@@ -46,6 +47,24 @@ EXIT_WAIT_SLICE = 1.0  # how often a process held at exit by the backlog re-chec
 _ALL: list[WriteBacklog] = []
 
 
+_outage_lock = threading.Lock()
+_outage_at: float | None = None  # monotonic time this process last saw the database unreachable (or a drain end)
+
+
+def outage_seen() -> None:
+    """Record that this process saw the database unreachable now (or finished writing what it kept)."""
+    global _outage_at
+    with _outage_lock:
+        _outage_at = time.monotonic()
+
+
+def outage_seen_within(seconds: float) -> bool:
+    """Did this process see the database unreachable, or write a backlog kept during an outage, in the last
+    ``seconds``? (Read without a query by decisions that must not trust the book right after an outage.)"""
+    with _outage_lock:
+        return _outage_at is not None and time.monotonic() - _outage_at < seconds
+
+
 def _close_connection() -> None:
     with contextlib.suppress(Exception):
         connection.close()
@@ -60,12 +79,17 @@ class WriteBacklog(Generic[T]):
         symbols_of: Callable[[T], Iterable[Key]],
         describe: Callable[[T], dict],
         mark: Callable[[Iterable[Key], str], Any],
+        mark_on_drain: str = "",
     ):
         self.name = name
         self._write = write
         self._symbols_of = symbols_of
         self._describe = describe
         self._mark = mark
+        # Non-empty: before a kept item is written, its symbols are marked (with this reason), so that other
+        # processes know, from the database, that this process holds their events (docs/decisions/0316).
+        self._mark_on_drain = mark_on_drain
+        self._drain_marked: set[Key] = set()
         self._items: deque[T] = deque()
         self._marks: dict[Key, str] = {}
         self._lock = threading.Lock()
@@ -90,12 +114,14 @@ class WriteBacklog(Generic[T]):
             self._write(item)
         except DB_UNAVAILABLE as exc:
             _close_connection()
+            outage_seen()
             return self.keep(item, error=str(exc))
         return "written"
 
     def keep(self, item: T, *, error: str) -> str:
         """Queue ``item`` for the drainer (or, past the bound, remember its symbols for a backfill)."""
         limit = settings.DB_OUTAGE_BACKLOG_MAX
+        outage_seen()  # items are kept only while the database cannot be written
         with self._lock:
             if len(self._items) >= limit:
                 self._remember(self._symbols_of(item), f"{self.name} backlog full during a database outage")
@@ -124,6 +150,7 @@ class WriteBacklog(Generic[T]):
                 return
             except DB_UNAVAILABLE as exc:
                 _close_connection()
+                outage_seen()
                 log.warning("db_backlog_mark_kept", backlog=self.name, reason=reason, error=str(exc)[:300])
         with self._lock:
             self._remember(symbols, reason)
@@ -159,7 +186,9 @@ class WriteBacklog(Generic[T]):
             with self._lock:
                 if not self._items and not self._marks:
                     self._thread = None
+                    self._drain_marked.clear()
                     _close_connection()
+                    outage_seen()  # what was kept is written now: the doubt window starts from here
                     return
             try:
                 self._flush_marks()
@@ -167,6 +196,7 @@ class WriteBacklog(Generic[T]):
                 delay = FIRST_DELAY
             except DB_UNAVAILABLE as exc:
                 _close_connection()
+                outage_seen()
                 log.info("db_backlog_waiting", backlog=self.name, waiting=len(self._items), retry_in=delay,
                          error=str(exc)[:200])  # fmt: skip
                 self._wake.wait(delay)
@@ -191,6 +221,11 @@ class WriteBacklog(Generic[T]):
                 if not self._items:
                     return
                 item = self._items[0]
+            if self._mark_on_drain:
+                unmarked = set(self._symbols_of(item)) - self._drain_marked
+                if unmarked:
+                    self._mark(sorted(unmarked), self._mark_on_drain)
+                    self._drain_marked |= unmarked
             try:
                 self._write(item)
             except DB_UNAVAILABLE:

@@ -176,3 +176,129 @@ def test_fills_missing_from_an_older_order_send_the_decision_to_the_exchange_wit
     assert sell.status == SignalStatus.EXECUTED, sell.reason
     [source] = [e for e in logs if e["event"] == "position_source"]
     assert source["path"] == "read_exchange" and source["waited_ms"] < 5000
+
+
+# --- The book cannot know it is current (0316, "When the book cannot know"): each case below decided on the book
+# before (book flat, "no long position" → re-planned, or a 110017) and now reads the exchange at once.
+
+
+def long_only_on_the_exchange(simulator) -> None:
+    simulator.engine.create_order({"category": "linear", "symbol": BTC, "side": "Buy", "orderType": "Market",
+                                   "qty": "0.01"})  # fmt: skip
+
+
+def decided_on_the_exchange(signal: TradingSignal, logs: list, before: dict) -> dict:
+    assert signal.status == SignalStatus.EXECUTED, signal.reason
+    order = Order.objects.get(signal_links__signal=signal)
+    assert (order.side, order.qty, order.reduce_only) == ("Sell", D("0.01"), True)
+    assert "re-planned" not in signal.reason and not Order.objects.filter(status=OrderStatus.REJECTED).exists()
+    assert delta(before) == {fresh_position.READ_EXCHANGE: 1}
+    [source] = [e for e in logs if e["event"] == "position_source"]
+    assert source["path"] == "read_exchange" and D(source["exchange"][0]) == D("0.01")
+    return source
+
+
+@pytest.mark.parametrize("marked", [BTC, "*"])
+@pytest.mark.django_db
+def test_a_symbol_marked_for_backfill_is_decided_on_the_exchange(pipeline, simulator, marked):
+    from orders.services.backfill_marks import backfill_mark
+
+    long_only_on_the_exchange(simulator)  # e.g. its fills are in the web process's outage backlog
+    backfill_mark([("linear", marked)], reason="ws-gateway messages kept during a database outage")
+    before = counts()
+
+    with structlog.testing.capture_logs() as logs:
+        sell = run("sell")
+
+    assert decided_on_the_exchange(sell, logs, before)["doubts"] == ["backfill mark"]
+
+
+@pytest.mark.parametrize("status", [OrderStatus.PENDING_SUBMIT, OrderStatus.PENDING_CANCEL])
+@pytest.mark.django_db
+def test_an_order_whose_outcome_is_unknown_sends_the_decision_to_the_exchange(pipeline, simulator, status):
+    from tests.orders.factories import OrderFactory
+
+    pipeline.POSITION_FILLS_WAIT_SECONDS = 30.0  # a doubt is not waited for
+    long_only_on_the_exchange(simulator)  # the consumer that sent it was killed before the acknowledgement
+    OrderFactory(symbol=BTC, status=status, order_id="", order_type="Market", time_in_force="IOC",
+                 post_only=False, price=None, exchange_updated_ms=1)  # fmt: skip
+    before = counts()
+
+    with structlog.testing.capture_logs() as logs:
+        sell = run("sell")
+
+    source = decided_on_the_exchange(sell, logs, before)
+    assert source["doubts"] == ["order outcome unknown"] and source["waited_ms"] < 5000
+
+
+@pytest.mark.django_db
+def test_a_market_order_acknowledged_after_the_position_changed_with_nothing_booked_is_not_trusted(
+        pipeline, simulator):  # fmt: skip
+    pipeline.POSITION_FILLS_WAIT_SECONDS = 0.2
+    PositionFactory(symbol=BTC, size=D(0), avg_entry_price=D(0))  # the row, last changed before the buy
+    dropped_stream(simulator)
+    assert run("buy").status == SignalStatus.EXECUTED
+    # Its order event came (so it is no longer "acknowledged, no event since"), its fill did not.
+    Order.objects.update(exchange_updated_ms=1_700_000_000_000, filled_qty=0)
+    before = counts()
+
+    with structlog.testing.capture_logs() as logs:
+        sell = run("sell")
+
+    source = decided_on_the_exchange(sell, logs, before)
+    assert source["doubts"] == [] and len(source["orders"]) == 1
+
+
+@pytest.mark.django_db(transaction=True)  # the backlog closes the connection it saw fail
+def test_right_after_this_process_saw_the_database_unreachable_the_exchange_is_read(pipeline, simulator):
+    from django.db import OperationalError
+
+    from ordermanager.core.services.db_backlog import WriteBacklog
+
+    failures = [OperationalError("server closed the connection unexpectedly")]
+
+    def write(item):
+        if failures:
+            raise failures.pop()
+
+    backlog = WriteBacklog("test", write=write, symbols_of=lambda item: [], describe=lambda item: {},
+                           mark=lambda keys, reason: None)  # fmt: skip
+    assert backlog.submit("an audit row") == "kept" and backlog.wait_empty(10)
+    long_only_on_the_exchange(simulator)
+    before = counts()
+
+    with structlog.testing.capture_logs() as logs:
+        sell = run("sell")
+
+    assert decided_on_the_exchange(sell, logs, before)["doubts"] == ["database unreachable"]
+
+
+@pytest.mark.django_db
+def test_right_after_the_database_server_restarted_the_exchange_is_read(pipeline, simulator, monkeypatch):
+    # The shared server started long ago; a window longer than its uptime makes it "restarted moments ago".
+    monkeypatch.setattr(fresh_position, "OUTAGE_DOUBT_SECONDS", 100 * 365 * 86400.0)
+    long_only_on_the_exchange(simulator)
+    before = counts()
+
+    with structlog.testing.capture_logs() as logs:
+        sell = run("sell")
+
+    assert decided_on_the_exchange(sell, logs, before)["doubts"] == ["database restarted"]
+
+
+@pytest.mark.django_db
+def test_a_book_that_is_current_is_decided_on_without_reading_the_exchange(pipeline, simulator):
+    # The ordinary case: the buy's fill is booked (position row changed after its acknowledgement), no mark, no
+    # order with an unknown outcome, no outage. Guards the new doubts against firing on a current book.
+    stream = Stream(simulator.engine)
+    assert run("buy").status == SignalStatus.EXECUTED
+    assert stream.pump() > 0
+    reads, before = position_reads(), counts()
+
+    sell = run("sell")
+
+    assert sell.status == SignalStatus.EXECUTED, sell.reason
+    order = Order.objects.get(signal_links__signal=sell)
+    assert (order.qty, order.reduce_only) == (D("0.01"), True)
+    assert delta(before) == {fresh_position.BOOK_CURRENT: 1}
+    assert position_reads() == reads
