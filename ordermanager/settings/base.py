@@ -153,8 +153,11 @@ WHITENOISE_ROOT = BASE_DIR / "ordermanager" / "public"  # /favicon.ico, which ev
 # them with far-future caching. Tests render templates without a manifest (see settings.test).
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "ordermanager.core.static_storage.StaticFilesStorage"},
 }
+# Before collectstatic has run, WhiteNoise serves the apps' own static folders (plain names, no far-future
+# caching) so the admin is never unstyled or a 500 (ordermanager/core/static_storage.py).
+WHITENOISE_USE_FINDERS = True
 LOGIN_URL = "/admin/login/"
 # Admin login throttle (ordermanager/core/login_throttle.py): failures per username within the window.
 ADMIN_LOGIN_MAX_FAILURES = env_int("ADMIN_LOGIN_MAX_FAILURES", 5, minimum=1)
