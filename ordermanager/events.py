@@ -8,7 +8,8 @@ See docs/decisions/0321-transactional-outbox.md (0305 before it).
 
 Message: JSON object ``{"event_id": uuid, "event": <routing key>, "occurred_at": ISO-8601,
 "aggregate_type": ..., "aggregate_id": ..., "sequence": n, "trace_id": ..., **payload}``,
-content type application/json, persistent, message id = event id, on
+content type application/json, persistent, message id = event id, header ``traceparent`` (W3C, built from
+``trace_id``; docs/decisions/0322) when the trace id is a W3C one, on
 ``settings.ORDER_EVENTS_EXCHANGE`` (topic, durable); one JSON Schema per routing key in
 docs/events/. After commit the same object is forwarded to the Channels group
 ``dashboard`` as ``{"type": "dashboard.event", "event": <message>}`` (a convenience, at most once).
@@ -26,6 +27,8 @@ from typing import Any
 
 import structlog
 from django.db import transaction
+
+from ordermanager.tracing import current_trace_id
 
 log = structlog.get_logger(__name__)
 
@@ -62,10 +65,12 @@ def publish_event_on_commit(*, routing_key: str, payload: dict) -> None:
 
 def _envelope(routing_key: str, payload: dict) -> dict:
     message = {"event": routing_key, "occurred_at": datetime.now(UTC).isoformat(), **payload}
-    if not message.get("trace_id"):
-        trace_id = structlog.contextvars.get_contextvars().get("trace_id")
-        if trace_id:
-            message["trace_id"] = trace_id
+    # The trace of the work that produces the event (a signal being handled) wins over the payload's own (the
+    # order's, for an order of another signal cancelled by this one); outside a signal's work, the payload's
+    # (a fill of the order, its reconciliation). docs/decisions/0322.
+    trace_id = current_trace_id() or message.get("trace_id")
+    if trace_id:
+        message["trace_id"] = trace_id
     return message
 
 

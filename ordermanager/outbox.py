@@ -249,7 +249,7 @@ class OutboxRelay:
             # Returns once the broker confirmed it (the connection publishes with confirms).
             producer.publish(encode(payload), routing_key=routing_key, content_type="application/json",
                              content_encoding="utf-8", delivery_mode=2, message_id=str(event_id),
-                             type=routing_key, retry=False)
+                             type=routing_key, retry=False, headers=event_headers(payload, event_id))
         self.published += len(rows)
         OutboxEvent.objects.filter(id__in=[r[0] for r in rows]).update(sent_at=timezone.now())
         return len(rows)
@@ -275,6 +275,16 @@ class OutboxRelay:
         except Exception:  # already broken
             pass
         self._connection = self._producer = None
+
+
+def event_headers(payload: dict, event_id) -> dict:
+    """AMQP headers of an event: ``traceparent`` (W3C) when its ``trace_id`` is a W3C trace id, with the event as
+    the span (span id = the first 16 hex digits of ``event_id``: a republished copy carries the same one), so a
+    consumer downstream joins the signal's trace. docs/decisions/0322."""
+    from ordermanager.tracing import HEADER, traceparent_for
+
+    header = traceparent_for(str(payload.get("trace_id") or ""), uuid.UUID(str(event_id)).hex[:16])
+    return {HEADER: header} if header else {}
 
 
 def relay_thread_start() -> OutboxRelay | None:

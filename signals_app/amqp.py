@@ -21,6 +21,8 @@ docs/decisions/0301-signal-pipeline.md and 0320-ingress-queue-as-declared.md.
   header. The copy and the ack of the original are one AMQP transaction on the
   consuming channel (``tx.select``): a consumer killed between them leaves
   neither, the message is redelivered and dead-lettered once.
+- A W3C ``traceparent`` application header (as an OpenTelemetry-instrumented producer sets it) gives the
+  signal its trace id; a missing or invalid one never refuses a message (docs/decisions/0322).
 - Ack only after the intake transaction committed; prefetch
   ``SIGNAL_PREFETCH``; messages are stored in delivery order, in batches of up to
   50 per transaction (a partial batch waits at most 5 ms), then acked together.
@@ -42,6 +44,7 @@ from django.db import DatabaseError, IntegrityError, close_old_connections, tran
 from kombu import Connection, Exchange, Producer, Queue
 from kombu.mixins import ConsumerMixin
 
+from ordermanager.tracing import HEADER as TRACEPARENT_HEADER
 from signals_app.services.intake import signal_intake, signals_intake_batch
 
 log = structlog.get_logger(__name__)
@@ -169,6 +172,11 @@ def signal_publish(*, body: bytes, connection: Connection, queue: Queue | None =
     producer.publish(body, exchange=DEFAULT_EXCHANGE, routing_key=queue.routing_key,
                      content_type="application/json", content_encoding="utf-8", delivery_mode=2,
                      headers=headers or {}, retry=True)
+
+
+def message_traceparent(message):
+    """The W3C ``traceparent`` application header of a delivery (None: absent), as it came: the intake checks it."""
+    return (message.headers or {}).get(TRACEPARENT_HEADER)
 
 
 class SignalConsumer(ConsumerMixin):
@@ -314,7 +322,7 @@ class SignalConsumer(ConsumerMixin):
 
     def _flush_batch(self, batch: list) -> bool:
         bodies = [m.body if isinstance(m.body, bytes) else str(m.body).encode() for m in batch]
-        results = self._intake(bodies)
+        results = self._intake(bodies, [message_traceparent(m) for m in batch])
         if results is None:  # stopping while the database is down: unacked, the broker redelivers them in order
             return False
         channel = self._channel
@@ -327,13 +335,13 @@ class SignalConsumer(ConsumerMixin):
         self.handled += len(batch)
         return True
 
-    def _intake(self, bodies: list[bytes]):
+    def _intake(self, bodies: list[bytes], traceparents: list):
         delay = self.DB_RETRY_START
         while True:
             try:
                 # One commit for the batch: the acks come after it, so nothing is acked that is not stored.
                 with transaction.atomic():
-                    return self._intake_batch(bodies)
+                    return self._intake_batch(bodies, traceparents)
             except DatabaseError as exc:
                 log.error("intake_database_error", error=str(exc), retry_in=delay)
                 close_old_connections()
@@ -342,23 +350,23 @@ class SignalConsumer(ConsumerMixin):
                 time.sleep(delay)
                 delay = min(delay * 2, self.DB_RETRY_MAX)
 
-    def _intake_batch(self, bodies: list[bytes]):
+    def _intake_batch(self, bodies: list[bytes], traceparents: list):
         """The batch in a few statements; message by message (each in its savepoint) if that breaks on a bug."""
         try:
             with transaction.atomic():  # a savepoint: a failure here leaves the batch transaction usable
-                return signals_intake_batch(payloads=bodies, source="amqp")
+                return signals_intake_batch(payloads=bodies, source="amqp", traceparents=traceparents)
         except IntegrityError:
             log.info("intake_batch_raced", messages=len(bodies))  # an id stored meanwhile by another door
         except DatabaseError:
             raise
         except Exception:
             log.exception("intake_batch_crashed", messages=len(bodies))
-        return [self._intake_one(body) for body in bodies]
+        return [self._intake_one(body, header) for body, header in zip(bodies, traceparents, strict=True)]
 
     @staticmethod
-    def _intake_one(body: bytes):
+    def _intake_one(body: bytes, traceparent=None):
         try:
-            return signal_intake(payload=body, source="amqp")
+            return signal_intake(payload=body, source="amqp", traceparent=traceparent)
         except DatabaseError:
             raise
         except Exception as exc:  # a bug must not wedge the queue: dead-letter with the cause

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import parsers, serializers, status
 from rest_framework.response import Response
 
 from ordermanager.api.schema import errors
 from ordermanager.api.views import RoleApiView
 from ordermanager.core.exceptions import ApplicationError
+from ordermanager.tracing import HEADER as TRACEPARENT_HEADER
 from signals_app.services.intake import signal_intake
 
 
@@ -62,6 +63,11 @@ class SignalCreateApi(RoleApiView):
         operation_id="signals_create",
         summary="Submit a trading signal (the message contract of the signal queue)",
         request=InputSerializer,
+        parameters=[OpenApiParameter(
+            TRACEPARENT_HEADER, str, OpenApiParameter.HEADER, required=False,
+            description="W3C trace context (version-traceid-parentid-flags, lowercase hex). When valid its trace-id "
+                        "becomes the signal's trace id (over the body's trace_id); a missing or invalid header never "
+                        "refuses the signal (docs/decisions/0322).")],
         responses={201: OutputSerializer, 200: OutputSerializer, **errors(400)},
         examples=[OpenApiExample("limit buy", request_only=True, value={
             "signal_id": "0b7f3c2e-6a51-4c1d-9a0e-3f1d2b7c9e10", "signal_type": "buy", "asset": "BTCUSDT",
@@ -70,7 +76,8 @@ class SignalCreateApi(RoleApiView):
         tags=["signals"],
     )
     def post(self, request):
-        result = signal_intake(payload=request.data or b"", source="api")
+        result = signal_intake(payload=request.data or b"", source="api",
+                               traceparent=request.headers.get(TRACEPARENT_HEADER))
         if result.rejected_reason:
             extra = {"signal_id": str(result.signal.signal_id) if result.signal else None,
                      "stored": bool(result.signal and result.created)}

@@ -41,6 +41,8 @@ class TradingSignal(models.Model):
     snapshot_spread = money_field(null=True, blank=True)
     raw_payload = models.JSONField(default=dict, blank=True)
     trace_id = models.CharField(max_length=64, blank=True)
+    # The producer's span (the parent-id of the message's W3C traceparent header), when it sent one.
+    trace_parent_id = models.CharField(max_length=16, blank=True, default="")
     source = models.CharField(max_length=10, default="amqp")  # amqp | api | cli
     status = models.CharField(max_length=12, choices=SignalStatus.choices, default=SignalStatus.RECEIVED)
     reason = models.TextField(blank=True)

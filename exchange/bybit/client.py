@@ -346,8 +346,9 @@ class BybitClient:
     # --------------------------------------------------------------- internals
 
     def _op(self, *, trace_id: str = "", order_link_id: str = "") -> _Op:
-        if not trace_id:
-            trace_id = str(structlog.contextvars.get_contextvars().get("trace_id", "") or "")
+        # The trace of the signal being handled wins (a stale order of another signal cancelled on its behalf);
+        # outside a signal's work the caller's (the order's). docs/decisions/0322.
+        trace_id = str(structlog.contextvars.get_contextvars().get("trace_id") or "") or trace_id
         return _Op(deadline=self.clock() + self.retry.total_timeout, trace_id=trace_id, order_link_id=order_link_id)
 
     def _call(

@@ -26,6 +26,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from ordermanager import events
+from ordermanager.tracing import SignalTrace, signal_trace
 from signals_app.contract import ParsedSignal, SignalInvalid, signal_parse
 from signals_app.models import SignalStatus, TradingSignal
 
@@ -45,17 +46,34 @@ class IntakeResult:
     rejected_reason: str | None
 
 
-def signal_intake(*, payload: bytes | str | dict, source: str) -> IntakeResult:
-    """Validate and store one signal message. See the module docstring for the outcomes."""
+def signal_intake(*, payload: bytes | str | dict, source: str, traceparent=None) -> IntakeResult:
+    """Validate and store one signal message. See the module docstring for the outcomes.
+
+    ``traceparent``: the W3C header that came with the message (None: absent); it decides the trace id with
+    the body's ``trace_id`` (``ordermanager.tracing.signal_trace``) and never refuses a signal.
+    """
     try:
         parsed = signal_parse(payload)
     except SignalInvalid as exc:
-        return _intake_invalid(exc, source=source)
-    with structlog.contextvars.bound_contextvars(signal_id=str(parsed.signal_id), trace_id=parsed.trace_id):
-        return _intake_valid(parsed, source=source)
+        return _intake_invalid(exc, source=source, trace=_trace_of_invalid(exc, traceparent))
+    trace = signal_trace(header=traceparent, body_trace_id=parsed.trace_id)
+    with structlog.contextvars.bound_contextvars(signal_id=str(parsed.signal_id), trace_id=trace.trace_id):
+        _trace_warn(trace, source=source)
+        return _intake_valid(parsed, source=source, trace=trace)
 
 
-def signals_intake_batch(*, payloads: list[bytes], source: str) -> list[IntakeResult]:
+def _trace_of_invalid(exc: SignalInvalid, traceparent) -> SignalTrace:
+    body = exc.data.get("trace_id") if isinstance(exc.data.get("trace_id"), str) else ""
+    return signal_trace(header=traceparent, body_trace_id=body[:64])
+
+
+def _trace_warn(trace: SignalTrace, *, source: str) -> None:
+    """The header's problems, logged in the signal's context (the signal is accepted all the same)."""
+    for event, fields in trace.warnings:
+        log.warning(event, source=source, trace_source=trace.source, **fields)
+
+
+def signals_intake_batch(*, payloads: list[bytes], source: str, traceparents: list | None = None) -> list[IntakeResult]:
     """``signal_intake`` for a batch of messages, in the caller's transaction, in a few statements.
 
     The consumer stores up to 50 messages per transaction; one by one that is four round trips each
@@ -69,30 +87,33 @@ def signals_intake_batch(*, payloads: list[bytes], source: str) -> list[IntakeRe
     retries the batch, and the check then finds it. Raises on anything else (the caller falls back to
     ``signal_intake`` per message, which isolates a message that breaks something).
     """
-    parsed: list[ParsedSignal | SignalInvalid] = []
-    for payload in payloads:
+    parsed: list[tuple[ParsedSignal | SignalInvalid, SignalTrace]] = []
+    for payload, header in zip(payloads, traceparents or [None] * len(payloads), strict=True):
         try:
-            parsed.append(signal_parse(payload))
+            item = signal_parse(payload)
+            parsed.append((item, signal_trace(header=header, body_trace_id=item.trace_id)))
         except SignalInvalid as exc:
-            parsed.append(exc)
-    ids = [p.signal_id for p in parsed if p.signal_id is not None]
-    existing = _lock_symbols_and_find(assets={p.asset for p in parsed if isinstance(p, ParsedSignal)}, ids=ids)
+            parsed.append((exc, _trace_of_invalid(exc, header)))
+    ids = [p.signal_id for p, _ in parsed if p.signal_id is not None]
+    existing = _lock_symbols_and_find(assets={p.asset for p, _ in parsed if isinstance(p, ParsedSignal)}, ids=ids)
     rows, planned = [], []
-    for item in parsed:
+    for item, trace in parsed:
         if item.signal_id is None or item.signal_id in existing:
-            planned.append(item)
+            planned.append((item, trace))
             continue
         existing.add(item.signal_id)  # a repeat later in the same batch is a duplicate of this one
-        row = _valid_row(item, source=source) if isinstance(item, ParsedSignal) else _rejected_row(item, source=source)
+        row = (_valid_row(item, source=source, trace=trace) if isinstance(item, ParsedSignal)
+               else _rejected_row(item, source=source, trace=trace))
         rows.append(row)
-        planned.append(row)
+        planned.append((row, trace))
     TradingSignal.objects.bulk_create(rows)  # one INSERT ... RETURNING id, in message order
-    return [_batch_result(item, source=source) for item in planned]
+    return [_batch_result(item, source=source, trace=trace) for item, trace in planned]
 
 
-def _batch_result(item, *, source: str) -> IntakeResult:
+def _batch_result(item, *, source: str, trace: SignalTrace) -> IntakeResult:
     if isinstance(item, TradingSignal):
         with structlog.contextvars.bound_contextvars(signal_id=str(item.signal_id), trace_id=item.trace_id):
+            _trace_warn(trace, source=source)
             if item.status == SignalStatus.REJECTED:
                 log.warning("signal_invalid", source=source, reason=item.reason)
             _stored(item)
@@ -100,7 +121,7 @@ def _batch_result(item, *, source: str) -> IntakeResult:
         return IntakeResult(signal=item, created=True, rejected_reason=rejected)
     if isinstance(item, SignalInvalid):
         if item.signal_id is None:
-            return _intake_invalid(item, source=source)  # nothing to store: logged and evented there
+            return _intake_invalid(item, source=source, trace=trace)  # nothing to store: logged and evented there
         duplicate = _duplicate(item.signal_id)
         return IntakeResult(signal=duplicate.signal, created=False, rejected_reason=item.reason)
     return _duplicate(item.signal_id)
@@ -120,14 +141,14 @@ def _lock_symbols_and_find(*, assets: set[str], ids: list) -> set:
     return set(TradingSignal.objects.filter(signal_id__in=ids).values_list("signal_id", flat=True))
 
 
-def _intake_valid(parsed: ParsedSignal, *, source: str) -> IntakeResult:
+def _intake_valid(parsed: ParsedSignal, *, source: str, trace: SignalTrace) -> IntakeResult:
     try:
         # Inside the consumer's batch transaction this is one savepoint per message: a failure (a bug, a
         # concurrent insert of the same id) is rolled back alone and the rest of the batch goes on.
         with transaction.atomic():
             if _lock_symbol_intake(parsed.asset, signal_id=parsed.signal_id):
                 return _duplicate(parsed.signal_id)
-            signal = _valid_row(parsed, source=source)
+            signal = _valid_row(parsed, source=source, trace=trace)
             signal.save(force_insert=True)
             _stored(signal)
     except IntegrityError:
@@ -137,7 +158,7 @@ def _intake_valid(parsed: ParsedSignal, *, source: str) -> IntakeResult:
     return IntakeResult(signal=signal, created=True, rejected_reason=None)
 
 
-def _valid_row(parsed: ParsedSignal, *, source: str) -> TradingSignal:
+def _valid_row(parsed: ParsedSignal, *, source: str, trace: SignalTrace) -> TradingSignal:
     warmup = parsed.is_warmup
     return TradingSignal(
         signal_id=parsed.signal_id,
@@ -153,7 +174,8 @@ def _valid_row(parsed: ParsedSignal, *, source: str) -> TradingSignal:
         snapshot_price=parsed.snapshot_price,
         snapshot_spread=parsed.snapshot_spread,
         raw_payload=parsed.raw,
-        trace_id=parsed.trace_id,
+        trace_id=trace.trace_id,
+        trace_parent_id=trace.parent_span_id,
         source=source,
         status=SignalStatus.SKIPPED if warmup else SignalStatus.RECEIVED,
         reason=WARMUP_REASON if warmup else "",
@@ -161,16 +183,16 @@ def _valid_row(parsed: ParsedSignal, *, source: str) -> TradingSignal:
     )
 
 
-def _rejected_row(exc: SignalInvalid, *, source: str) -> TradingSignal:
+def _rejected_row(exc: SignalInvalid, *, source: str, trace: SignalTrace) -> TradingSignal:
     data = exc.data
-    trace_id = data.get("trace_id") if isinstance(data.get("trace_id"), str) else ""
     return TradingSignal(
         signal_id=exc.signal_id,
         signal_type=_text(data.get("signal_type"), 4) if data.get("signal_type") in ("buy", "sell") else "",
         asset=_text(data.get("asset"), 30),
         strategy_id=_text(data.get("strategy_id"), 100),
         raw_payload=data,
-        trace_id=trace_id[:64],
+        trace_id=trace.trace_id[:64],
+        trace_parent_id=trace.parent_span_id,
         source=source,
         status=SignalStatus.REJECTED,
         reason=exc.reason,
@@ -187,13 +209,12 @@ def _stored(signal: TradingSignal) -> None:
         transaction.on_commit(_wake_processor)
         log.info("signal_received", source=signal.source, asset=signal.asset, side=signal.signal_type,
                  amount=str(signal.amount), status=signal.status, inbox_id=signal.pk, signal_id=str(signal.signal_id),
-                 trace_id=signal.trace_id)
+                 trace_id=signal.trace_id, parent_span_id=signal.trace_parent_id)
 
 
-def _intake_invalid(exc: SignalInvalid, *, source: str) -> IntakeResult:
-    data = exc.data
-    trace_id = data.get("trace_id") if isinstance(data.get("trace_id"), str) else ""
-    with structlog.contextvars.bound_contextvars(signal_id=str(exc.signal_id or ""), trace_id=trace_id[:64]):
+def _intake_invalid(exc: SignalInvalid, *, source: str, trace: SignalTrace) -> IntakeResult:
+    with structlog.contextvars.bound_contextvars(signal_id=str(exc.signal_id or ""), trace_id=trace.trace_id[:64]):
+        _trace_warn(trace, source=source)
         log.warning("signal_invalid", source=source, reason=exc.reason)
         if exc.signal_id is None:
             events.publish_event_on_commit(
@@ -202,7 +223,7 @@ def _intake_invalid(exc: SignalInvalid, *, source: str) -> IntakeResult:
             return IntakeResult(signal=None, created=False, rejected_reason=exc.reason)
         try:
             with transaction.atomic():
-                signal = _rejected_row(exc, source=source)
+                signal = _rejected_row(exc, source=source, trace=trace)
                 signal.save(force_insert=True)
                 _stored(signal)
         except IntegrityError:

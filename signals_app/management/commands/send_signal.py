@@ -41,7 +41,9 @@ class Command(BaseCommand):
         parser.add_argument("--warmup", action="store_true")
         parser.add_argument("--strategy", default="manual")
         parser.add_argument("--signal-id", default=None)
-        parser.add_argument("--trace-id", default=None)
+        parser.add_argument("--trace-id", default=None, help="body trace_id (default: a fresh W3C trace id)")
+        parser.add_argument("--traceparent", default=None,
+                            help="W3C traceparent sent with the message (as a header); its trace-id wins")
         parser.add_argument("--direct", action="store_true", help="write into the inbox even with a broker")
 
     def handle(self, *args, **o):
@@ -55,7 +57,7 @@ class Command(BaseCommand):
             "strategy_id": o["strategy"],
             "is_warmup": o["warmup"],
             "metadata": {"urgency": o["urgent"]},
-            "trace_id": o["trace_id"] or uuid.uuid4().hex[:16],
+            "trace_id": o["trace_id"] or uuid.uuid4().hex,
         }
         if o["price"]:
             message["market_data_snapshot"] = {"price": o["price"], "spread": o["spread"]}
@@ -65,10 +67,11 @@ class Command(BaseCommand):
             from signals_app.amqp import broker_connection, signal_publish
 
             with broker_connection() as connection:
-                signal_publish(body=body, connection=connection)
+                headers = {"traceparent": o["traceparent"]} if o["traceparent"] else None
+                signal_publish(body=body, connection=connection, headers=headers)
             self.stdout.write(f"published signal {message['signal_id']} to {settings.SIGNAL_QUEUE}")
             return
-        result = signal_intake(payload=body, source="cli")
+        result = signal_intake(payload=body, source="cli", traceparent=o["traceparent"])
         if result.rejected_reason:
             raise CommandError(f"signal rejected: {result.rejected_reason}")
         state = "stored" if result.created else "already in the inbox"
