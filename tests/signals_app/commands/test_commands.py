@@ -68,3 +68,33 @@ def test_send_signal_publishes_to_the_broker(settings, amqp_url):
     assert (body["asset"], body["signal_type"], body["amount"]) == ("ETHUSDT", "sell", "25")
     assert '"confidence": 0.91' in raw  # a JSON number, spliced in exactly
     assert not TradingSignal.objects.exists()
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_send_signal_passes_a_traceparent_into_the_inbox(settings):
+    settings.SIGNAL_BROKER_URL = ""
+    sid = str(uuid.uuid4())
+    call_command("send_signal", "--asset", "BTCUSDT", "--side", "buy", "--amount", "100", "--signal-id", sid,
+                 "--traceparent", TRACEPARENT)
+    row = TradingSignal.objects.get(signal_id=sid)
+    assert (row.trace_id, row.trace_parent_id) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+    assert len(row.raw_payload["trace_id"]) == 32  # the body's own default id: a W3C one too
+
+
+@pytest.mark.rabbitmq
+def test_send_signal_publishes_the_traceparent_as_a_header(settings, amqp_url):
+    from kombu import Connection
+
+    from signals_app.amqp import ingress_queue, message_traceparent
+
+    queue_name = f"test.send.{uuid.uuid4().hex[:8]}"
+    settings.SIGNAL_BROKER_URL = amqp_url
+    settings.SIGNAL_QUEUE = queue_name
+    call_command("send_signal", "--asset", "ETHUSDT", "--side", "buy", "--amount", "25", "--traceparent", TRACEPARENT)
+    with Connection(amqp_url) as conn:
+        queue = ingress_queue(queue_name).bind(conn.default_channel)
+        message = queue.get(no_ack=True)
+        queue.delete()
+    assert message_traceparent(message) == TRACEPARENT
