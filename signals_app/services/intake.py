@@ -9,6 +9,11 @@ calls ``signal_intake``. It validates against the contract and stores:
 - nothing new for a ``signal_id`` already in the inbox (the idempotency key:
   redelivery, an upstream retry), whatever the second message says.
 
+The trace id stored with the signal (and bound to the log context while it is
+handled) is the W3C ``traceparent`` header's when the message came with a valid
+one, else the body's ``trace_id``, else a fresh one; a bad header is logged as a
+warning, never a reason to refuse (docs/decisions/0322).
+
 Ordering: the inbox id is the processing order of a symbol. On PostgreSQL two
 intakes of the same symbol (AMQP and the API at the same moment) are
 serialised with a transaction-level advisory lock, so ids of one symbol are

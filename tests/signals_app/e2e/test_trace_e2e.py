@@ -207,7 +207,7 @@ INVALID = {
 }
 
 
-def test_invalid_traceparent_headers_over_the_broker_never_refuse_a_signal(pipeline, amqp_url, broker):
+def test_invalid_traceparent_headers_over_the_broker_never_refuse_a_signal(amqp_url, broker):
     producer, name = broker
     bodies = {}
     for variant, header in INVALID.items():
