@@ -10,7 +10,7 @@ Two ways to ask, for two kinds of caller:
 - ``position_mode_in_book`` infers from our book, for fill ingest, which runs inside
   a transaction where no exchange call may be made (docs/decisions/0410, 0417).
 
-The answer is cached per process for ``MODE_TTL_SECONDS``: the mode only
+The exchange's answer is cached per process for ``MODE_TTL_SECONDS``: the mode only
 changes by a person's act, and only while the symbol is flat with no open
 orders. A create the exchange refuses with "position idx not match position
 mode" (retCode 10001) forgets the cached mode (``position_mode_forget``), so the
