@@ -100,10 +100,12 @@ def _point(at: datetime, latest: dict) -> PnlPoint:
     )
 
 
-def position_symbol_is_hedge(*, category: str, symbol: str) -> bool:
-    """True once the symbol has hedge rows (positionIdx 1/2, seen in fills or the position topic).
+def position_idxs_of(*, category: str, symbol: str, open_only: bool = False) -> set[int]:
+    """The positionIdx of every row the book holds for the symbol (only non-flat rows with ``open_only``).
 
-    Used only to decide whether a fill without a known order can go to the one-way
-    row: when hedge rows exist its side is unknown, so it waits for its order.
-    """
-    return Position.objects.filter(category=category, symbol=symbol, position_idx__in=(1, 2)).exists()
+    The facts behind "which position mode is the symbol in?"; the answer is drawn from them in
+    ``orders.services.position_mode.position_mode_in_book``."""
+    rows = Position.objects.filter(category=category, symbol=symbol)
+    if open_only:
+        rows = rows.exclude(size=0)
+    return set(rows.values_list("position_idx", flat=True))

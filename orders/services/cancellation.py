@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from ordermanager import events
 from orders.models import CancelReason, Order, OrderStatus, OrderType, TimeInForce
+from orders.services.fills import order_update_apply
 from orders.services.order_executor import order_payload
 
 log = structlog.get_logger(__name__)
@@ -102,7 +103,6 @@ def _settle_closed(order: Order) -> None:
     """The exchange says the order is gone: take its final state from the exchange if the fills app can apply it."""
     try:
         from exchange.bybit.client import get_client
-        from orders.services.fills import order_update_apply
 
         info = get_client().get_order(category=order.category, symbol=order.symbol, order_link_id=order.order_link_id)
         if info is not None:

@@ -9,21 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from exchange.bybit.types import OrderInfo, PositionInfo
-from orders.models import OrderStatus
+from orders.exchange_status import order_status_of
 
 OPEN_EXCHANGE_STATUSES = frozenset({"New", "Untriggered", "Triggered", "PartiallyFilled"})
 
 
 def status_of(info: OrderInfo) -> str:
-    """Our status for the exchange's, by the fill path's own mapping (so that what we expect
-    is what ``order_update_apply`` writes): a PostOnly order that would have crossed ends
-    "Cancelled" on Bybit with no fills and is a rejection here."""
-    from orders.services.fills import BYBIT_STATUS, POST_ONLY_REJECT
-
-    status = BYBIT_STATUS.get(info.order_status, "")
-    if status == OrderStatus.CANCELLED and info.reject_reason == POST_ONLY_REJECT and info.cum_exec_qty == 0:
-        return OrderStatus.REJECTED
-    return status
+    """Our status for the exchange's, by the map the fill path writes with (so that what we expect
+    is what ``order_update_apply`` writes); "" for a status we do not know."""
+    return order_status_of(info) or ""
 
 
 def is_open(info: OrderInfo) -> bool:

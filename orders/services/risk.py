@@ -314,14 +314,3 @@ def position_size_of(*, symbol: str, category: str = "linear") -> Decimal:
 
     row = Position.objects.filter(category=category, symbol=symbol, position_idx=0).values_list("size", flat=True)
     return next(iter(row), Decimal(0))
-
-
-def hedge_sizes_of(*, symbol: str, category: str = "linear") -> tuple[Decimal, Decimal]:
-    """(long, short) sizes of a hedge-mode symbol from our book (positionIdx 1 and 2, both unsigned)."""
-    from positions.models import Position
-
-    rows = dict(
-        Position.objects.filter(category=category, symbol=symbol, position_idx__in=(1, 2))
-        .values_list("position_idx", "size")
-    )
-    return rows.get(1, Decimal(0)), rows.get(2, Decimal(0))

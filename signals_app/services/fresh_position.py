@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from ordermanager.core.services.db_backlog import outage_seen_within
 from orders.models import BackfillMark, Execution, Order, OrderStatus, OrderType, Side
+from orders.services.position_mode import positions_read
 
 log = structlog.get_logger(__name__)
 
@@ -151,8 +152,6 @@ def book_sizes_read(*, category: str, symbol: str) -> dict[int, Decimal]:
 def exchange_sizes_read(*, category: str, symbol: str, since: float | None = None) -> dict[int, Decimal]:
     """The exchange's sizes in the book's shape: 0 signed (one-way), 1 long and 2 short unsigned (hedge).
     ``since``: a listing read at or after that monotonic time (the mode lookup of this very plan) is reused."""
-    from orders.services.position_mode import positions_read
-
     sizes = dict.fromkeys((0, 1, 2), Decimal(0))
     for row in positions_read(category=category, symbol=symbol, since=since):
         if row.position_idx in sizes:

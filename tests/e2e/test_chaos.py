@@ -43,8 +43,8 @@ from kombu import Connection, Producer
 
 from exchange.models import ExchangeCall
 from exchange.simulator.server import SimulatorServer
+from orders.exchange_status import BYBIT_STATUS
 from orders.models import Execution, Order, OrderStatus
-from orders.services.fills import BYBIT_STATUS
 from positions.models import Position
 from signals_app.amqp import ingress_queue, signal_publish
 from signals_app.models import SignalStatus, TradingSignal

@@ -13,8 +13,9 @@ import pytest
 from django.utils import timezone
 
 from exchange.bybit.events import parse_private_message
+from orders.exchange_status import BYBIT_STATUS
 from orders.models import Execution, Order, OrderStatus
-from orders.services.fills import BYBIT_STATUS, private_message_apply
+from orders.services.fills import private_message_apply
 from positions.models import Position
 from tests.orders.factories import OrderFactory
 

@@ -1,0 +1,115 @@
+"""The entry points: one private-stream message (or one REST backfill row) → its job, in one transaction.
+
+Items are applied in a fixed (symbol, time) order so concurrent writers take locks in the same
+order; the order row and the position row are locked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from exchange.bybit.events import TOPIC_EXECUTION, TOPIC_ORDER, TOPIC_POSITION, PrivateMessage
+from exchange.bybit.types import ExecutionInfo, OrderInfo, PositionInfo
+from orders.services.fills.executions import executions_apply, executions_link_orphans
+from orders.services.fills.external_orders import external_order_create
+from orders.services.fills.funding import funding_waiting_apply
+from orders.services.fills.order_state import order_locked, order_merge
+from orders.services.fills.refusals import FillRefused, clipped, execution_refusal, message_check, order_refusal
+from positions.selectors import position_idxs_of
+from positions.services.position_manager import position_observe
+
+
+@dataclass
+class MessageOutcome:
+    topic: str
+    applied: int = 0
+    ignored: int = 0  # duplicates, stale updates, wallet snapshots
+    deferred: list[str] = field(default_factory=list)  # exec ids waiting for their order
+
+
+def private_message_apply(*, message: PrivateMessage, source: str = "ws") -> MessageOutcome:
+    """Apply one private-stream message in one transaction; ``FillRefused`` (nothing applied)
+    when an item cannot be stored as it is."""
+    message_check(message)
+    outcome = MessageOutcome(topic=message.topic)
+    with transaction.atomic():
+        if message.topic == TOPIC_EXECUTION:
+            _executions(message.items, source=source, outcome=outcome)
+        elif message.topic == TOPIC_ORDER:
+            for info in sorted(message.items, key=lambda i: (i.symbol, i.updated_ms, i.order_id)):
+                _count(outcome, _order_update(info))
+        elif message.topic == TOPIC_POSITION:
+            for info in sorted(message.items, key=lambda i: (i.symbol, i.position_idx)):
+                _position_observe(info)
+                outcome.applied += 1
+        else:
+            # Balances are read from the exchange when needed (risk checks); the
+            # stream copy is not stored.
+            outcome.ignored += len(message.items)
+    return outcome
+
+
+def execution_apply(*, execution: ExecutionInfo, source: str = "ws") -> bool:
+    """Store and apply one execution; False when its execId was already applied.
+    ``FillRefused`` when it cannot be stored as it is."""
+    why = execution_refusal(execution)
+    if why is not None:
+        raise FillRefused(f"execution {clipped(execution.exec_id)}: {why}")
+    outcome = MessageOutcome(topic=TOPIC_EXECUTION)
+    with transaction.atomic():
+        _executions([execution], source=source, outcome=outcome)
+    return outcome.applied == 1
+
+
+def order_update_apply(*, info: OrderInfo, source: str = "ws") -> bool:
+    """Apply one order-topic item (status forward only, fill totals only up). True if anything changed."""
+    why = order_refusal(info)
+    if why is not None:
+        raise FillRefused(f"order {clipped(info.order_id)}: {why}")
+    with transaction.atomic():
+        return _order_update(info)
+
+
+def _executions(infos: list[ExecutionInfo], *, source: str, outcome: MessageOutcome) -> None:
+    result = executions_apply(infos, source=source)
+    outcome.applied += result.new
+    outcome.ignored += len(infos) - result.new
+    outcome.deferred.extend(result.deferred)
+
+
+def _order_update(info: OrderInfo) -> bool:
+    order = order_locked(order_link_id=info.order_link_id, order_id=info.order_id)
+    created = order is None
+    if order is None:
+        order = external_order_create(info)
+        changed = order is not None
+    else:
+        changed = order_merge(order, info)
+    if order is None:
+        return False
+    linked = executions_link_orphans(order)
+    if created and not position_idxs_of(category=order.category, symbol=order.symbol):
+        # The symbol's first order tells its mode (no row does yet): place funding that waited for it.
+        funding_waiting_apply(category=order.category, symbol=order.symbol)
+    return changed or linked > 0
+
+
+def _position_observe(info: PositionInfo) -> None:
+    observed = position_observe(
+        category=info.category,
+        symbol=info.symbol,
+        position_idx=info.position_idx,
+        mark_price=info.mark_price,
+        updated_ms=info.updated_ms,
+    )
+    if observed.created:
+        funding_waiting_apply(category=info.category, symbol=info.symbol)
+
+
+def _count(outcome: MessageOutcome, changed: bool) -> None:
+    if changed:
+        outcome.applied += 1
+    else:
+        outcome.ignored += 1

@@ -1,0 +1,71 @@
+"""What the fill path refuses to store: a message is checked whole before anything of it is stored.
+
+A trade without a side, or an id or text longer than its column, refuses the message with
+``FillRefused`` naming the item and the field. Nothing is ever cut to fit: the array cast of the
+batched insert would silently truncate, and two long execIds sharing a prefix would then collide
+(docs/decisions/0416-fills-complete-or-refused.md).
+"""
+
+from __future__ import annotations
+
+from exchange.bybit.events import PrivateMessage
+from exchange.bybit.types import ExecutionInfo, OrderInfo
+from orders.models import Execution, Order
+from positions.services.position_math import FillRule, rule_for
+
+
+class FillRefused(ValueError):
+    """An item the fill path will not store as it is; ``str()`` names the item and the field."""
+
+
+# Bybit's name for each text column an item writes, for a refusal a person can act on.
+_EXECUTION_TEXT = {"exec_id": "execId", "exchange_order_id": "orderId", "order_link_id": "orderLinkId",
+                   "category": "category", "symbol": "symbol", "side": "side", "exec_type": "execType",
+                   "fee_currency": "feeCurrency"}  # fmt: skip
+_INFO_ATTR = {"exchange_order_id": "order_id"}  # ExecutionInfo attribute where it differs from the column
+_ORDER_TEXT = {"order_id": "orderId", "order_link_id": "orderLinkId", "category": "category", "symbol": "symbol"}
+
+
+def _column_limits(model, names: dict[str, str]) -> list[tuple[str, str, int]]:
+    return [(attname, bybit, model._meta.get_field(attname).max_length) for attname, bybit in names.items()]
+
+
+def execution_refusal(info: ExecutionInfo) -> str | None:
+    """Why this execution cannot be stored as it is, or None. Quantity, price and time are
+    required by the parser already; here: the side of anything that moves a position, and
+    every text fitting its column."""
+    rule = rule_for(info.exec_type)
+    if rule in (FillRule.TRADE, FillRule.FORCED_TRADE) and info.side not in ("Buy", "Sell"):
+        what = "is missing" if not info.side else f"is {info.side!r}, not Buy or Sell"
+        return f"side {what}: a {info.exec_type} execution needs it to move the position"
+    for attname, bybit, limit in _column_limits(Execution, _EXECUTION_TEXT):
+        value = getattr(info, _INFO_ATTR.get(attname, attname))
+        if len(value) > limit:
+            return f"{bybit} is {len(value)} characters, longer than the {limit} we can store ({clipped(value)})"
+    return None
+
+
+def order_refusal(info: OrderInfo) -> str | None:
+    for attname, bybit, limit in _column_limits(Order, _ORDER_TEXT):
+        value = getattr(info, attname)
+        if len(value) > limit:
+            return f"{bybit} is {len(value)} characters, longer than the {limit} we can store ({clipped(value)})"
+    return None
+
+
+def clipped(value: str) -> str:
+    """``value`` quoted for a message, cut to 80 characters (an id may be arbitrarily long)."""
+    return repr(value) if len(value) <= 80 else repr(value[:77] + "...")
+
+
+def message_check(message: PrivateMessage) -> None:
+    """Refuse the whole message (``FillRefused``) if any item cannot be stored as it is."""
+    for index, info in enumerate(message.items):
+        if isinstance(info, ExecutionInfo):
+            why, key = execution_refusal(info), f"execId {clipped(info.exec_id)}"
+        elif isinstance(info, OrderInfo):
+            why, key = order_refusal(info), f"orderId {clipped(info.order_id)}"
+        else:
+            continue
+        if why is not None:
+            raise FillRefused(f"{message.topic} message: data[{index}] ({key}): {why}; nothing of the message applied")
