@@ -43,7 +43,7 @@ from ordermanager.events import publish_event_on_commit
 from orders.models import STATUS_RANK, CancelReason, Execution, Order, OrderStatus, OrderType, TimeInForce
 from positions.models import Position, PositionLedgerEntry
 from positions.selectors import position_symbol_is_hedge
-from positions.services.position_manager import FillValues, position_observe, positions_apply_fills
+from positions.services.ledger import FillValues, position_observe, positions_apply_fills
 from positions.services.position_math import FillRule, div18, rule_for
 
 log = structlog.get_logger(__name__)
