@@ -10,8 +10,6 @@ which the exchange itself enforces anyway.
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import timedelta
 
 import structlog
@@ -22,6 +20,7 @@ from exchange.bybit.client import get_client
 from exchange.bybit.errors import BybitConnectError, BybitTransportError
 from exchange.bybit.types import InstrumentInfo
 from exchange.models import Instrument
+from ordermanager.core.ttl_cache import TTLCache
 
 logger = structlog.get_logger("exchange.instruments")
 
@@ -35,15 +34,15 @@ class UnknownInstrument(ValueError):
     """The exchange does not list this symbol in this category."""
 
 
-_memory: dict[tuple[str, str], tuple[InstrumentInfo, float]] = {}
-_memory_lock = threading.Lock()
+# The per-process tier, keyed (category, symbol); the TTL is read from settings at each lookup.
+_memory = TTLCache(lambda: settings.INSTRUMENT_CACHE_TTL)
 
 
 def instrument_get(*, category: str, symbol: str, refresh: bool = False) -> InstrumentInfo:
     """The rules of ``symbol``; ``refresh=True`` skips both caches and asks the exchange."""
     key = (category, symbol)
     if not refresh:
-        cached = _memory_get(key)
+        cached = _memory.get(key)
         if cached is not None:
             return cached
         row = Instrument.objects.filter(category=category, symbol=symbol).first()
@@ -78,22 +77,11 @@ def instruments_refresh(*, category: str) -> int:
 
 def instruments_cache_clear() -> None:
     """Forget the in-memory tier (tests; or after a manual table edit)."""
-    with _memory_lock:
-        _memory.clear()
-
-
-def _memory_get(key: tuple[str, str]) -> InstrumentInfo | None:
-    with _memory_lock:
-        entry = _memory.get(key)
-    if entry is None or entry[1] <= time.monotonic():
-        return None
-    return entry[0]
+    _memory.clear()
 
 
 def _memory_put(info: InstrumentInfo) -> InstrumentInfo:
-    with _memory_lock:
-        _memory[(info.category, info.symbol)] = (info, time.monotonic() + settings.INSTRUMENT_CACHE_TTL)
-    return info
+    return _memory.put((info.category, info.symbol), info)
 
 
 def _store(infos: list[InstrumentInfo]) -> None:

@@ -31,6 +31,7 @@ from decimal import Decimal
 
 from django.db import connection, transaction
 
+from ordermanager.core.epoch import epoch_ms
 from orders.models import Execution
 from positions.models import Position, PositionLedgerEntry
 from positions.services.position_math import POSITION_MOVING_TYPES
@@ -109,7 +110,7 @@ def position_executions(*, category: str, symbol: str, position_idx: int) -> lis
         {
             "exec_id": r["exec_id"],
             "exec_type": r["exec_type"],
-            "exec_time_ms": _ms(r["exec_time"]),
+            "exec_time_ms": epoch_ms(r["exec_time"]),
             "seq": r["seq"] or 0,
             "side": r["side"],
             "qty": r["exec_qty"],
@@ -119,12 +120,6 @@ def position_executions(*, category: str, symbol: str, position_idx: int) -> lis
         }
         for r in rows
     ]
-
-
-def _ms(value) -> int:
-    from datetime import UTC, datetime, timedelta
-
-    return (value - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
 
 
 def _difference(row: dict) -> PositionDifference:

@@ -14,20 +14,20 @@ only. See docs/decisions/0505-pnl-report-from-ledger.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db.models import Count, F, Sum
 
+from ordermanager.core.epoch import epoch_ms
 from orders.models import ExecType, Execution
 from positions.models import Position, PositionLedgerEntry
-from positions.services.position_manager import exec_id_ordering
+from positions.services.ledger import exec_id_ordering
 
 ZERO = Decimal("0")
 GROUPINGS = ("symbol", "strategy", "symbol_strategy")
 NO_STRATEGY = "(none)"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STATE = ("realized_after", "fees_after", "funding_after")
 
 
@@ -55,10 +55,6 @@ class PnlReport:
     group_by: str
     rows: list[PnlRow] = field(default_factory=list)
     total: PnlRow = field(default_factory=PnlRow)
-
-
-def _ms(when: datetime) -> int:
-    return (when - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _validate(*, start: datetime, end: datetime, group_by: str) -> None:
@@ -145,7 +141,7 @@ def pnl_report(
 ) -> PnlReport:
     """PnL between ``start`` (inclusive) and ``end`` (exclusive), grouped by symbol, strategy or both."""
     _validate(start=start, end=end, group_by=group_by)
-    start_ms, end_ms = _ms(start), _ms(end)
+    start_ms, end_ms = epoch_ms(start), epoch_ms(end)
     positions = Position.objects.filter(symbol=symbol) if symbol else Position.objects.all()
     rows: dict[tuple[str, str], PnlRow] = {}
     by_symbol_only = group_by == "symbol" and strategy is None  # the dashboard's "today": no walk needed

@@ -1,6 +1,7 @@
 """The Bybit V5 look-alike as a Starlette app: REST endpoints, control API and ws-gateway API.
 
-``build_app`` wires the engine (``engine.py``), authentication and rate limits (``auth.py``),
+``build_app`` wires the engine (``engine.py``, with its V5 request side in ``wire.py``),
+authentication and rate limits (``auth.py``),
 fault injection (``faults.py``) and the ws-gateway emulation (``gateway.py``). Handlers are
 thin: parse, call the engine, wrap the answer in Bybit's envelope.
 
@@ -26,11 +27,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from exchange.simulator.auth import RateLimiter, verify
-from exchange.simulator.engine import DEFAULT_RATE_LIMITS, SimEngine, SimError
+from exchange.simulator.auth import DEFAULT_RATE_LIMITS, RateLimiter, verify
+from exchange.simulator.engine import SimEngine
 from exchange.simulator.faults import FaultConfig, FaultConfigError, RequestFaults
 from exchange.simulator.gateway import GatewayError, GatewayHub
 from exchange.simulator.instruments import LinearSpec, linear_instrument_api
+from exchange.simulator.wire import SimError
 
 GATEWAY_TIMEOUT_BODY = "<html><head><title>504 Gateway Time-out</title></head><body>504 Gateway Time-out</body></html>"
 

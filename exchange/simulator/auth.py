@@ -7,11 +7,28 @@ import hmac
 import threading
 from collections.abc import Mapping
 
-from exchange.simulator.engine import SimError
+from exchange.simulator.wire import SimError
 
 DEFAULT_RECV_WINDOW = 5000
 # Bybit accepts a timestamp at most 1 s ahead of its clock and at most recv_window behind it.
 MAX_AHEAD_MS = 1000
+
+# Bybit's per-UID, per-endpoint budgets (requests per second), non-VIP.
+DEFAULT_RATE_LIMITS = {
+    "/v5/order/create": 10,
+    "/v5/order/amend": 10,
+    "/v5/order/cancel": 10,
+    "/v5/order/cancel-all": 10,
+    "/v5/order/realtime": 50,
+    "/v5/order/history": 50,
+    "/v5/execution/list": 50,
+    "/v5/position/list": 50,
+    "/v5/position/switch-mode": 10,
+    "/v5/position/set-leverage": 10,
+    "/v5/account/wallet-balance": 50,
+    "/v5/account/info": 50,
+    "/v5/user/query-api": 50,
+}
 
 
 def sign(secret: str, timestamp: str, api_key: str, recv_window: str, payload: bytes) -> str:

@@ -72,7 +72,7 @@ def schedules_ensure(*, schedule_model=None) -> dict[str, str]:
 
 
 def job_positions_snapshot() -> int:
-    from positions.services.position_manager import position_snapshot_all
+    from positions.services.marks import position_snapshot_all
 
     return position_snapshot_all()
 
@@ -84,13 +84,13 @@ def job_positions_validate() -> int:
 
 
 def job_mark_prices_refresh() -> int:
-    from positions.services.position_manager import positions_refresh_mark_prices
+    from positions.services.marks import positions_refresh_mark_prices
 
     return positions_refresh_mark_prices()
 
 
 def job_loss_warnings() -> int:
-    from positions.services.position_manager import positions_check_loss_warnings
+    from positions.services.marks import positions_check_loss_warnings
 
     return positions_check_loss_warnings()
 

@@ -18,7 +18,7 @@ from django.db import transaction
 
 from orders.selectors import PositionDifference, position_executions, positions_recompute_differences
 from positions.models import PositionDiscrepancy, PositionLedgerEntry
-from positions.services.position_manager import position_rebuild
+from positions.services.ledger import position_rebuild
 
 log = structlog.get_logger(__name__)
 

@@ -30,7 +30,6 @@ when nothing was capped), and carries its role (close / open / flip).
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -40,6 +39,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from ordermanager.core.formatting import money_text, price_text, qty_text
+from ordermanager.core.ttl_cache import TTLCache
 from orders.models import LegRole, Side
 from orders.services import quantity_calculator as qc
 from orders.services.order_type_selector import OrderTypeDecision, TypeRules, order_type_select
@@ -132,31 +132,8 @@ class Placement:
     then: Placement | None = None
 
 
-class _TTLCache:
-    def __init__(self, ttl: float):
-        self.ttl = ttl
-        self._data: dict = {}
-        self._lock = threading.Lock()
-
-    def get(self, key, load, *, max_age: float | None = None):
-        """The cached value if younger than ``max_age`` (default: the TTL), else a fresh one."""
-        now = time.monotonic()
-        with self._lock:
-            hit = self._data.get(key)
-        if hit and now - hit[0] < (self.ttl if max_age is None else max_age):
-            return hit[1]
-        value = load()
-        with self._lock:
-            self._data[key] = (now, value)
-        return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-
-
-_tickers = _TTLCache(MARKET_DATA_TTL)
-_balance = _TTLCache(MARKET_DATA_TTL)
+_tickers = TTLCache(MARKET_DATA_TTL)
+_balance = TTLCache(MARKET_DATA_TTL)
 
 
 def market_data_cache_clear() -> None:
@@ -171,13 +148,13 @@ def _ticker(category: str, symbol: str, *, max_age: float | None = None):
         tickers = get_client().get_tickers(category=category, symbol=symbol)
         return tickers[0] if tickers else None
 
-    return _tickers.get((category, symbol), load, max_age=max_age)
+    return _tickers.get_or_load((category, symbol), load, max_age=max_age)
 
 
 def _available_balance() -> Decimal:
     from exchange.bybit.client import get_client
 
-    return _balance.get("USDT", lambda: get_client().get_wallet_balance().total_available_balance)
+    return _balance.get_or_load("USDT", lambda: get_client().get_wallet_balance().total_available_balance)
 
 
 def _n(value: Decimal | None) -> Decimal | None:

@@ -18,7 +18,8 @@ from ordermanager.dashboard.selectors import health_components
 from ordermanager.outbox import SCHEMA_DIR, EventSchemaError, event_validate, outbox_lag, outbox_prune
 from orders.services.fills import ORDER_UPDATED
 from orders.services.risk_limit_changes import RISK_LIMIT_CHANGED
-from positions.services.position_manager import POSITION_LOSS_WARNING, POSITION_UPDATED
+from positions.services.ledger import POSITION_UPDATED
+from positions.services.marks import POSITION_LOSS_WARNING
 
 pytestmark = pytest.mark.django_db
 

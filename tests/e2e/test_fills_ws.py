@@ -25,7 +25,7 @@ from orders.services.cancellation import order_cancel
 from orders.services.gateway_registration import ws_gateway_register
 from orders.services.order_executor import order_submit
 from positions.models import Position
-from positions.services.position_manager import positions_refresh_mark_prices
+from positions.services.marks import positions_refresh_mark_prices
 
 # PostgreSQL: the server threads write while the test reads (SQLite's shared in-memory test database locks).
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.postgres]

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exchange.bybit.events import parse_private_message
-from exchange.simulator.engine import SimError
+from exchange.simulator.wire import SimError
 from orders.models import Execution, Order
 from orders.selectors import positions_recompute_differences
 from orders.services.fills import private_message_apply

@@ -18,7 +18,7 @@ from orders.services.fills.funding import funding_waiting_apply
 from orders.services.fills.order_state import order_locked, order_merge
 from orders.services.fills.refusals import FillRefused, clipped, execution_refusal, message_check, order_refusal
 from positions.selectors import position_idxs_of
-from positions.services.position_manager import position_observe
+from positions.services.ledger import position_observe
 
 
 @dataclass

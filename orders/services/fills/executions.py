@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import structlog
 from django.db import connection
@@ -22,13 +22,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from exchange.bybit.types import ExecutionInfo
+from ordermanager.core.epoch import from_epoch_ms
 from orders.models import Execution, Order
-from orders.services.fills.fill_values import EPOCH, fill_of_execution, fill_of_info, side_of
+from orders.services.fills.fill_values import fill_of_execution, fill_of_info, side_of
 from orders.services.fills.funding import fills_to_positions, funding_idx
 from orders.services.fills.order_state import orders_locked, orders_refresh_fills
 from orders.services.position_mode import ONE_WAY, position_mode_in_book
 from positions.models import PositionLedgerEntry
-from positions.services.position_manager import FillValues
+from positions.services.ledger import FillValues
 from positions.services.position_math import FillRule, rule_for
 
 log = structlog.get_logger(__name__)
@@ -148,7 +149,7 @@ def _execution_values(
         "is_maker": info.is_maker,
         "closed_size": info.closed_size,
         "position_idx": position_idx or 0,
-        "exec_time": EPOCH + timedelta(milliseconds=info.exec_time_ms),
+        "exec_time": from_epoch_ms(info.exec_time_ms),
         "seq": info.seq,
         "source": source,
         "created_at": now,

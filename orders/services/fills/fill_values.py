@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from exchange.bybit.types import ExecutionInfo
+from ordermanager.core.epoch import epoch_ms
 from orders.models import Execution
-from positions.services.position_manager import FillValues
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from positions.services.ledger import FillValues
 
 
 def side_of(info: ExecutionInfo) -> str:
@@ -33,7 +30,7 @@ def fill_of_execution(execution: Execution) -> FillValues:
     return FillValues(
         exec_id=execution.exec_id,
         exec_type=execution.exec_type,
-        exec_time_ms=_ms(execution.exec_time),
+        exec_time_ms=epoch_ms(execution.exec_time),
         seq=execution.seq or 0,
         side=execution.side,
         qty=execution.exec_qty,
@@ -41,6 +38,3 @@ def fill_of_execution(execution: Execution) -> FillValues:
         fee=execution.exec_fee,
     )
 
-
-def _ms(value: datetime) -> int:
-    return (value - EPOCH) // timedelta(milliseconds=1)

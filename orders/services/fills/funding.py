@@ -15,7 +15,7 @@ from orders.models import Execution
 from orders.services.fills.fill_values import fill_of_execution
 from orders.services.position_mode import HEDGE, position_mode_in_book
 from positions.models import PositionLedgerEntry
-from positions.services.position_manager import FillValues, positions_apply_fills
+from positions.services.ledger import FillValues, positions_apply_fills
 
 log = structlog.get_logger(__name__)
 

@@ -4,7 +4,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from exchange.simulator.engine import SimEngine, SimError
+from exchange.simulator.engine import SimEngine
+from exchange.simulator.wire import SimError
 
 TAKER, MAKER = D("0.00055"), D("0.0002")
 

@@ -4,7 +4,8 @@ history = orders in a final state only, Cancelled/Rejected without fills for 24 
 
 from decimal import Decimal as D
 
-from exchange.simulator.engine import DAY_MS, SimEngine
+from exchange.simulator.engine import SimEngine
+from exchange.simulator.wire import DAY_MS
 
 
 def links(answer: dict) -> list[str]:

@@ -6,7 +6,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from exchange.simulator.engine import SimEngine, SimError
+from exchange.simulator.engine import SimEngine
+from exchange.simulator.wire import SimError
 
 
 def resting(symbol="BTCUSDT", *, n: int, price="30000.0", qty="0.010", prefix="seed"):

@@ -1,4 +1,4 @@
-"""Positions: apply fills, mark prices, snapshots, loss warnings, rebuild.
+"""The position ledger: fills applied to positions, in exec order, under the row lock.
 
 ``positions`` knows nothing of orders: it is handed executions as values. Each
 one becomes a ledger entry carrying the position state after it (see
@@ -9,6 +9,8 @@ replayed, so the result never depends on arrival order.
 
 Writers hold the position row lock (``select_for_update``) for the whole
 change: two fills for one position never interleave, on any number of processes.
+Mark prices, snapshots and loss warnings are ``positions.services.marks``; the
+ledger calls it (never the reverse) to re-evaluate the loss warning after a change.
 """
 
 from __future__ import annotations
@@ -16,18 +18,19 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 import structlog
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Collate
 from django.utils import timezone
 
+from ordermanager.core.epoch import epoch_ms, from_epoch_ms
 from ordermanager.events import publish_event_on_commit
-from positions.models import Position, PositionLedgerEntry, PositionMode, PositionSnapshot
+from positions.models import Position, PositionLedgerEntry, PositionMode
+from positions.services.marks import position_loss_warning_evaluate, position_mark_observed, position_payload
 from positions.services.position_math import (
     ZERO,
     Flag,
@@ -41,7 +44,6 @@ from positions.services.position_math import (
 log = structlog.get_logger(__name__)
 
 POSITION_UPDATED = "position.updated"
-POSITION_LOSS_WARNING = "position.loss_warning"
 _STATE_FIELDS = ["size", "avg_entry_price", "realized_pnl", "fees_paid", "funding_paid", "unrealized_pnl"]
 _KEY_FIELDS = ["last_exec_time", "last_exec_ms", "last_exec_seq", "last_exec_id"]
 _AFTER_FIELDS = ["size_after", "avg_entry_after", "realized_after", "fees_after", "funding_after"]
@@ -136,7 +138,7 @@ def position_apply_fill(
     ``positions_apply_fills``. ``exec_id`` makes the ledger entry unique: applying the
     same id twice raises ``IntegrityError``; callers dedupe on their own unique key first.
     """
-    exec_ms = _ms(exec_time)
+    exec_ms = epoch_ms(exec_time) if isinstance(exec_time, datetime) else int(exec_time)
     fill = FillValues(
         exec_id=exec_id or f"manual-{exec_ms}-{side}-{qty}-{price}",
         exec_type=exec_type,
@@ -187,75 +189,17 @@ def position_observe(
     *, category: str, symbol: str, position_idx: int, mark_price: Decimal | None, updated_ms: int = 0
 ) -> FillsApplied:
     """Record what the exchange's ``position`` topic says: the row exists (and so the
-    symbol's mode) and its mark price. Size and entry come from fills only."""
+    symbol's mode) and its mark price. Size and entry come from fills only.
+
+    Here rather than in ``marks`` because it creates and locks rows the way fills do."""
     key = (category, symbol, position_idx)
     with transaction.atomic(savepoint=False):
         positions, created = _lock_positions([key])
-        position = positions[key]
-        if mark_price is not None and mark_price > 0 and _newer_mark(position, updated_ms):
-            _set_mark(position, mark_price, at=_EPOCH + timedelta(milliseconds=updated_ms) if updated_ms else None)
+        position_mark_observed(positions[key], mark_price=mark_price, updated_ms=updated_ms)
     return FillsApplied(positions=positions, created=created)
 
 
-def _newer_mark(position: Position, updated_ms: int) -> bool:
-    # The stream reorders and repeats: an older push must not overwrite a newer mark
-    # (from a later push or from the ticker refresh).
-    if not updated_ms or position.mark_price_updated_at is None:
-        return True
-    return _EPOCH + timedelta(milliseconds=updated_ms) > position.mark_price_updated_at
-
-
-def position_set_mark_price(*, category: str, symbol: str, mark_price: Decimal) -> int:
-    """Set the mark price on every row of ``symbol`` and recompute unrealized PnL. Returns rows changed."""
-    if mark_price <= 0:
-        return 0
-    with transaction.atomic():
-        rows = list(Position.objects.select_for_update().filter(category=category, symbol=symbol).order_by("pk"))
-        for position in rows:
-            _set_mark(position, mark_price)
-    return len(rows)
-
-
-def position_snapshot_all() -> int:
-    """One snapshot per position (flat ones included: PnL history stays continuous)."""
-    now = timezone.now()
-    snapshots = [
-        PositionSnapshot(
-            position=p,
-            size=p.size,
-            avg_entry_price=p.avg_entry_price,
-            mark_price=p.mark_price,
-            realized_pnl=p.realized_pnl,
-            unrealized_pnl=p.unrealized_pnl,
-            taken_at=now,
-        )
-        for p in Position.objects.all().iterator()
-    ]
-    PositionSnapshot.objects.bulk_create(snapshots, batch_size=1000)
-    return len(snapshots)
-
-
-def positions_check_loss_warnings() -> int:
-    """Re-evaluate every open position against the loss threshold. Returns warnings raised."""
-    raised = 0
-    for pk in Position.objects.exclude(size=0).values_list("pk", flat=True):
-        with transaction.atomic():
-            position = Position.objects.select_for_update().get(pk=pk)
-            raised += _evaluate_loss_warning(position)
-    return raised
-
-
 # --- internals ---------------------------------------------------------------------
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _ms(value: datetime | int) -> int:
-    # Integer arithmetic: float timestamps can land one millisecond short.
-    if isinstance(value, datetime):
-        return (value - _EPOCH) // timedelta(milliseconds=1)
-    return int(value)
 
 
 def _mode_of(position_idx: int) -> str:
@@ -401,7 +345,7 @@ def _store_state(position: Position, state: PositionState, key: ExecKey) -> None
         size=state.size, avg_entry_price=state.avg_entry_price, mark_price=position.mark_price
     )
     position.last_exec_ms, position.last_exec_seq, position.last_exec_id = key
-    position.last_exec_time = _EPOCH + timedelta(milliseconds=key[0]) if key[0] else None
+    position.last_exec_time = from_epoch_ms(key[0]) if key[0] else None
     position.save(update_fields=_STATE_FIELDS + _KEY_FIELDS + ["updated_at"])
 
 
@@ -453,16 +397,6 @@ def _fold_entries(
     return state
 
 
-def _set_mark(position: Position, mark_price: Decimal, *, at: datetime | None = None) -> None:
-    position.mark_price = q18(mark_price)
-    position.mark_price_updated_at = at or timezone.now()
-    position.unrealized_pnl = unrealized_pnl(
-        size=position.signed_size, avg_entry_price=position.avg_entry_price, mark_price=position.mark_price
-    )
-    position.save(update_fields=["mark_price", "mark_price_updated_at", "unrealized_pnl", "updated_at"])
-    _evaluate_loss_warning(position)
-
-
 def _log_flag(flag: str, exec_id: str, exec_type: str, position: Position) -> None:
     if flag == Flag.FORCED:
         log.warning("position_forced_trade", exec_type=exec_type, exec_id=exec_id, symbol=position.symbol)
@@ -481,81 +415,6 @@ def _log_flag(flag: str, exec_id: str, exec_type: str, position: Position) -> No
 def _after_change(position: Position, *, exec_id: str, exec_type: str, executions: int = 1) -> None:
     # One event per position per change set (a stream message of many fills is one change):
     # the state after its last fill, which fill that was, and how many were applied.
-    _evaluate_loss_warning(position)
+    position_loss_warning_evaluate(position)
     payload = {**position_payload(position), "exec_id": exec_id, "exec_type": exec_type, "executions": executions}
     publish_event_on_commit(routing_key=POSITION_UPDATED, payload=payload)
-
-
-def position_payload(position: Position) -> dict:
-    return {
-        "category": position.category,
-        "symbol": position.symbol,
-        "position_idx": position.position_idx,
-        "mode": position.mode,
-        "side": position.side,
-        "size": position.size,
-        "avg_entry_price": position.avg_entry_price,
-        "mark_price": position.mark_price,
-        "unrealized_pnl": position.unrealized_pnl,
-        "realized_pnl": position.realized_pnl,
-        "fees_paid": position.fees_paid,
-        "funding_paid": position.funding_paid,
-    }
-
-
-def loss_percent(position: Position) -> Decimal:
-    """Unrealized loss as a percentage of the entry value (0 when not losing)."""
-    value = position.position_value
-    if value <= 0 or position.unrealized_pnl >= 0:
-        return ZERO
-    return -position.unrealized_pnl * 100 / value
-
-
-def _evaluate_loss_warning(position: Position) -> int:
-    """Warn once per crossing of the threshold; re-arm when the loss recedes."""
-    percent = loss_percent(position)
-    beyond = percent > settings.UNREALIZED_LOSS_WARNING_THRESHOLD
-    if beyond == position.loss_warning_active:
-        return 0
-    position.loss_warning_active = beyond
-    position.save(update_fields=["loss_warning_active", "updated_at"])
-    if not beyond:
-        return 0
-    percent_text = str(percent.quantize(Decimal("0.01")))
-    log.warning(
-        "position_loss_warning",
-        symbol=position.symbol,
-        position_idx=position.position_idx,
-        loss_percent=percent_text,
-        unrealized_pnl=str(position.unrealized_pnl),
-    )
-    publish_event_on_commit(
-        routing_key=POSITION_LOSS_WARNING,
-        payload={
-            **position_payload(position),
-            "loss_percent": percent_text,
-            "threshold_percent": settings.UNREALIZED_LOSS_WARNING_THRESHOLD,
-        },
-    )
-    return 1
-
-
-def positions_refresh_mark_prices() -> int:
-    """Mark prices from the exchange's tickers for every symbol with an open position (one call per category).
-
-    The HTTP call happens before, and outside, the short per-symbol transactions.
-    """
-    from exchange.bybit.client import get_client
-
-    open_rows = Position.objects.exclude(size=0).values_list("category", "symbol").distinct()
-    wanted: dict[str, set[str]] = {}
-    for category, symbol in open_rows:
-        wanted.setdefault(category, set()).add(symbol)
-    updated = 0
-    for category, symbols in wanted.items():
-        tickers = get_client().get_tickers(category=category)
-        for ticker in tickers:
-            if ticker.symbol in symbols:
-                mark = ticker.mark_price or ticker.last_price
-                updated += position_set_mark_price(category=category, symbol=ticker.symbol, mark_price=mark)
-    return updated
