@@ -46,6 +46,7 @@ SIGNAL_SKIPPED = "signal.skipped"
 SIGNAL_EXECUTED = "signal.executed"
 SIGNAL_FAILED = "signal.failed"
 SIGNAL_DRY_RUN = "signal.dry_run"
+OPS_ALERT = "ops.alert"  # an alert threshold started firing or resolved (ordermanager/core/services/alerts.py)
 
 DASHBOARD_GROUP = "dashboard"
 _QUEUE_SIZE = 10_000

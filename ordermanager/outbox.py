@@ -47,6 +47,8 @@ def event_aggregate(routing_key: str, message: dict) -> tuple[str, str]:
         return "order", str(message["order_link_id"])
     if family == "signal" and message.get("signal_id"):
         return "signal", str(message["signal_id"])
+    if family == "ops":  # ops.alert: one alert's firing/resolved events in order
+        return "alert", str(message.get("alert_key") or message["event_id"])
     if family == "risk_limit":
         return "risk_limit", str(message.get("symbol") or "*")
     return family, str(message["event_id"])  # nothing to order it with: an aggregate of its own

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 
 from ordermanager.core.admin_tools import ReadOnlyAdmin, choices_filter, pretty_json
-from ordermanager.core.models import ApiKey, AuditEntry, Heartbeat, OutboxEvent
+from ordermanager.core.models import AlertState, ApiKey, AuditEntry, Heartbeat, OutboxEvent
 from ordermanager.core.services.api_keys import api_key_revoke
 
 admin.site.site_header = "Order Manager — risk desk"
@@ -77,13 +77,27 @@ class HeartbeatAdmin(ReadOnlyAdmin):
     list_display = ("component", "beat_at", "ok", "detail")
     ordering = ("component",)
 
+    def has_delete_permission(self, request, obj=None):
+        # A component retired for good keeps its last beat, and its heartbeat alert, until a superuser removes it.
+        return request.user.is_superuser
+
+
+@admin.register(AlertState)
+class AlertStateAdmin(ReadOnlyAdmin):
+    """Which alert thresholds fire (ALERT_* settings); each flip published one ops.alert event."""
+
+    list_display = ("key", "firing", "since", "changed_at", "reason")
+    list_filter = ("firing",)
+    ordering = ("-firing", "key")
+
 
 @admin.register(OutboxEvent)
 class OutboxEventAdmin(ReadOnlyAdmin):
     """Events out, as written with each change; ``sent at`` empty = not (yet) on the broker (or no broker)."""
 
     list_display = ("id", "created_at", "routing_key", "aggregate_type", "aggregate_id", "sequence", "sent_at")
-    list_filter = (choices_filter("aggregate_type", [(t, t) for t in ("order", "position", "signal", "risk_limit")]),
+    list_filter = (choices_filter("aggregate_type",
+                                  [(t, t) for t in ("order", "position", "signal", "risk_limit", "alert")]),
                    ("sent_at", admin.EmptyFieldListFilter))
     search_fields = ("=aggregate_id", "=event_id")
     ordering = ("-id",)

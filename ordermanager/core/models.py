@@ -127,3 +127,25 @@ class OutboxSequence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.aggregate} #{self.last}"
+
+
+class AlertState(models.Model):
+    """Whether one alert is firing, so that it is announced once when it starts and once when it resolves.
+
+    Every process evaluates the thresholds (ordermanager/core/services/alerts.py); only the one that flips
+    this row, under its row lock, publishes the ``ops.alert`` event. ``key`` is the alert and its subject,
+    e.g. ``heartbeat_age:consumer``. ``changed_at`` is the evaluation time of the last flip: an evaluation
+    older than it never flips the row back (two processes measuring moments apart). See decision 0524.
+    """
+
+    key = models.CharField(max_length=100, unique=True)
+    firing = models.BooleanField(default=False)
+    since = models.DateTimeField(null=True, blank=True, help_text="When it started firing (kept after it resolves).")
+    changed_at = models.DateTimeField()
+    reason = models.CharField(max_length=500, blank=True, help_text="The reason at the last flip.")
+
+    class Meta:
+        verbose_name = "alert state"
+
+    def __str__(self) -> str:
+        return f"{self.key}: {'firing' if self.firing else 'resolved'}"

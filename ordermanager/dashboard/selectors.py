@@ -104,18 +104,39 @@ def _heartbeat_health(name: str, beats: dict[str, Heartbeat], now: datetime) -> 
     return ComponentHealth(name, status, beat.beat_at, beat.detail)
 
 
+@dataclass(frozen=True)
+class ExchangeLastCall:
+    created_at: datetime
+    path: str
+    failed: bool  # no answer, a transport error or a 5xx: the exchange is not answering (a retCode is an answer)
+    outcome: str
+
+
+def exchange_last_call() -> ExchangeLastCall | None:
+    """The last audited exchange call (dry runs never reach the exchange), newest first on the created_at index."""
+    from exchange.models import ExchangeCall
+
+    last = ExchangeCall.objects.filter(dry_run=False).order_by("-created_at").first()
+    if last is None:
+        return None
+    failed = bool(last.error) or last.http_status is None or last.http_status >= 500
+    if failed:
+        outcome = last.error or last.ret_msg or (f"HTTP {last.http_status}" if last.http_status else "no answer")
+    else:
+        outcome = f"HTTP {last.http_status}, retCode {last.ret_code}"
+    return ExchangeLastCall(last.created_at, last.path, failed, outcome[:300])
+
+
 def _exchange_health(now: datetime) -> ComponentHealth:
     from exchange.models import ExchangeCall
 
     # The audit of every exchange request says how the exchange answered lately, without calling it.
-    last = ExchangeCall.objects.order_by("-created_at").first()
+    last = exchange_last_call()
     if last is None:
         return ComponentHealth("exchange", UNKNOWN, None, "no exchange call recorded yet")
+    if last.failed:
+        return ComponentHealth("exchange", DOWN, last.created_at, f"last call failed: {last.outcome}"[:500])
     recent = ExchangeCall.objects.filter(created_at__gte=now - EXCHANGE_WINDOW)
-    failing = last.error or (last.http_status or 0) >= 500 or last.http_status is None
-    if failing:
-        detail = last.error or last.ret_msg or f"HTTP {last.http_status}"
-        return ComponentHealth("exchange", DOWN, last.created_at, f"last call failed: {detail}"[:500])
     status = OK if last.created_at >= now - EXCHANGE_WINDOW else STALE
     return ComponentHealth("exchange", status, last.created_at, f"{recent.count()} calls in the last 10 min")
 

@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 
 from ordermanager.core.charts import Series, svg_line_chart
+from ordermanager.core.services.alerts import alerts_evaluate
 from ordermanager.dashboard.selectors import dashboard_pnl_series, dashboard_summary
 
 REQUIRED = ("orders.view_order", "positions.view_position")
@@ -16,6 +17,9 @@ def _context(request) -> dict:
     if not request.user.has_perms(REQUIRED):
         raise PermissionDenied
     summary = dashboard_summary()
+    # Evaluated on each view (a few indexed reads; a write only when an alert flips): the banner is current
+    # even when the scheduled evaluation has not run yet (docs/decisions/0524).
+    alerts = [check for check in alerts_evaluate() if check.firing]
     series = dashboard_pnl_series()
     chart = svg_line_chart(
         [
@@ -24,7 +28,7 @@ def _context(request) -> dict:
         ],
         title="PnL over the last 24 h (snapshots)",
     )
-    return {"summary": summary, "pnl_chart": chart}
+    return {"summary": summary, "pnl_chart": chart, "alerts": alerts}
 
 
 def dashboard_view(request):

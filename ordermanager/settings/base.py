@@ -404,6 +404,33 @@ MARK_PRICE_REFRESH_INTERVAL = env_int("MARK_PRICE_REFRESH_INTERVAL", 60, minimum
 LOSS_WARNING_CHECK_INTERVAL = env_int("LOSS_WARNING_CHECK_INTERVAL", 60, minimum=1)
 STALE_ORDER_SWEEP_INTERVAL = env_int("STALE_ORDER_SWEEP_INTERVAL", 60, minimum=1)
 
+# --- Alerts and health (docs/decisions/0524) ----------------------------------------------
+# Thresholds evaluated from the database (ordermanager/core/services/alerts.py): a breach turns health
+# "degraded" with the reason, shows a dashboard banner and publishes one ops.alert event when it starts
+# firing and one when it resolves. deploy/prometheus/alerts.yml holds the same thresholds as Prometheus rules.
+ALERT_INBOX_BACKLOG = env_int("ALERT_INBOX_BACKLOG", 500, minimum=1)  # unfinished signals (received/processing)
+ALERT_SIGNAL_AGE_SECONDS = env_float_seconds("ALERT_SIGNAL_AGE_SECONDS", "120", minimum="1")  # oldest unfinished
+# Fill lag: the slowest recent stream fill (applied − execTime over the window) or the oldest acknowledged
+# market order still waiting for its fill, whichever is larger.
+ALERT_FILL_LAG_SECONDS = env_float_seconds("ALERT_FILL_LAG_SECONDS", "60", minimum="1")
+ALERT_FILL_LAG_WINDOW_SECONDS = env_int("ALERT_FILL_LAG_WINDOW_SECONDS", 300, minimum=10, maximum=86400)
+# Exchange error rate: failed / all audited exchange calls over the window, judged from this many calls on.
+ALERT_EXCHANGE_ERROR_RATE = env_decimal("ALERT_EXCHANGE_ERROR_RATE", "0.2", minimum="0", maximum="1",
+                                        exclusive_minimum=True)
+ALERT_EXCHANGE_ERROR_WINDOW_SECONDS = env_int("ALERT_EXCHANGE_ERROR_WINDOW_SECONDS", 300, minimum=10, maximum=86400)
+ALERT_EXCHANGE_ERROR_MIN_CALLS = env_int("ALERT_EXCHANGE_ERROR_MIN_CALLS", 10, minimum=1)
+ALERT_HEARTBEAT_AGE_SECONDS = env_float_seconds("ALERT_HEARTBEAT_AGE_SECONDS", "60", minimum="1")
+if ALERT_HEARTBEAT_AGE_SECONDS <= 2 * SIGNAL_HEARTBEAT_INTERVAL:
+    raise ConfigError(
+        f"ALERT_HEARTBEAT_AGE_SECONDS={ALERT_HEARTBEAT_AGE_SECONDS:g} is out of range: must be more than twice "
+        f"SIGNAL_HEARTBEAT_INTERVAL={SIGNAL_HEARTBEAT_INTERVAL:g} (else a healthy process would alert between beats)"
+    )
+# Seconds between the scheduled evaluations (django-q2, minute resolution); health requests evaluate too.
+ALERT_EVALUATION_INTERVAL = env_int("ALERT_EVALUATION_INTERVAL", 60, minimum=1)
+# /health/ready: how long the broker check may take to connect, and how old the last exchange call may be.
+HEALTH_BROKER_TIMEOUT = env_float_seconds("HEALTH_BROKER_TIMEOUT", "2", minimum="0.1")
+HEALTH_EXCHANGE_MAX_AGE_SECONDS = env_int("HEALTH_EXCHANGE_MAX_AGE_SECONDS", 600, minimum=1)
+
 # --- Bootstrap admin (make run) -------------------------------------------------------
 ADMIN_USERNAME = env_str("ADMIN_USERNAME", "admin")
 

@@ -3,11 +3,13 @@
 Fill side (orders.services.jobs.SCHEDULES): position snapshots, validation
 against fills, mark prices, loss warnings, stale-order sweep, each interval
 from its setting. Reconciliation's optional schedule comes from
-orders.jobs_reconcile (RECONCILE_INTERVAL_MINUTES, off at 0).
+orders.jobs_reconcile (RECONCILE_INTERVAL_MINUTES, off at 0). The alert thresholds are
+evaluated every ALERT_EVALUATION_INTERVAL (ordermanager.core.services.alerts).
 """
 
 from django.core.management.base import BaseCommand
 
+from ordermanager.core.services.alerts import alerts_schedule_ensure
 from orders.jobs_reconcile import reconcile_schedule_ensure
 from orders.services.jobs import SCHEDULES, schedules_ensure
 
@@ -20,3 +22,4 @@ class Command(BaseCommand):
         for job in SCHEDULES:
             self.stdout.write(f"{job.name}: {result[job.name]} (every {job.minutes} min, {job.func})")
         self.stdout.write(f"reconcile: {reconcile_schedule_ensure()}")
+        self.stdout.write(f"alerts: {alerts_schedule_ensure()}")
