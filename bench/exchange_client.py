@@ -121,8 +121,10 @@ def main() -> None:
     setup_postgres(os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_DB)
 
     import httpx
+    from django.conf import settings
     from django.db import connection
 
+    from exchange import audit_spool
     from exchange.bybit.client import BybitClient
     from exchange.models import ExchangeCall
 
@@ -148,6 +150,9 @@ def main() -> None:
         for r in range(args.repeat):  # interleaved, so drift hits every variant alike
             for v, (name, trip) in enumerate(variants.items()):
                 results[name].append(timed(trip, args.n, f"b{run}r{r}v{v}"))
+        flush_started = time.perf_counter()
+        flushed = audit_spool.flush(60)  # the spool's writer thread may still hold the last rows
+        flush_ms = (time.perf_counter() - flush_started) * 1000
         rows = ExchangeCall.objects.filter(id__gte=first_id, path__in=["/v5/order/create", "/v5/order/cancel"])
         rows = rows.count()
 
@@ -168,7 +173,10 @@ def main() -> None:
         print(f"\nclient overhead per call ({label}): {fig[full] - fig[base]:+.3f} ms "
               f"(client logic {logic:+.3f} ms, audit INSERT {audit:+.3f} ms); "
               f"ratio client/bare {ratio:.2f}x (audit off {ratio_no_audit:.2f}x)")  # fmt: skip
-    print(f"\naudit rows written for create/cancel: {rows}")
+    mode = (f"spooled to {settings.EXCHANGE_AUDIT_SPOOL_DIR} (fsync {settings.EXCHANGE_AUDIT_SPOOL_FSYNC}), "
+            f"written by a thread" if settings.EXCHANGE_AUDIT_SPOOL_DIR else "one INSERT per call, inline")
+    print(f"\naudit: {mode}; rows written for create/cancel: {rows} (expected {2 * (args.n * args.repeat + 20)}); "
+          f"after the last call the writer needed {flush_ms:.0f} ms more{'' if flushed else ' (NOT flushed)'}")
 
 
 if __name__ == "__main__":

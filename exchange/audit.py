@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import uuid
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -98,9 +98,10 @@ def exchange_call_record(
     """Record one audit row: spooled (returns None), or inserted inline (returns the row; None if refused)."""
     from exchange import audit_spool
 
+    spool = audit_spool.current()
     row = dict(
-        call_id=uuid.uuid4(),
-        created_at=timezone.now(),
+        call_id=audit_spool.CALL_IDS.next(),
+        created_at=timezone.now().isoformat() if spool is not None else timezone.now(),
         method=method[:8],
         path=path[:_PATH_MAX],
         params=redact_params(params or {}),
@@ -117,7 +118,6 @@ def exchange_call_record(
         response_bytes=response_bytes,
         response_truncated=response_truncated,
     )
-    spool = audit_spool.current()
     if spool is not None:
         try:
             spool.append(audit_spool.row_line(row))
@@ -128,6 +128,8 @@ def exchange_call_record(
 
 
 def _record_inline(fields: dict) -> ExchangeCall | None:
+    if isinstance(fields["created_at"], str):  # the spool refused it
+        fields["created_at"] = datetime.fromisoformat(fields["created_at"])
     row = ExchangeCall(**fields)
     http_status, ret_code = row.http_status, row.ret_code
     if AUDIT_BACKLOG.pending:  # earlier rows wait for the database: this one goes behind them

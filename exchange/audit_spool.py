@@ -22,6 +22,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -39,6 +40,9 @@ SPOOL_SUFFIX, CKPT_SUFFIX, TMP_SUFFIX = ".spool", ".ckpt", ".tmp"
 READ_CHUNK = 1 << 20  # bytes of spool per INSERT statement (a line longer than this goes alone)
 ROTATE_BYTES = 4 << 20  # a file fully written to the database and this long is emptied
 ORPHAN_SCAN_SECONDS = 30.0
+# The writer waits this long after the first new row before inserting (unless flush() is waiting): the rows of
+# every call meanwhile go in one statement, and the calling threads rarely compete with it for the GIL.
+LINGER_SECONDS = 0.05
 STALE_TMP_SECONDS = 3600.0
 RETRY_FIRST, RETRY_MAX = 0.2, 5.0
 # Column order of a spooled row; every line has every key (json_populate_recordset fills absent ones with NULL).
@@ -54,14 +58,26 @@ def row_line(row: dict) -> bytes:
     return json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8") + b"\n"
 
 
-def _db_key() -> str:
-    """The spool sub-directory of the default database: a file is drained only into the database it was for."""
-    from django.db import connections
-
-    db = connections["default"].settings_dict
-    ident = (connections["default"].vendor, str(db.get("HOST") or ""), str(db.get("PORT") or ""), str(db["NAME"]))
+def _db_key(db: dict) -> str:
+    """The spool sub-directory of a database: a file is drained only into the database it was meant for."""
+    ident = (str(db.get("ENGINE") or ""), str(db.get("HOST") or ""), str(db.get("PORT") or ""), str(db["NAME"]))
     name = re.sub(r"[^A-Za-z0-9._-]", "_", ident[-1])[-60:]
     return f"{name}-{hashlib.sha256(repr(ident).encode()).hexdigest()[:12]}"
+
+
+class _CallIds:
+    """Unique call ids without a system call each (uuid4 reads os.urandom): 64 random bits per process
+    (fresh after a fork) and a counter."""
+
+    def __init__(self):
+        self._prefix = int.from_bytes(os.urandom(8), "big") << 64
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return str(uuid.UUID(int=self._prefix | next(self._counter)))
+
+
+CALL_IDS = _CallIds()
 
 
 class AuditSpool:
@@ -84,6 +100,9 @@ class AuditSpool:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._stop = threading.Event()
+        self._idle = False  # the writer waits for rows (an append must wake it)
+        self._hurry = threading.Event()  # cuts the writer's lingering short
+        self._hurry_until = 0.0
         self._next_scan = 0.0
         self.rows_written = 0
         self.orphans_drained = 0
@@ -107,7 +126,9 @@ class AuditSpool:
                 raise
             self._appended = start + len(line)
             self._appended_total += len(line)
-        self._wake.set()
+        if self._idle:  # wake the writer only when it sleeps: one wake-up per batch, not per row
+            self._idle = False
+            self._wake.set()
 
     def flush(self, timeout: float) -> bool:
         """Wait until every row appended so far by this process is in the database; False at the deadline."""
@@ -116,6 +137,8 @@ class AuditSpool:
         if self._thread is None and self._fd is not None:
             self._write_own()  # no writer thread (tests, a short-lived command): write here
         deadline = time.monotonic() + timeout
+        self._hurry_until = deadline  # no lingering for more rows while someone waits
+        self._hurry.set()
         self._wake.set()
         with self._progress:
             while self._written_total < target:
@@ -195,8 +218,14 @@ class AuditSpool:
             if delay:
                 self._stop.wait(delay)  # after a failure: back off, whatever is appended meanwhile
             else:
-                self._wake.wait(timeout=ORPHAN_SCAN_SECONDS)
+                self._idle = True  # before looking: an append after this wakes us
+                if self.pending_bytes == 0 and not self._stopping:
+                    self._wake.wait(timeout=ORPHAN_SCAN_SECONDS)
+                self._idle = False
                 self._wake.clear()
+                if not self._stopping and time.monotonic() >= self._hurry_until:
+                    self._hurry.wait(LINGER_SECONDS)  # gather a batch: one INSERT for many calls
+                self._hurry.clear()
             if self._stopping and self.pending_bytes == 0:
                 break
             try:
@@ -438,17 +467,29 @@ def current() -> AuditSpool | None:
     if not base:
         return None
     global _SPOOL, _SPOOL_KEY
-    key = (base, _db_key(), settings.EXCHANGE_AUDIT_SPOOL_FSYNC)
+    db = settings.DATABASES["default"]
+    key = (base, settings.EXCHANGE_AUDIT_SPOOL_FSYNC, db.get("ENGINE"), db.get("HOST"), db.get("PORT"), db["NAME"])
     spool = _SPOOL
     if spool is not None and _SPOOL_KEY == key:
         return spool
     with _SPOOL_LOCK:
         if _SPOOL is None or _SPOOL_KEY != key:
-            old, _SPOOL = _SPOOL, AuditSpool(Path(base) / key[1], fsync=key[2])
+            old, _SPOOL = _SPOOL, AuditSpool(Path(base) / _db_key(db), fsync=key[1])
             _SPOOL_KEY = key
             if old is not None:
                 old.close()
         return _SPOOL
+
+
+def drain_orphans_of_settings() -> int:
+    """Write the spool files dead processes left for this database (nothing if the spool is off)."""
+    from django.conf import settings
+
+    if not settings.EXCHANGE_AUDIT_SPOOL_DIR:
+        return 0
+    spool = _SPOOL
+    directory = Path(settings.EXCHANGE_AUDIT_SPOOL_DIR) / _db_key(settings.DATABASES["default"])
+    return drain_orphans(directory, skip=spool.path if spool is not None else None)
 
 
 def flush(timeout: float = 10.0) -> bool:
@@ -466,7 +507,8 @@ def _at_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _SPOOL, _SPOOL_KEY
+    global _SPOOL, _SPOOL_KEY, CALL_IDS
+    CALL_IDS = _CallIds()
     if _SPOOL is not None:
         _SPOOL._forget_in_child()
     _SPOOL, _SPOOL_KEY = None, None

@@ -8,6 +8,8 @@ orders.jobs_reconcile (RECONCILE_INTERVAL_MINUTES, off at 0).
 
 from django.core.management.base import BaseCommand
 
+from exchange.retention import SCHEDULE_NAME as AUDIT_PRUNE
+from exchange.retention import prune_schedule_ensure
 from orders.jobs_reconcile import reconcile_schedule_ensure
 from orders.services.jobs import SCHEDULES, schedules_ensure
 
@@ -20,3 +22,4 @@ class Command(BaseCommand):
         for job in SCHEDULES:
             self.stdout.write(f"{job.name}: {result[job.name]} (every {job.minutes} min, {job.func})")
         self.stdout.write(f"reconcile: {reconcile_schedule_ensure()}")
+        self.stdout.write(f"{AUDIT_PRUNE}: {prune_schedule_ensure()}")
