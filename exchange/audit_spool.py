@@ -214,6 +214,9 @@ class AuditSpool:
         from ordermanager.core.services.db_backlog import DB_UNAVAILABLE
 
         delay = 0.0
+        with contextlib.suppress(Exception):  # at start: files of processes that died before us go first
+            self._next_scan = time.monotonic() + ORPHAN_SCAN_SECONDS
+            self.drain_orphans()
         while True:
             if delay:
                 self._stop.wait(delay)  # after a failure: back off, whatever is appended meanwhile
