@@ -406,6 +406,13 @@ def insert_lines(chunk: bytes, *, source: str = "") -> int:
             raise
         except Exception as exc:  # noqa: BLE001 - fall back to row by row below
             log.warning("exchange_audit_spool_batch_refused", source=source, error=f"{type(exc).__name__}: {exc}"[:300])
+    else:
+        try:
+            return _insert_bulk(lines.split(b"\n"))
+        except DB_UNAVAILABLE:
+            raise
+        except Exception as exc:  # noqa: BLE001 - fall back to row by row below
+            log.warning("exchange_audit_spool_batch_refused", source=source, error=f"{type(exc).__name__}: {exc}"[:300])
     inserted = 0
     for line in lines.split(b"\n"):
         try:
@@ -432,19 +439,39 @@ def _insert_json_array(payload: bytes) -> int:
         return max(0, cursor.rowcount)
 
 
-def _insert_one(line: bytes) -> int:
+def _row_of(line: bytes):
     from django.utils.dateparse import parse_datetime
 
     from exchange.models import ExchangeCall
 
-    data = json.loads(line)
-    fields = {c: data.get(c) for c in COLUMNS}
+    fields = {c: v for c, v in json.loads(line).items() if c in COLUMNS}
     fields["call_id"] = uuid.UUID(fields["call_id"])
-    if ExchangeCall.objects.filter(call_id=fields["call_id"]).exists():
-        return 0
     fields["created_at"] = parse_datetime(fields["created_at"])
+    return ExchangeCall(**fields)
+
+
+def _insert_bulk(lines: list[bytes]) -> int:
+    """Other databases (SQLite): one transaction, conflicts on call_id ignored."""
+    from django.db import transaction
+
+    from exchange.models import ExchangeCall
+
+    rows = [_row_of(line) for line in lines]
+    ids = [r.call_id for r in rows]
+    with transaction.atomic():
+        before = ExchangeCall.objects.filter(call_id__in=ids).count()
+        ExchangeCall.objects.bulk_create(rows, ignore_conflicts=True)
+        return ExchangeCall.objects.filter(call_id__in=ids).count() - before
+
+
+def _insert_one(line: bytes) -> int:
+    from exchange.models import ExchangeCall
+
+    row = _row_of(line)
+    if ExchangeCall.objects.filter(call_id=row.call_id).exists():
+        return 0
     with _statement():
-        ExchangeCall(**fields).save(force_insert=True)
+        row.save(force_insert=True)
     return 1
 
 

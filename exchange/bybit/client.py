@@ -19,6 +19,7 @@ lost response can never produce a second order.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -47,6 +48,7 @@ from exchange.bybit.types import (
 )
 
 logger = structlog.get_logger("exchange.bybit")
+_STDLIB_LOGGER = logging.getLogger("exchange.bybit")
 
 ENV_BASE_URLS = {
     "mainnet": "https://api.bybit.com",
@@ -634,10 +636,11 @@ class BybitClient:
 
     def _record(self, method, path, params, http_status, ret_code, ret_msg, latency_ms, attempt, op, error, *,
                 response: httpx.Response | None = None, envelope: dict | None = None) -> None:  # fmt: skip
-        logger.debug(
-            "bybit_call", method=method, path=path, http_status=http_status, ret_code=ret_code,
-            latency_ms=latency_ms, attempt=attempt, trace_id=op.trace_id, order_link_id=op.order_link_id,
-        )  # fmt: skip
+        if _STDLIB_LOGGER.isEnabledFor(logging.DEBUG):  # a dropped structlog line still costs its processors
+            logger.debug(
+                "bybit_call", method=method, path=path, http_status=http_status, ret_code=ret_code,
+                latency_ms=latency_ms, attempt=attempt, trace_id=op.trace_id, order_link_id=op.order_link_id,
+            )  # fmt: skip
         if not self.audit:
             return
         from exchange.audit import exchange_call_record, response_for_audit

@@ -3,7 +3,8 @@
 Fill side (orders.services.jobs.SCHEDULES): position snapshots, validation
 against fills, mark prices, loss warnings, stale-order sweep, each interval
 from its setting. Reconciliation's optional schedule comes from
-orders.jobs_reconcile (RECONCILE_INTERVAL_MINUTES, off at 0).
+orders.jobs_reconcile (RECONCILE_INTERVAL_MINUTES, off at 0). The exchange-call
+audit's prune job comes from exchange.retention (EXCHANGE_CALL_PRUNE_INTERVAL).
 """
 
 from django.core.management.base import BaseCommand
