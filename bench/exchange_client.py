@@ -18,10 +18,11 @@ at a time: a PostOnly limit Buy far below the market (it rests), then its cancel
 - ``client, audit inline``: the same with EXCHANGE_AUDIT_SPOOL_DIR empty, one INSERT per call (0206's way);
   left out with ``--no-inline`` or when the spool is off anyway.
 Reported per variant: round trips per second and wall ms per HTTP call (best of ``--repeat`` interleaved
-runs: the least disturbed by other load on the machine), and CPU ms per HTTP call spent in this process, all
+runs: the least disturbed by other load on the machine), CPU ms per HTTP call spent in this process, all
 threads (``time.process_time``: the client's own work, the audit writer included, immune to waiting on the
-simulator). Ratios are to the baseline. After the runs, the time the spool's writer still needed to have
-every row in the database, and the number of rows written against the number of calls made.
+simulator), and CPU ms of the calling thread alone (``(caller)``: what a call itself pays). Ratios are to
+the baseline. After the runs: the time the spool's writer still needed to have every row in the database,
+and the number of rows written against the number of calls made.
 """
 
 from __future__ import annotations
@@ -81,12 +82,12 @@ def client_round_trip(client, link: str, price: Decimal) -> None:
     client.cancel_order(category="linear", symbol=SYMBOL, order_link_id=link)
 
 
-def timed(round_trip, n: int, prefix: str) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process) for ``n`` round trips."""
-    started, cpu_started = time.perf_counter(), time.process_time()
+def timed(round_trip, n: int, prefix: str) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds of this process, CPU seconds of the calling thread) for ``n`` round trips."""
+    started, cpu_started, own_started = time.perf_counter(), time.process_time(), time.thread_time()
     for i in range(n):
         round_trip(f"{prefix}-{i}")
-    return time.perf_counter() - started, time.process_time() - cpu_started
+    return time.perf_counter() - started, time.process_time() - cpu_started, time.thread_time() - own_started
 
 
 def _serve(api_key: str, api_secret: str, urls, stop) -> None:
@@ -176,20 +177,24 @@ def main() -> None:
     calls = 2 * args.n
     print(f"\nBybit client vs bare httpx — simulator {sim_url} (child process), PostgreSQL "
           f"{connection.settings_dict['NAME']}, {args.n} create+cancel round trips x {args.repeat} runs\n")  # fmt: skip
-    print(f"{'variant':<24}{'round trips/s':>15}{'wall ms/call':>14}{'(median)':>10}{'CPU ms/call':>13}")
-    wall, cpu = {}, {}
+    print(f"{'variant':<24}{'round trips/s':>15}{'wall ms/call':>14}{'(median)':>10}{'CPU ms/call':>13}"
+          f"{'(caller)':>10}")  # fmt: skip
+    wall, cpu, own = {}, {}, {}
     for name, runs in results.items():
         best = min(runs)
         wall[name], cpu[name] = best[0] / calls * 1000, min(r[1] for r in runs) / calls * 1000
+        own[name] = min(r[2] for r in runs) / calls * 1000
         median_ms = statistics.median(r[0] for r in runs) / calls * 1000
-        print(f"{name:<24}{args.n / best[0]:>15.0f}{wall[name]:>14.3f}{median_ms:>10.3f}{cpu[name]:>13.3f}")
+        print(f"{name:<24}{args.n / best[0]:>15.0f}{wall[name]:>14.3f}{median_ms:>10.3f}{cpu[name]:>13.3f}"
+              f"{own[name]:>10.3f}")  # fmt: skip
     print()
-    for label, fig in (("wall", wall), ("CPU", cpu)):
+    for label, fig in (("wall", wall), ("CPU", cpu), ("CPU of the calling thread", own)):
         parts = [f"{name} {fig[name] / fig[BASE]:.2f}x ({fig[name] - fig[BASE]:+.3f} ms)" for name in results
                  if name != BASE]  # fmt: skip
         print(f"ratio to bare httpx per call ({label}): " + "; ".join(parts))
     print(f"the audit's own cost per call (audit on minus audit off): wall {wall[FULL] - wall[NO_AUDIT]:+.3f} ms, "
-          f"CPU {cpu[FULL] - cpu[NO_AUDIT]:+.3f} ms (CPU includes the writer thread)")
+          f"CPU {cpu[FULL] - cpu[NO_AUDIT]:+.3f} ms (writer thread included), "
+          f"calling thread {own[FULL] - own[NO_AUDIT]:+.3f} ms")
     mode = (f"spooled to {settings.EXCHANGE_AUDIT_SPOOL_DIR} (fsync {settings.EXCHANGE_AUDIT_SPOOL_FSYNC}), "
             f"written by a thread" if settings.EXCHANGE_AUDIT_SPOOL_DIR else "one INSERT per call, inline")
     expected = 2 * (args.n * args.repeat + 20) * (2 if INLINE in results else 1)
