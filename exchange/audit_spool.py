@@ -45,6 +45,7 @@ ORPHAN_SCAN_SECONDS = 30.0
 LINGER_SECONDS = 0.05
 STALE_TMP_SECONDS = 3600.0
 RETRY_FIRST, RETRY_MAX = 0.2, 5.0
+EXIT_WAIT_SECONDS = 2.0  # at exit, the writer's last chance before the rows are left to the next process
 # Column order of a spooled row; every line has every key (json_populate_recordset fills absent ones with NULL).
 COLUMNS = (
     "call_id", "created_at", "method", "path", "params", "http_status", "ret_code", "ret_msg", "latency_ms",
@@ -532,8 +533,8 @@ def _at_exit() -> None:
     from django.conf import settings
 
     spool = _SPOOL
-    if spool is not None:
-        spool.close(timeout=settings.DB_BACKLOG_EXIT_GRACE)
+    if spool is not None:  # rows not written in time stay in the file for the next process: no long wait here
+        spool.close(timeout=min(settings.DB_BACKLOG_EXIT_GRACE, EXIT_WAIT_SECONDS))
 
 
 def _after_fork_in_child() -> None:
