@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from django.contrib import admin
 from django.db.models import Q
+from django.utils.html import format_html
 
 from exchange.models import EXCHANGE_CALL_FAILED, ExchangeCall, Instrument
 from ordermanager.core.admin_tools import ReadOnlyAdmin, choices_filter, money, pretty_json, usdt
@@ -73,8 +75,8 @@ class ExchangeCallAdmin(ReadOnlyAdmin):
     search_fields = ("=order_link_id",)
     search_help_text = "Exact orderLinkId or trace id."
     ordering = ("-created_at",)
-    exclude = ("params",)
-    readonly_fields = ("params_col",)
+    exclude = ("params", "response_body")
+    readonly_fields = ("params_col", "response_col")
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
@@ -85,3 +87,17 @@ class ExchangeCallAdmin(ReadOnlyAdmin):
     @admin.display(description="params")
     def params_col(self, obj):
         return pretty_json(_redacted(obj.params))
+
+    @admin.display(description="response")
+    def response_col(self, obj):
+        """The answer as stored (already redacted by the client; keys redacted again here when it is JSON)."""
+        if obj.response_bytes is None:
+            return "(no answer)"
+        note = f"{obj.response_bytes} bytes received"
+        if obj.response_truncated:
+            note += f"; cut to the first {len(obj.response_body.encode())} bytes (EXCHANGE_CALL_RESPONSE_MAX_BYTES)"
+        try:
+            body = pretty_json(_redacted(json.loads(obj.response_body)))
+        except ValueError:  # cut, or not JSON
+            body = format_html('<pre style="white-space:pre-wrap;max-width:70em">{}</pre>', obj.response_body)
+        return format_html("<p>{}</p>{}", note, body)

@@ -3,16 +3,22 @@
 Rows are written outside any caller transaction concern: an audit insert that
 fails must never turn a sent order into an exception (the order exists on the
 exchange either way), so failures are logged with the row's content instead.
-A row that cannot be written because the database is unreachable is kept in
-memory (``AUDIT_BACKLOG``, bounded, in order) and written, with its original
-time, when the database returns (docs/decisions/0414).
+With ``EXCHANGE_AUDIT_SPOOL_DIR`` set (production) the row is appended to this
+process's spool file and written by a thread (exchange/audit_spool.py,
+docs/decisions/0208): the calling thread does not wait for the database, and a
+killed process loses nothing. With it empty (the test settings), the row is
+inserted inline; one that cannot be written because the database is
+unreachable is kept in memory (``AUDIT_BACKLOG``, bounded, in order) and
+written, with its original time, when the database returns (docs/decisions/0414).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -27,6 +33,8 @@ logger = structlog.get_logger("exchange.audit")
 REDACTED = "***"
 # Parameter names that could carry a credential; never stored even if a caller passes one.
 _SECRET_NAME = re.compile(r"secret|sign|password|passphrase|token|api_?key", re.IGNORECASE)
+# The words _SECRET_NAME looks for, as plain substrings: a fast first look at a whole answer.
+_SECRET_WORDS = ("secret", "sign", "password", "passphrase", "token", "apikey", "api_key")
 _PATH_MAX = ExchangeCall._meta.get_field("path").max_length
 _MSG_MAX = ExchangeCall._meta.get_field("ret_msg").max_length
 _ERROR_MAX = ExchangeCall._meta.get_field("error").max_length
@@ -43,6 +51,35 @@ def redact_params(params: Any) -> Any:
     return params
 
 
+def response_for_audit(raw: bytes, envelope: dict | None, scrub) -> tuple[str, int, bool]:
+    """(body to store, size received in bytes, cut?) of one answer.
+
+    Redacted as a request is: values under secret-looking keys replaced (when the body is JSON), then
+    ``scrub`` (the client's: its key, its secret, signature-shaped hex) over the text; then cut to
+    ``EXCHANGE_CALL_RESPONSE_MAX_BYTES`` bytes of UTF-8 at a character boundary. NUL characters, which
+    PostgreSQL cannot store, become U+FFFD.
+    """
+    from django.conf import settings
+
+    size = len(raw)
+    text = raw.decode("utf-8", "replace")
+    lowered = text.lower()
+    if any(word in lowered for word in _SECRET_WORDS):  # only then can a key need redacting: parse, redact by name
+        if envelope is None:
+            with contextlib.suppress(ValueError):
+                envelope = json.loads(text)
+        if isinstance(envelope, dict | list):
+            text = json.dumps(redact_params(envelope), ensure_ascii=False, separators=(",", ":"), default=str)
+    text = scrub(text).replace("\x00", "\ufffd")
+    limit = settings.EXCHANGE_CALL_RESPONSE_MAX_BYTES
+    if len(text) * 4 <= limit:  # cannot exceed the cap: skip the encoding
+        return text, size, False
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text, size, False
+    return encoded[:limit].decode("utf-8", "ignore"), size, True
+
+
 def exchange_call_record(
     *,
     method: str,
@@ -57,9 +94,17 @@ def exchange_call_record(
     order_link_id: str = "",
     error: str = "",
     dry_run: bool = False,
+    response_body: str = "",
+    response_bytes: int | None = None,
+    response_truncated: bool = False,
 ) -> ExchangeCall | None:
-    """Insert one audit row. Returns None (and logs) if the database refused it."""
-    row = ExchangeCall(
+    """Record one audit row: spooled (returns None), or inserted inline (returns the row; None if refused)."""
+    from exchange import audit_spool
+
+    spool = audit_spool.current()
+    row = dict(
+        call_id=audit_spool.CALL_IDS.next(),
+        created_at=timezone.now().isoformat() if spool is not None else timezone.now(),
         method=method[:8],
         path=path[:_PATH_MAX],
         params=redact_params(params or {}),
@@ -72,8 +117,24 @@ def exchange_call_record(
         order_link_id=(order_link_id or "")[:_LINK_MAX],
         error=(error or "")[:_ERROR_MAX],
         dry_run=dry_run,
-        created_at=timezone.now(),
+        response_body=response_body or "",
+        response_bytes=response_bytes,
+        response_truncated=response_truncated,
     )
+    if spool is not None:
+        try:
+            spool.append(audit_spool.row_line(row))
+            return None
+        except OSError as exc:  # a full or broken disk: the row goes inline instead of nowhere
+            logger.error("exchange_audit_spool_append_failed", error=str(exc), path=row["path"])
+    return _record_inline(row)
+
+
+def _record_inline(fields: dict) -> ExchangeCall | None:
+    if isinstance(fields["created_at"], str):  # the spool refused it
+        fields["created_at"] = datetime.fromisoformat(fields["created_at"])
+    row = ExchangeCall(**fields)
+    http_status, ret_code = row.http_status, row.ret_code
     if AUDIT_BACKLOG.pending:  # earlier rows wait for the database: this one goes behind them
         AUDIT_BACKLOG.keep(row, error="earlier audit rows are waiting for the database")
         return None
@@ -99,12 +160,9 @@ def exchange_call_record(
 
 
 def _backlog_write(row: ExchangeCall) -> None:
-    """A kept row, written late: it keeps the time of the call it records (not of the write)."""
-    at = row.created_at
+    """A kept row, written late: it keeps the time of the call it records (``created_at`` is set, not auto)."""
     row.pk = None
-    with transaction.atomic():
-        row.save(force_insert=True)
-        ExchangeCall.objects.filter(pk=row.pk).update(created_at=at)
+    row.save(force_insert=True)
 
 
 def _backlog_symbols(row: ExchangeCall) -> Iterable[tuple[str, str]]:

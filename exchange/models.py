@@ -1,5 +1,6 @@
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from ordermanager.core.fields import money_field
 
@@ -43,11 +44,17 @@ class ExchangeCall(models.Model):
     """Audit of one HTTP attempt against the exchange.
 
     Append-only and expected to reach millions of rows: only indexed columns
-    are filtered on (time, trace id, orderLinkId), and rows are pruned by age.
-    Secrets and signatures are never stored (the client redacts them).
+    are filtered on (time, trace id, orderLinkId), and rows are pruned by age
+    (EXCHANGE_CALL_RETENTION_DAYS, exchange/retention.py). Secrets and
+    signatures are never stored (the client redacts request and response).
+
+    ``created_at`` is the time of the call, set by the client: a row written
+    later (from the spool, exchange/audit_spool.py) keeps it. ``call_id`` is
+    unique so a row handed over twice is written once.
     """
 
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    call_id = models.UUIDField(null=True, blank=True, editable=False)
     method = models.CharField(max_length=8)
     path = models.CharField(max_length=100)
     params = models.JSONField(default=dict, blank=True)
@@ -60,9 +67,17 @@ class ExchangeCall(models.Model):
     order_link_id = models.CharField(max_length=36, blank=True, db_index=True)
     error = models.CharField(max_length=500, blank=True)
     dry_run = models.BooleanField(default=False)
+    # The answer as received (secret-looking keys and signature-like values redacted), cut to
+    # EXCHANGE_CALL_RESPONSE_MAX_BYTES; response_bytes is the size before the cut (None: no answer).
+    response_body = models.TextField(blank=True)
+    response_bytes = models.IntegerField(null=True, blank=True)  # no CHECK: adding one scans the table
+    response_truncated = models.BooleanField(default=False)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=Q(attempt__gte=1), name="exchangecall_attempt_positive")]
+        constraints = [
+            models.CheckConstraint(condition=Q(attempt__gte=1), name="exchangecall_attempt_positive"),
+            models.UniqueConstraint(fields=["call_id"], name="exchangecall_unique_call_id"),
+        ]
         indexes = [
             # The admin's "failed" filter (exchange/admin.py FailedFilter, same condition): failures are rare.
             models.Index(

@@ -20,3 +20,12 @@ def _no_database_outage_seen():
     db_backlog._outage_at = None
     yield
     db_backlog._outage_at = None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _audit_spool_of_this_session(tmp_path_factory):
+    """Processes a test starts spool their audit rows under this session's own directory: rows a killed process
+    left behind are never drained into a later session's (re-created, same-named) test database."""
+    import os
+
+    os.environ["EXCHANGE_AUDIT_SPOOL_DIR"] = str(tmp_path_factory.mktemp("exchange-audit"))

@@ -19,6 +19,7 @@ lost response can never produce a second order.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -47,6 +48,7 @@ from exchange.bybit.types import (
 )
 
 logger = structlog.get_logger("exchange.bybit")
+_STDLIB_LOGGER = logging.getLogger("exchange.bybit")
 
 ENV_BASE_URLS = {
     "mainnet": "https://api.bybit.com",
@@ -406,7 +408,7 @@ class BybitClient:
             self._ensure_time_synced(op)
         self._pace(path, op)
         request = self._build_request(method, path, params, signed=signed)
-        http_status = ret_code = None
+        http_status = ret_code = response = envelope = None
         ret_msg = error = ""
         started = time.perf_counter()  # latency is real time even when tests inject a fake clock
         try:
@@ -423,7 +425,8 @@ class BybitClient:
             raise
         finally:
             latency_ms = int((time.perf_counter() - started) * 1000)
-            self._record(method, path, params, http_status, ret_code, ret_msg, latency_ms, attempt, op, error)
+            self._record(method, path, params, http_status, ret_code, ret_msg, latency_ms, attempt, op, error,
+                         response=response, envelope=envelope)  # fmt: skip
 
     def _build_request(self, method: str, path: str, params: dict, *, signed: bool) -> httpx.Request:
         headers: dict[str, str] = {}
@@ -632,19 +635,24 @@ class BybitClient:
 
     # --- audit, dry-run, scrubbing
 
-    def _record(self, method, path, params, http_status, ret_code, ret_msg, latency_ms, attempt, op, error) -> None:
-        logger.debug(
-            "bybit_call", method=method, path=path, http_status=http_status, ret_code=ret_code,
-            latency_ms=latency_ms, attempt=attempt, trace_id=op.trace_id, order_link_id=op.order_link_id,
-        )  # fmt: skip
+    def _record(self, method, path, params, http_status, ret_code, ret_msg, latency_ms, attempt, op, error, *,
+                response: httpx.Response | None = None, envelope: dict | None = None) -> None:  # fmt: skip
+        if _STDLIB_LOGGER.isEnabledFor(logging.DEBUG):  # a dropped structlog line still costs its processors
+            logger.debug(
+                "bybit_call", method=method, path=path, http_status=http_status, ret_code=ret_code,
+                latency_ms=latency_ms, attempt=attempt, trace_id=op.trace_id, order_link_id=op.order_link_id,
+            )  # fmt: skip
         if not self.audit:
             return
-        from exchange.audit import exchange_call_record
+        from exchange.audit import exchange_call_record, response_for_audit
 
+        body, size, cut = ("", None, False) if response is None else response_for_audit(
+            response.content, envelope, self._scrub)  # fmt: skip
         exchange_call_record(
             method=method, path=path, params=_jsonable(params), http_status=http_status, ret_code=ret_code,
             ret_msg=self._scrub(ret_msg), latency_ms=latency_ms, attempt=attempt, trace_id=op.trace_id,
             order_link_id=op.order_link_id or str(params.get("orderLinkId") or ""), error=self._scrub(error),
+            response_body=body, response_bytes=size, response_truncated=cut,
         )  # fmt: skip
 
     def _dry_run_log(self, action: str, path: str, params: dict, *, order_link_id: str, trace_id: str) -> None:

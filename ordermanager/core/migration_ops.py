@@ -12,7 +12,7 @@ drop it by name and migrate again.
 
 from __future__ import annotations
 
-from django.db.migrations.operations import AddIndex
+from django.db.migrations.operations import AddConstraint, AddIndex
 
 
 class AddIndexOnline(AddIndex):
@@ -36,3 +36,31 @@ class AddIndexOnline(AddIndex):
 
     def describe(self):
         return f"Create index {self.index.name} on {self.model_name} (concurrently on PostgreSQL)"
+
+
+class AddUniqueConstraintOnline(AddConstraint):
+    """A single-column ``UniqueConstraint`` added without blocking writes on PostgreSQL.
+
+    The unique index is built ``CONCURRENTLY`` first, then attached as the constraint
+    (``ADD CONSTRAINT ... UNIQUE USING INDEX``: a catalog change, no scan). Same rules as
+    ``AddIndexOnline``: ``atomic = False`` in the migration, a plain build elsewhere.
+    """
+
+    def _online(self, schema_editor) -> bool:
+        connection = schema_editor.connection
+        return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if not self._online(schema_editor):
+            return super().database_forwards(app_label, schema_editor, from_state, to_state)
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        quote = schema_editor.quote_name
+        table, name = quote(model._meta.db_table), quote(self.constraint.name)
+        columns = ", ".join(quote(model._meta.get_field(f).column) for f in self.constraint.fields)
+        schema_editor.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {name} ON {table} ({columns})")
+        schema_editor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} UNIQUE USING INDEX {name}")
+
+    def describe(self):
+        return f"Create unique constraint {self.constraint.name} on {self.model_name} (index built concurrently)"

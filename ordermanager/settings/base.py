@@ -308,6 +308,18 @@ BYBIT_API_SECRET = env_secret("BYBIT_API_SECRET", "")
 BYBIT_RECV_WINDOW = env_int("BYBIT_RECV_WINDOW", 5000, minimum=1000, maximum=60000)
 BYBIT_HTTP_TIMEOUT = env_float_seconds("BYBIT_HTTP_TIMEOUT", "5", minimum="0.1")
 BYBIT_CATEGORY = env_choice("BYBIT_CATEGORY", "linear", ("linear", "spot"))
+# Audit of exchange calls (docs/decisions/0206, 0208). Rows older than the retention are pruned by a django-q2
+# job every EXCHANGE_CALL_PRUNE_INTERVAL seconds, EXCHANGE_CALL_PRUNE_BATCH rows per short transaction.
+EXCHANGE_CALL_RETENTION_DAYS = env_int("EXCHANGE_CALL_RETENTION_DAYS", 30, minimum=1, maximum=3650)
+EXCHANGE_CALL_PRUNE_BATCH = env_int("EXCHANGE_CALL_PRUNE_BATCH", 1000, minimum=1, maximum=100000)
+EXCHANGE_CALL_PRUNE_INTERVAL = env_int("EXCHANGE_CALL_PRUNE_INTERVAL", 3600, minimum=60, maximum=7 * 86400)
+# The response body kept on each row is cut to this many bytes (UTF-8); 0 keeps only its size.
+EXCHANGE_CALL_RESPONSE_MAX_BYTES = env_int("EXCHANGE_CALL_RESPONSE_MAX_BYTES", 16384, minimum=0, maximum=1048576)
+# Audit rows are appended to a per-process spool file here (one sub-directory per database) and written to the
+# database by a thread; a process that dies leaves its file to the next one. Empty: one INSERT per call, inline.
+EXCHANGE_AUDIT_SPOOL_DIR = env_str("EXCHANGE_AUDIT_SPOOL_DIR", str(BASE_DIR / "var" / "exchange-audit"))
+# fsync each spooled row: survives a machine crash too, at the cost of a disk flush per exchange call.
+EXCHANGE_AUDIT_SPOOL_FSYNC = env_bool("EXCHANGE_AUDIT_SPOOL_FSYNC", False)
 BYBIT_API_RETRY_MAX_ATTEMPTS = env_int("BYBIT_API_RETRY_MAX_ATTEMPTS", 3, minimum=1, maximum=20)
 BYBIT_API_RETRY_BASE_DELAY = env_float_seconds("BYBIT_API_RETRY_BASE_DELAY", "1.0")
 BYBIT_API_RETRY_MAX_DELAY = env_float_seconds("BYBIT_API_RETRY_MAX_DELAY", "30.0")

@@ -18,3 +18,6 @@ STORAGES = {
 }
 # Every event the suite produces is checked against its documented JSON Schema (docs/events/).
 OUTBOX_VALIDATE = True
+# Audit rows inline (one INSERT per call): a test runs in a transaction that a writer thread's own connection
+# cannot join. The spool has its own tests (tests/exchange/test_audit_spool.py); processes a test starts use it.
+EXCHANGE_AUDIT_SPOOL_DIR = ""
