@@ -1,5 +1,12 @@
 """Test settings: everything from base, with jobs synchronous and hashing fast."""
 
+import atexit
+import os
+import shutil
+import tempfile
+
+from ordermanager.metrics_dir import metrics_dir_configure
+
 from .base import *  # noqa: F403
 from .base import Q_CLUSTER, REST_FRAMEWORK
 
@@ -18,3 +25,10 @@ STORAGES = {
 }
 # Every event the suite produces is checked against its documented JSON Schema (docs/events/).
 OUTBOX_VALIDATE = True
+# Metrics: each test process writes its values into a directory of its own (not the checkout's var/metrics,
+# which the processes a test starts may use), unless METRICS_DIR names one; no heartbeat thread inside the
+# test process (processes a test starts run the base settings and do beat).
+if not os.environ.get("METRICS_DIR"):
+    METRICS_DIR = metrics_dir_configure(tempfile.mkdtemp(prefix="om-metrics-test-"))
+    atexit.register(shutil.rmtree, METRICS_DIR, True)
+PROCESS_HEARTBEAT_INTERVAL = 0
