@@ -28,7 +28,7 @@ from tests.browser.test_static_under_procfile_uvicorn import child_env, free_por
 from tests.core.metrics_scrape import parse
 from tests.signals_app.e2e.harness import ROOT, Broker, random_signal, wait_until
 
-pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 SIGNALS = 4
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
