@@ -1,6 +1,6 @@
 """Every Prometheus series of the service: its name, labels and help, and the one-line recorders the code calls.
 
-Two kinds of series (docs/decisions/0524-metrics-multiprocess.md):
+Two kinds of series (docs/decisions/0525-metrics-multiprocess.md):
 - events, recorded where they happen, in whichever process (counters, histograms, one live gauge): they go to
   the shared metrics directory (prometheus_client's multiprocess mode) and the web process adds them up;
 - state, computed by the web process from the database (and the broker) when ``/metrics`` is scraped
@@ -71,7 +71,7 @@ _rate_limit_wait = Counter(EXCHANGE_RATE_LIMIT_WAIT_TOTAL, "Seconds spent waitin
 _fills = Counter(FILLS_TOTAL, "Executions from the private stream applied to the book, by execType.", ["exec_type"])
 _fill_lag = Histogram(FILL_LAG, "Now minus execTime when an execution from the private stream is applied.",
                       buckets=_FILL_LAG_BUCKETS)  # fmt: skip
-# livesum: the connections of the web processes alive now (a dead process's value is dropped, 0524).
+# livesum: the connections of the web processes alive now (a dead process's value is dropped, 0525).
 _gateway_connections = Gauge(GATEWAY_CONNECTIONS, "Authenticated ws-gateway connections.",
                              multiprocess_mode="livesum")  # fmt: skip
 

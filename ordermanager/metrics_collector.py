@@ -5,7 +5,7 @@
 ``StateCollector`` for the series that are facts of the database (a few indexed queries) and of the broker
 (a passive declare of the signal queue, bounded by ``QUEUE_PROBE_TIMEOUT``). A part that cannot be read (the
 database or the broker away) is left out of that scrape and logged; the rest is still served.
-See docs/decisions/0524-metrics-multiprocess.md.
+See docs/decisions/0525-metrics-multiprocess.md.
 """
 
 from __future__ import annotations
@@ -119,9 +119,11 @@ class StateCollector:
     def _heartbeats(self, now: datetime):
         from ordermanager.core.models import Heartbeat
 
-        beats = Heartbeat.objects.filter(component__startswith=PROCESS_PREFIX).values_list("component", "beat_at")
-        family = _gauge(m.PROCESS_HEARTBEAT_AGE, "Seconds since the last heartbeat of each long-running process.",
-                        ["process"])  # fmt: skip
+        # Every heartbeat row: each process's own (``process:<name>``, shown as <name>) and the components that
+        # beat too (the signal pipeline's ``consumer``, the ``ws_gateway`` link), as the alert thresholds see them.
+        beats = Heartbeat.objects.values_list("component", "beat_at")
+        family = _gauge(m.PROCESS_HEARTBEAT_AGE, "Seconds since the last heartbeat of each long-running process "
+                        "(and of the consumer and ws_gateway components).", ["process"])  # fmt: skip
         for component, last in sorted(beats):
             family.add_metric([component.removeprefix(PROCESS_PREFIX)], max(0.0, (now - last).total_seconds()))
         yield family

@@ -4,7 +4,7 @@ prometheus_client decides at import time whether values go to files: ``PROMETHEU
 in the environment before the first ``import prometheus_client`` of a process. The settings call
 ``metrics_dir_configure`` while they load, which is before any app code runs, in every process (manage.py
 commands, uvicorn's ``ordermanager.asgi``, qcluster and its forked workers). This module must therefore not
-import prometheus_client itself. See docs/decisions/0524-metrics-multiprocess.md.
+import prometheus_client itself. See docs/decisions/0525-metrics-multiprocess.md.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ metrics directory, and starts a daemon thread that beats the ``process:<name>`` 
 ``PROCESS_HEARTBEAT_INTERVAL`` seconds (0: no thread; the test settings use 0 so that code run inside the
 test process leaves the test database alone). The web process turns those rows into
 ``ordermanager_process_heartbeat_age_seconds{process}`` when scraped, so a process that is gone shows as a
-growing age, on any host. See docs/decisions/0524-metrics-multiprocess.md.
+growing age, on any host. See docs/decisions/0525-metrics-multiprocess.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``GET /metrics``: the Prometheus text exposition, for a staff login, an API key or an allowed address.
 
-Access (docs/decisions/0524-metrics-multiprocess.md): a client whose address is in
+Access (docs/decisions/0525-metrics-multiprocess.md): a client whose address is in
 ``METRICS_ALLOWED_NETWORKS`` scrapes without credentials (the usual Prometheus setup); anyone else
 authenticates as for the API: ``Authorization: Api-Key <key>`` (Prometheus' ``authorization`` block with
 ``type: Api-Key``) or a staff session. Without them the answer is 401 (403 for a non-staff login), in the

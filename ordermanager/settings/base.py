@@ -406,7 +406,7 @@ MARK_PRICE_REFRESH_INTERVAL = env_int("MARK_PRICE_REFRESH_INTERVAL", 60, minimum
 LOSS_WARNING_CHECK_INTERVAL = env_int("LOSS_WARNING_CHECK_INTERVAL", 60, minimum=1)
 STALE_ORDER_SWEEP_INTERVAL = env_int("STALE_ORDER_SWEEP_INTERVAL", 60, minimum=1)
 
-# --- Metrics (GET /metrics, Prometheus; docs/decisions/0524) --------------------------------
+# --- Metrics (GET /metrics, Prometheus; docs/decisions/0525) --------------------------------
 # Every process writes its counters and histograms into files in this directory (prometheus_client's
 # multiprocess mode) and the web process adds them up for a scrape. Local to one host; emptied when the
 # service starts (`make run`: `manage.py metrics_reset`). Set before prometheus_client is imported anywhere.

@@ -127,11 +127,12 @@ def test_heartbeat_age_per_process_row():
     now = timezone.now()
     Heartbeat.objects.create(component="process:web", beat_at=now - timedelta(seconds=3))
     Heartbeat.objects.create(component="process:qcluster", beat_at=now - timedelta(seconds=100))
-    Heartbeat.objects.create(component="consumer", beat_at=now)  # a component, not a process
+    Heartbeat.objects.create(component="ws_gateway", beat_at=now - timedelta(seconds=20))  # a component beats too
 
     ages = scrape().labels_of("ordermanager_process_heartbeat_age_seconds", "process")
 
-    assert set(ages) == {"web", "qcluster"}
+    assert set(ages) == {"web", "qcluster", "ws_gateway"}
+    assert 20 <= ages["ws_gateway"] < 50
     assert 3 <= ages["web"] < 30
     assert 100 <= ages["qcluster"] < 130
 
