@@ -148,13 +148,13 @@ def test_a_scrape_after_signals_fills_and_a_reconciliation_shows_what_happened(s
     wait_until(lambda: Execution.objects.filter(order__in=orders, source="ws").count() >= SIGNALS
                and not orders.exclude(status=OrderStatus.FILLED).exists(), timeout=30,
                what="the fills over ws-gateway")  # fmt: skip
-    fills_in_db = Execution.objects.filter(order__in=orders, source="ws").count()
     # A difference for the reconciliation to find: one filled order made to look open in our book.
     Order.objects.filter(pk=orders.first().pk).update(status=OrderStatus.NEW)
     done = subprocess.run([sys.executable, "manage.py", "reconcile"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert done.returncode in (0, 2), done.stdout + done.stderr
     after = _scrape(base)
+    fills_in_db = Execution.objects.filter(source="ws").count()  # all from this test (transactional database)
 
     def delta(name, **labels):
         return after.total(name, **labels) - before.total(name, **labels)
@@ -163,9 +163,9 @@ def test_a_scrape_after_signals_fills_and_a_reconciliation_shows_what_happened(s
     assert delta("ordermanager_signal_to_ack_seconds_count") == SIGNALS
     assert delta("ordermanager_signal_own_seconds_count") == SIGNALS
     assert 0 < delta("ordermanager_signal_own_seconds_sum") <= delta("ordermanager_signal_to_ack_seconds_sum")
-    assert delta("ordermanager_exchange_request_seconds_count", endpoint="/v5/order/create") == SIGNALS
+    assert delta("ordermanager_exchange_request_seconds_count", endpoint="/v5/order/create") >= SIGNALS
     assert delta("ordermanager_exchange_request_seconds_count", endpoint="/v5/order/realtime") >= 1  # reconcile
-    assert delta("ordermanager_fills_total", exec_type="Trade") == fills_in_db
+    assert delta("ordermanager_fills_total", exec_type="Trade") == fills_in_db >= SIGNALS
     assert delta("ordermanager_fill_lag_seconds_count") == fills_in_db
     assert after.value("ordermanager_gateway_connections") >= 1
 
