@@ -37,6 +37,7 @@ $(DEV_STAMP): $(RUN_STAMP) requirements-dev.txt
 run: install
 	$(PY) manage.py migrate --noinput
 	WEB_PORT=$(WEB_PORT) $(PY) manage.py bootstrap
+	$(PY) manage.py metrics_reset
 	procfile=$$(WEB_PORT=$(WEB_PORT) $(PY) manage.py procfile) && \
 	  WEB_PORT=$(WEB_PORT) $(VENV)/bin/honcho start -f $$procfile -p $(WEB_PORT)
 

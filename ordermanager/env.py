@@ -131,6 +131,22 @@ def env_json_object(name: str, default: str = "{}") -> dict:
     return value
 
 
+def env_networks(name: str, default: str = "") -> tuple:
+    """A comma-separated list of IP networks in CIDR notation (an address alone is one host)."""
+    import ipaddress
+
+    text = env_str(name, default)
+    networks = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigError(f"{name}={text!r}: {part!r} is not an IP network; use CIDR, e.g. 10.0.0.0/8") from None
+    return tuple(networks)
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env_str(name, default).lower()
     if value not in choices:

@@ -4,6 +4,7 @@ from django.urls import include, path
 from ordermanager.core import health
 from ordermanager.core.login_throttle import throttled_login
 from ordermanager.dashboard import views as dashboard
+from ordermanager.metrics_view import MetricsView
 
 urlpatterns = [
     path("api/", include("ordermanager.api.urls")),
@@ -17,4 +18,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
 ]

@@ -46,6 +46,7 @@ from django.db import InterfaceError, OperationalError, connection
 
 from exchange.bybit.events import parse_private_message
 from exchange.bybit.types import MalformedPayload
+from ordermanager import metrics
 from ordermanager.core.services.db_backlog import DB_UNAVAILABLE, WriteBacklog
 from ordermanager.core.services.heartbeat import WS_GATEWAY, heartbeat_beat
 from orders.services.fills import FillRefused, MessageOutcome, message_check, private_message_apply
@@ -78,6 +79,7 @@ def apply_with_retry(message, *, source: str = "ws") -> MessageOutcome:
     for attempt in range(1, APPLY_ATTEMPTS + 1):
         try:
             outcome = private_message_apply(message=message, source=source)
+            metrics.fills_applied(message, outcome)  # committed: count the new executions and their lag
         except (OperationalError, InterfaceError) as exc:
             connection.close_if_unusable_or_obsolete()
             if attempt == APPLY_ATTEMPTS:
@@ -285,6 +287,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     def _link_up(self) -> None:
         global _connected_gateways
         _connected_gateways += 1
+        metrics.gateway_connection_opened()
         self._beats = asyncio.ensure_future(self._beat_while_connected())
 
     async def _beat_while_connected(self) -> None:
@@ -295,6 +298,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     async def _link_down(self, code) -> None:
         global _connected_gateways
         _connected_gateways -= 1
+        metrics.gateway_connection_closed()
         beats = getattr(self, "_beats", None)
         if beats is not None:
             beats.cancel()

@@ -46,6 +46,7 @@ from exchange.bybit.types import (
     Ticker,
     WalletBalance,
 )
+from ordermanager import metrics
 
 logger = structlog.get_logger("exchange.bybit")
 _STDLIB_LOGGER = logging.getLogger("exchange.bybit")
@@ -388,6 +389,7 @@ class BybitClient:
         elif isinstance(exc, E.BybitRateLimitError) and exc.reset_at_ms is not None:
             # The reset time is authoritative (Bybit windows are one second); only a bogus header is capped.
             delay = min(MAX_RATE_LIMIT_WAIT, self.rate_limiter.wait_time(exc.endpoint, now=self.clock()))
+            metrics.exchange_rate_limit_waited(delay if self.clock() + delay < op.deadline else 0)
         else:
             delay = self.retry.delay(failures)
         if self.clock() + delay >= op.deadline:
@@ -424,6 +426,8 @@ class BybitClient:
             error = f"{type(exc).__name__}: {exc.message}"
             raise
         finally:
+            metrics.exchange_request_observe(endpoint=path, seconds=time.perf_counter() - started,
+                                             http_status=http_status, ret_code=ret_code, failed=bool(error))
             latency_ms = int((time.perf_counter() - started) * 1000)
             self._record(method, path, params, http_status, ret_code, ret_msg, latency_ms, attempt, op, error,
                          response=response, envelope=envelope)  # fmt: skip
@@ -511,6 +515,7 @@ class BybitClient:
                 raise E.BybitRateLimitError("rate-limit window resets after this operation's deadline",
                                             endpoint=path, trace_id=op.trace_id)  # fmt: skip
             logger.info("bybit_rate_limit_wait", endpoint=path, wait_s=round(wait, 3), trace_id=op.trace_id)
+            metrics.exchange_rate_limit_waited(wait)
             self.sleep(wait)
 
     # --- server clock

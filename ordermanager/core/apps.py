@@ -24,3 +24,6 @@ class CoreConfig(AppConfig):
         from ordermanager.core.formatting import admin_decimals_install
 
         admin_decimals_install()
+        from ordermanager.metrics_process import metrics_process_start_for_command
+
+        metrics_process_start_for_command()  # qcluster's heartbeat (django-q2's command, not ours)

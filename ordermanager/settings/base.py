@@ -21,11 +21,13 @@ from ordermanager.env import (
     env_int,
     env_json_object,
     env_money,
+    env_networks,
     env_secret,
     env_str,
     read_dotenv,
 )
 from ordermanager.exchange_hosts import bybit_url_problem
+from ordermanager.metrics_dir import metrics_dir_configure
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 read_dotenv(BASE_DIR / ".env")
@@ -49,7 +51,7 @@ if HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
     # Health probes come from inside (plain HTTP to the process): they must not be redirected.
-    SECURE_REDIRECT_EXEMPT = [r"^health/"]
+    SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
@@ -442,6 +444,17 @@ ALERT_EVALUATION_INTERVAL = env_int("ALERT_EVALUATION_INTERVAL", 60, minimum=1)
 # /health/ready: how long the broker check may take to connect, and how old the last exchange call may be.
 HEALTH_BROKER_TIMEOUT = env_float_seconds("HEALTH_BROKER_TIMEOUT", "2", minimum="0.1")
 HEALTH_EXCHANGE_MAX_AGE_SECONDS = env_int("HEALTH_EXCHANGE_MAX_AGE_SECONDS", 600, minimum=1)
+
+# --- Metrics (GET /metrics, Prometheus; docs/decisions/0525) --------------------------------
+# Every process writes its counters and histograms into files in this directory (prometheus_client's
+# multiprocess mode) and the web process adds them up for a scrape. Local to one host; emptied when the
+# service starts (`make run`: `manage.py metrics_reset`). Set before prometheus_client is imported anywhere.
+METRICS_DIR = metrics_dir_configure(env_str("METRICS_DIR", str(BASE_DIR / "var" / "metrics")))
+# Client addresses (CIDR list, e.g. "10.0.0.0/8,127.0.0.1/32") that may scrape /metrics without credentials;
+# anyone else needs a staff login or an API key (Authorization: Api-Key <key>).
+METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS", "")
+# Seconds between the `process:<name>` heartbeats of each long-running process (0 = none).
+PROCESS_HEARTBEAT_INTERVAL = env_float_seconds("PROCESS_HEARTBEAT_INTERVAL", "5")
 
 # --- Bootstrap admin (make run) -------------------------------------------------------
 ADMIN_USERNAME = env_str("ADMIN_USERNAME", "admin")

@@ -1,5 +1,12 @@
 """Test settings: everything from base, with jobs synchronous and hashing fast."""
 
+import atexit
+import os
+import shutil
+import tempfile
+
+from ordermanager.metrics_dir import metrics_dir_configure
+
 from .base import *  # noqa: F403
 from .base import Q_CLUSTER, REST_FRAMEWORK
 
@@ -21,3 +28,10 @@ OUTBOX_VALIDATE = True
 # Audit rows inline (one INSERT per call): a test runs in a transaction that a writer thread's own connection
 # cannot join. The spool has its own tests (tests/exchange/test_audit_spool.py); processes a test starts use it.
 EXCHANGE_AUDIT_SPOOL_DIR = ""
+# Metrics: each test process writes its values into a directory of its own (not the checkout's var/metrics,
+# which the processes a test starts may use), unless METRICS_DIR names one; no heartbeat thread inside the
+# test process (processes a test starts run the base settings and do beat).
+if not os.environ.get("METRICS_DIR"):
+    METRICS_DIR = metrics_dir_configure(tempfile.mkdtemp(prefix="om-metrics-test-"))
+    atexit.register(shutil.rmtree, METRICS_DIR, True)
+PROCESS_HEARTBEAT_INTERVAL = 0

@@ -30,7 +30,7 @@ import structlog
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from ordermanager import events
+from ordermanager import events, metrics
 from ordermanager.tracing import SignalTrace, signal_trace
 from signals_app.contract import ParsedSignal, SignalInvalid, signal_parse
 from signals_app.models import SignalStatus, TradingSignal
@@ -210,6 +210,8 @@ def _stored(signal: TradingSignal) -> None:
     routing_key = {SignalStatus.SKIPPED: events.SIGNAL_SKIPPED, SignalStatus.REJECTED: events.SIGNAL_REJECTED}.get(
         signal.status, events.SIGNAL_RECEIVED)
     events.publish_event_on_commit(routing_key=routing_key, payload=signal_event_payload(signal))
+    if signal.status != SignalStatus.RECEIVED:  # rejected or skipped at the door: terminal already
+        metrics.signal_finished_on_commit(signal)
     if signal.status == SignalStatus.RECEIVED:
         transaction.on_commit(_wake_processor)
         log.info("signal_received", source=signal.source, asset=signal.asset, side=signal.signal_type,

@@ -41,7 +41,7 @@ from django.db import DatabaseError, close_old_connections, transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from ordermanager import events
+from ordermanager import events, metrics
 from orders.models import Order, OrderHold, OrderStatus, SignalOrderRelationship
 from orders.services import order_holds
 from orders.services.cancellation import orders_cancel_for_signal
@@ -138,6 +138,7 @@ def signal_process(*, signal: TradingSignal) -> TradingSignal:
         # signal with orders but no terminal status is resumed whatever its status says.
         if signal.status not in UNFINISHED:
             return signal
+        metrics.signal_work_started()
         try:
             # Orders are committed with the `processing` status, so a `received` signal has none to resume.
             orders = [] if signal.status == SignalStatus.RECEIVED else list(
@@ -370,6 +371,7 @@ def _finish(signal: TradingSignal, status: str, reason: str) -> TradingSignal:
             signal.refresh_from_db()
         if changed:
             events.publish_event_on_commit(routing_key=_SIGNAL_EVENT[status], payload=signal_event_payload(signal))
+            metrics.signal_finished_on_commit(signal)
     level = log.info if status in (SignalStatus.EXECUTED, SignalStatus.DRY_RUN) else log.warning
     level("signal_finished", status=status, reason=reason)
     return signal

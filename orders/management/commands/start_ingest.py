@@ -25,6 +25,7 @@ from django.core.management.base import BaseCommand
 
 from ordermanager.core.services.startup_sequence import StartupSequence
 from ordermanager.core.services.startup_wait import StartupAborted
+from ordermanager.metrics_process import metrics_process_start
 from orders.services.gateway_registration import (
     GatewayRegistrationError,
     gateway_base_url,
@@ -51,6 +52,8 @@ class Command(BaseCommand):
             request = {"url": gateway_base_url() + "/ws-gateway/api/v1/subscriptions", "body": registration_request()}
             self.stdout.write(json.dumps(request, indent=2))
             return
+        if not options["once"]:
+            metrics_process_start("start_ingest")
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())

@@ -26,6 +26,7 @@ from django.core.management.base import BaseCommand, CommandError
 from ordermanager.core.services.startup_sequence import StartupSequence
 from ordermanager.core.services.startup_wait import StartupAborted, stop_on_signals
 from ordermanager.events import events_flush
+from ordermanager.metrics_process import metrics_process_start
 from ordermanager.outbox import relay_thread_start
 from orders.services.reconcile_continuous import ContinuousReconciler
 from signals_app.amqp import SignalConsumer, broker_connection, consume_until_stopped, dead_letter_queue, ingress_queue
@@ -54,6 +55,7 @@ class Command(BaseCommand):
         # Wait for PostgreSQL and RabbitMQ (backoff, a log line per attempt) rather than exit with a traceback;
         # if either goes away during the startup steps, they start over (StartupSequence, decision 0006).
         stopping = stop_on_signals()
+        metrics_process_start("consume_signals")
         threads = settings.SIGNAL_PROCESSOR_THREADS if threads is None else threads
         connection = broker_connection()
         queue_name = queue or settings.SIGNAL_QUEUE

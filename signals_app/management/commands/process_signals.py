@@ -21,6 +21,7 @@ from django.core.management.base import BaseCommand
 from ordermanager.core.services.startup_sequence import StartupSequence
 from ordermanager.core.services.startup_wait import StartupAborted, stop_on_signals
 from ordermanager.events import events_flush
+from ordermanager.metrics_process import metrics_process_start
 from ordermanager.outbox import relay_thread_start
 from orders.services.reconcile_continuous import ContinuousReconciler
 from signals_app.services.pipeline_runtime import ProcessHeartbeat, pipeline_startup, process_label, processor_probe
@@ -55,6 +56,7 @@ class Command(BaseCommand):
                 sequence.finish()
             self.stdout.write(f"processed {done} signal(s)")
             return
+        metrics_process_start("process_signals")
         current = {"processor": None, "started": False}
 
         def stop(signum, frame):
