@@ -431,7 +431,7 @@ class ReconciliationStartApi(RoleApiView):
         tags=["reconciliation"],
     )
     def post(self, request):
-        from orders.services.reconciliation_start import TaskStatus, reconciliation_queue
+        from orders.reconcile.start import TaskStatus, reconciliation_queue
 
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -451,7 +451,7 @@ class ReconciliationTaskApi(RoleApiView):
         tags=["reconciliation"],
     )
     def get(self, request, task: str):
-        from orders.services.reconciliation_start import reconciliation_task_status
+        from orders.reconcile.start import reconciliation_task_status
 
         return Response(_task_body(reconciliation_task_status(task=task)))
 

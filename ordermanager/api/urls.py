@@ -7,7 +7,7 @@ from ordermanager.api.docs import SwaggerDocsView
 from ordermanager.api.health import HealthApi
 from ordermanager.api.signals import SignalCollectionApi, SignalDetailApi
 from orders import apis as orders
-from orders.apis_reconcile import ReconcileApi
+from orders.reconcile.apis import ReconcileApi
 from positions import apis as positions
 
 app_name = "api"

@@ -3,7 +3,7 @@ from django.utils import timezone
 from django_q.models import Task
 
 from orders.models import ReconciliationRun
-from orders.services import reconciliation_start
+from orders.reconcile import start as reconciliation_start
 from tests.orders.apis.lock_elsewhere import reconcile_lock_held_elsewhere
 from tests.orders.factories import DiscrepancyFactory, ReconciliationRunFactory
 

@@ -3,12 +3,12 @@
 Fill side (orders.services.jobs.SCHEDULES): position snapshots, validation
 against fills, mark prices, loss warnings, stale-order sweep, each interval
 from its setting. Reconciliation's optional schedule comes from
-orders.jobs_reconcile (RECONCILE_INTERVAL_MINUTES, off at 0).
+orders.reconcile.jobs (RECONCILE_INTERVAL_MINUTES, off at 0).
 """
 
 from django.core.management.base import BaseCommand
 
-from orders.jobs_reconcile import reconcile_schedule_ensure
+from orders.reconcile.jobs import reconcile_schedule_ensure
 from orders.services.jobs import SCHEDULES, schedules_ensure
 
 

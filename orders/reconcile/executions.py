@@ -40,7 +40,7 @@ def exec_window_start(*, category: str, symbol: str | None, now) -> int:
     """Epoch ms from which a run pulls every execution: the start of the last run that pulled
     them all (finished, not a dry run, no failed lookup, no refused execution), minus an overlap; never more than
     MAX_LOOKBACK ago."""
-    from orders.services.reconcile_report import Kind
+    from orders.reconcile.report import Kind
 
     done = (ReconciliationRun.Status.SUCCEEDED, ReconciliationRun.Status.UNRESOLVED)
     # A failed lookup or a refused execution: that run did not take every execution in.
@@ -138,8 +138,8 @@ def _unknown_order_plans(ctx, missing: list[ExecutionInfo]) -> list:
     """Fills of orders we have no row for (placed outside the service, or by the exchange
     itself: liquidation, ADL): look each order up so it is recorded as external."""
     from exchange.bybit.errors import BybitError
-    from orders.services.reconcile_orders import Plan
-    from orders.services.reconcile_report import Kind
+    from orders.reconcile.orders import Plan
+    from orders.reconcile.report import Kind
 
     wanted = {(i.order_id, i.symbol) for i in missing if i.order_id and i.order_id not in ctx.exchange_orders}
     if not wanted:
@@ -163,7 +163,7 @@ def _unknown_order_plans(ctx, missing: list[ExecutionInfo]) -> list:
 
 def _refusals_record(ctx) -> None:
     """One unresolved discrepancy per execution the exchange sent that cannot be booked as it is."""
-    from orders.services.reconcile_report import Kind
+    from orders.reconcile.report import Kind
 
     refused, ctx.backfill.refused[:] = list(ctx.backfill.refused), []
     for row, reason in refused:
@@ -183,8 +183,8 @@ def _refusals_record(ctx) -> None:
 
 def backfill_run(ctx) -> int:
     """Apply every execution seen this run that the database lacks; returns how many."""
-    from orders.services.reconcile_orders import plan_apply, plans_prepare
-    from orders.services.reconcile_report import Kind
+    from orders.reconcile.orders import plan_apply, plans_prepare
+    from orders.reconcile.report import Kind
 
     missing = ctx.backfill.missing()
     if not missing:

@@ -15,8 +15,8 @@ from rest_framework.response import Response
 from ordermanager.api.schema import errors
 from ordermanager.api.views import RoleApiView
 from orders.models import ReconciliationRun
-from orders.services.order_state_sync import reconcile
-from orders.services.reconcile_report import reconcile_run_as_dict
+from orders.reconcile import reconcile
+from orders.reconcile.report import reconcile_run_as_dict
 
 MAX_WAIT_SECONDS = 60
 

@@ -34,9 +34,9 @@ from django.utils import timezone
 from exchange.bybit.types import ExecutionInfo, PositionInfo
 from ordermanager.core.formatting import qty_text
 from orders.models import Order, OrderStatus, RiskLimit
-from orders.services.reconcile_exchange import PositionsView, positions_fetch, positions_fetch_symbol
-from orders.services.reconcile_executions import MAX_LOOKBACK, backfill_run, now_ms
-from orders.services.reconcile_report import Kind
+from orders.reconcile.exchange import PositionsView, positions_fetch, positions_fetch_symbol
+from orders.reconcile.executions import MAX_LOOKBACK, backfill_run, now_ms
+from orders.reconcile.report import Kind
 from positions.models import Position
 
 ZERO = Decimal(0)

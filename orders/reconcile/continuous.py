@@ -37,8 +37,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from orders.models import ACTIVE_STATUSES, STATUS_RANK, Order, OrderStatus, ReconcileLease, ReconciliationRun
-from orders.services.backfill_marks import marks_clear, marks_due
-from orders.services.reconcile_exchange import open_orders_fetch, status_of
+from orders.reconcile.backfill_marks import marks_clear, marks_due
+from orders.reconcile.exchange import open_orders_fetch, status_of
 
 log = structlog.get_logger(__name__)
 
@@ -105,7 +105,7 @@ def _pass(kind: str, *, compare: bool) -> PassResult:
     from exchange.bybit.client import get_client
     from exchange.bybit.errors import BybitError
     from exchange.bybit.types import MalformedPayload
-    from orders.services.order_state_sync import reconcile_is_running
+    from orders.reconcile import reconcile_is_running
 
     result = PassResult(kind=kind)
     if reconcile_is_running():
@@ -145,7 +145,7 @@ def _compare(client, category: str, t0, suspects: dict[Key, str]) -> int:
     """Open orders, positions and recent executions against the book; returns the number of items looked at.
     A difference is kept only if a second read of the book, after the settle pause, still shows it
     (an event that was on its way when the listing was taken is not a difference)."""
-    from orders.services.reconcile_executions import WINDOW_OVERLAP, exec_window_start, executions_known, now_ms
+    from orders.reconcile.executions import WINDOW_OVERLAP, exec_window_start, executions_known, now_ms
 
     listing = open_orders_fetch(client, category=category, symbol=None)
     positions = client.get_positions(category=category, settle_coin="USDT") if category != "spot" else None
@@ -288,7 +288,7 @@ def _lookup_quiet(client, t0, suspects: dict[Key, str]) -> int:
 def _targeted(result: PassResult, t0) -> bool:
     """A symbol-scoped run per suspect symbol (ordinary reconcile, under its lock), oldest mark first.
     True when every suspect was settled (none left for a later pass, no run failed)."""
-    from orders.services.order_state_sync import ReconciliationInProgress, reconcile
+    from orders.reconcile import ReconciliationInProgress, reconcile
 
     suspects = list(result.suspects)
     settled = len(suspects) <= settings.RECONCILE_TARGETED_MAX_SYMBOLS

@@ -28,8 +28,8 @@ from django.utils import timezone
 
 from exchange.bybit.types import OrderInfo
 from orders.models import ACTIVE_STATUSES, CancelReason, Order, OrderStatus, OrderType
-from orders.services.reconcile_exchange import OpenOrders, is_open, status_of
-from orders.services.reconcile_report import Kind
+from orders.reconcile.exchange import OpenOrders, is_open, status_of
+from orders.reconcile.report import Kind
 
 log = structlog.get_logger(__name__)
 

@@ -41,12 +41,12 @@ from django.utils import timezone
 
 from ordermanager.core.exceptions import Conflict
 from orders.models import ACTIVE_STATUSES, Order, ReconciliationRun, RiskLimit
-from orders.services.reconcile_exchange import open_orders_fetch
-from orders.services.reconcile_executions import Backfill, backfill_run, exec_window_start, now_ms
-from orders.services.reconcile_lock import LockBusy, reconcile_lock
-from orders.services.reconcile_orders import orders_plan, plan_apply, plans_prepare
-from orders.services.reconcile_positions import positions_reconcile
-from orders.services.reconcile_report import Kind, RunContext, RunRecorder
+from orders.reconcile.exchange import open_orders_fetch
+from orders.reconcile.executions import Backfill, backfill_run, exec_window_start, now_ms
+from orders.reconcile.lock import LockBusy, reconcile_lock
+from orders.reconcile.orders import orders_plan, plan_apply, plans_prepare
+from orders.reconcile.positions import positions_reconcile
+from orders.reconcile.report import Kind, RunContext, RunRecorder
 
 log = structlog.get_logger(__name__)
 
@@ -115,7 +115,7 @@ def reconcile_is_running() -> bool:
 
 def reconcile_in_progress_error() -> ReconciliationInProgress:
     """The refusal a caller gets while the lock is held, naming the running run (also used by the
-    queued start in orders.services.reconciliation_start, so both ways of starting answer alike)."""
+    queued start in orders.reconcile.start, so both ways of starting answer alike)."""
     running = ReconciliationRun.objects.filter(status=ReconciliationRun.Status.RUNNING).order_by("-id").first()
     label = f" (#{running.pk}, started {running.started_at:%Y-%m-%d %H:%M:%S} UTC)" if running else ""
     return ReconciliationInProgress(

@@ -12,12 +12,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from orders.models import ReconciliationRun
-from orders.services.order_state_sync import ReconciliationInProgress, reconcile
+from orders.reconcile import ReconciliationInProgress, reconcile
 
 log = structlog.get_logger(__name__)
 
 SCHEDULE_NAME = "reconcile"
-SCHEDULE_FUNC = "orders.jobs_reconcile.reconcile_scheduled"
+SCHEDULE_FUNC = "orders.reconcile.jobs.reconcile_scheduled"
 
 
 def reconcile_job(*, trigger: str = ReconciliationRun.Trigger.ADMIN, user_id: int | None = None,
