@@ -7,8 +7,9 @@ from django.core.exceptions import ValidationError
 
 import orders.reconcile as reconciliation
 from orders.models import Execution, Order, OrderStatus, ReconciliationRun
-from orders.reconcile import INTERRUPTED, reconcile, reconcile_on_startup
+from orders.reconcile import reconcile, reconcile_on_startup
 from orders.reconcile.report import Kind, reconcile_run_as_dict
+from orders.reconcile.run import INTERRUPTED
 from positions.models import Position
 from tests.orders.factories import ReconciliationRunFactory
 from tests.orders.reconcile.conftest import Stream, books_differences, place
