@@ -103,7 +103,7 @@ def main() -> None:
     from exchange.bybit.client import get_client
     from exchange.models import ExchangeCall
     from exchange.simulator.server import SimulatorServer
-    from orders.services.order_state_sync import reconcile
+    from orders.reconcile import reconcile
 
     with SimulatorServer(initial_balance="1000000000000", extra_instruments=_extra_instruments(args.symbols)) as sim:
         symbols = sorted(sim.engine.linear)[: args.symbols]

@@ -179,7 +179,7 @@ def _backlog_describe(row: ExchangeCall) -> dict:
 
 
 def _backlog_mark(symbols, reason: str) -> None:
-    from orders.services.backfill_marks import backfill_mark
+    from orders.reconcile.backfill_marks import backfill_mark
 
     backfill_mark(symbols, reason=reason)
 

@@ -562,7 +562,7 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         return status_badge(obj.status, obj.get_status_display())
 
     def changelist_view(self, request, extra_context=None):
-        from orders.services.reconciliation_start import reconciliation_active
+        from orders.reconcile.start import reconciliation_active
 
         can_reconcile = request.user.has_perm("orders.run_reconciliation")
         extra = {"running": reconciliation_active(), "can_reconcile": can_reconcile}
@@ -574,7 +574,7 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
 
     def reconcile_now_view(self, request):
         """Confirm, then queue a run through django-q2 (after commit); the list shows it when done."""
-        from orders.services.reconciliation_start import reconciliation_queue
+        from orders.reconcile.start import reconciliation_queue
 
         if not request.user.has_perm("orders.run_reconciliation"):
             raise PermissionDenied("Starting a reconciliation needs the Risk staff role.")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -24,22 +23,17 @@ from ordermanager.core.exceptions import ApplicationError, Conflict
 from orders.models import (
     LEG_ROLE_HELP,
     CancelReason,
-    Discrepancy,
     Execution,
     LegRole,
     Order,
-    ReconciliationRun,
     RiskLimit,
 )
 from orders.selectors_api import (
     ExecutionFilter,
     OrderFilter,
-    ReconciliationRunFilter,
     execution_list,
     order_get,
     order_list,
-    reconciliation_run_get,
-    reconciliation_run_list,
     risk_limit_get,
     risk_limit_list,
 )
@@ -339,121 +333,6 @@ class TradingHaltApi(RoleApiView):
         data.is_valid(raise_exception=True)
         row = trading_halt_set(user=request.user, source="api", **data.validated_data)
         return Response(RiskLimitOutput(risk_limit_get(risk_limit_id=row.pk)).data)
-
-
-# --- reconciliation -----------------------------------------------------------------------------
-
-
-class DiscrepancyOutput(OutputModelSerializer):
-    class Meta:
-        model = Discrepancy
-        ref_name = "Discrepancy"
-        fields = ["id", "kind", "symbol", "order_link_id", "before", "after", "resolved", "note"]
-
-
-class ReconciliationRunOutput(OutputModelSerializer):
-    started_by = serializers.CharField(source="started_by.username", allow_null=True, default=None)
-
-    class Meta:
-        model = ReconciliationRun
-        ref_name = "ReconciliationRun"
-        fields = [
-            "id", "trigger", "started_by", "status", "symbol", "dry_run", "started_at", "finished_at", "checked",
-            "updated", "backfilled", "external", "failed", "error", "passes", "last_pass_at",
-        ]  # fmt: skip
-
-
-class ReconciliationRunDetailOutput(ReconciliationRunOutput):
-    discrepancies = DiscrepancyOutput(many=True)
-
-    class Meta(ReconciliationRunOutput.Meta):
-        ref_name = "ReconciliationRunDetail"
-        fields = ReconciliationRunOutput.Meta.fields + ["discrepancies"]
-
-
-class ReconciliationRunListApi(RoleApiView):
-    required_permissions = {"GET": ("orders.view_reconciliationrun",)}
-
-    @extend_schema(
-        operation_id="reconciliation_runs_list",
-        parameters=filter_parameters(ReconciliationRunFilter) + CURSOR_PARAMETERS,
-        responses={200: paginated(ReconciliationRunOutput, "PaginatedReconciliationRunList"), **errors(400)},
-        tags=["reconciliation"],
-    )
-    def get(self, request):
-        runs = reconciliation_run_list(filters=request.query_params)
-        return paginated_response(queryset=runs, serializer_class=ReconciliationRunOutput, request=request, view=self)
-
-
-class ReconciliationRunDetailApi(RoleApiView):
-    required_permissions = {"GET": ("orders.view_reconciliationrun",)}
-
-    @extend_schema(
-        operation_id="reconciliation_runs_retrieve",
-        summary="One run with its discrepancies",
-        responses={200: ReconciliationRunDetailOutput, **errors(404)},
-        tags=["reconciliation"],
-    )
-    def get(self, request, run_id: int):
-        return Response(ReconciliationRunDetailOutput(reconciliation_run_get(run_id=run_id)).data)
-
-
-class ReconciliationTaskOutput(serializers.Serializer):
-    task = serializers.CharField()
-    state = serializers.ChoiceField(choices=["queued", "succeeded", "failed"])
-    run_id = serializers.IntegerField(allow_null=True)
-    error = serializers.CharField(allow_blank=True)
-    status_url = serializers.CharField()
-
-    class Meta:
-        ref_name = "ReconciliationTask"
-
-
-def _task_body(task_status) -> dict:
-    url = reverse("api:reconciliation-task", kwargs={"task": task_status.task})
-    return {**task_status.__dict__, "status_url": url}
-
-
-class ReconciliationStartApi(RoleApiView):
-    required_permissions = {"POST": ("orders.run_reconciliation",)}
-
-    class InputSerializer(serializers.Serializer):
-        symbol = serializers.CharField(max_length=30, required=False, allow_blank=True, default="")
-
-        class Meta:
-            ref_name = "ReconciliationStartInput"
-
-    @extend_schema(
-        operation_id="reconciliation_runs_start",
-        summary="Queue a reconciliation run (django-q2); poll status_url for its result",
-        request=InputSerializer,
-        responses={202: ReconciliationTaskOutput, **errors(400, 409)},
-        tags=["reconciliation"],
-    )
-    def post(self, request):
-        from orders.services.reconciliation_start import TaskStatus, reconciliation_queue
-
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        symbol = data.validated_data["symbol"].strip().upper() or None
-        task = reconciliation_queue(trigger=ReconciliationRun.Trigger.API, user=request.user, symbol=symbol)
-        queued = TaskStatus(task=task, state="queued", run_id=None, error="")
-        return Response(_task_body(queued), status=status.HTTP_202_ACCEPTED)
-
-
-class ReconciliationTaskApi(RoleApiView):
-    required_permissions = {"GET": ("orders.view_reconciliationrun",)}
-
-    @extend_schema(
-        operation_id="reconciliation_tasks_retrieve",
-        summary="State of a queued reconciliation and the run it produced",
-        responses={200: ReconciliationTaskOutput, **errors(404)},
-        tags=["reconciliation"],
-    )
-    def get(self, request, task: str):
-        from orders.services.reconciliation_start import reconciliation_task_status
-
-        return Response(_task_body(reconciliation_task_status(task=task)))
 
 
 # --- PnL report ----------------------------------------------------------------------------------

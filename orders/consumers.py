@@ -101,7 +101,7 @@ def _message_symbols(message) -> list[tuple[str, str]]:
 
 
 def _mark_symbols(symbols, reason: str) -> None:
-    from orders.services.backfill_marks import backfill_mark
+    from orders.reconcile.backfill_marks import backfill_mark
 
     backfill_mark(symbols, reason=reason)
 
@@ -163,7 +163,7 @@ CONNECTIONS = _Connections()
 
 def gateway_connected_backfill(reason: str) -> None:
     """Mark every active symbol (resolved when the pass runs) for a targeted backfill."""
-    from orders.services.backfill_marks import ALL_ACTIVE
+    from orders.reconcile.backfill_marks import ALL_ACTIVE
 
     log.warning("gateway_backfill_requested", reason=reason)
     GATEWAY_BACKLOG.mark([("", ALL_ACTIVE)], reason)

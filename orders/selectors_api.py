@@ -13,6 +13,7 @@ from django.db.models import Prefetch, QuerySet
 from ordermanager.core.exceptions import NotFound
 from ordermanager.core.filtering import StrictBooleanFilter, UpperCharFilter, UtcIsoDateTimeFilter, apply_filters
 from orders.models import (
+    Discrepancy,
     ExecType,
     Execution,
     Order,
@@ -126,7 +127,8 @@ def reconciliation_run_list(*, filters: dict | None = None) -> QuerySet[Reconcil
 def reconciliation_run_get(*, run_id: int) -> ReconciliationRun:
     run = (
         ReconciliationRun.objects.select_related("started_by")
-        .prefetch_related("discrepancies")
+        # In the order they were found, as the synchronous run has always answered (orders.reconcile.apis).
+        .prefetch_related(Prefetch("discrepancies", queryset=Discrepancy.objects.order_by("id")))
         .filter(pk=run_id)
         .first()
     )

@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from ordermanager.core.services.heartbeat import CONSUMER, heartbeat_beat
 from orders.models import ReconciliationRun
-from orders.services.order_state_sync import reconcile_on_startup
+from orders.reconcile import reconcile_on_startup
 from orders.services.risk_limits import risk_limit_seed_global
 from signals_app.models import SignalStatus, TradingSignal
 

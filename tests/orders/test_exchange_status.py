@@ -7,7 +7,7 @@ import pytest
 from exchange.bybit.types import OrderInfo
 from orders.exchange_status import POST_ONLY_REJECT, order_status_of
 from orders.models import OrderStatus
-from orders.services.reconcile_exchange import status_of
+from orders.reconcile.exchange import status_of
 
 
 def _info(order_status: str, *, reject_reason: str = "", cum_exec_qty: D = D(0)) -> OrderInfo:

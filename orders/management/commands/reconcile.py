@@ -17,8 +17,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from orders.models import ReconciliationRun
-from orders.services.order_state_sync import ReconciliationInProgress, reconcile
-from orders.services.reconcile_report import reconcile_run_as_dict
+from orders.reconcile import ReconciliationInProgress, reconcile
+from orders.reconcile.report import reconcile_run_as_dict
 
 EXIT_FAILED, EXIT_UNRESOLVED, EXIT_BUSY, EXIT_USAGE = 1, 2, 3, 64
 COUNT_COLUMNS = ("checked", "updated", "backfilled", "external", "failed", "discrepancies", "unresolved")

@@ -26,6 +26,7 @@ from django.core.management.base import BaseCommand
 from ordermanager.core.services.startup_sequence import StartupSequence
 from ordermanager.core.services.startup_wait import StartupAborted
 from ordermanager.metrics_process import metrics_process_start
+from orders.reconcile.continuous import ContinuousReconciler
 from orders.services.gateway_registration import (
     GatewayRegistrationError,
     gateway_base_url,
@@ -34,7 +35,6 @@ from orders.services.gateway_registration import (
     ws_gateway_unregister,
 )
 from orders.services.position_validation import positions_validate_against_fills
-from orders.services.reconcile_continuous import ContinuousReconciler
 
 MAX_BACKOFF = 30.0
 log = structlog.get_logger(__name__)

@@ -28,7 +28,7 @@ from ordermanager.core.services.startup_wait import StartupAborted, stop_on_sign
 from ordermanager.events import events_flush
 from ordermanager.metrics_process import metrics_process_start
 from ordermanager.outbox import relay_thread_start
-from orders.services.reconcile_continuous import ContinuousReconciler
+from orders.reconcile.continuous import ContinuousReconciler
 from signals_app.amqp import SignalConsumer, broker_connection, consume_until_stopped, dead_letter_queue, ingress_queue
 from signals_app.services.pipeline_runtime import ProcessHeartbeat, consumer_probe, pipeline_startup, process_label
 from signals_app.services.signal_processor import SignalProcessor

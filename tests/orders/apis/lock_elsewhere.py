@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from django.db import connection
 
-from orders.services.reconcile_lock import reconcile_lock
+from orders.reconcile.lock import reconcile_lock
 
 
 @contextlib.contextmanager

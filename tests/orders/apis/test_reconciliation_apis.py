@@ -3,7 +3,7 @@ from django.utils import timezone
 from django_q.models import Task
 
 from orders.models import ReconciliationRun
-from orders.services import reconciliation_start
+from orders.reconcile import start as reconciliation_start
 from tests.orders.apis.lock_elsewhere import reconcile_lock_held_elsewhere
 from tests.orders.factories import DiscrepancyFactory, ReconciliationRunFactory
 
@@ -84,3 +84,12 @@ def mocker_async_task(monkeypatch):
 
     monkeypatch.setattr("django_q.tasks.async_task", fake_async_task)
     return calls
+
+
+def test_a_run_lists_its_discrepancies_in_the_order_they_were_found(api_client, readonly_staff):
+    run = ReconciliationRunFactory(status=ReconciliationRun.Status.UNRESOLVED)
+    # Stored in the other order than their ids say they were found: the table's order is not the finding order.
+    later = DiscrepancyFactory(run=run, id=1_000_002, kind="order_closed_on_exchange")
+    earlier = DiscrepancyFactory(run=run, id=1_000_001, kind="order_status")
+    detail = api_client(readonly_staff).get(f"/api/reconciliation-runs/{run.pk}/").json()
+    assert [d["id"] for d in detail["discrepancies"]] == [earlier.pk, later.pk]

@@ -4,7 +4,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from orders.models import ReconciliationRun
-from orders.services.reconcile_lock import LockBusy
+from orders.reconcile.lock import LockBusy
 from tests.orders.reconcile.conftest import place
 
 pytestmark = pytest.mark.django_db
@@ -60,12 +60,12 @@ def test_bad_input_is_400_with_the_field(sim, risk_staff):
 
 
 def test_a_run_in_progress_is_409(sim, risk_staff, monkeypatch):
-    from orders.services import order_state_sync
+    import orders.reconcile as reconciliation
 
     def busy(*, wait):
         raise LockBusy("held")
 
-    monkeypatch.setattr(order_state_sync, "reconcile_lock", busy)
+    monkeypatch.setattr(reconciliation, "reconcile_lock", busy)
     response = _client(risk_staff).post(URL, {}, format="json")
     assert response.status_code == 409
     assert response.json()["code"] == "reconciliation_in_progress"

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from orders.models import ReconciliationRun
-from orders.services.reconcile_lock import LockBusy
+from orders.reconcile.lock import LockBusy
 from tests.orders.reconcile.conftest import Stream, place
 
 pytestmark = pytest.mark.django_db
@@ -67,12 +67,12 @@ def test_a_failed_run_exits_1_with_the_reason(sim):
 
 
 def test_busy_exits_3_and_bad_symbol_exits_64(sim, monkeypatch):
-    from orders.services import order_state_sync
+    import orders.reconcile as reconciliation
 
     def busy(*, wait):
         raise LockBusy("held")
 
-    monkeypatch.setattr(order_state_sync, "reconcile_lock", busy)
+    monkeypatch.setattr(reconciliation, "reconcile_lock", busy)
     assert _run()[0] == 3
     code, _, err = _run("--symbol", "BTC/USDT")
     assert code == 64 and "not a symbol" in err

@@ -13,8 +13,8 @@ import pytest
 
 from exchange.models import ExchangeCall
 from orders.models import BackfillMark, Order, OrderStatus, ReconcileLease, ReconciliationRun
-from orders.services import reconcile_continuous as rc
-from orders.services.backfill_marks import ALL_ACTIVE, backfill_mark
+from orders.reconcile import continuous as rc
+from orders.reconcile.backfill_marks import ALL_ACTIVE, backfill_mark
 from tests.orders.reconcile.conftest import Stream, backdate, books_differences, place
 
 pytestmark = pytest.mark.django_db

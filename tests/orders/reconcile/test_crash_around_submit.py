@@ -6,8 +6,8 @@ import pytest
 from django.utils import timezone
 
 from orders.models import Order, OrderStatus, ReconciliationRun
-from orders.services.order_state_sync import reconcile
-from orders.services.reconcile_report import Kind
+from orders.reconcile import reconcile
+from orders.reconcile.report import Kind
 from positions.models import Position
 from signals_app.models import TradingSignal
 from tests.orders.factories import SignalOrderRelationshipFactory

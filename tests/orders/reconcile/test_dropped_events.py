@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from orders.models import Execution, ReconciliationRun
-from orders.services.order_state_sync import reconcile
+from orders.reconcile import reconcile
 from positions.models import Position
 from tests.orders.reconcile.conftest import Stream, books_differences, place
 

@@ -10,9 +10,9 @@ import pytest
 from django.utils import timezone
 
 from orders.models import Execution, OrderHold, OrderStatus, ReconciliationRun, RiskLimit, SignalOrderRelationship
-from orders.services import reconcile_positions
-from orders.services.order_state_sync import reconcile
-from orders.services.reconcile_report import Kind
+from orders.reconcile import positions as reconcile_positions
+from orders.reconcile import reconcile
+from orders.reconcile.report import Kind
 from positions.models import Position
 from tests.orders.reconcile.conftest import Stream, backdate, books_differences, place
 

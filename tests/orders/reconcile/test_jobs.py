@@ -4,15 +4,15 @@ import pytest
 from django_q.models import Schedule
 from django_q.tasks import async_task, result
 
-from orders.jobs_reconcile import SCHEDULE_FUNC, SCHEDULE_NAME, reconcile_schedule_ensure, reconcile_scheduled
 from orders.models import ReconciliationRun
-from orders.services.reconcile_lock import LockBusy
+from orders.reconcile.jobs import SCHEDULE_FUNC, SCHEDULE_NAME, reconcile_schedule_ensure, reconcile_scheduled
+from orders.reconcile.lock import LockBusy
 
 pytestmark = pytest.mark.django_db
 
 
 def test_the_queued_job_runs_for_the_user_and_returns_the_run_id(sim, risk_staff):
-    task = async_task("orders.jobs_reconcile.reconcile_job", user_id=risk_staff.pk, symbol="ETHUSDT", sync=True)
+    task = async_task("orders.reconcile.jobs.reconcile_job", user_id=risk_staff.pk, symbol="ETHUSDT", sync=True)
     run = ReconciliationRun.objects.get()
     assert result(task) == run.pk
     assert (run.trigger, run.started_by, run.symbol) == ("admin", risk_staff, "ETHUSDT")
@@ -20,12 +20,12 @@ def test_the_queued_job_runs_for_the_user_and_returns_the_run_id(sim, risk_staff
 
 def test_the_scheduled_run_skips_quietly_when_one_is_in_progress(sim, monkeypatch):
     assert ReconciliationRun.objects.get(pk=reconcile_scheduled()).trigger == "schedule"
-    from orders.services import order_state_sync
+    import orders.reconcile as reconciliation
 
     def busy(*, wait):
         raise LockBusy("held")
 
-    monkeypatch.setattr(order_state_sync, "reconcile_lock", busy)
+    monkeypatch.setattr(reconciliation, "reconcile_lock", busy)
     assert reconcile_scheduled() is None
 
 

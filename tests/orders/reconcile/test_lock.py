@@ -12,9 +12,9 @@ import pytest
 from django.db import connection
 
 from orders.models import ReconciliationRun
-from orders.services import reconcile_lock as lock_module
-from orders.services.order_state_sync import ReconciliationInProgress, reconcile, reconcile_is_running
-from orders.services.reconcile_lock import ADVISORY_KEY, LockBusy
+from orders.reconcile import ReconciliationInProgress, reconcile
+from orders.reconcile import lock as lock_module
+from orders.reconcile.lock import ADVISORY_KEY, LockBusy, reconcile_is_running
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -7,9 +7,9 @@ import pytest
 from exchange.instruments import instrument_get
 from ordermanager.core.models import AuditEntry
 from orders.models import Execution, Order, OrderStatus, ReconciliationRun, RiskLimit
-from orders.services import reconcile_positions
-from orders.services.order_state_sync import reconcile
-from orders.services.reconcile_report import Kind
+from orders.reconcile import positions as reconcile_positions
+from orders.reconcile import reconcile
+from orders.reconcile.report import Kind
 from positions.models import Position
 from tests.orders.factories import RiskLimitFactory
 from tests.orders.reconcile.conftest import Stream, books_differences, place

@@ -5,8 +5,8 @@ import pytest
 from django.utils import timezone
 
 from orders.models import OrderHold, OrderStatus, SignalOrderRelationship
-from orders.services.order_state_sync import reconcile
-from orders.services.reconcile_report import Kind
+from orders.reconcile import reconcile
+from orders.reconcile.report import Kind
 from signals_app.models import SignalStatus, TradingSignal
 from signals_app.services.intake import signal_intake
 from tests.orders.reconcile.conftest import place, sim_order

@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 
 from orders.models import Order, OrderStatus
-from orders.services.order_state_sync import reconcile
-from orders.services.reconcile_report import Kind
+from orders.reconcile import reconcile
+from orders.reconcile.report import Kind
 from tests.orders.reconcile.conftest import Stream, books_differences, place
 
 pytestmark = pytest.mark.django_db

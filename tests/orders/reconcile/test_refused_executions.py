@@ -6,9 +6,9 @@ in 1970, or under an id cut to fit."""
 import pytest
 
 from orders.models import Execution, ReconciliationRun
-from orders.services.order_state_sync import reconcile
-from orders.services.reconcile_executions import exec_window_start
-from orders.services.reconcile_report import Kind
+from orders.reconcile import reconcile
+from orders.reconcile.executions import exec_window_start
+from orders.reconcile.report import Kind
 from positions.models import PositionLedgerEntry
 from tests.orders.reconcile.conftest import place
 

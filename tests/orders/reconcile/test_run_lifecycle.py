@@ -5,10 +5,11 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 
+import orders.reconcile as reconciliation
 from orders.models import Execution, Order, OrderStatus, ReconciliationRun
-from orders.services import order_state_sync
-from orders.services.order_state_sync import INTERRUPTED, reconcile, reconcile_on_startup
-from orders.services.reconcile_report import Kind, reconcile_run_as_dict
+from orders.reconcile import reconcile, reconcile_on_startup
+from orders.reconcile.report import Kind, reconcile_run_as_dict
+from orders.reconcile.run import INTERRUPTED
 from positions.models import Position
 from tests.orders.factories import ReconciliationRunFactory
 from tests.orders.reconcile.conftest import Stream, books_differences, place
@@ -33,7 +34,7 @@ def test_startup_never_raises_and_records_the_failure(sim, monkeypatch):
     def broken(**kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(order_state_sync, "reconcile", broken)
+    monkeypatch.setattr(reconciliation, "reconcile", broken)
     assert reconcile_on_startup(wait=0) is None
 
 
@@ -103,7 +104,7 @@ def test_executions_are_pulled_from_the_last_run_that_pulled_them_all():
 
     from django.utils import timezone
 
-    from orders.services.reconcile_executions import MAX_LOOKBACK, WINDOW_OVERLAP, exec_window_start
+    from orders.reconcile.executions import MAX_LOOKBACK, WINDOW_OVERLAP, exec_window_start
     from tests.orders.factories import DiscrepancyFactory
 
     now = timezone.now()

@@ -5,8 +5,8 @@ from decimal import Decimal
 import pytest
 
 from orders.models import Execution, OrderStatus, ReconciliationRun
-from orders.services.order_state_sync import reconcile
-from orders.services.reconcile_report import Kind
+from orders.reconcile import reconcile
+from orders.reconcile.report import Kind
 from positions.models import Position
 from tests.orders.reconcile.conftest import Stream, books_differences, place
 

@@ -201,7 +201,7 @@ def decided_on_the_exchange(signal: TradingSignal, logs: list, before: dict) -> 
 @pytest.mark.parametrize("marked", [BTC, "*"])
 @pytest.mark.django_db
 def test_a_symbol_marked_for_backfill_is_decided_on_the_exchange(pipeline, simulator, marked):
-    from orders.services.backfill_marks import backfill_mark
+    from orders.reconcile.backfill_marks import backfill_mark
 
     long_only_on_the_exchange(simulator)  # e.g. its fills are in the web process's outage backlog
     backfill_mark([("linear", marked)], reason="ws-gateway messages kept during a database outage")

@@ -101,7 +101,7 @@ def test_an_unknown_create_holds_the_symbol_until_the_order_is_found_and_fifo_ho
 
 
 def test_a_hold_past_its_bound_gives_the_order_up_and_a_later_reconciliation_adopts_it(pipeline, simulator):
-    from orders.services.order_state_sync import reconcile
+    from orders.reconcile import reconcile
 
     pipeline.ORDER_HOLD_MAX_SECONDS = 5
     pipeline.RECONCILE_SETTLE_SECONDS = 0

@@ -3,7 +3,7 @@
 A mark says "private events of this symbol may have been missed": the ws-gateway
 connection came back after a loss, a message could not be stored, or the
 in-memory backlog kept during a database outage overflowed. Continuous
-reconciliation (``reconcile_continuous``) runs a symbol-scoped reconciliation
+reconciliation (``orders.reconcile.continuous``) runs a symbol-scoped reconciliation
 for each mark and removes the marks that were there when the run started.
 
 ``ALL_ACTIVE`` ("*") stands for every symbol the desk has working orders or an
@@ -21,6 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from orders.models import ACTIVE_STATUSES, BackfillMark, Order
+from positions.models import Position
 
 log = structlog.get_logger(__name__)
 
@@ -44,8 +45,6 @@ def backfill_mark(symbols: Iterable[tuple[str, str]], *, reason: str) -> int:
 
 def active_symbols() -> set[tuple[str, str]]:
     """(category, symbol) of every working order and every open position."""
-    from positions.models import Position
-
     found = set(Order.objects.filter(status__in=ACTIVE_STATUSES).values_list("category", "symbol").distinct())
     found |= set(Position.objects.filter(~Q(size=0)).values_list("category", "symbol").distinct())
     return found

@@ -1,4 +1,5 @@
-"""The one lock that keeps two reconciliation runs from overlapping, across processes.
+"""The one lock that keeps two reconciliation runs from overlapping, across processes,
+and the refusal (ReconciliationInProgress, 409) every way of starting a run gives while it is held.
 
 PostgreSQL: a session-level advisory lock on the service's own connection. It
 needs no table, and the server drops it when the connection dies, so a run
@@ -20,6 +21,9 @@ from collections.abc import Iterator
 
 from django.db import connection
 
+from ordermanager.core.exceptions import Conflict
+from orders.models import ReconciliationRun
+
 # A fixed 64-bit key in the advisory-lock space (derived from a name, so that
 # another feature picking its own key is unlikely to collide with it).
 ADVISORY_KEY = int.from_bytes(hashlib.sha256(b"ordermanager.reconcile").digest()[:8], "big", signed=True)
@@ -39,6 +43,30 @@ def reconcile_lock(*, wait: float = 0.0) -> Iterator[None]:
     else:
         with _file_lock(wait):
             yield
+
+
+class ReconciliationInProgress(Conflict):
+    code = "reconciliation_in_progress"
+
+
+def reconcile_is_running() -> bool:
+    """True while a run holds the lock (anywhere). A ``running`` row alone may be a crashed run."""
+    try:
+        with reconcile_lock(wait=0):
+            return False
+    except LockBusy:
+        return True
+
+
+def reconcile_in_progress_error() -> ReconciliationInProgress:
+    """The refusal a caller gets while the lock is held, naming the running run (also used by the
+    queued start in orders.reconcile.start, so both ways of starting answer alike)."""
+    running = ReconciliationRun.objects.filter(status=ReconciliationRun.Status.RUNNING).order_by("-id").first()
+    label = f" (#{running.pk}, started {running.started_at:%Y-%m-%d %H:%M:%S} UTC)" if running else ""
+    return ReconciliationInProgress(
+        f"Another reconciliation run is in progress{label}; try again when it has finished.",
+        extra={"run_id": running.pk if running else None},
+    )
 
 
 def _poll(try_once, wait: float) -> None:

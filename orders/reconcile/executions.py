@@ -1,4 +1,5 @@
-"""Backfill of executions the private stream never delivered, through the normal fill path.
+"""Executions: fetched from the exchange for a run, and those the private stream never delivered
+booked through the normal fill path.
 
 Every execution goes through ``orders.services.fills.execution_apply`` (FILLS),
 which stores it once per execId and moves the order and the position exactly
@@ -22,8 +23,11 @@ from datetime import timedelta
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from exchange.bybit.errors import BybitError
 from exchange.bybit.types import ExecutionInfo
 from orders.models import Discrepancy, Execution, Order, ReconciliationRun
+from orders.reconcile.orders import Plan, plan_apply, plans_prepare
+from orders.reconcile.report import Kind
 
 # How far before the last good run's start the next run looks again: covers
 # fills whose execTime precedes their arrival (exchange and clock lag).
@@ -40,8 +44,6 @@ def exec_window_start(*, category: str, symbol: str | None, now) -> int:
     """Epoch ms from which a run pulls every execution: the start of the last run that pulled
     them all (finished, not a dry run, no failed lookup, no refused execution), minus an overlap; never more than
     MAX_LOOKBACK ago."""
-    from orders.services.reconcile_report import Kind
-
     done = (ReconciliationRun.Status.SUCCEEDED, ReconciliationRun.Status.UNRESOLVED)
     # A failed lookup or a refused execution: that run did not take every execution in.
     incomplete = [Kind.LOOKUP_FAILED, Kind.EXECUTION_REFUSED]
@@ -130,6 +132,39 @@ def executions_apply(
     return applied
 
 
+def executions_fetch(ctx, symbols: set[str], plans: list[Plan]) -> None:
+    """Every execution since the last good run for each symbol (funding and forced trades
+    included), plus all fills of each order that is behind. A failed symbol is recorded
+    as unknown; the rest of the run goes on."""
+    start, end = exec_window_start(category=ctx.category, symbol=ctx.symbol, now=timezone.now()), now_ms()
+    ordered = sorted(symbols)
+    covered: set[str] = set()
+    for n, symbol in enumerate(ordered, 1):
+        try:
+            ctx.backfill.offer(ctx.client.get_executions(category=ctx.category, symbol=symbol, start_ms=start,
+                                                         end_ms=end, refused=ctx.backfill.refused))  # fmt: skip
+            covered.add(symbol)
+        except BybitError as exc:
+            note = f"executions of {symbol} since the last run could not be fetched: {exc}"
+            ctx.rec.discrepancy(kind=Kind.LOOKUP_FAILED, symbol=symbol, resolved=False, note=note)
+        ctx.rec.step("executions", n, len(ordered))
+    for plan in plans:
+        if not plan.fetch_fills or (plan.symbol in covered and _created_ms(plan) >= start):
+            continue  # every fill of an order created inside the window came with its symbol's pull
+        order_id = plan.info.order_id if plan.info is not None else plan.order.order_id
+        try:
+            ctx.backfill.offer(ctx.client.get_executions(category=ctx.category, symbol=plan.symbol, order_id=order_id,
+                                                         refused=ctx.backfill.refused))  # fmt: skip
+        except BybitError as exc:
+            plan.error = f"its executions could not be fetched: {exc}"
+
+
+def _created_ms(plan: Plan) -> int:
+    if plan.order is not None:
+        return int(plan.order.created_at.timestamp() * 1000)
+    return plan.info.created_ms
+
+
 def now_ms() -> int:
     return int(timezone.now().timestamp() * 1000)
 
@@ -137,10 +172,6 @@ def now_ms() -> int:
 def _unknown_order_plans(ctx, missing: list[ExecutionInfo]) -> list:
     """Fills of orders we have no row for (placed outside the service, or by the exchange
     itself: liquidation, ADL): look each order up so it is recorded as external."""
-    from exchange.bybit.errors import BybitError
-    from orders.services.reconcile_orders import Plan
-    from orders.services.reconcile_report import Kind
-
     wanted = {(i.order_id, i.symbol) for i in missing if i.order_id and i.order_id not in ctx.exchange_orders}
     if not wanted:
         return []
@@ -163,8 +194,6 @@ def _unknown_order_plans(ctx, missing: list[ExecutionInfo]) -> list:
 
 def _refusals_record(ctx) -> None:
     """One unresolved discrepancy per execution the exchange sent that cannot be booked as it is."""
-    from orders.services.reconcile_report import Kind
-
     refused, ctx.backfill.refused[:] = list(ctx.backfill.refused), []
     for row, reason in refused:
         if isinstance(row, ExecutionInfo):
@@ -183,9 +212,6 @@ def _refusals_record(ctx) -> None:
 
 def backfill_run(ctx) -> int:
     """Apply every execution seen this run that the database lacks; returns how many."""
-    from orders.services.reconcile_orders import plan_apply, plans_prepare
-    from orders.services.reconcile_report import Kind
-
     missing = ctx.backfill.missing()
     if not missing:
         _refusals_record(ctx)

@@ -26,10 +26,14 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from exchange.bybit.errors import BybitError
 from exchange.bybit.types import OrderInfo
+from ordermanager import events
 from orders.models import ACTIVE_STATUSES, CancelReason, Order, OrderStatus, OrderType
-from orders.services.reconcile_exchange import OpenOrders, is_open, status_of
-from orders.services.reconcile_report import Kind
+from orders.reconcile.exchange import OpenOrders, is_open, status_of
+from orders.reconcile.report import Kind
+from orders.services.order_executor import order_payload, order_submit
+from orders.services.order_holds import given_up_holds, hold_adopted, hold_not_placed, pending_send_blocker
 
 log = structlog.get_logger(__name__)
 
@@ -124,8 +128,6 @@ def plan_for_closed(order: Order, info: OrderInfo) -> Plan:
 
 def plan_for_missing(client, order: Order) -> Plan:
     """Not among the open orders: look it up (realtime, then history)."""
-    from exchange.bybit.errors import BybitError
-
     try:
         info = client.get_order(
             category=order.category,
@@ -224,9 +226,6 @@ def orders_plan(ctx, open_orders: OpenOrders) -> list[Plan]:
 def given_up_plans(ctx, plans: list[Plan]) -> list[Plan]:
     """Orders the signal processor gave up as unknown (docs/decisions/0315): looked up by orderLinkId;
     the exchange has one → adopted (``GIVEN_UP_ADOPTED``); it has none → it was never placed."""
-    from exchange.bybit.errors import BybitError
-    from orders.services.order_holds import given_up_holds, hold_not_placed
-
     planned = {p.order.pk for p in plans if p.order is not None}
     out = []
     for hold in given_up_holds(category=ctx.category, symbol=ctx.symbol):
@@ -328,9 +327,6 @@ def pending_in_flight(order: Order, *, now) -> bool:
 
 
 def pending_fail(order: Order, *, age: float = 0.0, reason: str = "") -> bool:
-    from ordermanager import events
-    from orders.services.order_executor import order_payload
-
     reason = reason or (
         f"reconciliation: not on the exchange, and its signal is {age:.0f}s old, beyond "
         f"PENDING_SUBMIT_RETRY_WINDOW={settings.PENDING_SUBMIT_RETRY_WINDOW}s: not sent late"
@@ -439,8 +435,6 @@ def _sync(ctx, plan: Plan) -> None:
     order_update_apply(info=info, source="rest")
     order.refresh_from_db()
     if plan.kind in (Kind.GIVEN_UP_ADOPTED, Kind.ORDER_REOPENED):
-        from orders.services.order_holds import hold_adopted
-
         hold_adopted(order)  # the signal follows what really happened (docs/decisions/0315)
     if plan.kind == Kind.EXTERNAL_ORDER:
         ctx.rec.add("external")
@@ -453,9 +447,6 @@ def _settle_pending(ctx, plan: Plan) -> None:
     """A pending_submit order the exchange never saw: leave it to a live hold; fail it when its signal is
     finished, has successors (docs/decisions/0315) or is too old; else send it now (same orderLinkId, so the
     exchange's duplicate check still holds)."""
-    from orders.services.order_executor import order_submit
-    from orders.services.order_holds import pending_send_blocker
-
     order = plan.order
     action, why = pending_send_blocker(order)
     if action == "held":

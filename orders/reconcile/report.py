@@ -99,8 +99,22 @@ class RunRecorder:
             self.progress(stage, done, total)
 
 
+def run_counts(run: ReconciliationRun, discrepancies: list[Discrepancy]) -> dict[str, int]:
+    """The run's counters with how many discrepancies it recorded and how many remain unresolved."""
+    return {
+        "checked": run.checked,
+        "updated": run.updated,
+        "backfilled": run.backfilled,
+        "external": run.external,
+        "failed": run.failed,
+        "discrepancies": len(discrepancies),
+        "unresolved": sum(1 for d in discrepancies if not d.resolved),
+    }
+
+
 def reconcile_run_as_dict(run: ReconciliationRun) -> dict:
-    """The run with its discrepancies, as plain JSON (for --json, the API and the job result)."""
+    """The run with its discrepancies, as plain JSON (``manage.py reconcile``: the summary and --json).
+    The API renders a run with orders.reconcile.apis.ReconciliationRunDetailOutput."""
     discrepancies = list(run.discrepancies.order_by("id"))
     return {
         "id": run.pk,
@@ -111,15 +125,7 @@ def reconcile_run_as_dict(run: ReconciliationRun) -> dict:
         "dry_run": run.dry_run,
         "started_at": plain(run.started_at),
         "finished_at": plain(run.finished_at),
-        "counts": {
-            "checked": run.checked,
-            "updated": run.updated,
-            "backfilled": run.backfilled,
-            "external": run.external,
-            "failed": run.failed,
-            "discrepancies": len(discrepancies),
-            "unresolved": sum(1 for d in discrepancies if not d.resolved),
-        },
+        "counts": run_counts(run, discrepancies),
         "error": run.error,
         "discrepancies": [
             {

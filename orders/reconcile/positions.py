@@ -31,12 +31,15 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from exchange.bybit.errors import BybitError
 from exchange.bybit.types import ExecutionInfo, PositionInfo
+from exchange.models import Instrument
 from ordermanager.core.formatting import qty_text
 from orders.models import Order, OrderStatus, RiskLimit
-from orders.services.reconcile_exchange import PositionsView, positions_fetch, positions_fetch_symbol
-from orders.services.reconcile_executions import MAX_LOOKBACK, backfill_run, now_ms
-from orders.services.reconcile_report import Kind
+from orders.reconcile.exchange import PositionsView, positions_fetch, positions_fetch_symbol
+from orders.reconcile.executions import MAX_LOOKBACK, backfill_run, now_ms
+from orders.reconcile.report import Kind
+from orders.services.risk_limit_changes import risk_limit_create, risk_limit_update
 from positions.models import Position
 
 ZERO = Decimal(0)
@@ -259,8 +262,6 @@ def _settle(ctx, symbol: str, sides: list[Side], pulled_ms: int) -> Settled:
 
 def _backfill_symbol(ctx, symbol: str) -> int | None:
     """Backfill 7 days of the symbol's executions; None when they could not be fetched."""
-    from exchange.bybit.errors import BybitError
-
     start = int((timezone.now() - MAX_LOOKBACK).timestamp() * 1000)
     try:
         ctx.backfill.offer(ctx.client.get_executions(category=ctx.category, symbol=symbol, start_ms=start,
@@ -276,8 +277,6 @@ def _backfill_recent(ctx, symbol: str, *, since_ms: int) -> int | None:
     """Pull the symbol's executions since shortly before ``since_ms`` (one request in the common case) and
     book the ones we lack; how many were booked, None when they could not be fetched. Rows this run already
     saw (booked, or refused and recorded) are not offered again."""
-    from exchange.bybit.errors import BybitError
-
     start = since_ms - int(RECHECK_OVERLAP.total_seconds() * 1000)
     refused: list = []
     try:
@@ -311,8 +310,6 @@ def _orders_in_flight(ctx, symbol: str) -> list[str]:
 
 def _qty_step(category: str, symbol: str) -> Decimal | None:
     """The symbol's cached quantity step (no exchange call), for showing sizes; None when not cached."""
-    from exchange.models import Instrument
-
     return Instrument.objects.filter(category=category, symbol=symbol).values_list("qty_step", flat=True).first()
 
 
@@ -382,8 +379,6 @@ def _adjustment(ctx, s: Side, *, leg: str, side: str, qty: Decimal, price: Decim
 def symbol_reduce_only(*, symbol: str, reason: str, run) -> bool:
     """Put the symbol reduce-only with the reason (its RiskLimit row, created from the global
     limits if missing; audited). False if it already was reduce-only or halted."""
-    from orders.services.risk_limit_changes import risk_limit_create, risk_limit_update
-
     text = f"reconciliation #{run.pk}: {reason}"[:500]
     row = RiskLimit.objects.filter(symbol=symbol).first()
     if row is None:

@@ -1,4 +1,4 @@
-"""django-q2 wrappers around ``reconcile``: the admin's queued run and the optional schedule.
+"""django-q2 wrappers around ``reconcile``: the queued run (admin and API, see ``start``) and the optional schedule.
 
 Thin on purpose (STYLE rule 2): fetch by id, call the service, return the run id.
 The schedule is off unless ``RECONCILE_INTERVAL_MINUTES`` > 0; ``setup_schedules``
@@ -12,17 +12,18 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from orders.models import ReconciliationRun
-from orders.services.order_state_sync import ReconciliationInProgress, reconcile
+from orders.reconcile import reconcile
+from orders.reconcile.lock import ReconciliationInProgress
 
 log = structlog.get_logger(__name__)
 
 SCHEDULE_NAME = "reconcile"
-SCHEDULE_FUNC = "orders.jobs_reconcile.reconcile_scheduled"
+SCHEDULE_FUNC = "orders.reconcile.jobs.reconcile_scheduled"
 
 
 def reconcile_job(*, trigger: str = ReconciliationRun.Trigger.ADMIN, user_id: int | None = None,
                   symbol: str | None = None, dry_run: bool = False, fix_positions: bool = True) -> int:  # fmt: skip
-    """One run for the admin action (queued after commit by the caller); the task result is the run id.
+    """One queued run (``start.reconciliation_queue``, after commit); the task result is the run id.
     A run already in progress raises ReconciliationInProgress, which django-q2 records on the task."""
     user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
     run = reconcile(trigger=trigger, user=user, symbol=symbol, dry_run=dry_run, fix_positions=fix_positions)

@@ -1,9 +1,9 @@
 """Start a reconciliation from the admin or the API: queued through django-q2 after commit.
 
-The run itself is ``orders.services.order_state_sync.reconcile`` (it holds the
-lock that keeps two runs from overlapping, and refuses with ReconciliationInProgress,
-the same error this module raises up front); this module only queues it and
-lets people find its result. The task is named so that the API can answer
+The run itself is ``orders.reconcile.reconcile`` (it holds the lock that keeps two
+runs from overlapping, and refuses with ReconciliationInProgress, the same error
+this module raises up front), run by the job ``orders.reconcile.jobs.reconcile_job``;
+this module only queues it and lets people find its result. The task is named so that the API can answer
 "is it done, and which run did it produce?" (see reconciliation_task_status).
 """
 
@@ -12,14 +12,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from ordermanager.core.exceptions import NotFound
 from orders.models import ReconciliationRun
-from orders.services.order_state_sync import reconcile_in_progress_error, reconcile_is_running
+from orders.reconcile.lock import reconcile_in_progress_error, reconcile_is_running
 
-RECONCILE_JOB = "orders.services.reconciliation_start.reconciliation_job"
+RECONCILE_JOB = "orders.reconcile.jobs.reconcile_job"
 TASK_PREFIX = "reconcile-"
 
 
@@ -60,14 +59,6 @@ def _enqueue(name: str, kwargs: dict) -> None:
     from django_q.tasks import async_task
 
     async_task(RECONCILE_JOB, task_name=name, group="reconciliation", **kwargs)
-
-
-def reconciliation_job(*, trigger: str, user_id: int | None = None, symbol: str | None = None) -> int:
-    """django-q2 job: run reconciliation; the task result is the run id."""
-    from orders.services.order_state_sync import reconcile
-
-    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
-    return reconcile(trigger=trigger, user=user, symbol=symbol).pk
 
 
 def reconciliation_task_status(*, task: str) -> TaskStatus:

@@ -36,9 +36,24 @@ from django.db import InterfaceError, OperationalError, connection
 from django.db.models import F, Q
 from django.utils import timezone
 
-from orders.models import ACTIVE_STATUSES, STATUS_RANK, Order, OrderStatus, ReconcileLease, ReconciliationRun
-from orders.services.backfill_marks import marks_clear, marks_due
-from orders.services.reconcile_exchange import open_orders_fetch, status_of
+from exchange.bybit.client import get_client
+from exchange.bybit.errors import BybitError
+from exchange.bybit.types import MalformedPayload
+from orders.models import (
+    ACTIVE_STATUSES,
+    STATUS_RANK,
+    BackfillMark,
+    Order,
+    OrderStatus,
+    ReconcileLease,
+    ReconciliationRun,
+)
+from orders.reconcile import reconcile
+from orders.reconcile.backfill_marks import marks_clear, marks_due
+from orders.reconcile.exchange import open_orders_fetch, status_of
+from orders.reconcile.executions import WINDOW_OVERLAP, exec_window_start, executions_known, now_ms
+from orders.reconcile.lock import ReconciliationInProgress, reconcile_is_running
+from positions.models import Position
 
 log = structlog.get_logger(__name__)
 
@@ -102,11 +117,6 @@ def inflight_pass() -> PassResult:
 
 
 def _pass(kind: str, *, compare: bool) -> PassResult:
-    from exchange.bybit.client import get_client
-    from exchange.bybit.errors import BybitError
-    from exchange.bybit.types import MalformedPayload
-    from orders.services.order_state_sync import reconcile_is_running
-
     result = PassResult(kind=kind)
     if reconcile_is_running():
         result.skipped = "another reconciliation run is in progress (it is doing the job)"
@@ -145,8 +155,6 @@ def _compare(client, category: str, t0, suspects: dict[Key, str]) -> int:
     """Open orders, positions and recent executions against the book; returns the number of items looked at.
     A difference is kept only if a second read of the book, after the settle pause, still shows it
     (an event that was on its way when the listing was taken is not a difference)."""
-    from orders.services.reconcile_executions import WINDOW_OVERLAP, exec_window_start, executions_known, now_ms
-
     listing = open_orders_fetch(client, category=category, symbol=None)
     positions = client.get_positions(category=category, settle_coin="USDT") if category != "spot" else None
     start = exec_window_start(category=category, symbol=None, now=t0)
@@ -206,8 +214,6 @@ def _orders_differ(listing, category: str, t0, out: dict[Key, str]) -> None:
 
 
 def _positions_differ(infos, category: str, out: dict[Key, str]) -> None:
-    from positions.models import Position
-
     theirs = {(i.symbol, i.position_idx): i.signed_size for i in infos}
     ours = {(p.symbol, p.position_idx): p.signed_size
             for p in Position.objects.filter(category=category).exclude(size=0)}  # fmt: skip
@@ -235,8 +241,6 @@ def _quiet_orders(t0) -> list[Order]:
 
 
 def _inflight_work_exists() -> bool:
-    from orders.models import BackfillMark
-
     if BackfillMark.objects.exists():
         return True
     now = timezone.now()
@@ -288,8 +292,6 @@ def _lookup_quiet(client, t0, suspects: dict[Key, str]) -> int:
 def _targeted(result: PassResult, t0) -> bool:
     """A symbol-scoped run per suspect symbol (ordinary reconcile, under its lock), oldest mark first.
     True when every suspect was settled (none left for a later pass, no run failed)."""
-    from orders.services.order_state_sync import ReconciliationInProgress, reconcile
-
     suspects = list(result.suspects)
     settled = len(suspects) <= settings.RECONCILE_TARGETED_MAX_SYMBOLS
     for category, symbol in suspects[: settings.RECONCILE_TARGETED_MAX_SYMBOLS]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from exchange.bybit.errors import BybitError
 from exchange.bybit.types import OrderInfo, PositionInfo
 from orders.exchange_status import order_status_of
 
@@ -84,8 +85,6 @@ class PositionsView:
 
 def positions_fetch_symbol(client, view: PositionsView, *, category: str, symbol: str) -> None:
     """Rows of one symbol (flat ones included). Failure or no rows → the symbol is unknown."""
-    from exchange.bybit.errors import BybitError
-
     try:
         infos = client.get_positions(category=category, symbol=symbol)
     except BybitError as exc:
@@ -100,8 +99,6 @@ def positions_fetch(client, *, category: str, symbol: str | None, held: set[tupl
     """The settle-coin listing (non-zero positions only), then one query per symbol for
     every position we hold that the listing did not show, so that it is confirmed flat
     by an explicit row rather than by its absence."""
-    from exchange.bybit.errors import BybitError
-
     view = PositionsView()
     if symbol:
         positions_fetch_symbol(client, view, category=category, symbol=symbol)
