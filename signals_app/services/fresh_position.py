@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import structlog
@@ -124,20 +124,29 @@ def book_doubts(*, category: str, symbol: str, limit: int = 20) -> tuple[list[st
     mark_sql, mark_params = marks.values("pk")[:1].query.sql_with_params()
     unacked_sql, unacked_params = unacked.values("pk")[:1].query.sql_with_params()
     rows_sql, rows_params = _unsettled_query(category=category, symbol=symbol, limit=limit).query.sql_with_params()
-    restarted_after = timezone.now() - timedelta(seconds=OUTAGE_DOUBT_SECONDS)
+    if connection.vendor == "postgresql":
+        restarted_sql, restarted_params = "pg_postmaster_start_time() > %s", (
+            timezone.now() - timedelta(seconds=OUTAGE_DOUBT_SECONDS),)
+    else:  # the embedded SQLite has no server that could have restarted under us
+        restarted_sql, restarted_params = "0", ()
     sql = (f"SELECT d.marked, d.unacked, d.restarted, u.order_link_id, u.updated_at FROM "
            f"(SELECT EXISTS({mark_sql}) AS marked, EXISTS({unacked_sql}) AS unacked, "
-           f"pg_postmaster_start_time() > %s AS restarted) d "
-           f"LEFT JOIN ({rows_sql}) u ON true")  # fmt: skip
+           f"{restarted_sql} AS restarted) d "
+           f"LEFT JOIN ({rows_sql}) u ON 1 = 1")  # fmt: skip
     with connection.cursor() as cursor:
-        cursor.execute(sql, (*mark_params, *unacked_params, restarted_after, *rows_params))
+        cursor.execute(sql, (*mark_params, *unacked_params, *restarted_params, *rows_params))
         rows = cursor.fetchall()
     marked, pending, restarted = rows[0][:3]
     reasons = [reason for flag, reason in ((marked, "backfill mark"), (pending, "order outcome unknown"),
                                            (restarted, "database restarted")) if flag]  # fmt: skip
     if outage_seen_within(OUTAGE_DOUBT_SECONDS):
         reasons.append("database unreachable")
-    return reasons, [(link, changed) for *_, link, changed in rows if link is not None]
+    return reasons, [(link, _aware(changed)) for *_, link, changed in rows if link is not None]
+
+
+def _aware(when: datetime) -> datetime:
+    """A raw cursor on SQLite gives naive UTC datetimes (PostgreSQL gives aware ones)."""
+    return when if timezone.is_aware(when) else timezone.make_aware(when, UTC)
 
 
 def book_sizes_read(*, category: str, symbol: str) -> dict[int, Decimal]:

@@ -273,6 +273,7 @@ def test_right_after_this_process_saw_the_database_unreachable_the_exchange_is_r
     assert decided_on_the_exchange(sell, logs, before)["doubts"] == ["database unreachable"]
 
 
+@pytest.mark.postgres  # a server restart is a PostgreSQL fact; the embedded SQLite has no server
 @pytest.mark.django_db
 def test_right_after_the_database_server_restarted_the_exchange_is_read(pipeline, simulator, monkeypatch):
     # The shared server started long ago; a window longer than its uptime makes it "restarted moments ago".
