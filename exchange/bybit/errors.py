@@ -10,6 +10,10 @@ answers both as class attributes:
   executed it (timeout after sending, connection reset, 5xx, retCode 10000/10016).
   A create after an ambiguous error must be looked up by orderLinkId before it
   is sent again.
+- ``refused``: an answer with a retCode from this class means the exchange judged
+  the request itself and said no, so nothing was placed. False where the answer
+  is about us, not the order (throttling, credentials, clock) or where nothing
+  reached the exchange; a failed order is then ``failed``, not ``rejected``.
 
 Messages are built from retCode/retMsg/endpoint only; the client scrubs the
 key, secret and signature out of ``ret_msg`` before an error is raised.
@@ -23,6 +27,7 @@ class BybitError(Exception):
 
     retryable: bool = False
     ambiguous: bool = False
+    refused: bool = True
 
     def __init__(
         self,
@@ -67,6 +72,7 @@ class BybitTransportError(BybitError):
 
     retryable = True
     ambiguous = True
+    refused = False
 
 
 class BybitServerError(BybitTransportError):
@@ -79,12 +85,14 @@ class BybitConnectError(BybitError):
 
     retryable = True
     ambiguous = False
+    refused = False
 
 
 class BybitRateLimitError(BybitError):
     """10006 or HTTP 429: rejected, safe to send again after the window resets."""
 
     retryable = True
+    refused = False
 
 
 class BybitForbiddenError(BybitError):
@@ -96,6 +104,7 @@ class BybitTimestampError(BybitError):
     """10002 (or -1): timestamp outside recv_window; safe to re-sign with a fresh timestamp."""
 
     retryable = True
+    refused = False
 
 
 class BybitBusyError(BybitError):
@@ -106,6 +115,8 @@ class BybitBusyError(BybitError):
 
 class BybitAuthError(BybitError):
     """Key unknown, signature rejected, permission missing, IP not whitelisted, account banned."""
+
+    refused = False
 
 
 class BybitInvalidRequestError(BybitError):

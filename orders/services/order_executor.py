@@ -34,11 +34,6 @@ from orders.services.position_mode import is_mode_mismatch, position_mode_forget
 
 log = structlog.get_logger(__name__)
 
-# Error classes after which we know the order was not placed although Bybit
-# did not refuse the order itself (transport, throttling, credentials, clock).
-_NOT_PLACED = ("BybitConnectError", "BybitRateLimitError", "BybitAuthError", "BybitTimestampError")
-
-
 def order_link_id_for(*, signal_id: uuid.UUID, leg: int) -> str:
     """Deterministic orderLinkId: 32 hex digits of the signal id, '-', the leg (<= 36 chars)."""
     if not 0 <= leg <= 999:
@@ -174,7 +169,9 @@ def _record_error(order: Order, exc, on_recorded: Recorded = None) -> Order:
             routing_key=events.ORDER_UNKNOWN, payload={**order_payload(order), "error": str(exc)}
         )
         return _then(order, on_recorded)
-    refused = exc.ret_code is not None and type(exc).__name__ not in _NOT_PLACED
+    # Only an answer that judged the order (a retCode of a refusing class) makes it `rejected`;
+    # throttling, credentials, clock or an HTTP-level failure leave it `failed` (errors.py, `refused`).
+    refused = exc.refused and exc.ret_code is not None
     if is_mode_mismatch(ret_code=exc.ret_code, ret_msg=exc.ret_msg):
         # The symbol's position mode changed since we cached it: the next signal reads it again.
         position_mode_forget(category=order.category, symbol=order.symbol)

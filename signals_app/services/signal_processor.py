@@ -44,7 +44,7 @@ from django.utils import timezone
 from ordermanager import events, metrics
 from orders.models import Order, OrderHold, OrderStatus, SignalOrderRelationship
 from orders.services import order_holds
-from orders.services.cancellation import orders_cancel_for_signal
+from orders.services.cancellation import CancelOutcome, CancelResult, orders_cancel_for_signal
 from orders.services.order_executor import order_link_id_for, order_resume, order_submit
 from signals_app.models import SignalStatus, TradingSignal
 from signals_app.services import fresh_position
@@ -156,6 +156,7 @@ def signal_process(*, signal: TradingSignal) -> TradingSignal:
 
 def _plan_and_execute(signal: TradingSignal) -> TradingSignal:
     from exchange.bybit.errors import BybitError
+    from exchange.instruments import UnknownInstrument
 
     _warn_clock_skew(signal)
     replanned = False
@@ -176,11 +177,11 @@ def _plan_and_execute(signal: TradingSignal) -> TradingSignal:
         return _finish(signal, SignalStatus.REJECTED, "; ".join(exc.messages))
     except BybitError as exc:
         return _finish(signal, SignalStatus.FAILED, f"exchange unavailable while preparing the order: {exc}")
+    except UnknownInstrument as exc:
+        return _finish(signal, SignalStatus.REJECTED, f"asset {signal.asset} is not listed on the exchange: {exc}")
     except DatabaseError:
         raise
     except Exception as exc:
-        if type(exc).__name__ == "UnknownInstrument":
-            return _finish(signal, SignalStatus.REJECTED, f"asset {signal.asset} is not listed on the exchange: {exc}")
         log.exception("signal_plan_crashed")
         return _finish(signal, SignalStatus.FAILED, f"internal error while planning: {type(exc).__name__}: {exc}")
     log.info("signal_planned", plan=plan.summary(), why=plan.decision.why, position_source=plan.position_source)
@@ -188,12 +189,17 @@ def _plan_and_execute(signal: TradingSignal) -> TradingSignal:
         symbol=plan.symbol, side=plan.side, order_type=plan.decision.order_type, category=settings.BYBIT_CATEGORY,
         note=f"signal {signal.signal_id}",
     ) if plan.cancel_candidates else []
-    failed_cancels = [c for c in cancels if c.result == "error"]
-    notes = [*plan.notes, *(f"cancel of {c.order_link_id} failed: {c.message}" for c in failed_cancels)]
+    notes = [*plan.notes, *_cancel_notes(cancels)]
     summary = "; ".join([plan.summary(), *notes])
     orders = _orders_create(signal, plan)
     done = _submit_legs(signal, orders, summary=summary, replan=not replanned)  # one re-plan per signal
     return done if done is not None else _replan_after_refusal(signal, orders, summary=summary)
+
+
+def _cancel_notes(cancels: list[CancelOutcome]) -> list[str]:
+    """The processor's one reading of cancel results: only a failed cancel is worth a note on the signal
+    (the others are the plan going as decided)."""
+    return [f"cancel of {c.order_link_id} failed: {c.message}" for c in cancels if c.result is CancelResult.ERROR]
 
 
 def _submit_legs(signal: TradingSignal, orders: list[Order], *, summary: str, replan: bool) -> TradingSignal | None:
