@@ -10,6 +10,7 @@ reconciliation go through their services.
 from __future__ import annotations
 
 import uuid
+from typing import NamedTuple
 
 from django import forms
 from django.contrib import admin, messages
@@ -44,9 +45,25 @@ from orders.models import (
     RiskLimit,
     SignalOrderRelationship,
 )
+from orders.services.cancellation import CancelResult
 
 MAX_CANCEL_BATCH = 200
 CANCELLABLE = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+
+
+class CancelReportLine(NamedTuple):
+    label: str
+    settled: bool  # counted in "n of m orders settled"
+
+
+# The admin's one mapping of cancel results: the report's wording, and whether the order counts as settled.
+CANCEL_REPORT = {
+    CancelResult.CANCELLED: CancelReportLine("Cancel accepted by the exchange", settled=True),
+    CancelResult.ALREADY_CLOSED: CancelReportLine("Already closed (filled or cancelled)", settled=True),
+    CancelResult.DRY_RUN: CancelReportLine("Dry run: nothing sent", settled=True),
+    CancelResult.NOT_CANCELLABLE: CancelReportLine("Not cancellable", settled=False),
+    CancelResult.ERROR: CancelReportLine("Exchange error", settled=False),
+}
 
 
 class SymbolFilter(admin.SimpleListFilter):
@@ -258,7 +275,7 @@ class OrderAdmin(ReadOnlyAdmin):
 
     def _cancel_and_report(self, request, orders, reason: str):
         rows = [self._cancel_one(request, order, reason) for order in orders]
-        done = sum(1 for r in rows if r["result"] in ("cancelled", "already_closed", "dry_run"))
+        done = sum(1 for r in rows if CANCEL_REPORT[r["result"]].settled)
         level = messages.SUCCESS if done == len(rows) else messages.WARNING
         self.message_user(request, f"Cancel on exchange: {done} of {len(rows)} orders settled; see the report.", level)
         return TemplateResponse(
@@ -272,16 +289,16 @@ class OrderAdmin(ReadOnlyAdmin):
         from orders.services.cancellation import order_cancel
 
         if order.status not in CANCELLABLE:
-            result, message = "not_cancellable", f"not open on the exchange ({order.get_status_display()})"
+            result, message = CancelResult.NOT_CANCELLABLE, f"not open on the exchange ({order.get_status_display()})"
         else:
             try:
                 outcome = order_cancel(order=order, reason=CancelReason.MANUAL, note=reason, user=request.user)
                 result, message = outcome.result, outcome.message
             except (ApplicationError, ValidationError, ValueError) as exc:
-                result, message = "error", getattr(exc, "message", str(exc))
+                result, message = CancelResult.ERROR, getattr(exc, "message", str(exc))
         order.refresh_from_db()
         self.log_change(request, order, f"Cancel on exchange: {result} ({message}). Reason: {reason}")
-        return {"order": order, "result": result, "message": message}
+        return {"order": order, "result": result, "label": CANCEL_REPORT[result].label, "message": message}
 
 
 @admin.register(Execution)

@@ -38,6 +38,7 @@ from orders.selectors_api import (
     risk_limit_list,
 )
 from orders.selectors_reports import GROUPINGS, pnl_report
+from orders.services.cancellation import CancelResult
 from orders.services.risk_limit_changes import risk_limit_create, risk_limit_update, trading_halt_set
 
 # --- orders ------------------------------------------------------------------------------
@@ -120,6 +121,19 @@ class ExchangeError(ApplicationError):
     http_status = 503
 
 
+# The API's one mapping of cancel results: a settled request answers with a status, the others raise the
+# error the exception handler renders.
+_CANCEL_SETTLED = {
+    CancelResult.CANCELLED: status.HTTP_202_ACCEPTED,
+    CancelResult.ALREADY_CLOSED: status.HTTP_200_OK,
+    CancelResult.DRY_RUN: status.HTTP_200_OK,
+}
+_CANCEL_REFUSED = {
+    CancelResult.NOT_CANCELLABLE: (OrderNotCancellable, "Order {order_link_id} cannot be cancelled: {why}."),
+    CancelResult.ERROR: (ExchangeError, "The exchange refused or did not answer the cancel: {why}"),
+}
+
+
 class OrderCancelApi(RoleApiView):
     required_permissions = {"POST": ("orders.cancel_order",)}
 
@@ -132,7 +146,7 @@ class OrderCancelApi(RoleApiView):
 
     class OutputSerializer(serializers.Serializer):
         order_link_id = serializers.CharField()
-        result = serializers.ChoiceField(choices=["cancelled", "already_closed", "dry_run"])
+        result = serializers.ChoiceField(choices=[result.value for result in _CANCEL_SETTLED])
         message = serializers.CharField()
         status = serializers.CharField(help_text="The order's status after the request (pending_cancel until the "
                                                  "exchange confirms).")
@@ -158,13 +172,12 @@ class OrderCancelApi(RoleApiView):
         data.is_valid(raise_exception=True)
         order = order_get(order_link_id=order_link_id)
         outcome = order_cancel(order=order, user=request.user, **data.validated_data)
-        if outcome.result == "not_cancellable":
-            raise OrderNotCancellable(f"Order {order_link_id} cannot be cancelled: {outcome.message}.")
-        if outcome.result == "error":
-            raise ExchangeError(f"The exchange refused or did not answer the cancel: {outcome.message}")
+        if outcome.result in _CANCEL_REFUSED:
+            error, text = _CANCEL_REFUSED[outcome.result]
+            raise error(text.format(order_link_id=order_link_id, why=outcome.message))
         order.refresh_from_db(fields=["status"])
         body = {**outcome.__dict__, "status": order.status}
-        return Response(body, status=status.HTTP_202_ACCEPTED if outcome.result == "cancelled" else status.HTTP_200_OK)
+        return Response(body, status=_CANCEL_SETTLED[outcome.result])
 
 
 # --- executions ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ orders are kept unless ``CANCEL_PARTIALLY_FILLED_ORDERS``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import structlog
 from django.conf import settings
@@ -32,10 +33,20 @@ log = structlog.get_logger(__name__)
 CANCELLABLE = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
 
 
+class CancelResult(StrEnum):
+    """What became of one cancel request. Each door (API, admin, signal processor) maps it once."""
+
+    CANCELLED = "cancelled"  # the exchange accepted the cancel; the stream brings the final state
+    ALREADY_CLOSED = "already_closed"  # the exchange says the order is filled or cancelled already
+    NOT_CANCELLABLE = "not_cancellable"  # our row is not open: nothing was sent
+    ERROR = "error"  # the exchange refused or did not answer; the row is back to its open status
+    DRY_RUN = "dry_run"  # nothing sent
+
+
 @dataclass(frozen=True)
 class CancelOutcome:
     order_link_id: str
-    result: str  # "cancelled" | "already_closed" | "not_cancellable" | "error" | "dry_run"
+    result: CancelResult
     message: str
 
 
@@ -46,11 +57,12 @@ def order_cancel(*, order: Order, reason: str, note: str = "", user=None) -> Can
     previous = _mark_pending_cancel(order, reason=reason, note=note, user=user)
     if previous is None:
         order.refresh_from_db()
-        return CancelOutcome(order.order_link_id, "not_cancellable", f"order is {order.get_status_display()}")
+        why = f"order is {order.get_status_display()}"
+        return CancelOutcome(order.order_link_id, CancelResult.NOT_CANCELLABLE, why)
     if settings.ENABLE_DRY_RUN:
         _restore(order, previous)
         log.info(f"[DRY-RUN] would cancel {order.order_link_id}", reason=reason)
-        return CancelOutcome(order.order_link_id, "dry_run", "dry-run: nothing sent")
+        return CancelOutcome(order.order_link_id, CancelResult.DRY_RUN, "dry-run: nothing sent")
     from exchange.bybit.client import get_client
     from exchange.bybit.errors import BybitError, BybitOrderClosedError, BybitOrderNotFoundError
 
@@ -60,20 +72,20 @@ def order_cancel(*, order: Order, reason: str, note: str = "", user=None) -> Can
         )
     except (BybitOrderNotFoundError, BybitOrderClosedError) as exc:
         _settle_closed(order)
-        return CancelOutcome(order.order_link_id, "already_closed", exc.ret_msg or str(exc))
+        return CancelOutcome(order.order_link_id, CancelResult.ALREADY_CLOSED, exc.ret_msg or str(exc))
     except BybitError as exc:
         _restore(order, previous)
         events.publish_event_on_commit(
             routing_key=events.ORDER_CANCEL_FAILED, payload={**order_payload(order), "error": str(exc)}
         )
         log.warning("cancel_failed", order_link_id=order.order_link_id, error=str(exc))
-        return CancelOutcome(order.order_link_id, "error", str(exc))
+        return CancelOutcome(order.order_link_id, CancelResult.ERROR, str(exc))
     order.refresh_from_db()
     events.publish_event_on_commit(
         routing_key=events.ORDER_CANCEL_REQUESTED, payload={**order_payload(order), "cancel_reason": reason}
     )
     log.info("cancel_requested", order_link_id=order.order_link_id, reason=reason)
-    return CancelOutcome(order.order_link_id, "cancelled", "cancel accepted by the exchange")
+    return CancelOutcome(order.order_link_id, CancelResult.CANCELLED, "cancel accepted by the exchange")
 
 
 def _mark_pending_cancel(order: Order, *, reason: str, note: str, user) -> str | None:

@@ -22,7 +22,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from orders.models import CancelReason, Order, OrderStatus
-from orders.services.cancellation import CancelOutcome, order_cancel
+from orders.services.cancellation import CancelOutcome, CancelResult, order_cancel
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +41,7 @@ class SweepResult:
 
     @property
     def cancelled(self) -> int:
-        return sum(o.result == "cancelled" for o in self.outcomes)
+        return sum(o.result is CancelResult.CANCELLED for o in self.outcomes)
 
 
 def orders_stale(*, now: datetime | None = None, timeout_seconds: int | None = None) -> QuerySet[Order]:
@@ -65,7 +65,7 @@ def orders_sweep_stale(*, now: datetime | None = None, timeout_seconds: int | No
             outcome = order_cancel(order=order, reason=CancelReason.STALE, note=f"open for more than {age}s")
         except Exception as exc:  # keep sweeping; the next run retries this one
             log.exception("stale_cancel_failed", order_link_id=order.order_link_id)
-            outcome = CancelOutcome(order.order_link_id, "error", str(exc))
+            outcome = CancelOutcome(order.order_link_id, CancelResult.ERROR, str(exc))
         result.outcomes.append(outcome)
     if result.checked:
         log.info("stale_orders_swept", checked=result.checked, cancelled=result.cancelled)

@@ -6,7 +6,9 @@ import pytest
 from django.contrib.admin import helpers
 from django.contrib.admin.models import LogEntry
 
+from orders.admin import CANCEL_REPORT
 from orders.models import CancelReason, OrderStatus
+from orders.services.cancellation import CancelResult
 from tests.orders.factories import OrderFactory
 
 pytestmark = pytest.mark.django_db
@@ -177,3 +179,7 @@ def test_the_order_page_offers_no_cancel_to_a_viewer_or_for_a_closed_order(clien
     client.force_login(risk_staff)
     assert 'id="cancel-on-exchange"' not in client.get(f"{URL}{closed.pk}/change/").content.decode()
     assert client.get(f"{URL}999999/cancel/").status_code == 404
+
+
+def test_every_cancel_result_has_a_line_in_the_admin_report():
+    assert set(CANCEL_REPORT) == set(CancelResult)

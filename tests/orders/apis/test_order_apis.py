@@ -4,7 +4,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from orders.apis import _CANCEL_REFUSED, _CANCEL_SETTLED
 from orders.models import OrderStatus
+from orders.services.cancellation import CancelResult
 from tests.orders.factories import ExecutionFactory, OrderFactory, SignalOrderRelationshipFactory
 
 pytestmark = pytest.mark.django_db
@@ -140,3 +142,8 @@ def test_period_with_any_offset_python_accepts_is_compared_in_utc(client):
 def test_period_beyond_the_calendar_in_utc_is_400(client):
     response = client.get("/api/orders/", {"created_before": "9999-12-31T23:00:00-05:00"})
     assert response.status_code == 400 and "created_before" in response.json()["extra"]["fields"]
+
+
+def test_every_cancel_result_has_exactly_one_api_answer():
+    assert set(_CANCEL_SETTLED).isdisjoint(_CANCEL_REFUSED)
+    assert set(_CANCEL_SETTLED) | set(_CANCEL_REFUSED) == set(CancelResult)
