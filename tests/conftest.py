@@ -9,7 +9,44 @@ pytest_plugins = [
 ]
 
 
+import os  # noqa: E402
+
 import pytest  # noqa: E402
+
+# Parallel runs (pytest-xdist, `make test`; docs/decisions/0007). The tests that start servers, browsers or
+# child processes and wait on them with deadlines form one group, "heavy": `--dist loadgroup` runs the group on
+# one worker, one test at a time, while the other workers take the light tests.
+HEAVY_MARKERS = ("slow", "browser")
+HEAVY_FIXTURES = frozenset({
+    "private_postgres", "private_rabbitmq", "private_pg", "private_rabbit", "rabbit_cluster",  # private servers
+    "api_schema",  # schemathesis: thousands of generated requests
+})
+
+
+def is_heavy(item: pytest.Item) -> bool:
+    return (any(item.get_closest_marker(name) for name in HEAVY_MARKERS)
+            or not HEAVY_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the group marks (its worker hook names the groups)
+def pytest_collection_modifyitems(config, items):
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if is_heavy(item):
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """SQLite: the test database lives in this process's memory, so name it after the process. Every worker
+    would otherwise get the same name, and what is keyed on the name (the reconciliation lock file,
+    orders/services/reconcile_lock.py) would be shared by workers that share no database."""
+    from django.conf import settings
+
+    for alias, db in settings.DATABASES.items():
+        if db["ENGINE"] == "django.db.backends.sqlite3" and not db.get("TEST", {}).get("NAME"):
+            db.setdefault("TEST", {})["NAME"] = f"file:memorydb_{alias}_{os.getpid()}?mode=memory&cache=shared"
 
 
 @pytest.fixture(autouse=True)

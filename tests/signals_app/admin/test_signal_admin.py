@@ -10,7 +10,7 @@ pytestmark = pytest.mark.django_db
 URL = "/admin/signals_app/tradingsignal/"
 
 
-@pytest.mark.parametrize("trace_id", [uuid.uuid4().hex, "trace-abc-123"])
+@pytest.mark.parametrize("trace_id", [uuid.uuid4().hex, "trace-abc-123"], ids=["uuid-hex", "free-text"])
 def test_search_by_trace_id_or_signal_id(client, readonly_staff, trace_id):
     signal = TradingSignalFactory(trace_id=trace_id)
     other = TradingSignalFactory(trace_id="other")
