@@ -32,6 +32,7 @@ from ordermanager.core.admin_tools import (
 from ordermanager.core.decimals import plain_decimal
 from ordermanager.core.exceptions import ApplicationError
 from ordermanager.core.models import AuditEntry
+from orders import admin_positions  # noqa: F401  (registers the Position admin with "Validate now")
 from orders.models import (
     CancelReason,
     Discrepancy,
