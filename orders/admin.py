@@ -58,9 +58,9 @@ class SymbolFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin):
         from exchange.models import Instrument
-        from positions.models import Position
+        from positions.selectors import position_rows
 
-        symbols = set(Position.objects.values_list("symbol", flat=True))
+        symbols = set(position_rows().values_list("symbol", flat=True))
         symbols |= set(Instrument.objects.values_list("symbol", flat=True)[:500])
         symbols |= set(RiskLimit.objects.exclude(symbol="").values_list("symbol", flat=True))
         return [(s, s) for s in sorted(symbols)]

@@ -17,7 +17,8 @@ import structlog
 from django.db import transaction
 
 from orders.selectors import PositionDifference, position_executions, positions_recompute_differences
-from positions.models import PositionDiscrepancy, PositionLedgerEntry
+from positions.models import PositionDiscrepancy
+from positions.selectors import ledger_exec_ids_applied
 from positions.services.ledger import position_rebuild
 
 log = structlog.get_logger(__name__)
@@ -79,7 +80,7 @@ def _waiting_for_order(diff: PositionDifference, executions: list[dict]) -> set[
     orphans = [e["exec_id"] for e in executions if not e["has_order"]]
     if not orphans:
         return set()
-    applied = set(PositionLedgerEntry.objects.filter(exec_id__in=orphans).values_list("exec_id", flat=True))
+    applied = ledger_exec_ids_applied(exec_ids=orphans)
     return set(orphans) - applied
 
 
