@@ -19,6 +19,7 @@ from django.db import transaction
 from orders.selectors import PositionDifference, position_executions, positions_recompute_differences
 from positions.models import PositionDiscrepancy
 from positions.selectors import ledger_exec_ids_applied
+from positions.services.discrepancies import position_discrepancy_record
 from positions.services.ledger import position_rebuild
 
 log = structlog.get_logger(__name__)
@@ -50,7 +51,7 @@ def _handle(diff: PositionDifference, *, repair: bool) -> PositionDiscrepancy:
                 category=diff.category, symbol=diff.symbol, position_idx=diff.position_idx, executions=applicable
             )
             position_id, repaired = position.pk, True
-        record = PositionDiscrepancy.objects.create(
+        record = position_discrepancy_record(
             position_id=position_id,
             category=diff.category,
             symbol=diff.symbol,
@@ -59,7 +60,7 @@ def _handle(diff: PositionDifference, *, repair: bool) -> PositionDiscrepancy:
             stored=diff.stored,
             expected=diff.expected,
             repaired=repaired,
-            note=note[:500],
+            note=note,
         )
     level = log.warning if kind == PositionDiscrepancy.Kind.UNAPPLIED else log.error
     level(
