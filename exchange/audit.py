@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -178,10 +178,21 @@ def _backlog_describe(row: ExchangeCall) -> dict:
             "attempt": row.attempt, "trace_id": row.trace_id, "order_link_id": row.order_link_id}  # fmt: skip
 
 
-def _backlog_mark(symbols, reason: str) -> None:
-    from orders.reconcile.backfill_marks import backfill_mark
+# Marking a symbol for a backfill is the orders app's business (its BackfillMark table): orders plugs its
+# function in when the app registry is ready (``OrdersConfig.ready``), so exchange imports no domain app.
+_backfill_mark: Callable[..., Any] | None = None
 
-    backfill_mark(symbols, reason=reason)
+
+def audit_backlog_mark_set(mark: Callable[..., Any]) -> None:
+    """Install ``mark(symbols, *, reason)``, called for the symbols of audit rows that could not be kept."""
+    global _backfill_mark
+    _backfill_mark = mark
+
+
+def _backlog_mark(symbols, reason: str) -> None:
+    if _backfill_mark is None:
+        raise RuntimeError("No backfill marker installed: the orders app installs it when Django starts.")
+    _backfill_mark(symbols, reason=reason)
 
 
 AUDIT_BACKLOG: WriteBacklog[ExchangeCall] = WriteBacklog(

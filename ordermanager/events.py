@@ -46,6 +46,10 @@ SIGNAL_SKIPPED = "signal.skipped"
 SIGNAL_EXECUTED = "signal.executed"
 SIGNAL_FAILED = "signal.failed"
 SIGNAL_DRY_RUN = "signal.dry_run"
+ORDER_UPDATED = "order.updated"  # a fill or a stream/reconcile status change (orders/services/fills/order_state.py)
+POSITION_UPDATED = "position.updated"  # fills applied to a position (positions/services/ledger.py)
+POSITION_LOSS_WARNING = "position.loss_warning"  # unrealized loss crossed its threshold (positions/services/marks.py)
+RISK_LIMIT_CHANGED = "risk_limit.changed"  # a risk limit edited (orders/services/risk_limit_changes.py)
 OPS_ALERT = "ops.alert"  # an alert threshold started firing or resolved (ordermanager/core/services/alerts.py)
 
 DASHBOARD_GROUP = "dashboard"

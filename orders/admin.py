@@ -33,6 +33,7 @@ from ordermanager.core.admin_tools import (
 from ordermanager.core.decimals import plain_decimal
 from ordermanager.core.exceptions import ApplicationError
 from ordermanager.core.models import AuditEntry
+from orders import admin_positions  # noqa: F401  (registers the Position admin with "Validate now")
 from orders.models import (
     CancelReason,
     Discrepancy,
@@ -74,9 +75,9 @@ class SymbolFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin):
         from exchange.models import Instrument
-        from positions.models import Position
+        from positions.selectors import position_rows
 
-        symbols = set(Position.objects.values_list("symbol", flat=True))
+        symbols = set(position_rows().values_list("symbol", flat=True))
         symbols |= set(Instrument.objects.values_list("symbol", flat=True)[:500])
         symbols |= set(RiskLimit.objects.exclude(symbol="").values_list("symbol", flat=True))
         return [(s, s) for s in sorted(symbols)]

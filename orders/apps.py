@@ -3,3 +3,10 @@ from django.apps import AppConfig
 
 class OrdersConfig(AppConfig):
     name = "orders"
+
+    def ready(self):
+        # exchange imports no domain app: its audit backlog marks symbols for a backfill through this hook.
+        from exchange.audit import audit_backlog_mark_set
+        from orders.reconcile.backfill_marks import backfill_mark
+
+        audit_backlog_mark_set(backfill_mark)

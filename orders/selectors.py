@@ -33,7 +33,7 @@ from django.db import connection, transaction
 
 from ordermanager.core.epoch import epoch_ms
 from orders.models import Execution
-from positions.models import Position, PositionLedgerEntry
+from positions.selectors import position_sql_tables
 from positions.services.position_math import POSITION_MOVING_TYPES
 
 
@@ -204,8 +204,7 @@ def _validation_sql(vendor: str, *, slice_: tuple[int, int] | None = None) -> tu
         f" ELSE ROUND({least}(f.qty, -f.s0) * (f.a0 - f.price), 18) END"
     )
     t_exec = Execution._meta.db_table
-    t_ledger = PositionLedgerEntry._meta.db_table
-    t_pos = Position._meta.db_table
+    t_ledger, t_pos = position_sql_tables()["ledger"], position_sql_tables()["position"]
     # = ANY(ARRAY(...)) is computed once and keeps the ledger index scan (and its order).
     ledger_slice = (
         f"AND l.position_id = ANY(ARRAY(SELECT p1.id FROM {t_pos} p1 WHERE TRUE {in_slice('p1.symbol')}))"

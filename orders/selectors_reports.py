@@ -22,7 +22,8 @@ from django.db.models import Count, F, Sum
 
 from ordermanager.core.epoch import epoch_ms
 from orders.models import ExecType, Execution
-from positions.models import Position, PositionLedgerEntry
+from positions.models import Position
+from positions.selectors import ledger_entries_of_position, position_rows
 from positions.services.ledger import exec_id_ordering
 
 ZERO = Decimal("0")
@@ -73,7 +74,7 @@ def _key(group_by: str, symbol: str, strategy: str) -> tuple[str, str]:
 
 def _ledger(position: Position):
     # Same order as the position manager (exec time, seq, exec_id in byte order) on its ordering index.
-    return PositionLedgerEntry.objects.filter(position=position).annotate(eid=exec_id_ordering())
+    return ledger_entries_of_position(position=position).annotate(eid=exec_id_ordering())
 
 
 def _baseline(position: Position, start_ms: int) -> dict:
@@ -142,7 +143,7 @@ def pnl_report(
     """PnL between ``start`` (inclusive) and ``end`` (exclusive), grouped by symbol, strategy or both."""
     _validate(start=start, end=end, group_by=group_by)
     start_ms, end_ms = epoch_ms(start), epoch_ms(end)
-    positions = Position.objects.filter(symbol=symbol) if symbol else Position.objects.all()
+    positions = position_rows(symbol=symbol or None)
     rows: dict[tuple[str, str], PnlRow] = {}
     by_symbol_only = group_by == "symbol" and strategy is None  # the dashboard's "today": no walk needed
     for position in positions.filter(last_exec_ms__gte=start_ms).order_by("symbol", "position_idx"):
@@ -190,7 +191,7 @@ def _merge(row: PnlRow, other: PnlRow) -> None:
 
 
 def _add_unrealized(report: PnlReport, *, symbol: str | None) -> None:
-    positions = Position.objects.values("symbol").annotate(unrealized=Sum("unrealized_pnl"))
+    positions = position_rows().values("symbol").annotate(unrealized=Sum("unrealized_pnl"))
     if symbol:
         positions = positions.filter(symbol=symbol)
     by_symbol = {row.symbol: row for row in report.rows}

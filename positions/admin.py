@@ -1,19 +1,17 @@
-"""Positions: coloured PnL, snapshots with a chart, and "Validate now" (recompute from fills)."""
+"""Positions: coloured PnL and snapshots with a chart.
+
+"Validate now" (recompute every position from its fills) needs the fills, which belong to ``orders``:
+``orders/admin_positions.py`` extends this admin with it (decision 0421), so positions imports no higher app.
+"""
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.contrib import admin
 
 from ordermanager.core.admin_tools import ReadOnlyAdmin, money, signed_money, usdt
 from ordermanager.core.charts import Series, svg_line_chart
 from positions.models import Position, PositionDiscrepancy, PositionLedgerEntry, PositionSnapshot
 from positions.selectors import position_snapshot_series
-
-VALIDATE_PERMISSION = "orders.run_reconciliation"  # validating repairs positions: same trust as reconciling
 
 
 @admin.register(Position)
@@ -70,32 +68,6 @@ class PositionAdmin(ReadOnlyAdmin):
             )
             extra["recent_snapshots"] = snapshots[::-1][:20]
         return super().change_view(request, object_id, form_url, extra)
-
-    def changelist_view(self, request, extra_context=None):
-        extra = {"can_validate": request.user.has_perm(VALIDATE_PERMISSION)}
-        return super().changelist_view(request, {**(extra_context or {}), **extra})
-
-    def get_urls(self):
-        view = self.admin_site.admin_view(self.validate_now_view)
-        return [path("validate-now/", view, name="positions_validate_now"), *super().get_urls()]
-
-    def validate_now_view(self, request):
-        """Confirm, then recompute every position from its fills, record and repair differences."""
-        from orders.services.position_validation import positions_validate_against_fills
-
-        if not request.user.has_perm(VALIDATE_PERMISSION):
-            raise PermissionDenied
-        if request.method == "POST":
-            found = positions_validate_against_fills(repair=True)
-            if not found:
-                self.message_user(request, "Validated: every position equals the one computed from its fills.")
-            else:
-                lines = "; ".join(f"{d.symbol}[{d.position_idx}] {d.kind}{' (repaired)' if d.repaired else ''}"
-                                  for d in found)  # fmt: skip
-                self.message_user(request, f"Validation found {len(found)} difference(s): {lines}", messages.WARNING)
-            return HttpResponseRedirect(reverse("admin:positions_position_changelist"))
-        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": "Validate positions"}
-        return TemplateResponse(request, "admin/positions/position/validate_now.html", context)
 
 
 @admin.register(PositionSnapshot)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -11,7 +12,7 @@ from django.db.models import Q, QuerySet
 
 from ordermanager.core.exceptions import NotFound
 from ordermanager.core.filtering import StrictBooleanFilter, UpperCharFilter, UtcIsoDateTimeFilter, apply_filters
-from positions.models import Position, PositionSnapshot
+from positions.models import Position, PositionLedgerEntry, PositionSnapshot
 
 
 class PositionFilter(django_filters.FilterSet):
@@ -109,3 +110,49 @@ def position_idxs_of(*, category: str, symbol: str, open_only: bool = False) -> 
     if open_only:
         rows = rows.exclude(size=0)
     return set(rows.values_list("position_idx", flat=True))
+
+
+# Reads other apps (orders, signals_app) make of positions' tables go through these, so the tables' shape
+# stays positions' business (issue #16, decision 0421). Querysets are returned where the caller composes them
+# into its own statement (values, distinct, a subquery): the statement, and its count, stay the caller's.
+
+
+def position_rows(*, category: str | None = None, symbol: str | None = None) -> QuerySet[Position]:
+    """Position rows (flat ones included), narrowed to a category and/or a symbol when given."""
+    queryset = Position.objects.all()
+    if category is not None:
+        queryset = queryset.filter(category=category)
+    if symbol is not None:
+        queryset = queryset.filter(symbol=symbol)
+    return queryset
+
+
+def position_open_rows(*, category: str | None = None) -> QuerySet[Position]:
+    """Rows holding a position (size ≠ 0), in one category when given."""
+    return position_rows(category=category).exclude(size=0)
+
+
+def position_size_get(*, category: str, symbol: str, position_idx: int = 0) -> Decimal:
+    """The stored size of one row (signed for one-way, positionIdx 0); zero when there is no row."""
+    row = Position.objects.filter(category=category, symbol=symbol, position_idx=position_idx)
+    return next(iter(row.values_list("size", flat=True)), Decimal(0))
+
+
+def ledger_exec_ids_applied(*, exec_ids: Iterable[str]) -> set[str]:
+    """Those of ``exec_ids`` already applied to a position (one ledger entry per applied execution)."""
+    return set(PositionLedgerEntry.objects.filter(exec_id__in=list(exec_ids)).values_list("exec_id", flat=True))
+
+
+def ledger_entries_of_exec(*, exec_id) -> QuerySet[PositionLedgerEntry]:
+    """Ledger entries of one execution id; ``exec_id`` may be an ``OuterRef`` (an ``Exists`` subquery)."""
+    return PositionLedgerEntry.objects.filter(exec_id=exec_id)
+
+
+def ledger_entries_of_position(*, position: Position) -> QuerySet[PositionLedgerEntry]:
+    return PositionLedgerEntry.objects.filter(position=position)
+
+
+def position_sql_tables() -> dict[str, str]:
+    """Table names for a hand-written statement that joins positions into another app's read (kept as one
+    round trip on a hot path): ``position`` and ``ledger``."""
+    return {"position": Position._meta.db_table, "ledger": PositionLedgerEntry._meta.db_table}

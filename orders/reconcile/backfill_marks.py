@@ -17,11 +17,10 @@ from collections.abc import Iterable
 
 import structlog
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
 from orders.models import ACTIVE_STATUSES, BackfillMark, Order
-from positions.models import Position
+from positions.selectors import position_open_rows
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +45,7 @@ def backfill_mark(symbols: Iterable[tuple[str, str]], *, reason: str) -> int:
 def active_symbols() -> set[tuple[str, str]]:
     """(category, symbol) of every working order and every open position."""
     found = set(Order.objects.filter(status__in=ACTIVE_STATUSES).values_list("category", "symbol").distinct())
-    found |= set(Position.objects.filter(~Q(size=0)).values_list("category", "symbol").distinct())
+    found |= set(position_open_rows().values_list("category", "symbol").distinct())
     return found
 
 

@@ -53,7 +53,7 @@ from orders.reconcile.backfill_marks import marks_clear, marks_due
 from orders.reconcile.exchange import open_orders_fetch, status_of
 from orders.reconcile.executions import WINDOW_OVERLAP, exec_window_start, executions_known, now_ms
 from orders.reconcile.lock import ReconciliationInProgress, reconcile_is_running
-from positions.models import Position
+from positions.selectors import position_open_rows
 
 log = structlog.get_logger(__name__)
 
@@ -216,7 +216,7 @@ def _orders_differ(listing, category: str, t0, out: dict[Key, str]) -> None:
 def _positions_differ(infos, category: str, out: dict[Key, str]) -> None:
     theirs = {(i.symbol, i.position_idx): i.signed_size for i in infos}
     ours = {(p.symbol, p.position_idx): p.signed_size
-            for p in Position.objects.filter(category=category).exclude(size=0)}  # fmt: skip
+            for p in position_open_rows(category=category)}  # fmt: skip
     for key in sorted(set(theirs) | set(ours)):
         if theirs.get(key, 0) != ours.get(key, 0):
             out.setdefault((category, key[0]), f"position {key[0]}[{key[1]}]: {ours.get(key, 0)} here, "

@@ -41,6 +41,7 @@ from orders.reconcile.executions import MAX_LOOKBACK, backfill_run, now_ms
 from orders.reconcile.report import Kind
 from orders.services.risk_limit_changes import risk_limit_create, risk_limit_update
 from positions.models import Position
+from positions.selectors import position_rows
 
 ZERO = Decimal(0)
 # Our entry price is the exact weighted average of the fills; Bybit rounds its
@@ -87,9 +88,7 @@ class Side:
 
 
 def _local(ctx) -> dict[tuple[str, int], Position]:
-    qs = Position.objects.filter(category=ctx.category)
-    if ctx.symbol:
-        qs = qs.filter(symbol=ctx.symbol)
+    qs = position_rows(category=ctx.category, symbol=ctx.symbol or None)
     return {(p.symbol, p.position_idx): p for p in qs}
 
 
@@ -162,7 +161,7 @@ def _compare_symbol(ctx, symbol: str, idxs: set[int]) -> tuple[list[Side], str |
     positions_fetch_symbol(ctx.client, view, category=ctx.category, symbol=symbol)
     if symbol in view.unknown:
         return [], view.unknown[symbol]
-    local = {p.position_idx: p for p in Position.objects.filter(category=ctx.category, symbol=symbol)}
+    local = {p.position_idx: p for p in position_rows(category=ctx.category, symbol=symbol)}
     idxs = idxs | {idx for (s, idx), info in view.rows.items() if s == symbol and info.size != 0}
     idxs |= {idx for idx, p in local.items() if p.size != 0}
     sides = [_side(symbol, idx, local.get(idx), view.rows.get((symbol, idx))) for idx in sorted(idxs)]

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from orders.models import ACTIVE_STATUSES, Order, ReconciliationRun, RiskLimit
 from orders.reconcile.report import RunRecorder
-from positions.models import Position
+from positions.selectors import position_open_rows, position_rows
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +58,7 @@ def run_open(*, trigger, user, symbol, dry_run, progress) -> RunRecorder:
 def run_categories(symbol: str | None) -> list[str]:
     """The configured category first, then any other our active orders or positions use."""
     found = set(Order.objects.filter(status__in=ACTIVE_STATUSES).values_list("category", flat=True).distinct())
-    found |= set(Position.objects.exclude(size=0).values_list("category", flat=True).distinct())
+    found |= set(position_open_rows().values_list("category", flat=True).distinct())
     return [settings.BYBIT_CATEGORY] + sorted(found - {settings.BYBIT_CATEGORY})
 
 
@@ -67,7 +67,7 @@ def desk_symbols(*, category: str, symbol: str | None, exchange_symbols: set[str
     if symbol:
         return {symbol}
     symbols = set(Order.objects.filter(category=category).values_list("symbol", flat=True).distinct())
-    symbols |= set(Position.objects.filter(category=category).values_list("symbol", flat=True).distinct())
+    symbols |= set(position_rows(category=category).values_list("symbol", flat=True).distinct())
     if category == settings.BYBIT_CATEGORY:  # RiskLimit rows carry no category
         symbols |= set(RiskLimit.objects.filter(~Q(symbol="")).values_list("symbol", flat=True))
     return symbols | exchange_symbols

@@ -17,7 +17,9 @@ import structlog
 from django.db import transaction
 
 from orders.selectors import PositionDifference, position_executions, positions_recompute_differences
-from positions.models import PositionDiscrepancy, PositionLedgerEntry
+from positions.models import PositionDiscrepancy
+from positions.selectors import ledger_exec_ids_applied
+from positions.services.discrepancies import position_discrepancy_record
 from positions.services.ledger import position_rebuild
 
 log = structlog.get_logger(__name__)
@@ -49,7 +51,7 @@ def _handle(diff: PositionDifference, *, repair: bool) -> PositionDiscrepancy:
                 category=diff.category, symbol=diff.symbol, position_idx=diff.position_idx, executions=applicable
             )
             position_id, repaired = position.pk, True
-        record = PositionDiscrepancy.objects.create(
+        record = position_discrepancy_record(
             position_id=position_id,
             category=diff.category,
             symbol=diff.symbol,
@@ -58,7 +60,7 @@ def _handle(diff: PositionDifference, *, repair: bool) -> PositionDiscrepancy:
             stored=diff.stored,
             expected=diff.expected,
             repaired=repaired,
-            note=note[:500],
+            note=note,
         )
     level = log.warning if kind == PositionDiscrepancy.Kind.UNAPPLIED else log.error
     level(
@@ -79,7 +81,7 @@ def _waiting_for_order(diff: PositionDifference, executions: list[dict]) -> set[
     orphans = [e["exec_id"] for e in executions if not e["has_order"]]
     if not orphans:
         return set()
-    applied = set(PositionLedgerEntry.objects.filter(exec_id__in=orphans).values_list("exec_id", flat=True))
+    applied = ledger_exec_ids_applied(exec_ids=orphans)
     return set(orphans) - applied
 
 

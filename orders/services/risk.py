@@ -29,10 +29,9 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db.models import Case, DecimalField, F, When
-from django.db.models.functions import Abs
 
 from orders.services.risk_limits import EffectiveLimits, risk_limit_seed_global, risk_limits_from_rows
+from positions.selectors import position_rows, position_size_get, position_sql_tables
 
 CENT = Decimal("0.01")
 
@@ -123,23 +122,6 @@ def _because(reason: str) -> str:
     return f" ({reason})" if reason else ""
 
 
-_MONEY = DecimalField(max_digits=36, decimal_places=18)
-
-
-def _position_value():
-    return Abs(F("size")) * Case(
-        When(mark_price__isnull=False, mark_price__gt=0, then=F("mark_price")),
-        default=F("avg_entry_price"),
-        output_field=_MONEY,
-    )
-
-
-def _other_positions(*, symbol: str, category: str):
-    from positions.models import Position
-
-    return Position.objects.filter(category=category).exclude(symbol=symbol).exclude(size=0)
-
-
 def resting_statuses() -> tuple[str, ...]:
     """Order states whose open quantity may still fill (decision 0317); pending_cancel is already cancelled."""
     from orders.models import OrderStatus
@@ -156,11 +138,10 @@ def exposure_other_symbols(*, symbol: str, category: str = "linear") -> Decimal:
     max(|V + B|, |V − S|).
     """
     from orders.models import Order
-    from positions.models import Position
 
     rows: dict[tuple[str, int], list[Decimal]] = {}
     marks: dict[str, Decimal] = {}
-    for pos in Position.objects.filter(category=category).exclude(symbol=symbol):
+    for pos in position_rows(category=category).exclude(symbol=symbol):
         mark = pos.mark_price if pos.mark_price and pos.mark_price > 0 else pos.avg_entry_price
         marks.setdefault(pos.symbol, mark)
         if pos.size:
@@ -217,14 +198,13 @@ def book_state_read(*, symbol: str, category: str = "linear") -> BookState:
     both).
     """
     from orders.models import Order, OrderStatus, OrderType, RiskLimit, TimeInForce
-    from positions.models import Position
 
     statuses = [OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED] if settings.CANCEL_PARTIALLY_FILLED_ORDERS else [
         OrderStatus.NEW]
     resting = list(resting_statuses())
     marks = ", ".join(["%s"] * len(statuses))
     sql = _BOOK_SQL.format(
-        risk=RiskLimit._meta.db_table, position=Position._meta.db_table, order=Order._meta.db_table,
+        risk=RiskLimit._meta.db_table, position=position_sql_tables()["position"], order=Order._meta.db_table,
         statuses=marks, resting=", ".join(["%s"] * len(resting)), cancellable=_CANCELLABLE.format(statuses=marks),
     )
     # Placeholders in the order they appear in _BOOK_SQL.
@@ -310,7 +290,4 @@ def _decimal(value) -> Decimal:
 
 def position_size_of(*, symbol: str, category: str = "linear") -> Decimal:
     """Signed one-way position size from our book (positionIdx 0)."""
-    from positions.models import Position
-
-    row = Position.objects.filter(category=category, symbol=symbol, position_idx=0).values_list("size", flat=True)
-    return next(iter(row), Decimal(0))
+    return position_size_get(category=category, symbol=symbol, position_idx=0)

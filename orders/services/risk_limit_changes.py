@@ -42,7 +42,6 @@ MSG_REQUIRED = "Required: the exposure limit in USDT."
 MSG_RATIO = "Must be between 0 and 1 (a share of the available balance)."
 MSG_HALT_REASON = "Say why trading is halted or reduce-only; the desk reads this."
 MSG_UNKNOWN_FIELD = "Not a risk-limit field that can be changed."
-RISK_LIMIT_CHANGED = "risk_limit.changed"
 
 
 def risk_limit_validate(values: dict) -> None:
@@ -81,7 +80,7 @@ def _save_audited(row: RiskLimit, *, before: dict, action: str, user, reason: st
     if changes:
         audit_record(action=action, target=row, changes=changes, user=user, reason=reason, source=source)
         events.publish_event_on_commit(
-            routing_key=RISK_LIMIT_CHANGED,
+            routing_key=events.RISK_LIMIT_CHANGED,
             payload={"risk_limit_id": row.pk, "symbol": row.symbol, "changes": changes},
         )
     return row

@@ -28,7 +28,7 @@ from django.db.models.functions import Collate
 from django.utils import timezone
 
 from ordermanager.core.epoch import epoch_ms, from_epoch_ms
-from ordermanager.events import publish_event_on_commit
+from ordermanager.events import POSITION_UPDATED, publish_event_on_commit
 from positions.models import Position, PositionLedgerEntry, PositionMode
 from positions.services.marks import position_loss_warning_evaluate, position_mark_observed, position_payload
 from positions.services.position_math import (
@@ -43,7 +43,6 @@ from positions.services.position_math import (
 
 log = structlog.get_logger(__name__)
 
-POSITION_UPDATED = "position.updated"
 _STATE_FIELDS = ["size", "avg_entry_price", "realized_pnl", "fees_paid", "funding_paid", "unrealized_pnl"]
 _KEY_FIELDS = ["last_exec_time", "last_exec_ms", "last_exec_seq", "last_exec_id"]
 _AFTER_FIELDS = ["size_after", "avg_entry_after", "realized_after", "fees_after", "funding_after"]

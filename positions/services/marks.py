@@ -20,13 +20,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from ordermanager.core.epoch import from_epoch_ms
-from ordermanager.events import publish_event_on_commit
+from ordermanager.events import POSITION_LOSS_WARNING, publish_event_on_commit
 from positions.models import Position, PositionSnapshot
 from positions.services.position_math import ZERO, q18, unrealized_pnl
 
 log = structlog.get_logger(__name__)
 
-POSITION_LOSS_WARNING = "position.loss_warning"
 
 
 def position_mark_observed(position: Position, *, mark_price: Decimal | None, updated_ms: int = 0) -> None:

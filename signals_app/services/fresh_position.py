@@ -79,12 +79,12 @@ def position_matters(*, side: str, sizes: dict, hedge: bool) -> bool:
 
 
 def _unsettled_query(*, category: str, symbol: str, limit: int):
-    from positions.models import Position
+    from positions.selectors import position_rows
 
     booked = (Execution.objects.filter(order=OuterRef("pk")).order_by().values("order")
               .annotate(total=Sum("exec_qty")).values("total"))  # fmt: skip
     zero = Value(Decimal(0), output_field=DecimalField(max_digits=36, decimal_places=18))
-    position_touched = (Position.objects.filter(category=category, symbol=symbol).order_by()
+    position_touched = (position_rows(category=category, symbol=symbol).order_by()
                         .values("symbol").annotate(last=Max("updated_at")).values("last"))  # fmt: skip
     # Acknowledged after the position row last changed, expected to fill (a market order, or one the stream says
     # filled) and nothing booked for it: its fills are on the way even if an order event already came.
@@ -150,10 +150,10 @@ def _aware(when: datetime) -> datetime:
 
 
 def book_sizes_read(*, category: str, symbol: str) -> dict[int, Decimal]:
-    from positions.models import Position
+    from positions.selectors import position_rows
 
     sizes = dict.fromkeys((0, 1, 2), Decimal(0))
-    for idx, size in Position.objects.filter(category=category, symbol=symbol).values_list("position_idx", "size"):
+    for idx, size in position_rows(category=category, symbol=symbol).values_list("position_idx", "size"):
         sizes[idx] = size
     return sizes
 

@@ -15,11 +15,8 @@ from django.utils import timezone
 from ordermanager import events
 from ordermanager.core.models import OutboxEvent
 from ordermanager.dashboard.selectors import health_components
+from ordermanager.events import ORDER_UPDATED, POSITION_LOSS_WARNING, POSITION_UPDATED, RISK_LIMIT_CHANGED
 from ordermanager.outbox import SCHEMA_DIR, EventSchemaError, event_validate, outbox_lag, outbox_prune
-from orders.services.fills import ORDER_UPDATED
-from orders.services.risk_limit_changes import RISK_LIMIT_CHANGED
-from positions.services.ledger import POSITION_UPDATED
-from positions.services.marks import POSITION_LOSS_WARNING
 
 pytestmark = pytest.mark.django_db
 

@@ -16,8 +16,8 @@ Outside the package: the Bybit → our status map (``orders.exchange_status``) a
 mode (``orders.services.position_mode``), shared with reconciliation and order planning.
 """
 
+from ordermanager.events import ORDER_UPDATED  # re-exported: callers read fills.ORDER_UPDATED
 from orders.services.fills.dispatch import MessageOutcome, execution_apply, order_update_apply, private_message_apply
-from orders.services.fills.order_state import ORDER_UPDATED
 from orders.services.fills.refusals import FillRefused, execution_refusal, message_check
 
 __all__ = [

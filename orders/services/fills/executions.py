@@ -28,7 +28,7 @@ from orders.services.fills.fill_values import fill_of_execution, fill_of_info, s
 from orders.services.fills.funding import fills_to_positions, funding_idx
 from orders.services.fills.order_state import orders_locked, orders_refresh_fills
 from orders.services.position_mode import ONE_WAY, position_mode_in_book
-from positions.models import PositionLedgerEntry
+from positions.selectors import ledger_exec_ids_applied
 from positions.services.ledger import FillValues
 from positions.services.position_math import FillRule, rule_for
 
@@ -217,9 +217,7 @@ def executions_link_orphans(order: Order) -> int:
     orphans = list(Execution.objects.filter(order__isnull=True).filter(keys).order_by("exec_time", "seq", "exec_id"))
     if not orphans:
         return 0
-    applied = set(
-        PositionLedgerEntry.objects.filter(exec_id__in=[e.exec_id for e in orphans]).values_list("exec_id", flat=True)
-    )
+    applied = ledger_exec_ids_applied(exec_ids=[e.exec_id for e in orphans])
     fills: dict[tuple[str, str, int], list[FillValues]] = {}
     for execution in orphans:
         execution.order = order

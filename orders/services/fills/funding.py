@@ -14,7 +14,7 @@ from django.db.models import Exists, OuterRef
 from orders.models import Execution
 from orders.services.fills.fill_values import fill_of_execution
 from orders.services.position_mode import HEDGE, position_mode_in_book
-from positions.models import PositionLedgerEntry
+from positions.selectors import ledger_entries_of_exec
 from positions.services.ledger import FillValues, positions_apply_fills
 
 log = structlog.get_logger(__name__)
@@ -40,7 +40,7 @@ def fills_to_positions(fills: dict[tuple[str, str, int], list[FillValues]]) -> N
 
 def funding_waiting_apply(*, category: str, symbol: str) -> int:
     """Apply the symbol's funding rows that arrived while its position mode was unknown."""
-    applied = PositionLedgerEntry.objects.filter(exec_id=OuterRef("exec_id"))
+    applied = ledger_entries_of_exec(exec_id=OuterRef("exec_id"))
     waiting = list(
         Execution.objects.filter(category=category, symbol=symbol, exec_type="Funding", order__isnull=True)
         .filter(~Exists(applied))

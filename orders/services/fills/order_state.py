@@ -14,14 +14,13 @@ import structlog
 from django.db.models import Sum
 
 from exchange.bybit.types import ExecutionInfo, OrderInfo
-from ordermanager.events import publish_event_on_commit
+from ordermanager.events import ORDER_UPDATED, publish_event_on_commit
 from orders.exchange_status import order_status_of
 from orders.models import STATUS_RANK, CancelReason, Execution, Order, OrderStatus
 from positions.services.position_math import div18
 
 log = structlog.get_logger(__name__)
 
-ORDER_UPDATED = "order.updated"
 
 
 def order_locked(*, order_link_id: str, order_id: str) -> Order | None:

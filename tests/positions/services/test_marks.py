@@ -5,9 +5,9 @@ from unittest import mock
 
 import pytest
 
+from ordermanager.events import POSITION_LOSS_WARNING
 from positions.models import Position, PositionSnapshot
 from positions.services.marks import (
-    POSITION_LOSS_WARNING,
     position_set_mark_price,
     position_snapshot_all,
     positions_check_loss_warnings,
