@@ -452,17 +452,19 @@ def _row_of(line: bytes):
 
 
 def _insert_bulk(lines: list[bytes]) -> int:
-    """Other databases (SQLite): one transaction, conflicts on call_id ignored."""
+    """Other databases (SQLite, one writer at a time): one transaction; rows already written are left out by
+    call_id. Not ``ignore_conflicts``: SQLite's INSERT OR IGNORE would also drop a row that breaks a CHECK
+    constraint without a word, where the row-by-row fallback logs it."""
     from django.db import transaction
 
     from exchange.models import ExchangeCall
 
-    rows = [_row_of(line) for line in lines]
-    ids = [r.call_id for r in rows]
+    rows = {row.call_id: row for row in map(_row_of, lines)}
     with transaction.atomic():
-        before = ExchangeCall.objects.filter(call_id__in=ids).count()
-        ExchangeCall.objects.bulk_create(rows, ignore_conflicts=True)
-        return ExchangeCall.objects.filter(call_id__in=ids).count() - before
+        written = set(ExchangeCall.objects.filter(call_id__in=list(rows)).values_list("call_id", flat=True))
+        fresh = [row for call_id, row in rows.items() if call_id not in written]
+        ExchangeCall.objects.bulk_create(fresh)
+        return len(fresh)
 
 
 def _insert_one(line: bytes) -> int:

@@ -57,6 +57,13 @@ def _no_database_outage_seen():
     db_backlog._outage_at = None
     yield
     db_backlog._outage_at = None
+    # What a test's threads kept for a database that was away (or, on SQLite, locked by the test's own
+    # transaction) belongs to that test's database: it must not be written into the next test's.
+    for backlog in db_backlog._ALL:
+        with backlog._lock:
+            backlog._items.clear()
+            backlog._marks.clear()
+            backlog._drain_marked.clear()
 
 
 @pytest.fixture(autouse=True, scope="session")

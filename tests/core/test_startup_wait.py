@@ -90,7 +90,7 @@ def test_wait_for_services_command_returns_once_the_database_answers(private_pg,
     assert "services ready" in log_path.read_text()
 
 
-
+@pytest.mark.postgres  # the child process reaches the test database by URL: a PostgreSQL one
 def test_consume_signals_waits_for_the_broker_before_anything_else_and_stops_on_sigterm(simulator, tmp_path):
     import signal
     import socket

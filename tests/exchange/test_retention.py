@@ -44,6 +44,7 @@ def test_deletes_exactly_the_rows_past_the_retention_in_batches(settings):
     assert retention.exchange_calls_prune(now=now, batch=4) == 0  # nothing left: one empty look
 
 
+@pytest.mark.postgres  # a second connection reads the table while the prune runs
 @pytest.mark.django_db(transaction=True)
 def test_each_batch_commits_on_its_own(settings):
     """Between two batches another connection already sees the rows gone: no transaction spans the run."""
