@@ -41,10 +41,10 @@ run: install
 	procfile=$$(WEB_PORT=$(WEB_PORT) $(PY) manage.py procfile) && \
 	  WEB_PORT=$(WEB_PORT) $(VENV)/bin/honcho start -f $$procfile -p $(WEB_PORT)
 
-## test: the whole suite (SQLite by default; PostgreSQL when DATABASE_URL says so). TEST_WORKERS=2: on two
-##       processes (pytest-xdist; the heavy tests one at a time on one of them, docs/decisions/0007); the default
-##       0 is one process until the parallel run is proven on CI. PYTEST_ARGS go last, e.g. "--durations=15".
-TEST_WORKERS ?= 0
+## test: the whole suite (SQLite by default; PostgreSQL when DATABASE_URL says so) on two processes (pytest-xdist;
+##       the heavy tests one at a time on one of them, docs/decisions/0007). TEST_WORKERS=0: one process.
+##       PYTEST_ARGS go last, e.g. "--durations=15".
+TEST_WORKERS ?= 2
 test: install-dev
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
