@@ -39,6 +39,7 @@ from django.utils import timezone
 from exchange.bybit.client import get_client
 from exchange.bybit.errors import BybitError
 from exchange.bybit.types import MalformedPayload
+from ordermanager.core.epoch import epoch_ms
 from orders.models import (
     ACTIVE_STATUSES,
     STATUS_RANK,
@@ -160,7 +161,7 @@ def _compare(client, category: str, t0, suspects: dict[Key, str]) -> int:
     start = exec_window_start(category=category, symbol=None, now=t0)
     covered = ReconcileLease.objects.filter(name=LIGHT).values_list("covered_to", flat=True).first()
     if covered is not None:
-        start = max(start, int((covered - WINDOW_OVERLAP).timestamp() * 1000))
+        start = max(start, epoch_ms(covered - WINDOW_OVERLAP))
     executions = client.get_executions(category=category, start_ms=start, end_ms=now_ms())
 
     def found() -> dict[Key, str]:

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from exchange.bybit.errors import BybitError
 from exchange.bybit.types import ExecutionInfo
+from ordermanager.core.epoch import epoch_ms
 from orders.models import Discrepancy, Execution, Order, ReconciliationRun
 from orders.reconcile.orders import Plan, plan_apply, plans_prepare
 from orders.reconcile.report import Kind
@@ -56,7 +57,7 @@ def exec_window_start(*, category: str, symbol: str | None, now) -> int:
     start = now - MAX_LOOKBACK
     if last is not None and last - WINDOW_OVERLAP > start:
         start = last - WINDOW_OVERLAP
-    return int(start.timestamp() * 1000)
+    return epoch_ms(start)
 
 
 def executions_known(exec_ids: Iterable[str]) -> set[str]:
@@ -161,12 +162,12 @@ def executions_fetch(ctx, symbols: set[str], plans: list[Plan]) -> None:
 
 def _created_ms(plan: Plan) -> int:
     if plan.order is not None:
-        return int(plan.order.created_at.timestamp() * 1000)
+        return epoch_ms(plan.order.created_at)
     return plan.info.created_ms
 
 
 def now_ms() -> int:
-    return int(timezone.now().timestamp() * 1000)
+    return epoch_ms(timezone.now())
 
 
 def _unknown_order_plans(ctx, missing: list[ExecutionInfo]) -> list:

@@ -34,6 +34,7 @@ from django.utils import timezone
 from exchange.bybit.errors import BybitError
 from exchange.bybit.types import ExecutionInfo, PositionInfo
 from exchange.models import Instrument
+from ordermanager.core.epoch import epoch_ms
 from ordermanager.core.formatting import qty_text
 from orders.models import Order, OrderStatus, RiskLimit
 from orders.reconcile.exchange import PositionsView, positions_fetch, positions_fetch_symbol
@@ -261,7 +262,7 @@ def _settle(ctx, symbol: str, sides: list[Side], pulled_ms: int) -> Settled:
 
 def _backfill_symbol(ctx, symbol: str) -> int | None:
     """Backfill 7 days of the symbol's executions; None when they could not be fetched."""
-    start = int((timezone.now() - MAX_LOOKBACK).timestamp() * 1000)
+    start = epoch_ms(timezone.now() - MAX_LOOKBACK)
     try:
         ctx.backfill.offer(ctx.client.get_executions(category=ctx.category, symbol=symbol, start_ms=start,
                                                      end_ms=now_ms(), refused=ctx.backfill.refused))  # fmt: skip
