@@ -138,6 +138,23 @@ def test_the_web_port_decides_every_url_printed_or_registered(variable):
 
     assert shown.returncode == 0, shown.stderr
     assert '"callback_url": "ws://127.0.0.1:8123/ws/gateway/"' in shown.stdout
-    procfile = (ROOT / "Procfile").read_text()
-    assert "--port ${WEB_PORT:-8000}" in procfile
     assert "WEB_PORT=$(WEB_PORT)" in (ROOT / "Makefile").read_text()
+    for name in ("Procfile", "Procfile.paper"):  # uvicorn binds the port the settings print (shell expansion)
+        assert procfile_web_port(name, **{variable: "8123"}) == "8123"
+
+
+@pytest.mark.parametrize("name", ["Procfile", "Procfile.paper"])
+def test_the_web_line_binds_web_port_before_port_before_8000(name):
+    # make run hands honcho WEB_PORT (honcho sets its own PORT per process); a supervisor may set only PORT.
+    assert procfile_web_port(name, WEB_PORT="8200", PORT="5000") == "8200"
+    assert procfile_web_port(name, PORT="5000") == "5000"
+    assert procfile_web_port(name) == "8000"
+
+
+def procfile_web_port(name: str, **env) -> str:
+    """The --port the Procfile's web line gets from a shell, as honcho runs it, with only ``env`` set."""
+    line = next(line for line in (ROOT / name).read_text().splitlines() if line.startswith("web:"))
+    port_arg = re.search(r"--port (\S+)", line).group(1)
+    done = subprocess.run(["bash", "-c", f'printf %s "{port_arg}"'], env={"PATH": os.environ["PATH"], **env},
+                          capture_output=True, text=True, timeout=10)  # fmt: skip
+    return done.stdout
