@@ -22,6 +22,8 @@ while :; do
   started=$SECONDS
   "$@" &
   child=$!
+  # A stop that came between the fork and the line above found no child to pass on to: pass it on now.
+  if [ -n "$stopping" ]; then kill -TERM "$child" 2>/dev/null; fi
   # `wait` returns early when a trapped signal arrives: keep waiting until the child is gone.
   while :; do
     wait "$child"
