@@ -84,7 +84,7 @@ def _empty() -> None:
 def bench_validation(total: int, positions: int, seed: int) -> dict:
     from django.db import connection
 
-    from orders.selectors import positions_recompute_differences
+    from orders.selectors.validation import positions_recompute_differences
     from orders.services.position_validation import positions_validate_against_fills
 
     _empty()

@@ -28,16 +28,10 @@ from orders.models import (
     Order,
     RiskLimit,
 )
-from orders.selectors_api import (
-    ExecutionFilter,
-    OrderFilter,
-    execution_list,
-    order_get,
-    order_list,
-    risk_limit_get,
-    risk_limit_list,
-)
-from orders.selectors_reports import GROUPINGS, pnl_report
+from orders.selectors.executions import ExecutionFilter, execution_list
+from orders.selectors.orders import OrderFilter, order_get, order_list
+from orders.selectors.pnl import GROUPINGS, pnl_report
+from orders.selectors.risk_limits import risk_limit_get, risk_limit_list
 from orders.services.cancellation import CancelResult
 from orders.services.risk_limit_changes import risk_limit_create, risk_limit_update, trading_halt_set
 

@@ -16,7 +16,7 @@ from ordermanager.api.utils import CURSOR_PARAMETERS, filter_parameters, paginat
 from ordermanager.api.views import RoleApiView
 from orders.models import LEG_ROLE_HELP, LegRole
 from signals_app.models import TradingSignal
-from signals_app.selectors_api import SignalFilter, signal_get, signal_list
+from signals_app.selectors import SignalFilter, signal_get, signal_list
 
 SIGNAL_FIELDS = [
     "id", "signal_id", "signal_type", "asset", "amount", "confidence", "strategy_id", "model_version", "is_warmup",

@@ -18,7 +18,7 @@ from django.utils import timezone
 from ordermanager.core.models import Heartbeat
 from ordermanager.core.services.heartbeat import CONSUMER, WS_GATEWAY
 from orders.models import ACTIVE_STATUSES, Order, ReconciliationRun, RiskLimit
-from orders.selectors_reports import pnl_report
+from orders.selectors.pnl import pnl_report
 from positions.models import Position
 from positions.selectors import pnl_series
 from signals_app.models import SignalStatus, TradingSignal

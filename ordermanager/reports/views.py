@@ -24,8 +24,8 @@ from ordermanager.core.admin_tools import CappedCountPaginator
 from ordermanager.core.charts import Series, svg_line_chart
 from ordermanager.core.decimals import plain_decimal
 from orders.models import Order, OrderStatus
-from orders.selectors_api import order_list
-from orders.selectors_reports import GROUPINGS, pnl_report
+from orders.selectors.orders import order_list
+from orders.selectors.pnl import GROUPINGS, pnl_report
 from positions.selectors import pnl_series
 
 CSV_ORDER_FIELDS = (

@@ -26,7 +26,7 @@ from orders.models import Discrepancy, ReconciliationRun
 from orders.reconcile import reconcile
 from orders.reconcile.report import run_counts
 from orders.reconcile.start import TaskStatus, reconciliation_queue, reconciliation_task_status
-from orders.selectors_api import ReconciliationRunFilter, reconciliation_run_get, reconciliation_run_list
+from orders.selectors.reconciliation import ReconciliationRunFilter, reconciliation_run_get, reconciliation_run_list
 
 MAX_WAIT_SECONDS = 60
 

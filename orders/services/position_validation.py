@@ -1,6 +1,6 @@
 """Positions against their fills: find, record and repair differences (property 8).
 
-One SQL statement (``orders.selectors.positions_recompute_differences``) finds
+One SQL statement (``orders.selectors.validation.positions_recompute_differences``) finds
 every position whose stored state is not the fold of its executions. Each
 difference is logged as an error and recorded as a ``PositionDiscrepancy``;
 with ``repair`` the position is rebuilt from its executions under its row lock
@@ -16,7 +16,7 @@ from __future__ import annotations
 import structlog
 from django.db import transaction
 
-from orders.selectors import PositionDifference, position_executions, positions_recompute_differences
+from orders.selectors.validation import PositionDifference, position_executions, positions_recompute_differences
 from positions.models import PositionDiscrepancy
 from positions.selectors import ledger_exec_ids_applied
 from positions.services.discrepancies import position_discrepancy_record

@@ -2,7 +2,7 @@
 
 Pure functions on ``Decimal`` (no database), so the same fold serves live
 ingest, replay after an out-of-order fill, repair, tests and the simulator
-comparison. The SQL step check in ``orders.selectors`` mirrors these rules;
+comparison. The SQL step check in ``orders.selectors.validation`` mirrors these rules;
 change both together.
 
 Conventions

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from exchange.bybit.events import parse_private_message
 from exchange.simulator.wire import SimError
 from orders.models import Execution, Order
-from orders.selectors import positions_recompute_differences
+from orders.selectors.validation import positions_recompute_differences
 from orders.services.fills import private_message_apply
 from positions.models import Position, PositionLedgerEntry
 from positions.services.position_math import PositionState, direction_for, fold

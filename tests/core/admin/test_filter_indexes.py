@@ -16,9 +16,10 @@ from django.utils import timezone
 
 from exchange.models import EXCHANGE_CALL_FAILED, ExchangeCall
 from orders.models import Execution, Order
-from orders.selectors_api import execution_list, order_list
+from orders.selectors.executions import execution_list
+from orders.selectors.orders import order_list
 from signals_app.models import TradingSignal
-from signals_app.selectors_api import signal_list
+from signals_app.selectors import signal_list
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 FILLER_ROWS = 2000

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-import tests.orders.selectors.test_selectors_reports as ledger
+import tests.orders.selectors.test_pnl as ledger
 from orders.models import OrderStatus
 from tests.orders.factories import OrderFactory
 
@@ -44,7 +44,7 @@ def test_pnl_report_by_strategy_attributes_each_fill_to_its_order(client, readon
 
 def test_strategy_of_a_fill_outside_the_time_range_is_still_found(monkeypatch):
     # The range read misses a fill whose time differs from its ledger entry: the exec_id lookup finds it.
-    from orders.selectors_reports import _Strategies
+    from orders.selectors.pnl import _Strategies
     from positions.models import Position
 
     monkeypatch.setattr(ledger, "T0", timezone.now() - timedelta(hours=2))

@@ -4,13 +4,13 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from tests.orders.selectors.test_selectors_reports import fill
+from tests.orders.selectors.test_pnl import fill
 
 pytestmark = pytest.mark.django_db
 
 
 def test_pnl_by_symbol_and_strategy_as_exact_strings(api_client, readonly_staff, monkeypatch):
-    import tests.orders.selectors.test_selectors_reports as helpers
+    import tests.orders.selectors.test_pnl as helpers
 
     monkeypatch.setattr(helpers, "T0", timezone.now() - timedelta(minutes=30))
     fill("Buy", "1", "100", minutes=1, strategy="a", fee="0.01")

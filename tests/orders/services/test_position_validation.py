@@ -6,7 +6,7 @@ from decimal import Decimal as D
 import pytest
 
 from orders.models import Execution
-from orders.selectors import positions_recompute_differences
+from orders.selectors.validation import positions_recompute_differences
 from orders.services.fills import execution_apply
 from orders.services.position_validation import positions_validate_against_fills
 from positions.models import Position, PositionDiscrepancy, PositionLedgerEntry

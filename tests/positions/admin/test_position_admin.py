@@ -26,7 +26,7 @@ def test_position_page_has_a_snapshot_chart(client, readonly_staff):
 @pytest.mark.django_db(transaction=True)  # validation reads on its own connections (parallel slices on PostgreSQL)
 def test_validate_now_repairs_a_position_that_differs_from_its_fills(client, risk_staff):
     from positions.models import Position
-    from tests.orders.selectors.test_selectors_reports import fill
+    from tests.orders.selectors.test_pnl import fill
 
     fill("Buy", "1", "100", minutes=1, symbol="BTCUSDT")
     position = Position.objects.get(symbol="BTCUSDT")

@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from exchange.bybit.types import ExecutionInfo
-from orders.selectors_reports import pnl_report
+from orders.selectors.pnl import pnl_report
 from orders.services.fills import execution_apply
 from positions.models import Position
 from tests.orders.factories import OrderFactory
