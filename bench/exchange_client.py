@@ -28,9 +28,6 @@ and the number of rows written against the number of calls made.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
-import json
 import os
 import statistics
 import sys
@@ -43,37 +40,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._django import setup_postgres  # noqa: E402
+from bench.floor import BareBybit, SimulatorProcess  # noqa: E402
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/om_bench_client"
 BASE, NO_AUDIT, FULL, INLINE = "bare httpx (baseline)", "client, audit off", "client (audit on)", "client, audit inline"
-SYMBOL = "BTCUSDT"
-
-
-class BareBybit:
-    """The least code that can place and cancel a signed order: the baseline."""
-
-    def __init__(self, base_url: str, api_key: str, api_secret: str):
-        import httpx
-
-        self.base_url, self.api_key, self.secret = base_url, api_key, api_secret.encode()
-        self.http = httpx.Client(timeout=5.0)
-        self.offset_ms = 0
-
-    def post(self, path: str, params: dict) -> dict:
-        body = json.dumps(params, separators=(",", ":"))
-        ts = str(int(time.time() * 1000) + self.offset_ms)
-        sign = hmac.new(self.secret, f"{ts}{self.api_key}5000{body}".encode(), hashlib.sha256).hexdigest()
-        headers = {"X-BAPI-API-KEY": self.api_key, "X-BAPI-TIMESTAMP": ts, "X-BAPI-RECV-WINDOW": "5000",
-                   "X-BAPI-SIGN": sign, "X-BAPI-SIGN-TYPE": "2", "Content-Type": "application/json"}  # fmt: skip
-        return self.http.post(f"{self.base_url}{path}", content=body.encode(), headers=headers).json()
-
-    def round_trip(self, link: str, price: Decimal) -> None:
-        order = {"category": "linear", "symbol": SYMBOL, "side": "Buy", "orderType": "Limit", "qty": "0.001",
-                 "price": str(price), "timeInForce": "PostOnly", "positionIdx": 0, "orderLinkId": link}  # fmt: skip
-        created = self.post("/v5/order/create", order)
-        cancelled = self.post("/v5/order/cancel", {"category": "linear", "symbol": SYMBOL, "orderLinkId": link})
-        if created["retCode"] or cancelled["retCode"]:
-            raise RuntimeError(f"baseline call failed: {created['retMsg']} / {cancelled['retMsg']}")
+SYMBOL = "BTCUSDT"  # the symbol BareBybit trades
 
 
 def client_round_trip(client, link: str, price: Decimal) -> None:
@@ -88,35 +59,6 @@ def timed(round_trip, n: int, prefix: str) -> tuple[float, float, float]:
     for i in range(n):
         round_trip(f"{prefix}-{i}")
     return time.perf_counter() - started, time.process_time() - cpu_started, time.thread_time() - own_started
-
-
-def _serve(api_key: str, api_secret: str, urls, stop) -> None:
-    from exchange.simulator.server import SimulatorServer
-
-    with SimulatorServer(api_key=api_key, api_secret=api_secret) as sim:
-        urls.put(sim.url)
-        stop.wait()
-
-
-class SimulatorProcess:
-    """A SimulatorServer in a child process (fork: it inherits the configured Django)."""
-
-    def __init__(self, api_key: str, api_secret: str):
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("fork")
-        self.api_key, self.api_secret = api_key, api_secret
-        self._urls, self._stop = ctx.Queue(), ctx.Event()
-        self._process = ctx.Process(target=_serve, args=(api_key, api_secret, self._urls, self._stop), daemon=True)
-
-    def __enter__(self) -> SimulatorProcess:
-        self._process.start()
-        self.url = self._urls.get(timeout=30)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._process.join(timeout=10)
 
 
 def main() -> None:
