@@ -342,13 +342,15 @@ def _hedge_rules(side, qty, long, short, instrument, symbol, price) -> RowPlacem
     """Hedge mode (module docstring): close the other side first; open a short only with ALLOW_SHORT."""
     if side == Side.BUY:
         if short > 0:
-            capped = _cap_hedge(qty, short, "short", "buy", instrument, symbol, price)
+            capped = _capped_to_position(qty, short, verb="buy", held_name="short", instrument=instrument,
+                                         symbol=symbol, price=price)  # fmt: skip
             closing = RowPlacement(qty=capped, reduce_only=True, position_idx=2, row_size=-short, notes=[],
                                 role=LegRole.CLOSE)  # fmt: skip
             return _with_opening(closing, qty - capped, row_size=long, instrument=instrument, price=price)
         return RowPlacement(qty=qty, reduce_only=False, position_idx=1, row_size=long, notes=[])
     if long > 0:
-        capped = _cap_hedge(qty, long, "long", "sell", instrument, symbol, price)
+        capped = _capped_to_position(qty, long, verb="sell", held_name="long", instrument=instrument, symbol=symbol,
+                                     price=price)  # fmt: skip
         closing = RowPlacement(qty=capped, reduce_only=True, position_idx=1, row_size=long, notes=[],
                                role=LegRole.CLOSE)
         return _with_opening(closing, qty - capped, row_size=-short, instrument=instrument, price=price)
@@ -383,7 +385,7 @@ def _with_opening(closing: RowPlacement, remainder: Decimal, *, row_size, instru
     idx = 2 if other == "short" else 1
     if other == "short" and not settings.ALLOW_SHORT:
         why = "it would open a short and short selling is off (ALLOW_SHORT=false)"
-    elif remainder < instrument.min_order_qty or remainder * price < instrument.min_notional:
+    elif _below_minimums(remainder, price, instrument):
         why = (f"it is below the minimum (min qty {instrument.min_order_qty}, min notional "
                f"{instrument.min_notional} USDT)")  # fmt: skip
     else:
@@ -395,16 +397,31 @@ def _with_opening(closing: RowPlacement, remainder: Decimal, *, row_size, instru
     return replace(closing, notes=[*closing.notes, _cap_note(closing, remainder, why)])
 
 
-def _cap_hedge(qty, held, held_name, verb, instrument, symbol, price) -> Decimal:
+def _below_minimums(qty: Decimal, price: Decimal, instrument: _Rules) -> bool:
+    return qty < instrument.min_order_qty or qty * price < instrument.min_notional
+
+
+# The log event of a capped order, by its verb (a one-way sell against a long; hedge: either side).
+_CAPPED_EVENT = {"sell": "sell_capped_to_position", "buy": "buy_capped_to_position"}
+
+
+def _capped_to_position(qty, held, *, verb, held_name, instrument, symbol, price) -> Decimal:
+    """The one sell (or hedge buy) cap: an order that closes a position never asks for more than it holds.
+
+    ``qty`` above ``held`` is floored to the qty step of ``held``; a cap below the instrument minimums cannot
+    be an order and is refused. One-way mode caps a sell to the long (ALLOW_SHORT off); hedge mode caps the
+    closing order of either side (module docstring)."""
     if qty <= held:
         return qty
     capped = qc.quantity_cap_to_position(qty=qty, long_size=held, qty_step=instrument.qty_step)
-    if capped < instrument.min_order_qty or capped * price < instrument.min_notional:
+    step = instrument.qty_step
+    if _below_minimums(capped, price, instrument):
         raise ValidationError(
-            f"{verb} of {qty} {symbol} capped to the {held_name} position {held} gives {capped}, below the minimum "
-            f"(min qty {instrument.min_order_qty}, min notional {instrument.min_notional} USDT)"
+            f"{verb} of {qty_text(qty, step)} {symbol} capped to the {held_name} position {qty_text(held, step)} "
+            f"gives {qty_text(capped, step)}, below the minimum (min qty {qty_text(instrument.min_order_qty, step)}, "
+            f"min notional {money_text(instrument.min_notional)} USDT)"
         )
-    log.info("hedge_order_capped", verb=verb, requested_qty=str(qty), capped_qty=str(capped), position=str(held))
+    log.info(_CAPPED_EVENT[verb], requested_qty=qty, capped_qty=capped, position=held)
     return capped
 
 
@@ -426,15 +443,9 @@ def _apply_position_rules(side, qty, position, instrument, symbol, price) -> tup
         return qty, True, notes
     if settings.ALLOW_SHORT:
         return qty, False, notes
-    capped = qc.quantity_cap_to_position(qty=qty, long_size=position, qty_step=instrument.qty_step)
+    capped = _capped_to_position(qty, position, verb="sell", held_name="long", instrument=instrument, symbol=symbol,
+                                 price=price)  # fmt: skip
     step = instrument.qty_step
-    if capped < instrument.min_order_qty or capped * price < instrument.min_notional:
-        raise ValidationError(
-            f"sell of {qty_text(qty, step)} {symbol} capped to the long position {qty_text(position, step)} gives "
-            f"{qty_text(capped, step)}, below the minimum (min qty {qty_text(instrument.min_order_qty, step)}, "
-            f"min notional {money_text(instrument.min_notional)} USDT)"
-        )
     notes.append(f"sell of {qty_text(qty, step)} capped to the long position: {qty_text(capped, step)} "
                  "(ALLOW_SHORT=false)")
-    log.info("sell_capped_to_position", requested_qty=qty, capped_qty=capped, position=position)
     return capped, True, notes
