@@ -68,10 +68,6 @@ class Placement:
     result: PlacementResult
     reason: str
 
-    @property
-    def settled(self) -> bool:
-        return self.result is not PlacementResult.HELD
-
 
 class SignalCommitHook(Protocol):
     """The signal's writes that must commit with the orders' writes: the one seam between signals_app and
