@@ -31,17 +31,17 @@ class JobSchedule:
 
 
 SCHEDULES = (
-    JobSchedule("positions: snapshot", "orders.services.jobs.job_positions_snapshot", "POSITION_SNAPSHOT_INTERVAL"),
+    JobSchedule("positions: snapshot", "orders.jobs.job_positions_snapshot", "POSITION_SNAPSHOT_INTERVAL"),
     JobSchedule(
         "positions: validate against fills",
-        "orders.services.jobs.job_positions_validate",
+        "orders.jobs.job_positions_validate",
         "POSITION_VALIDATION_INTERVAL",
     ),  # fmt: skip
     JobSchedule(
-        "positions: mark prices", "orders.services.jobs.job_mark_prices_refresh", "MARK_PRICE_REFRESH_INTERVAL"
+        "positions: mark prices", "orders.jobs.job_mark_prices_refresh", "MARK_PRICE_REFRESH_INTERVAL"
     ),
-    JobSchedule("positions: loss warnings", "orders.services.jobs.job_loss_warnings", "LOSS_WARNING_CHECK_INTERVAL"),
-    JobSchedule("orders: stale sweep", "orders.services.jobs.job_stale_orders_sweep", "STALE_ORDER_SWEEP_INTERVAL"),
+    JobSchedule("positions: loss warnings", "orders.jobs.job_loss_warnings", "LOSS_WARNING_CHECK_INTERVAL"),
+    JobSchedule("orders: stale sweep", "orders.jobs.job_stale_orders_sweep", "STALE_ORDER_SWEEP_INTERVAL"),
 )
 
 
