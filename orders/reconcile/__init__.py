@@ -25,8 +25,9 @@ The steps of a run, per category (linear first), are the body of ``_reconcile_ca
 
 The other modules of the package: ``report`` (discrepancy kinds, the recorder, the
 run as JSON), ``continuous`` and ``backfill_marks`` (the passes between full runs),
-and the ways in: ``start`` (queued from the admin and the API), ``jobs`` (django-q2),
-``apis`` (the REST views); ``manage.py reconcile`` is orders/management/commands/reconcile.py.
+and ``start`` (queue a run from the admin or the API). The other ways in live where each app keeps
+them: the django-q2 jobs in ``orders/jobs.py``, the REST views in ``orders/apis.py``, ``manage.py
+reconcile`` in orders/management/commands/reconcile.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The run itself is ``orders.reconcile.reconcile`` (it holds the lock that keeps two
 runs from overlapping, and refuses with ReconciliationInProgress, the same error
-this module raises up front), run by the job ``orders.reconcile.jobs.reconcile_job``;
+this module raises up front), run by the job ``orders.jobs.reconcile_job``;
 this module only queues it and lets people find its result. The task is named so that the API can answer
 "is it done, and which run did it produce?" (see reconciliation_task_status).
 """
@@ -18,7 +18,7 @@ from ordermanager.core.exceptions import NotFound
 from orders.models import ReconciliationRun
 from orders.reconcile.lock import reconcile_in_progress_error, reconcile_is_running
 
-RECONCILE_JOB = "orders.reconcile.jobs.reconcile_job"
+RECONCILE_JOB = "orders.jobs.reconcile_job"
 TASK_PREFIX = "reconcile-"
 
 

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.django_db
 
 def test_creates_every_schedule_once_and_follows_the_settings(settings):
     settings.POSITION_SNAPSHOT_INTERVAL, settings.STALE_ORDER_SWEEP_INTERVAL = 300, 61
+    settings.RECONCILE_INTERVAL_MINUTES = 0  # reconcile's schedule is also an orders.jobs path (test_jobs)
     call_command("setup_schedules", stdout=StringIO())
     call_command("setup_schedules", stdout=StringIO())
 
