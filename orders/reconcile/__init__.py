@@ -45,7 +45,7 @@ from orders.reconcile.lock import LockBusy, ReconciliationInProgress, reconcile_
 from orders.reconcile.orders import orders_plan, plan_apply, plans_prepare
 from orders.reconcile.positions import positions_reconcile
 from orders.reconcile.report import RunContext
-from orders.reconcile.run import Progress, desk_symbols, run_categories, run_finish, run_open, run_validated
+from orders.reconcile.run import Progress, active_categories, desk_symbols, run_finish, run_open, run_validated
 
 log = structlog.get_logger(__name__)
 
@@ -99,7 +99,7 @@ def _run(*, trigger, user, symbol, dry_run, fix_positions, progress) -> Reconcil
     rec = run_open(trigger=trigger, user=user, symbol=symbol, dry_run=dry_run, progress=progress)
     try:
         client = get_client()
-        for category in run_categories(symbol):
+        for category in active_categories():
             ctx = RunContext(client=client, rec=rec, category=category, symbol=symbol, dry_run=dry_run,
                              fix_positions=fix_positions, t0=timezone.now(), backfill=Backfill())  # fmt: skip
             _reconcile_category(ctx)

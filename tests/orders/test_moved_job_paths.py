@@ -1,6 +1,7 @@
-"""Migration 0009: the schedules and queued tasks a running deployment stored under the old job modules
-(orders.services.jobs, orders.reconcile.jobs) point at orders.jobs, django-q2 resolves them, and reverse
-restores the old strings."""
+"""Migrations 0008 and 0009: django-q2 rows stored before a job moved (a running deployment's schedules,
+tasks still queued at the upgrade) point at the new job paths, django-q2 can resolve them, and reverse
+restores them. 0008: reconciliation into orders/reconcile/; 0009: every job of the app into orders/jobs.py
+(``migrate`` applies both, so the 0008 test does)."""
 
 import importlib
 import pydoc
@@ -14,7 +15,8 @@ from django_q.signing import SignedPackage
 from orders import jobs
 
 pytestmark = pytest.mark.django_db
-migration = importlib.import_module("orders.migrations.0009_jobs_in_one_module")
+migration = importlib.import_module("orders.migrations.0008_reconcile_job_paths")
+later = importlib.import_module("orders.migrations.0009_jobs_in_one_module")
 
 
 def _queue(func: str, **kwargs) -> OrmQ:
@@ -26,7 +28,34 @@ def _func(queued: OrmQ) -> str:
     return SignedPackage.loads(OrmQ.objects.get(pk=queued.pk).payload)["func"]
 
 
-def test_every_stored_job_path_follows_the_move_and_back():
+def test_the_stored_schedule_and_queued_tasks_follow_the_move_and_back():
+    schedule = Schedule.objects.create(name="reconcile", func="orders.jobs_reconcile.reconcile_scheduled",
+                                       schedule_type=Schedule.MINUTES, minutes=15, repeats=-1)  # fmt: skip
+    started = _queue("orders.services.reconciliation_start.reconciliation_job", trigger="admin", user_id=None)
+    other = _queue("exchange.retention.job_exchange_calls_prune")
+    unreadable = OrmQ.objects.create(key="ordermanager", payload="not signed", lock=timezone.now())
+    assert pydoc.locate(schedule.func) is None  # what django-q2 would meet without the migration
+
+    migration.forward(apps, None)
+    later.forward(apps, None)
+
+    schedule.refresh_from_db()
+    assert pydoc.locate(schedule.func) is jobs.reconcile_scheduled
+    assert pydoc.locate(_func(started)) is jobs.reconcile_job
+    assert SignedPackage.loads(OrmQ.objects.get(pk=started.pk).payload)["kwargs"] == {"trigger": "admin",
+                                                                                      "user_id": None}  # fmt: skip
+    assert _func(other) == "exchange.retention.job_exchange_calls_prune"
+    assert OrmQ.objects.get(pk=unreadable.pk).payload == "not signed"
+
+    later.backward(apps, None)
+    migration.backward(apps, None)
+
+    schedule.refresh_from_db()
+    assert schedule.func == "orders.jobs_reconcile.reconcile_scheduled"
+    assert _func(started) == "orders.jobs_reconcile.reconcile_job"
+
+
+def test_0009_every_stored_job_path_follows_the_move_into_orders_jobs_and_back():
     old_fill = {job.name: job.func.replace("orders.jobs.", "orders.services.jobs.") for job in jobs.SCHEDULES}
     for name, func in old_fill.items():
         Schedule.objects.create(name=name, func=func, schedule_type=Schedule.MINUTES, minutes=1, repeats=-1)
@@ -38,7 +67,7 @@ def test_every_stored_job_path_follows_the_move_and_back():
     sweep = _queue("orders.services.jobs.job_stale_orders_sweep")
     assert all(pydoc.locate(s.func) is None for s in Schedule.objects.filter(func__startswith="orders."))
 
-    migration.forward(apps, None)
+    later.forward(apps, None)
 
     wanted = {job.name: pydoc.locate(job.func) for job in jobs.SCHEDULES}
     assert None not in wanted.values() and len(wanted) == 5
@@ -50,7 +79,7 @@ def test_every_stored_job_path_follows_the_move_and_back():
         "trigger": "api", "user_id": None, "symbol": "BTCUSDT"}  # fmt: skip
     assert pydoc.locate(_func(sweep)) is jobs.job_stale_orders_sweep
 
-    migration.backward(apps, None)
+    later.backward(apps, None)
 
     assert {s.name: s.func for s in Schedule.objects.filter(name__in=old_fill)} == old_fill
     assert Schedule.objects.get(name="reconcile").func == "orders.reconcile.jobs.reconcile_scheduled"
