@@ -5,9 +5,9 @@ from drf_spectacular.views import SpectacularAPIView
 
 from ordermanager.api.docs import SwaggerDocsView
 from ordermanager.api.health import HealthApi
-from ordermanager.api.signals import SignalCollectionApi, SignalDetailApi
 from orders import apis as orders
 from positions import apis as positions
+from signals_app.apis import SignalCollectionApi, SignalDetailApi
 
 app_name = "api"
 
