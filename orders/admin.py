@@ -22,6 +22,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from exchange.models import Instrument
 from ordermanager.core.admin_tools import (
     ReadOnlyAdmin,
     before_after_table,
@@ -46,7 +47,18 @@ from orders.models import (
     RiskLimit,
     SignalOrderRelationship,
 )
-from orders.services.cancellation import CancelResult
+from orders.reconcile.start import reconciliation_active, reconciliation_queue
+from orders.services.cancellation import CancelResult, order_cancel
+from orders.services.risk_limit_changes import (
+    EDITABLE_FIELDS,
+    MSG_TOO_LARGE,
+    MSG_TOO_PRECISE,
+    risk_limit_create,
+    risk_limit_update,
+    risk_limit_validate,
+    trading_halt_set,
+)
+from positions.selectors import position_rows
 
 MAX_CANCEL_BATCH = 200
 CANCELLABLE = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
@@ -74,9 +86,6 @@ class SymbolFilter(admin.SimpleListFilter):
     parameter_name = "symbol"
 
     def lookups(self, request, model_admin):
-        from exchange.models import Instrument
-        from positions.selectors import position_rows
-
         symbols = set(position_rows().values_list("symbol", flat=True))
         symbols |= set(Instrument.objects.values_list("symbol", flat=True)[:500])
         symbols |= set(RiskLimit.objects.exclude(symbol="").values_list("symbol", flat=True))
@@ -287,8 +296,6 @@ class OrderAdmin(ReadOnlyAdmin):
         )  # fmt: skip
 
     def _cancel_one(self, request, order: Order, reason: str) -> dict:
-        from orders.services.cancellation import order_cancel
-
         if order.status not in CANCELLABLE:
             result, message = CancelResult.NOT_CANCELLABLE, f"not open on the exchange ({order.get_status_display()})"
         else:
@@ -399,8 +406,6 @@ class RiskLimitForm(forms.ModelForm):
         )  # fmt: skip
 
     def __init__(self, *args, **kwargs):
-        from orders.services.risk_limit_changes import MSG_TOO_LARGE, MSG_TOO_PRECISE
-
         super().__init__(*args, **kwargs)
         # Django's digit checks name no unit nor the largest amount: say both (the column's limits, 0317).
         for name, message in MSG_TOO_LARGE.items():
@@ -413,8 +418,6 @@ class RiskLimitForm(forms.ModelForm):
         return (self.cleaned_data.get("symbol") or "").strip().upper()
 
     def clean(self):
-        from orders.services.risk_limit_changes import risk_limit_validate
-
         cleaned = super().clean()
         try:
             risk_limit_validate({k: v for k, v in cleaned.items() if k != "change_reason"})
@@ -473,8 +476,6 @@ class RiskLimitAdmin(admin.ModelAdmin):
         return usdt(obj.max_exposure)
 
     def save_model(self, request, obj, form, change):
-        from orders.services.risk_limit_changes import EDITABLE_FIELDS, risk_limit_create, risk_limit_update
-
         values = {name: form.cleaned_data[name] for name in EDITABLE_FIELDS if name in form.changed_data}
         reason = form.cleaned_data.get("change_reason", "")
         if change:
@@ -501,8 +502,6 @@ class RiskLimitAdmin(admin.ModelAdmin):
 
     def trading_halt_view(self, request):
         """The one switch: halt or resume all trading, with a confirmation and a reason."""
-        from orders.services.risk_limit_changes import trading_halt_set
-
         if not request.user.has_perm("orders.change_risklimit"):
             raise PermissionDenied("Halting or resuming trading needs the permission to change risk limits "
                                    "(Risk staff role).")
@@ -580,8 +579,6 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         return status_badge(obj.status, obj.get_status_display())
 
     def changelist_view(self, request, extra_context=None):
-        from orders.reconcile.start import reconciliation_active
-
         can_reconcile = request.user.has_perm("orders.run_reconciliation")
         extra = {"running": reconciliation_active(), "can_reconcile": can_reconcile}
         return super().changelist_view(request, {**(extra_context or {}), **extra})
@@ -592,8 +589,6 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
 
     def reconcile_now_view(self, request):
         """Confirm, then queue a run through django-q2 (after commit); the list shows it when done."""
-        from orders.reconcile.start import reconciliation_queue
-
         if not request.user.has_perm("orders.run_reconciliation"):
             raise PermissionDenied("Starting a reconciliation needs the Risk staff role.")
         form = ReconcileForm(request.POST or None)

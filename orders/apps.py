@@ -6,6 +6,7 @@ class OrdersConfig(AppConfig):
 
     def ready(self):
         # exchange imports no domain app: its audit backlog marks symbols for a backfill through this hook.
+        # Imported here, not at module level: both load models, which need the app registry ready().
         from exchange.audit import audit_backlog_mark_set
         from orders.reconcile.backfill_marks import backfill_mark
 

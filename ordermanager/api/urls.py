@@ -5,10 +5,9 @@ from drf_spectacular.views import SpectacularAPIView
 
 from ordermanager.api.docs import SwaggerDocsView
 from ordermanager.api.health import HealthApi
-from ordermanager.api.signals import SignalCollectionApi, SignalDetailApi
 from orders import apis as orders
-from orders.reconcile import apis as recon
 from positions import apis as positions
+from signals_app.apis import SignalCollectionApi, SignalDetailApi
 
 app_name = "api"
 
@@ -34,12 +33,12 @@ urlpatterns = [
     path("risk-limits/<int:risk_limit_id>/", orders.RiskLimitDetailApi.as_view(), name="risk-limit-detail"),
     path("risk-limits/<int:risk_limit_id>/update/", orders.RiskLimitUpdateApi.as_view(), name="risk-limit-update"),
     path("trading-halt/", orders.TradingHaltApi.as_view(), name="trading-halt"),
-    path("reconciliation-runs/", recon.ReconciliationRunListApi.as_view(), name="reconciliation-list"),
-    path("reconciliation-runs/start/", recon.ReconciliationStartApi.as_view(), name="reconciliation-start"),
+    path("reconciliation-runs/", orders.ReconciliationRunListApi.as_view(), name="reconciliation-list"),
+    path("reconciliation-runs/start/", orders.ReconciliationStartApi.as_view(), name="reconciliation-start"),
     path(
-        "reconciliation-runs/<int:run_id>/", recon.ReconciliationRunDetailApi.as_view(), name="reconciliation-detail"
+        "reconciliation-runs/<int:run_id>/", orders.ReconciliationRunDetailApi.as_view(), name="reconciliation-detail"
     ),
-    path("reconcile/", recon.ReconcileApi.as_view(), name="reconcile"),  # synchronous run (RECON, decision 0605)
-    path("reconciliation-tasks/<str:task>/", recon.ReconciliationTaskApi.as_view(), name="reconciliation-task"),
+    path("reconcile/", orders.ReconcileApi.as_view(), name="reconcile"),  # synchronous run (RECON, decision 0605)
+    path("reconciliation-tasks/<str:task>/", orders.ReconciliationTaskApi.as_view(), name="reconciliation-task"),
     path("reports/pnl/", orders.PnlReportApi.as_view(), name="report-pnl"),
 ]

@@ -46,6 +46,11 @@ class TTLCache:
             self._data[key] = (time.monotonic() if at is None else at, value)
         return value
 
+    def forget(self, key: Hashable) -> None:
+        """Drop the entry under ``key``, if any."""
+        with self._lock:
+            self._data.pop(key, None)
+
     def clear(self) -> None:
         with self._lock:
             self._data.clear()

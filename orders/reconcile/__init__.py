@@ -25,8 +25,9 @@ The steps of a run, per category (linear first), are the body of ``_reconcile_ca
 
 The other modules of the package: ``report`` (discrepancy kinds, the recorder, the
 run as JSON), ``continuous`` and ``backfill_marks`` (the passes between full runs),
-and the ways in: ``start`` (queued from the admin and the API), ``jobs`` (django-q2),
-``apis`` (the REST views); ``manage.py reconcile`` is orders/management/commands/reconcile.py.
+and ``start`` (queue a run from the admin or the API). The other ways in live where each app keeps
+them: the django-q2 jobs in ``orders/jobs.py``, the REST views in ``orders/apis.py``, ``manage.py
+reconcile`` in orders/management/commands/reconcile.py.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from orders.reconcile.lock import LockBusy, ReconciliationInProgress, reconcile_
 from orders.reconcile.orders import orders_plan, plan_apply, plans_prepare
 from orders.reconcile.positions import positions_reconcile
 from orders.reconcile.report import RunContext
-from orders.reconcile.run import Progress, desk_symbols, run_categories, run_finish, run_open, run_validated
+from orders.reconcile.run import Progress, active_categories, desk_symbols, run_finish, run_open, run_validated
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +99,7 @@ def _run(*, trigger, user, symbol, dry_run, fix_positions, progress) -> Reconcil
     rec = run_open(trigger=trigger, user=user, symbol=symbol, dry_run=dry_run, progress=progress)
     try:
         client = get_client()
-        for category in run_categories(symbol):
+        for category in active_categories():
             ctx = RunContext(client=client, rec=rec, category=category, symbol=symbol, dry_run=dry_run,
                              fix_positions=fix_positions, t0=timezone.now(), backfill=Backfill())  # fmt: skip
             _reconcile_category(ctx)

@@ -54,6 +54,7 @@ from orders.reconcile.backfill_marks import marks_clear, marks_due
 from orders.reconcile.exchange import open_orders_fetch, status_of
 from orders.reconcile.executions import WINDOW_OVERLAP, exec_window_start, executions_known, now_ms
 from orders.reconcile.lock import ReconciliationInProgress, reconcile_is_running
+from orders.reconcile.run import active_categories
 from positions.selectors import position_open_rows
 
 log = structlog.get_logger(__name__)
@@ -130,7 +131,7 @@ def _pass(kind: str, *, compare: bool) -> PassResult:
     try:
         result.suspects.update(marks_due())
         if compare:
-            for category in _categories():
+            for category in active_categories(with_positions=False):
                 checked += _compare(client, category, t0, result.suspects)
         result.lookups = _lookup_quiet(client, t0, result.suspects)
     except (BybitError, MalformedPayload) as exc:
@@ -145,11 +146,6 @@ def _pass(kind: str, *, compare: bool) -> PassResult:
     log.info("reconcile_pass", kind=kind, suspects={f"{c}:{s}": why for (c, s), why in result.suspects.items()},
              runs=[r.pk for r in result.runs], lookups=result.lookups, error=error or None)  # fmt: skip
     return result
-
-
-def _categories() -> list[str]:
-    found = set(Order.objects.filter(status__in=ACTIVE_STATUSES).values_list("category", flat=True).distinct())
-    return [settings.BYBIT_CATEGORY] + sorted(found - {settings.BYBIT_CATEGORY})
 
 
 def _compare(client, category: str, t0, suspects: dict[Key, str]) -> int:

@@ -29,6 +29,7 @@ from ordermanager.core.epoch import epoch_ms
 from orders.models import Discrepancy, Execution, Order, ReconciliationRun
 from orders.reconcile.orders import Plan, plan_apply, plans_prepare
 from orders.reconcile.report import Kind
+from orders.services.fills import FillRefused, execution_apply, execution_refusal
 
 # How far before the last good run's start the next run looks again: covers
 # fills whose execTime precedes their arrival (exchange and clock lag).
@@ -116,8 +117,6 @@ def executions_apply(
 ) -> list[ExecutionInfo]:
     """Apply missing executions oldest first; returns the ones that were new. A row the fill
     path refuses is appended to ``refused`` (row, reason) and the others go on."""
-    from orders.services.fills import FillRefused, execution_apply
-
     idx = position_idx_index(infos, exchange_orders=exchange_orders)
     applied = []
     for info in sorted(infos, key=sort_key):
@@ -222,8 +221,6 @@ def backfill_run(ctx) -> int:
         plans_prepare(plans)
         applied = executions_apply(missing, exchange_orders=ctx.exchange_orders, refused=ctx.backfill.refused)
     else:
-        from orders.services.fills import execution_refusal
-
         applied = []
         for info in missing:
             why = execution_refusal(info)

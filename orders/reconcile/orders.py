@@ -32,6 +32,7 @@ from ordermanager import events
 from orders.models import ACTIVE_STATUSES, CancelReason, Order, OrderStatus, OrderType
 from orders.reconcile.exchange import OpenOrders, is_open, status_of
 from orders.reconcile.report import Kind
+from orders.services.fills import order_update_apply
 from orders.services.order_executor import order_payload, order_submit
 from orders.services.order_holds import given_up_holds, hold_adopted, hold_not_placed, pending_send_blocker
 
@@ -257,8 +258,6 @@ def given_up_plans(ctx, plans: list[Plan]) -> list[Plan]:
 def external_order_record(info: OrderInfo) -> Order | None:
     """Record an order placed outside the service through the fill path's own rule for
     unknown orders (``is_external=True``, the exchange's fill totals); never cancelled."""
-    from orders.services.fills import order_update_apply
-
     order_update_apply(info=info, source="rest")
     return Order.objects.filter(order_id=info.order_id).order_by("pk").first()
 
@@ -422,8 +421,6 @@ def _record_unfetched(ctx, plan: Plan) -> None:
 
 
 def _sync(ctx, plan: Plan) -> None:
-    from orders.services.fills import order_update_apply
-
     order, info = plan.order, plan.info
     # Our own conditional writes first: the fill path's update below records the
     # exchange's updatedTime, which is what guards them against a live event.

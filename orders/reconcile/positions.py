@@ -40,6 +40,7 @@ from orders.models import Order, OrderStatus, RiskLimit
 from orders.reconcile.exchange import PositionsView, positions_fetch, positions_fetch_symbol
 from orders.reconcile.executions import MAX_LOOKBACK, backfill_run, now_ms
 from orders.reconcile.report import Kind
+from orders.services.fills import execution_apply
 from orders.services.risk_limit_changes import risk_limit_create, risk_limit_update
 from positions.models import Position
 from positions.selectors import position_rows
@@ -336,8 +337,6 @@ def _unexplained(ctx, symbol: str, before: dict, sides: list[Side], backfilled: 
 def position_adjust(ctx, sides: list[Side]) -> list[ExecutionInfo]:
     """Book the exchange's size and entry through the fill path: close ours at our own entry
     (no PnL invented), open the exchange's at its entry. Idempotent per run (execIds)."""
-    from orders.services.fills import execution_apply
-
     booked = []
     for side in sides:
         legs = []

@@ -114,7 +114,7 @@ def run_counts(run: ReconciliationRun, discrepancies: list[Discrepancy]) -> dict
 
 def reconcile_run_as_dict(run: ReconciliationRun) -> dict:
     """The run with its discrepancies, as plain JSON (``manage.py reconcile``: the summary and --json).
-    The API renders a run with orders.reconcile.apis.ReconciliationRunDetailOutput."""
+    The API renders a run with orders.apis.ReconciliationRunDetailOutput."""
     discrepancies = list(run.discrepancies.order_by("id"))
     return {
         "id": run.pk,

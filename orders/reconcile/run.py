@@ -55,10 +55,13 @@ def run_open(*, trigger, user, symbol, dry_run, progress) -> RunRecorder:
     return RunRecorder(run=run, progress=progress)
 
 
-def run_categories(symbol: str | None) -> list[str]:
-    """The configured category first, then any other our active orders or positions use."""
+def active_categories(*, with_positions: bool = True) -> list[str]:
+    """The configured category first, then any other our active orders use, and with ``with_positions``
+    any other our open positions use. A run looks at both; the light pass (``continuous``) lists the
+    categories of working orders only."""
     found = set(Order.objects.filter(status__in=ACTIVE_STATUSES).values_list("category", flat=True).distinct())
-    found |= set(position_open_rows().values_list("category", flat=True).distinct())
+    if with_positions:
+        found |= set(position_open_rows().values_list("category", flat=True).distinct())
     return [settings.BYBIT_CATEGORY] + sorted(found - {settings.BYBIT_CATEGORY})
 
 

@@ -2,7 +2,7 @@
 
 The run itself is ``orders.reconcile.reconcile`` (it holds the lock that keeps two
 runs from overlapping, and refuses with ReconciliationInProgress, the same error
-this module raises up front), run by the job ``orders.reconcile.jobs.reconcile_job``;
+this module raises up front), run by the job ``orders.jobs.reconcile_job``;
 this module only queues it and lets people find its result. The task is named so that the API can answer
 "is it done, and which run did it produce?" (see reconciliation_task_status).
 """
@@ -13,12 +13,14 @@ import uuid
 from dataclasses import dataclass
 
 from django.db import transaction
+from django_q import tasks as q_tasks  # called through the module: tests replace django_q.tasks.async_task
+from django_q.models import OrmQ, Task
 
 from ordermanager.core.exceptions import NotFound
 from orders.models import ReconciliationRun
 from orders.reconcile.lock import reconcile_in_progress_error, reconcile_is_running
 
-RECONCILE_JOB = "orders.reconcile.jobs.reconcile_job"
+RECONCILE_JOB = "orders.jobs.reconcile_job"
 TASK_PREFIX = "reconcile-"
 
 
@@ -48,22 +50,16 @@ def reconciliation_queue(*, trigger: str, user=None, symbol: str | None = None) 
 
 def reconciliation_active() -> bool:
     """A run holds the lock, or a queued start has not begun yet (the admin list refreshes meanwhile)."""
-    from django_q.models import OrmQ
-
     if reconcile_is_running():
         return True
     return any((q.name() or "").startswith(TASK_PREFIX) for q in OrmQ.objects.order_by("id")[:200])
 
 
 def _enqueue(name: str, kwargs: dict) -> None:
-    from django_q.tasks import async_task
-
-    async_task(RECONCILE_JOB, task_name=name, group="reconciliation", **kwargs)
+    q_tasks.async_task(RECONCILE_JOB, task_name=name, group="reconciliation", **kwargs)
 
 
 def reconciliation_task_status(*, task: str) -> TaskStatus:
-    from django_q.models import OrmQ, Task
-
     if not task.startswith(TASK_PREFIX):
         raise NotFound(f"No reconciliation task {task!r}.")
     done = Task.objects.filter(name=task).order_by("-stopped").first()

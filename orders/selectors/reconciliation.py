@@ -29,7 +29,7 @@ def reconciliation_run_list(*, filters: dict | None = None) -> QuerySet[Reconcil
 def reconciliation_run_get(*, run_id: int) -> ReconciliationRun:
     run = (
         ReconciliationRun.objects.select_related("started_by")
-        # In the order they were found, as the synchronous run has always answered (orders.reconcile.apis).
+        # In the order they were found, as the synchronous run has always answered (orders.apis).
         .prefetch_related(Prefetch("discrepancies", queryset=Discrepancy.objects.order_by("id")))
         .filter(pk=run_id)
         .first()

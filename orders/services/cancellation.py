@@ -23,6 +23,8 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from exchange.bybit import client as bybit_client
+from exchange.bybit.errors import BybitError, BybitOrderClosedError, BybitOrderNotFoundError
 from ordermanager import events
 from orders.models import CancelReason, Order, OrderStatus, OrderType, TimeInForce
 from orders.services.fills import order_update_apply
@@ -63,11 +65,9 @@ def order_cancel(*, order: Order, reason: str, note: str = "", user=None) -> Can
         _restore(order, previous)
         log.info(f"[DRY-RUN] would cancel {order.order_link_id}", reason=reason)
         return CancelOutcome(order.order_link_id, CancelResult.DRY_RUN, "dry-run: nothing sent")
-    from exchange.bybit.client import get_client
-    from exchange.bybit.errors import BybitError, BybitOrderClosedError, BybitOrderNotFoundError
 
     try:
-        get_client().cancel_order(
+        bybit_client.get_client().cancel_order(
             category=order.category, symbol=order.symbol, order_link_id=order.order_link_id, trace_id=order.trace_id
         )
     except (BybitOrderNotFoundError, BybitOrderClosedError) as exc:
@@ -114,9 +114,8 @@ def _restore(order: Order, previous: str) -> None:
 def _settle_closed(order: Order) -> None:
     """The exchange says the order is gone: take its final state from the exchange if the fills app can apply it."""
     try:
-        from exchange.bybit.client import get_client
-
-        info = get_client().get_order(category=order.category, symbol=order.symbol, order_link_id=order.order_link_id)
+        client = bybit_client.get_client()
+        info = client.get_order(category=order.category, symbol=order.symbol, order_link_id=order.order_link_id)
         if info is not None:
             order_update_apply(info=info, source="rest")
     except Exception as exc:  # best effort: reconciliation settles what this cannot

@@ -20,12 +20,14 @@ See docs/decisions/0313-hedge-mode.md.
 
 from __future__ import annotations
 
-import threading
+import math
 import time
+from typing import NamedTuple
 
 import structlog
 
-from exchange.bybit.client import get_client
+from exchange.bybit import client as bybit_client
+from ordermanager.core.ttl_cache import TTLCache
 from orders.models import Order
 from positions.models import PositionMode
 from positions.selectors import position_idxs_of
@@ -36,11 +38,19 @@ ONE_WAY = PositionMode.ONE_WAY.value
 HEDGE = PositionMode.HEDGE.value
 MODE_TTL_SECONDS = 60.0
 
-_lock = threading.Lock()
-_modes: dict[tuple[str, str], tuple[float, str]] = {}
-# The last position listing read per symbol (monotonic time, rows): a decision made right after the mode was
-# read may use the same answer instead of asking again (orders/services/fresh_position.py).
-_rows: dict[tuple[str, str], tuple[float, list]] = {}
+
+class _Listing(NamedTuple):
+    """The last position listing read per symbol and the mode it shows. The cache dates the entry when it is
+    stored (after the request) and the mode is served for ``MODE_TTL_SECONDS`` from then; ``read_at`` (the
+    monotonic time the request was sent) lets a decision made right after the mode was read use the same rows
+    instead of asking again (``positions_read(since=...)``, orders/services/fresh_position.py)."""
+
+    mode: str
+    rows: list
+    read_at: float
+
+
+_listings = TTLCache(MODE_TTL_SECONDS)
 
 
 def position_mode_of(*, category: str, symbol: str) -> str:
@@ -49,15 +59,10 @@ def position_mode_of(*, category: str, symbol: str) -> str:
     Raises the client's ``BybitError`` when the exchange cannot be asked."""
     if category != "linear":
         return ONE_WAY  # spot has no positions
-    key = (category, symbol)
-    now = time.monotonic()
-    with _lock:
-        hit = _modes.get(key)
-    if hit and hit[0] > now:
-        return hit[1]
-    positions_read(category=category, symbol=symbol)
-    with _lock:
-        return _modes[key][1]
+    hit = _listings.get((category, symbol))
+    if hit is not None:
+        return hit.mode
+    return _mode_of(positions_read(category=category, symbol=symbol))
 
 
 def positions_read(*, category: str, symbol: str, since: float | None = None) -> list:
@@ -66,37 +71,29 @@ def positions_read(*, category: str, symbol: str, since: float | None = None) ->
     ``since`` (a ``time.monotonic()`` value): a listing read at or after it is returned without a request."""
     key = (category, symbol)
     if since is not None:
-        with _lock:
-            cached = _rows.get(key)
-        if cached and cached[0] >= since:
-            return cached[1]
+        last = _listings.get(key, max_age=math.inf)  # however old: ``since`` decides
+        if last is not None and last.read_at >= since:
+            return last.rows
     read_at = time.monotonic()
-    rows = get_client().get_positions(category=category, symbol=symbol)
-    with _lock:
-        _rows[key] = (read_at, rows)
-        hit = _modes.get(key)
-    _mode_from(key, rows, hit=hit)
+    rows = bybit_client.get_client().get_positions(category=category, symbol=symbol)
+    was = _listings.get(key, max_age=math.inf)
+    mode = _mode_of(rows)
+    _listings.put(key, _Listing(mode=mode, rows=rows, read_at=read_at))
+    if was is not None and was.mode != mode:
+        log.warning("position_mode_changed", symbol=symbol, was=was.mode, now=mode)
     return rows
 
 
-def _mode_from(key: tuple[str, str], rows: list, *, hit) -> str:
-    mode = HEDGE if any(row.position_idx in (1, 2) for row in rows) else ONE_WAY
-    with _lock:
-        _modes[key] = (time.monotonic() + MODE_TTL_SECONDS, mode)
-    if hit and hit[1] != mode:
-        log.warning("position_mode_changed", symbol=key[1], was=hit[1], now=mode)
-    return mode
+def _mode_of(rows: list) -> str:
+    return HEDGE if any(row.position_idx in (1, 2) for row in rows) else ONE_WAY
 
 
 def position_mode_forget(*, category: str | None = None, symbol: str | None = None) -> None:
-    """Drop the cached mode of ``symbol`` (every symbol when None)."""
-    with _lock:
-        if symbol is None:
-            _modes.clear()
-            _rows.clear()
-        else:
-            _modes.pop((category or "linear", symbol), None)
-            _rows.pop((category or "linear", symbol), None)
+    """Drop the cached mode (and listing) of ``symbol`` (every symbol when None)."""
+    if symbol is None:
+        _listings.clear()
+    else:
+        _listings.forget((category or "linear", symbol))
 
 
 def is_mode_mismatch(*, ret_code: int | None, ret_msg: str) -> bool:

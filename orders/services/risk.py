@@ -30,6 +30,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from orders.models import Order, OrderStatus, OrderType, RiskLimit, TimeInForce
 from orders.services.risk_limits import EffectiveLimits, risk_limit_seed_global, risk_limits_from_rows
 from positions.selectors import position_rows, position_size_get, position_sql_tables
 
@@ -124,8 +125,6 @@ def _because(reason: str) -> str:
 
 def resting_statuses() -> tuple[str, ...]:
     """Order states whose open quantity may still fill (decision 0317); pending_cancel is already cancelled."""
-    from orders.models import OrderStatus
-
     return (OrderStatus.PENDING_SUBMIT, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
 
 
@@ -137,8 +136,6 @@ def exposure_other_symbols(*, symbol: str, category: str = "linear") -> Decimal:
     the row's mark/entry price, else the average fill price). Either side could fill in full, so the row counts
     max(|V + B|, |V − S|).
     """
-    from orders.models import Order
-
     rows: dict[tuple[str, int], list[Decimal]] = {}
     marks: dict[str, Decimal] = {}
     for pos in position_rows(category=category).exclude(symbol=symbol):
@@ -177,8 +174,6 @@ class BookState:
         Mirrors ``cancellation.orders_to_cancel_for_signal`` for orders on the signal's own side: they go when
         ``CANCEL_OPPOSITE_ORDERS_ONLY`` is off; with it on, only a market signal cancels them (limit orders).
         """
-        from orders.models import OrderType
-
         cancelled = Decimal(0)
         if not settings.CANCEL_OPPOSITE_ORDERS_ONLY:
             cancelled = self.cancellable_limit.get(side, Decimal(0)) + self.cancellable_other.get(side, Decimal(0))
@@ -197,8 +192,6 @@ def book_state_read(*, symbol: str, category: str = "linear") -> BookState:
     mirrors ``cancellation.cancel_candidates`` and the exposure mirrors ``exposure_other_symbols`` (tests pin
     both).
     """
-    from orders.models import Order, OrderStatus, OrderType, RiskLimit, TimeInForce
-
     statuses = [OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED] if settings.CANCEL_PARTIALLY_FILLED_ORDERS else [
         OrderStatus.NEW]
     resting = list(resting_statuses())

@@ -47,3 +47,12 @@ def test_callable_ttl_is_read_at_each_lookup_and_clear_forgets():
         ttl[0] = 5.0
         cache.clear()
         assert cache.get("k") is None
+
+
+def test_forget_drops_one_key_only():
+    cache = TTLCache(10.0)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    cache.forget("a")
+    cache.forget("missing")
+    assert (cache.get("a", "gone"), cache.get("b")) == ("gone", 2)

@@ -6,18 +6,19 @@ import pytest
 from django.core.management import call_command
 from django_q.models import Schedule
 
-from orders.services.jobs import SCHEDULES
+from orders.jobs import SCHEDULES
 
 pytestmark = pytest.mark.django_db
 
 
 def test_creates_every_schedule_once_and_follows_the_settings(settings):
     settings.POSITION_SNAPSHOT_INTERVAL, settings.STALE_ORDER_SWEEP_INTERVAL = 300, 61
+    settings.RECONCILE_INTERVAL_MINUTES = 0  # reconcile's schedule is also an orders.jobs path (test_jobs)
     call_command("setup_schedules", stdout=StringIO())
     call_command("setup_schedules", stdout=StringIO())
 
     rows = {s.name: s for s in Schedule.objects.filter(name__in=[j.name for j in SCHEDULES])}
-    assert len(rows) == 5 == Schedule.objects.filter(func__startswith="orders.services.jobs.").count()
+    assert len(rows) == 5 == Schedule.objects.filter(func__startswith="orders.jobs.").count()
     assert rows["positions: snapshot"].minutes == 5
     assert rows["orders: stale sweep"].minutes == 2  # 61 s, rounded up to whole minutes
     assert all(r.schedule_type == Schedule.MINUTES and r.repeats == -1 for r in rows.values())
@@ -34,7 +35,7 @@ def test_every_job_function_exists_and_runs():
 
     for job in SCHEDULES:
         import_string(job.func)  # a typo in a schedule would only show up in qcluster
-    from orders.services import jobs
+    from orders import jobs
 
     assert jobs.job_positions_snapshot() == 0
     assert jobs.job_positions_validate() == 0

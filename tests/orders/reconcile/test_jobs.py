@@ -4,15 +4,17 @@ import pytest
 from django_q.models import Schedule
 from django_q.tasks import async_task, result
 
+from orders.jobs import RECONCILE_SCHEDULE_FUNC as SCHEDULE_FUNC
+from orders.jobs import RECONCILE_SCHEDULE_NAME as SCHEDULE_NAME
+from orders.jobs import reconcile_schedule_ensure, reconcile_scheduled
 from orders.models import ReconciliationRun
-from orders.reconcile.jobs import SCHEDULE_FUNC, SCHEDULE_NAME, reconcile_schedule_ensure, reconcile_scheduled
 from orders.reconcile.lock import LockBusy
 
 pytestmark = pytest.mark.django_db
 
 
 def test_the_queued_job_runs_for_the_user_and_returns_the_run_id(sim, risk_staff):
-    task = async_task("orders.reconcile.jobs.reconcile_job", user_id=risk_staff.pk, symbol="ETHUSDT", sync=True)
+    task = async_task("orders.jobs.reconcile_job", user_id=risk_staff.pk, symbol="ETHUSDT", sync=True)
     run = ReconciliationRun.objects.get()
     assert result(task) == run.pk
     assert (run.trigger, run.started_by, run.symbol) == ("admin", risk_staff, "ETHUSDT")
