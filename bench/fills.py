@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import random
 import socket
@@ -35,6 +36,9 @@ import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
+
+import uvicorn
+import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -173,8 +177,6 @@ def _iso(ms: int) -> str:
 
 
 def _serve(sock: socket.socket) -> None:
-    import uvicorn
-
     # No keepalive pings (server here, client below): the benchmark floods on purpose, and while the
     # consumer lags, the server stops reading the socket (back pressure), so a ping or pong sits unread
     # behind data frames and one side closes the connection (1011) with frames still queued.
@@ -192,9 +194,7 @@ def _cpu_seconds(pid: int) -> float:
 
 def bench_ingest(total: int, connections: int, batch: int, symbols: int) -> dict:
     """Executions through ``ws/gateway/`` served by uvicorn in a child process (its CPU measured apart)."""
-    import multiprocessing
-
-    import websockets
+    # Django's models load only after setup_postgres (main), so they are imported here.
     from django.db import connection
 
     from orders.models import Execution, Order
@@ -244,7 +244,9 @@ def bench_ingest(total: int, connections: int, batch: int, symbols: int) -> dict
     async def connected(deadline: float):
         while True:
             try:
-                return await websockets.connect(url, additional_headers=headers, max_queue=None, ping_interval=None)
+                return await websockets.connect(
+                    url, additional_headers=headers, max_queue=None, ping_interval=None, compression=None
+                )
             except OSError:
                 if time.monotonic() > deadline:
                     raise

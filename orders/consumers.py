@@ -60,6 +60,7 @@ from exchange.bybit.types import MalformedPayload
 from ordermanager import metrics
 from ordermanager.core.services.db_backlog import DB_UNAVAILABLE, WriteBacklog
 from ordermanager.core.services.heartbeat import WS_GATEWAY, heartbeat_beat
+from orders.reconcile.backfill_marks import ALL_ACTIVE, backfill_mark
 from orders.services.fills import (
     FillRefused,
     MessageOutcome,
@@ -139,8 +140,6 @@ def _message_symbols(message) -> list[tuple[str, str]]:
 
 
 def _mark_symbols(symbols, reason: str) -> None:
-    from orders.reconcile.backfill_marks import backfill_mark
-
     backfill_mark(symbols, reason=reason)
 
 
@@ -229,8 +228,6 @@ CONNECTIONS = _Connections()
 
 def gateway_connected_backfill(reason: str) -> None:
     """Mark every active symbol (resolved when the pass runs) for a targeted backfill."""
-    from orders.reconcile.backfill_marks import ALL_ACTIVE
-
     log.warning("gateway_backfill_requested", reason=reason)
     GATEWAY_BACKLOG.mark([("", ALL_ACTIVE)], reason)
 
