@@ -289,6 +289,9 @@ def bench_ingest(total: int, connections: int, batch: int, symbols: int) -> dict
         sock.close()
     count = Execution.objects.count()
     assert count == connections * per_conn, count
+    with connection.cursor() as cursor:  # the transactions that stored them (PostgreSQL's xmin): the group sizes
+        cursor.execute("SELECT count(DISTINCT xmin::text) FROM orders_execution")
+        transactions = cursor.fetchone()[0]
     return {
         "executions": count,
         "messages": sent,
@@ -299,6 +302,7 @@ def bench_ingest(total: int, connections: int, batch: int, symbols: int) -> dict
         "messages_per_second": round(sent / elapsed),
         "executions_per_second": round(count / elapsed),
         "server_cpu_ms_per_message": round(1000 * cpu / sent, 3),
+        "messages_per_transaction": round(sent / transactions, 1),
     }
 
 
@@ -307,7 +311,8 @@ def ingest_lines(result: dict, floor: Floor) -> list[str]:
     return [
         f"ingest, {result['fills_per_message']} per message over {result['connections']} connections: "
         f"{result['messages_per_second']:,} messages/s, {result['executions_per_second']:,} executions/s, "
-        f"server CPU {result['server_cpu_ms_per_message']:.3f} ms per message; "
+        f"server CPU {result['server_cpu_ms_per_message']:.3f} ms per message, "
+        f"{result['messages_per_transaction']} messages per transaction; "
         f"{floor.ratio(result['messages_per_second'])} (messages/s)",
         floor.line(),
     ]

@@ -7,10 +7,11 @@ and hands the message to ``orders.services.fills`` in a worker thread.
 Group commit (docs/decisions/0419): a connection's frames are applied in arrival order by one
 applier task. A frame that arrives while the connection is idle is applied at once (no timer);
 frames that arrive while a transaction is running are applied together in the next one
-(``private_messages_apply``, at most ``GROUP_MAX`` messages). A group that fails is rolled back and
-its messages applied one by one, so one bad message cannot take good ones down. Every reply (an
-error frame, a pong) leaves in the order of the frames, after what came before it was committed.
-Past ``PENDING_MAX`` frames waiting on a connection the socket is not read (back pressure).
+(``private_messages_apply``, at most ``GROUP_MAX`` messages or ``GROUP_MAX_ITEMS`` items). A group
+that fails is rolled back and its messages applied one by one, so one bad message cannot take good
+ones down. Every reply (an error frame, a pong) leaves in the order of the frames, after what came
+before it was committed. Past ``PENDING_MAX`` frames waiting on a connection the socket is not read
+(back pressure).
 
 Protocol
 - Auth: header ``X-API-Key: <WS_GATEWAY_API_KEY>`` on the upgrade request, or a
@@ -87,6 +88,7 @@ APPLY_ATTEMPTS = 3
 
 
 GROUP_MAX = 500  # messages per group transaction
+GROUP_MAX_ITEMS = 5000  # items (executions, order events) per group: a bound on the transaction's size and locks
 PENDING_MAX = 2000  # frames waiting on one connection before the socket is no longer read
 _frames_waiting = 0  # frames of this process's connections received and not yet answered or applied
 
@@ -368,11 +370,13 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             while self._pending:
                 group: list[_Frame] = []
                 messages = []
-                while self._pending and len(messages) < GROUP_MAX:
+                items = 0
+                while self._pending and len(messages) < GROUP_MAX and items < GROUP_MAX_ITEMS:
                     item = self._pending.popleft()
                     group.append(item)
                     if item.message is not None:
                         messages.append(item.message)
+                        items += len(item.message.items)
                 results: list = []
                 if messages:
                     try:
@@ -382,10 +386,13 @@ class GatewayConsumer(AsyncWebsocketConsumer):
                         results = [exc] * len(messages)
                 answers = iter(results)
                 for item in group:
-                    if item.message is None:
-                        await self._send_text(item.reply)
-                    else:
-                        await self._answer(item, next(answers))
+                    try:
+                        if item.message is None:
+                            await self._send_text(item.reply)
+                        else:
+                            await self._answer(item, next(answers))
+                    except Exception:  # a reply that cannot be made must not stop the frames after it
+                        log.exception("gateway_answer_failed", message_id=item.message_id)
                 _frames_waiting -= len(group)
                 if len(self._pending) < PENDING_MAX:
                     self._room.set()

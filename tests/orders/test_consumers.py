@@ -647,3 +647,29 @@ def test_two_connections_on_one_position_keep_each_connections_order_and_the_fol
     assert PositionLedgerEntry.objects.count() == Execution.objects.count() == sum(
         len(f["data"]) for frames in plans for f in frames if not str(f["id"]).startswith("bad-")
     )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_frames_received_before_a_disconnect_are_applied_before_the_connection_ends():
+    orders = [OrderFactory(qty=D("1")) for _ in range(3)]
+    messages = [_fill(order, qty="0.1") for order in orders]
+    holder, release = _held_position("BTCUSDT")
+
+    async def scenario():
+        ws = communicator()
+        await ws.connect()
+        for message in messages:
+            await ws.send_json_to(message)
+        await _until(lambda: consumers.frames_waiting() == 3, "the frames did not reach the connection's queue")
+        await ws.send_input({"type": "websocket.disconnect", "code": 1001})
+        release.set()
+        await ws.wait(10)  # the consumer has ended
+
+    try:
+        run(scenario)
+    finally:
+        release.set()
+        holder.join(10)
+    assert set(Execution.objects.values_list("exec_id", flat=True)) == {m["data"][0]["execId"] for m in messages}
+    assert consumers.frames_waiting() == 0
