@@ -7,11 +7,14 @@
 Uses its own database (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/om_bench_fills),
 migrated and emptied first.
 
-- Ingest: uvicorn serves ``ordermanager.asgi:application`` on a free port; N
-  WebSocket clients (as ws-gateway would connect) send execution messages of
-  ``--batch`` fills each for ``--symbols`` symbols; the clock runs until every
-  Execution row is in the database (polled), so the figure is end to end:
-  frame → parse → transaction (execution, order, ledger, position) → commit.
+- Ingest: uvicorn serves ``ordermanager.asgi:application`` on a free port in a
+  child process; N WebSocket clients (as ws-gateway would connect) send
+  execution messages of ``--batch`` fills each for ``--symbols`` symbols; the
+  clock runs until every Execution row is in the database (polled), so the
+  figure is end to end: frame → parse → transaction (execution, order, ledger,
+  position) → commit. Printed: messages/s, executions/s, the server process's
+  CPU ms per message, and the commit floor measured in the same run with the
+  ratio to it (``bench.floor``; docs/decisions/0419).
 - Validation: ``--validation`` executions (with ~1% funding rows) spread over
   ``--positions`` positions are generated with their ledger states by the same
   fold the service uses and loaded with COPY; then the one-statement recompute
@@ -24,48 +27,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import random
 import socket
 import sys
-import threading
 import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
 
+import uvicorn
+import websockets
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._django import setup_postgres  # noqa: E402
+from bench.floor import Floor, commit_floor  # noqa: E402
+
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/om_bench_fills"
 BASE_MS = 1_767_225_600_000
 GATEWAY_KEY = "bench-gateway-key"
-
-
-def _setup(db_url: str) -> None:
-    os.environ["DATABASE_URL"] = db_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ordermanager.settings.base")
-    os.environ["WS_GATEWAY_API_KEY"] = GATEWAY_KEY
-    os.environ.setdefault("LOG_LEVEL", "warning")
-    _create_database(db_url)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
-def _create_database(db_url: str) -> None:
-    from urllib.parse import urlparse
-
-    import psycopg
-
-    parsed = urlparse(db_url)
-    name = parsed.path.lstrip("/")
-    admin = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _empty() -> None:
@@ -193,31 +176,32 @@ def _iso(ms: int) -> str:
 # --- ingest through the endpoint ------------------------------------------------------------------
 
 
-def bench_ingest(total: int, connections: int, batch: int, symbols: int) -> dict:
-    import uvicorn
-    import websockets
-
-    from orders.models import Execution, Order
-
-    _empty()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+def _serve(sock: socket.socket) -> None:
     # No keepalive pings (server here, client below): the benchmark floods on purpose, and while the
     # consumer lags, the server stops reading the socket (back pressure), so a ping or pong sits unread
     # behind data frames and one side closes the connection (1011) with frames still queued.
     config = uvicorn.Config(
         "ordermanager.asgi:application", log_level="warning", access_log=False, lifespan="off", ws_ping_interval=None
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
+    uvicorn.Server(config).run(sockets=[sock])
 
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_ingest(total: int, connections: int, batch: int, symbols: int) -> dict:
+    """Executions through ``ws/gateway/`` served by uvicorn in a child process (its CPU measured apart)."""
+    # Django's models load only after setup_postgres (main), so they are imported here.
+    from django.db import connection
+
+    from orders.models import Execution, Order
+
+    _empty()
     per_conn = total // connections
     rng = random.Random(1)
-
     orders = []
 
     def messages(conn: int) -> list[str]:
@@ -246,40 +230,92 @@ def bench_ingest(total: int, connections: int, batch: int, symbols: int) -> dict
 
     prepared = [messages(c) for c in range(connections)]
     Order.objects.bulk_create(orders, batch_size=2000)
+    sent = sum(len(frames) for frames in prepared)
+    connection.close()  # the child must not share the parent's database connection
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = multiprocessing.get_context("fork").Process(target=_serve, args=(sock,), daemon=True)
+    server.start()
     url = f"ws://127.0.0.1:{port}/ws/gateway/"
+    headers = {"X-API-Key": GATEWAY_KEY}
 
-    async def feed(frames: list[str]) -> None:
-        headers = {"X-API-Key": GATEWAY_KEY}
-        async with websockets.connect(url, additional_headers=headers, max_queue=None, ping_interval=None) as ws:
-            for frame in frames:
-                await ws.send(frame)
-            # Keep the socket open until everything is stored (the server applies frames in order);
-            # a closed connection or an error frame ends the run instead of waiting forever.
-            while await asyncio.to_thread(Execution.objects.count) < total:
-                try:
-                    reply = await asyncio.wait_for(ws.recv(), 0.05)
-                except TimeoutError:
-                    continue
-                raise RuntimeError(f"the endpoint answered {reply}")
+    async def connected(deadline: float):
+        while True:
+            try:
+                return await websockets.connect(
+                    url, additional_headers=headers, max_queue=None, ping_interval=None, compression=None
+                )
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
 
-    async def run() -> float:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(feed(frames) for frames in prepared))
-        return time.perf_counter() - t0
+    async def feed(ws, frames: list[str], done: asyncio.Event) -> None:
+        for frame in frames:
+            await ws.send(frame)
+        # Keep the socket open until everything is stored (the server applies frames in order);
+        # an error frame ends the run instead of waiting forever.
+        while not done.is_set():
+            try:
+                reply = await asyncio.wait_for(ws.recv(), 0.05)
+            except TimeoutError:
+                continue
+            raise RuntimeError(f"the endpoint answered {reply}")
 
-    elapsed = asyncio.run(run())
-    server.should_exit = True
-    thread.join(timeout=10)
-    stored = Execution.objects.count()
-    assert stored == connections * per_conn, stored
+    async def stored(done: asyncio.Event) -> None:
+        while await asyncio.to_thread(Execution.objects.count) < connections * per_conn:
+            await asyncio.sleep(0.02)
+        done.set()
+
+    async def run() -> tuple[float, float]:
+        sockets = [await connected(time.monotonic() + 30) for _ in prepared]
+        await asyncio.sleep(0.5)  # the connect-time work (heartbeat, backfill mark) is not the figure's
+        done = asyncio.Event()
+        cpu0, t0 = _cpu_seconds(server.pid), time.perf_counter()
+        feeds = [feed(ws, frames, done) for ws, frames in zip(sockets, prepared, strict=True)]
+        await asyncio.gather(stored(done), *feeds)
+        elapsed, cpu = time.perf_counter() - t0, _cpu_seconds(server.pid) - cpu0
+        for ws in sockets:
+            await ws.close()
+        return elapsed, cpu
+
+    try:
+        elapsed, cpu = asyncio.run(run())
+    finally:
+        server.terminate()
+        server.join(timeout=10)
+        sock.close()
+    count = Execution.objects.count()
+    assert count == connections * per_conn, count
+    with connection.cursor() as cursor:  # the transactions that stored them (PostgreSQL's xmin): the group sizes
+        cursor.execute("SELECT count(DISTINCT xmin::text) FROM orders_execution")
+        transactions = cursor.fetchone()[0]
     return {
-        "executions": stored,
+        "executions": count,
+        "messages": sent,
         "connections": connections,
         "fills_per_message": batch,
         "symbols": symbols,
         "seconds": round(elapsed, 2),
-        "executions_per_second": round(stored / elapsed),
+        "messages_per_second": round(sent / elapsed),
+        "executions_per_second": round(count / elapsed),
+        "server_cpu_ms_per_message": round(1000 * cpu / sent, 3),
+        "messages_per_transaction": round(sent / transactions, 1),
     }
+
+
+def ingest_lines(result: dict, floor: Floor) -> list[str]:
+    """The ingest figure beside the commit floor of the same run, for a person to read."""
+    return [
+        f"ingest, {result['fills_per_message']} per message over {result['connections']} connections: "
+        f"{result['messages_per_second']:,} messages/s, {result['executions_per_second']:,} executions/s, "
+        f"server CPU {result['server_cpu_ms_per_message']:.3f} ms per message, "
+        f"{result['messages_per_transaction']} messages per transaction; "
+        f"{floor.ratio(result['messages_per_second'])} (messages/s)",
+        floor.line(),
+    ]
 
 
 def main() -> None:
@@ -295,10 +331,13 @@ def main() -> None:
     parser.add_argument("--skip-validation", action="store_true")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    _setup(args.db)
+    setup_postgres(args.db, WS_GATEWAY_API_KEY=GATEWAY_KEY)
     if not args.skip_ingest:
         for batch in args.batch:
-            print(json.dumps({"ingest": bench_ingest(args.ingest, args.connections, batch, args.symbols)}))
+            floor = commit_floor(args.db)
+            result = bench_ingest(args.ingest, args.connections, batch, args.symbols)
+            print(json.dumps({"ingest": result, "commit_floor_per_s": round(floor.per_s)}))
+            print("\n".join(ingest_lines(result, floor)))
     if not args.skip_validation:
         print(json.dumps({"validation": bench_validation(args.validation, args.positions, args.seed)}))
 

@@ -4,6 +4,15 @@ ws-gateway holds the Bybit private WebSocket and forwards each message as one
 text frame. This consumer only authenticates, parses (``exchange.bybit.events``)
 and hands the message to ``orders.services.fills`` in a worker thread.
 
+Group commit (docs/decisions/0419): a connection's frames are applied in arrival order by one
+applier task. A frame that arrives while the connection is idle is applied at once (no timer);
+frames that arrive while a transaction is running are applied together in the next one
+(``private_messages_apply``, at most ``GROUP_MAX`` messages or ``GROUP_MAX_ITEMS`` items). A group
+that fails is rolled back and its messages applied one by one, so one bad message cannot take good
+ones down. Every reply (an error frame, a pong) leaves in the order of the frames, after what came
+before it was committed. Past ``PENDING_MAX`` frames waiting on a connection the socket is not read
+(back pressure).
+
 Protocol
 - Auth: header ``X-API-Key: <WS_GATEWAY_API_KEY>`` on the upgrade request, or a
   first frame ``{"op": "auth", "api_key": "..."}`` (answered ``{"op": "auth",
@@ -18,7 +27,8 @@ Protocol
   lacking a field its kind needs (execQty, execPrice, execTime; side for a trade),
   a decimal not in JSON notation, or an id longer than its column refuses the
   whole message, and the error names the item and the field.
-- Nothing else is sent: the gateway need not read from the socket.
+- Nothing else is sent: the gateway need not read from the socket. A message's error frame (like any
+  reply) follows the replies of the frames before it.
 - While a gateway is connected the ``ws_gateway`` heartbeat is renewed every
   ``HEARTBEAT_INTERVAL`` seconds; when the last one leaves it reads down.
 
@@ -37,6 +47,8 @@ import hmac
 import json
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 
 import structlog
 from asgiref.sync import sync_to_async
@@ -49,7 +61,14 @@ from exchange.bybit.types import MalformedPayload
 from ordermanager import metrics
 from ordermanager.core.services.db_backlog import DB_UNAVAILABLE, WriteBacklog
 from ordermanager.core.services.heartbeat import WS_GATEWAY, heartbeat_beat
-from orders.services.fills import FillRefused, MessageOutcome, message_check, private_message_apply
+from orders.reconcile.backfill_marks import ALL_ACTIVE, backfill_mark
+from orders.services.fills import (
+    FillRefused,
+    MessageOutcome,
+    message_check,
+    private_message_apply,
+    private_messages_apply,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +87,17 @@ _connected_gateways = 0  # authenticated ws-gateway connections of this process
 APPLY_ATTEMPTS = 3
 
 
+GROUP_MAX = 500  # messages per group transaction
+GROUP_MAX_ITEMS = 5000  # items (executions, order events) per group: a bound on the transaction's size and locks
+PENDING_MAX = 2000  # frames waiting on one connection before the socket is no longer read
+_frames_waiting = 0  # frames of this process's connections received and not yet answered or applied
+
+
+def frames_waiting() -> int:
+    """Frames received on this process's gateway connections and not yet applied (or answered)."""
+    return _frames_waiting
+
+
 def apply_with_retry(message, *, source: str = "ws") -> MessageOutcome:
     """Apply one message on this worker thread's connection, retrying transient failures.
 
@@ -76,15 +106,26 @@ def apply_with_retry(message, *, source: str = "ws") -> MessageOutcome:
     instead, and a failure that may have broken it (server restart, network) closes it, so
     the retry, or the next message, connects afresh.
     """
+    return _with_retry(lambda: [private_message_apply(message=message, source=source)], [message])[0]
+
+
+def group_apply_with_retry(messages: list, *, source: str = "ws") -> list[MessageOutcome]:
+    """``apply_with_retry`` for a group of messages applied in one transaction (group commit)."""
+    return _with_retry(lambda: private_messages_apply(messages=messages, source=source), messages)
+
+
+def _with_retry(apply, messages: list) -> list[MessageOutcome]:
     for attempt in range(1, APPLY_ATTEMPTS + 1):
         try:
-            outcome = private_message_apply(message=message, source=source)
-            metrics.fills_applied(message, outcome)  # committed: count the new executions and their lag
+            outcomes = apply()
+            for message, outcome in zip(messages, outcomes, strict=True):
+                metrics.fills_applied(message, outcome)  # committed: count the new executions and their lag
         except (OperationalError, InterfaceError) as exc:
             connection.close_if_unusable_or_obsolete()
             if attempt == APPLY_ATTEMPTS:
                 raise
-            log.warning("gateway_message_retry", attempt=attempt, error=str(exc), message_id=message.message_id)
+            log.warning("gateway_message_retry", attempt=attempt, error=str(exc), messages=len(messages),
+                        message_id=messages[0].message_id)  # fmt: skip
             time.sleep(0.05 * attempt)
             continue
         except Exception:
@@ -92,7 +133,7 @@ def apply_with_retry(message, *, source: str = "ws") -> MessageOutcome:
             raise
         if connection.close_at is not None and time.monotonic() >= connection.close_at:
             connection.close()  # CONN_MAX_AGE still applies, checked without a round trip
-        return outcome
+        return outcomes
     raise AssertionError("unreachable")
 
 
@@ -101,8 +142,6 @@ def _message_symbols(message) -> list[tuple[str, str]]:
 
 
 def _mark_symbols(symbols, reason: str) -> None:
-    from orders.reconcile.backfill_marks import backfill_mark
-
     backfill_mark(symbols, reason=reason)
 
 
@@ -128,6 +167,34 @@ def gateway_message_store(message) -> MessageOutcome | None:
     except DB_UNAVAILABLE as exc:
         GATEWAY_BACKLOG.keep(message, error=str(exc))
         return None
+
+
+def gateway_messages_store(messages: list) -> list[MessageOutcome | Exception | None]:
+    """Store a connection's waiting messages, in order; each one's result in its place: its outcome
+    (committed), None (kept for the database, 0414) or the exception that refused it.
+
+    More than one: one transaction for all (group commit). If the group fails for any reason but the
+    database being unreachable, it was rolled back whole and its messages are applied one by one, each
+    all or nothing as alone. Never raises."""
+    if len(messages) > 1 and not GATEWAY_BACKLOG.pending:
+        try:
+            return group_apply_with_retry(messages)
+        except DB_UNAVAILABLE as exc:
+            # As for one message (0414): kept in order, written when the database answers.
+            for message in messages:
+                GATEWAY_BACKLOG.keep(message, error=str(exc))
+            return [None] * len(messages)
+        except Exception as exc:
+            log.warning("gateway_group_failed", messages=len(messages), error=f"{exc.__class__.__name__}: {exc}",
+                        detail="rolled back; its messages are applied one by one")  # fmt: skip
+    return [_store_one(m) for m in messages]
+
+
+def _store_one(message) -> MessageOutcome | Exception | None:
+    try:
+        return gateway_message_store(message)
+    except Exception as exc:
+        return exc
 
 
 class _Connections:
@@ -163,10 +230,18 @@ CONNECTIONS = _Connections()
 
 def gateway_connected_backfill(reason: str) -> None:
     """Mark every active symbol (resolved when the pass runs) for a targeted backfill."""
-    from orders.reconcile.backfill_marks import ALL_ACTIVE
-
     log.warning("gateway_backfill_requested", reason=reason)
     GATEWAY_BACKLOG.mark([("", ALL_ACTIVE)], reason)
+
+
+@dataclass(slots=True)
+class _Frame:
+    """A frame waiting for the connection's applier: a message to apply, or a reply to send in turn."""
+
+    message: object | None = None  # a parsed PrivateMessage
+    message_id: object = None
+    raw: object = None
+    reply: str | None = None
 
 
 class GatewayConsumer(AsyncWebsocketConsumer):
@@ -176,8 +251,24 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "ws-gateway-needs-no-channel-layer"
     authenticated = False
     _auth_timer: asyncio.TimerHandle | None = None
+    _applier: asyncio.Future | None = None
+
+    async def dispatch(self, message):
+        # Channels runs close_old_connections on its one thread-sensitive thread before every frame: a thread
+        # hop per frame, for a connection this consumer never uses (messages are applied on worker threads
+        # that manage their own, see apply_with_retry). Connect and disconnect keep it.
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+        else:
+            await super().dispatch(message)
 
     async def connect(self):
+        self._pending: deque[_Frame] = deque()
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()  # nothing waiting and nothing being applied
+        self._drained.set()
+        self._room = asyncio.Event()  # fewer than PENDING_MAX frames waiting
+        self._room.set()
         await self.accept()
         expected = settings.WS_GATEWAY_API_KEY
         if not expected:
@@ -199,6 +290,10 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         if self._auth_timer is not None:
             self._auth_timer.cancel()
+        if self._applier is not None:
+            # Frames received before the close are applied (and counted) before the connection is let go.
+            await self._drained.wait()
+            self._applier.cancel()
         if self.authenticated:
             CONNECTIONS.disconnected()
             log.info("gateway_disconnected", client=_client(self.scope), code=code)
@@ -227,9 +322,9 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             return
         op = frame.get("op")
         if op == "ping":
-            await self.send(text_data=json.dumps({"op": "pong", "req_id": frame.get("req_id")}))
+            await self._reply({"op": "pong", "req_id": frame.get("req_id")})
         elif op == "auth":
-            await self.send(text_data=json.dumps({"op": "auth", "success": True}))
+            await self._reply({"op": "auth", "success": True})
         elif op is not None:
             await self._error(f"unknown op {op!r}")
         else:
@@ -247,13 +342,73 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         try:
             # Checked here (no database) before anything else happens to the message; the apply checks again.
             message_check(message)
-            outcome = await sync_to_async(gateway_message_store, thread_sensitive=False)(message)
-        except FillRefused as exc:  # an item that cannot be stored as it is: nothing of the message was applied
+        except FillRefused as exc:  # an item that cannot be stored as it is: nothing of the message is applied
             log.warning("gateway_message_refused", error=str(exc), message_id=message_id, raw=_clip(raw))
             await self._error(str(exc), message_id=message_id)
             return
-        except Exception as exc:  # one bad message must not take the feed down; REST backfill recovers it
-            log.exception("gateway_message_failed", message_id=message_id, topic=message.topic, raw=_clip(raw))
+        await self._enqueue(_Frame(message=message, message_id=message_id, raw=raw))
+
+    # --- the applier: a connection's frames in order, in groups -------------------------------------------
+
+    async def _enqueue(self, item: _Frame) -> None:
+        global _frames_waiting
+        await self._room.wait()  # back pressure: while PENDING_MAX frames wait, this connection is not read
+        self._pending.append(item)
+        _frames_waiting += 1
+        if len(self._pending) >= PENDING_MAX:
+            self._room.clear()
+        self._drained.clear()
+        if self._applier is None:
+            self._applier = asyncio.ensure_future(self._apply_loop())
+        self._wake.set()
+
+    async def _apply_loop(self) -> None:
+        global _frames_waiting
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                group: list[_Frame] = []
+                messages = []
+                items = 0
+                while self._pending and len(messages) < GROUP_MAX and items < GROUP_MAX_ITEMS:
+                    item = self._pending.popleft()
+                    group.append(item)
+                    if item.message is not None:
+                        messages.append(item.message)
+                        items += len(item.message.items)
+                results: list = []
+                if messages:
+                    try:
+                        results = await sync_to_async(gateway_messages_store, thread_sensitive=False)(messages)
+                    except Exception as exc:  # not expected (the store answers per message); never stop the loop
+                        log.exception("gateway_group_store_failed", messages=len(messages))
+                        results = [exc] * len(messages)
+                answers = iter(results)
+                for item in group:
+                    try:
+                        if item.message is None:
+                            await self._send_text(item.reply)
+                        else:
+                            await self._answer(item, next(answers))
+                    except Exception:  # a reply that cannot be made must not stop the frames after it
+                        log.exception("gateway_answer_failed", message_id=item.message_id)
+                _frames_waiting -= len(group)
+                if len(self._pending) < PENDING_MAX:
+                    self._room.set()
+            self._drained.set()
+
+    async def _answer(self, item: _Frame, result) -> None:
+        """The reply a message gets once its group is settled: nothing when stored (or kept), else an error."""
+        message, message_id = item.message, item.message_id
+        if isinstance(result, MessageOutcome):
+            log.debug("gateway_message", topic=result.topic, applied=result.applied, ignored=result.ignored)
+        elif isinstance(result, FillRefused):  # an item that cannot be stored as it is: nothing of it was applied
+            log.warning("gateway_message_refused", error=str(result), message_id=message_id, raw=_clip(item.raw))
+            await self._send_text(json.dumps({"op": "error", "error": str(result), "id": message_id}))
+        elif isinstance(result, Exception):  # one bad message must not take the feed down; REST backfill recovers it
+            log.error("gateway_message_failed", message_id=message_id, topic=message.topic, raw=_clip(item.raw),
+                      exc_info=result)  # fmt: skip
             # A gap in what we stored: the symbols get a targeted backfill from the exchange.
             try:
                 await sync_to_async(GATEWAY_BACKLOG.mark, thread_sensitive=False)(
@@ -261,12 +416,22 @@ class GatewayConsumer(AsyncWebsocketConsumer):
                 )
             except Exception:
                 log.exception("gateway_backfill_mark_failed", message_id=message_id)
-            await self._error(
-                f"could not apply {message.topic} message: {exc.__class__.__name__}", message_id=message_id
-            )
-            return
-        if outcome is not None:
-            log.debug("gateway_message", topic=outcome.topic, applied=outcome.applied, ignored=outcome.ignored)
+            error = f"could not apply {message.topic} message: {result.__class__.__name__}"
+            await self._send_text(json.dumps({"op": "error", "error": error, "id": message_id}))
+
+    async def _reply(self, reply: dict) -> None:
+        """Send now when nothing waits before it; else after the frames before it are settled."""
+        text = json.dumps(reply)
+        if self._drained.is_set():
+            await self.send(text_data=text)
+        else:
+            await self._enqueue(_Frame(reply=text))
+
+    async def _send_text(self, text: str) -> None:
+        try:
+            await self.send(text_data=text)
+        except Exception as exc:  # the peer went away; what was applied stays applied
+            log.info("gateway_reply_not_sent", error=str(exc))
 
     async def _authenticate(self, frame: dict) -> None:
         if frame.get("op") != "auth":
@@ -315,7 +480,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         await self.close(code=code, reason=reason)
 
     async def _error(self, error: str, *, message_id=None) -> None:
-        await self.send(text_data=json.dumps({"op": "error", "error": error, "id": message_id}))
+        await self._reply({"op": "error", "error": error, "id": message_id})
 
 
 async def gateway_heartbeat(*, ok: bool, detail: str) -> None:

@@ -476,3 +476,200 @@ def test_the_endpoint_records_the_ws_gateway_heartbeat_while_connected(real_hear
     assert "connected" in up.detail and health_up.status == OK
     assert "disconnected" in down.detail
     assert gateway_health().status == DOWN
+
+
+# --- group commit (docs/decisions/0419) -----------------------------------------------------------------
+
+
+def _held_position(symbol: str):
+    """A thread holding ``symbol``'s position row locked until released: the first message's transaction
+    waits on it, so the frames sent meanwhile are waiting when it commits."""
+    import threading
+
+    from django.db import connection, transaction
+
+    Position.objects.get_or_create(symbol=symbol)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold():
+        try:
+            with transaction.atomic():
+                Position.objects.select_for_update().get(symbol=symbol)
+                locked.set()
+                release.wait(20)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(10)
+    return holder, release
+
+
+async def _until(condition, what: str, timeout: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.01)
+
+
+def _transactions_of(exec_ids: list[str]) -> list[int]:
+    """The id of the transaction that stored each execution (PostgreSQL's xmin), in the order given."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT exec_id, xmin::text::bigint FROM orders_execution WHERE exec_id = ANY(%s)", [exec_ids])
+        by_id = dict(cursor.fetchall())
+    return [by_id.get(exec_id) for exec_id in exec_ids]
+
+
+def _fill(order, **kwargs) -> dict:
+    return bm.message("execution", [bm.execution_item(order_link_id=order.order_link_id, **kwargs)])
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_frames_that_arrive_while_a_transaction_runs_are_committed_together_in_the_next_one():
+    orders = [OrderFactory(qty=D("1")) for _ in range(5)]
+    messages = [_fill(order, qty="0.1", price="100") for order in orders]
+    holder, release = _held_position("BTCUSDT")
+
+    async def scenario():
+        ws = communicator()
+        await ws.connect()
+        await ws.send_json_to(messages[0])  # its transaction waits for the row lock
+        for message in messages[1:]:
+            await ws.send_json_to(message)
+        await _until(lambda: consumers.frames_waiting() == 5, "the frames did not reach the connection's queue")
+        release.set()
+        await ws.send_json_to({"op": "ping"})
+        pong = await ws.receive_json_from()  # after every message before it was committed
+        await ws.disconnect()
+        return pong
+
+    try:
+        pong = run(scenario)
+    finally:
+        release.set()
+        holder.join(10)
+    assert pong["op"] == "pong"
+    transactions = _transactions_of([m["data"][0]["execId"] for m in messages])
+    assert None not in transactions
+    assert transactions[0] != transactions[1] and len(set(transactions[1:])) == 1, transactions
+    assert Position.objects.get(symbol="BTCUSDT").size == D("0.5")
+    assert consumers.frames_waiting() == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_bad_message_in_a_group_gets_its_error_and_the_good_ones_are_committed(caplog):
+    orders = [OrderFactory(qty=D("1")) for _ in range(4)]
+    first, good, bad, last = (_fill(orders[0], qty="0.1"), _fill(orders[1], qty="0.2"),
+                              _fill(orders[2], qty="-1"), _fill(orders[3], qty="0.3"))  # fmt: skip
+    holder, release = _held_position("BTCUSDT")
+
+    async def scenario():
+        ws = communicator()
+        await ws.connect()
+        for message in (first, good, bad, last):
+            await ws.send_json_to(message)
+        await _until(lambda: consumers.frames_waiting() == 4, "the frames did not reach the connection's queue")
+        release.set()
+        await ws.send_json_to({"op": "ping"})
+        replies = [await ws.receive_json_from() for _ in range(2)]
+        await ws.disconnect()
+        return replies
+
+    try:
+        replies = run(scenario)
+    finally:
+        release.set()
+        holder.join(10)
+    assert replies == [
+        {"op": "error", "error": "could not apply execution message: IntegrityError", "id": bad["id"]},
+        {"op": "pong", "req_id": None},
+    ]
+    stored = set(Execution.objects.values_list("exec_id", flat=True))
+    assert stored == {m["data"][0]["execId"] for m in (first, good, last)}
+    assert Position.objects.get(symbol="BTCUSDT").size == D("0.6")
+    assert _logged(caplog, "gateway_group_failed"), "the group was not tried whole first"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_connections_on_one_position_keep_each_connections_order_and_the_fold():
+    """Two gateway connections flood fills (and malformed frames) of one position at once: every frame of a
+    connection is settled in its order (its transactions' ids never go down, its errors come in frame order),
+    and the position is the fold of all the fills (validation finds nothing)."""
+    from orders.selectors.validation import positions_recompute_differences
+    from positions.models import PositionLedgerEntry
+
+    per_connection = 40
+    plans = []
+    for c in range(2):
+        frames = []
+        for k in range(per_connection):
+            order = OrderFactory(qty=D("5"))
+            side = "Buy" if (k + c) % 3 else "Sell"
+            items = [
+                bm.execution_item(order_link_id=order.order_link_id, side=side, qty=f"0.0{1 + n}", price=str(100 + k),
+                                  exec_ms=bm.BASE_MS + 2 * k + c)
+                for n in range(1 + k % 3)
+            ]  # fmt: skip
+            frames.append(bm.message("execution", items))
+            if k % 10 == 5:  # an error frame each connection must get in its place
+                frames.append({"id": f"bad-{c}-{k}", "topic": "execution", "data": [{"execQty": "x"}]})
+        plans.append(frames)
+
+    async def flood(frames):
+        ws = communicator()
+        await ws.connect()
+        for frame in frames:
+            await ws.send_json_to(frame)
+        await ws.send_json_to({"op": "ping"})
+        replies = []
+        while not replies or replies[-1]["op"] != "pong":
+            replies.append(await ws.receive_json_from())
+        await ws.disconnect()
+        return replies
+
+    async def scenario():
+        return await asyncio.gather(*(flood(frames) for frames in plans))
+
+    answers = run(scenario)
+    for frames, replies in zip(plans, answers, strict=True):
+        bad = [f["id"] for f in frames if f.get("id", "").startswith("bad-")]
+        assert [r.get("id") for r in replies[:-1]] == bad and replies[-1]["op"] == "pong"
+        exec_ids = [item["execId"] for f in frames if f["id"] not in bad for item in f["data"]]
+        transactions = _transactions_of(exec_ids)
+        assert None not in transactions and transactions == sorted(transactions), "a connection's frames reordered"
+    assert positions_recompute_differences() == []
+    assert PositionLedgerEntry.objects.count() == Execution.objects.count() == sum(
+        len(f["data"]) for frames in plans for f in frames if not str(f["id"]).startswith("bad-")
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_frames_received_before_a_disconnect_are_applied_before_the_connection_ends():
+    orders = [OrderFactory(qty=D("1")) for _ in range(3)]
+    messages = [_fill(order, qty="0.1") for order in orders]
+    holder, release = _held_position("BTCUSDT")
+
+    async def scenario():
+        ws = communicator()
+        await ws.connect()
+        for message in messages:
+            await ws.send_json_to(message)
+        await _until(lambda: consumers.frames_waiting() == 3, "the frames did not reach the connection's queue")
+        await ws.send_input({"type": "websocket.disconnect", "code": 1001})
+        release.set()
+        await ws.wait(10)  # the consumer has ended
+
+    try:
+        run(scenario)
+    finally:
+        release.set()
+        holder.join(10)
+    assert set(Execution.objects.values_list("exec_id", flat=True)) == {m["data"][0]["execId"] for m in messages}
+    assert consumers.frames_waiting() == 0

@@ -3,7 +3,7 @@
 Callers (the ws-gateway consumer, reconciliation, cancellation) use only the names below. One
 module per job (ARCHITECTURE properties 2, 7, 8; docs/decisions/0418-fill-ingest-by-job.md):
 
-- ``dispatch``         a message by topic, in one transaction; the three entry points.
+- ``dispatch``         a message by topic, in one transaction, or a group of them in one (0419); the entry points.
 - ``refusals``         a message is checked whole before anything of it is stored (0416).
 - ``executions``       one row per execId (unique-key insert), the position row it moves, orphans
                        linked when their order shows up (0405, 0411, 0417).
@@ -17,7 +17,13 @@ mode (``orders.services.position_mode``), shared with reconciliation and order p
 """
 
 from ordermanager.events import ORDER_UPDATED  # re-exported: callers read fills.ORDER_UPDATED
-from orders.services.fills.dispatch import MessageOutcome, execution_apply, order_update_apply, private_message_apply
+from orders.services.fills.dispatch import (
+    MessageOutcome,
+    execution_apply,
+    order_update_apply,
+    private_message_apply,
+    private_messages_apply,
+)
 from orders.services.fills.refusals import FillRefused, execution_refusal, message_check
 
 __all__ = [
@@ -29,4 +35,5 @@ __all__ = [
     "message_check",
     "order_update_apply",
     "private_message_apply",
+    "private_messages_apply",
 ]

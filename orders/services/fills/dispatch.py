@@ -1,4 +1,5 @@
-"""The entry points: one private-stream message (or one REST backfill row) → its job, in one transaction.
+"""The entry points: one private-stream message (or one REST backfill row) → its job, in one transaction;
+or a group of messages in one transaction (group commit, docs/decisions/0419).
 
 Items are applied in a fixed (symbol, time) order so concurrent writers take locks in the same
 order; the order row and the position row are locked.
@@ -35,20 +36,68 @@ def private_message_apply(*, message: PrivateMessage, source: str = "ws") -> Mes
     message_check(message)
     outcome = MessageOutcome(topic=message.topic)
     with transaction.atomic():
-        if message.topic == TOPIC_EXECUTION:
-            _executions(message.items, source=source, outcome=outcome)
-        elif message.topic == TOPIC_ORDER:
-            for info in sorted(message.items, key=lambda i: (i.symbol, i.updated_ms, i.order_id)):
-                _count(outcome, _order_update(info))
-        elif message.topic == TOPIC_POSITION:
-            for info in sorted(message.items, key=lambda i: (i.symbol, i.position_idx)):
-                _position_observe(info)
-                outcome.applied += 1
-        else:
-            # Balances are read from the exchange when needed (risk checks); the
-            # stream copy is not stored.
-            outcome.ignored += len(message.items)
+        _message_apply(message, source=source, outcome=outcome)
     return outcome
+
+
+def private_messages_apply(*, messages: list[PrivateMessage], source: str = "ws") -> list[MessageOutcome]:
+    """Apply ``messages`` in their order in ONE transaction (group commit), each message's outcome in
+    its place. A run of consecutive execution messages is applied as one batch of their executions
+    (the fixed statements of ``executions_apply`` once for the run), the first copy of an execId
+    counting for the first message that carries it; any other message is applied as alone.
+
+    All or nothing for the group: ``FillRefused`` or any failure rolls back every message of it, and
+    the caller applies them one by one (``private_message_apply``) so that one bad message cannot take
+    the good ones down."""
+    for message in messages:
+        message_check(message)
+    outcomes = [MessageOutcome(topic=m.topic) for m in messages]
+    with transaction.atomic():
+        start = 0
+        while start < len(messages):
+            end = start + 1
+            if messages[start].topic == TOPIC_EXECUTION:
+                while end < len(messages) and messages[end].topic == TOPIC_EXECUTION:
+                    end += 1
+                _execution_run(messages[start:end], outcomes[start:end], source=source)
+            else:
+                _message_apply(messages[start], source=source, outcome=outcomes[start])
+            start = end
+    return outcomes
+
+
+def _message_apply(message: PrivateMessage, *, source: str, outcome: MessageOutcome) -> None:
+    if message.topic == TOPIC_EXECUTION:
+        _executions(message.items, source=source, outcome=outcome)
+    elif message.topic == TOPIC_ORDER:
+        for info in sorted(message.items, key=lambda i: (i.symbol, i.updated_ms, i.order_id)):
+            _count(outcome, _order_update(info))
+    elif message.topic == TOPIC_POSITION:
+        for info in sorted(message.items, key=lambda i: (i.symbol, i.position_idx)):
+            _position_observe(info)
+            outcome.applied += 1
+    else:
+        # Balances are read from the exchange when needed (risk checks); the
+        # stream copy is not stored.
+        outcome.ignored += len(message.items)
+
+
+def _execution_run(messages: list[PrivateMessage], outcomes: list[MessageOutcome], *, source: str) -> None:
+    """Consecutive execution messages as one batch; each message is told what of its own was new."""
+    owner: dict[str, MessageOutcome] = {}  # execId -> the first message (in arrival order) that carries it
+    infos: list[ExecutionInfo] = []
+    for message, outcome in zip(messages, outcomes, strict=True):
+        for info in message.items:
+            if info.exec_id in owner:
+                outcome.ignored += 1  # a repeat, in this message or an earlier one of the run
+                continue
+            owner[info.exec_id] = outcome
+            infos.append(info)
+    result = executions_apply(infos, source=source)
+    for info in infos:
+        _count(owner[info.exec_id], info.exec_id in result.new_ids)
+    for exec_id in result.deferred:
+        owner[exec_id].deferred.append(exec_id)
 
 
 def execution_apply(*, execution: ExecutionInfo, source: str = "ws") -> bool:

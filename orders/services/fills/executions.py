@@ -41,6 +41,7 @@ _INSERT_CHUNK = 500
 @dataclass
 class ExecutionsApplied:
     new: int = 0  # stored now; the rest were already stored (duplicates)
+    new_ids: set[str] = field(default_factory=set)  # their exec ids (a group tells each message its own)
     deferred: list[str] = field(default_factory=list)  # exec ids waiting for their order
 
 
@@ -60,7 +61,7 @@ def executions_apply(infos: list[ExecutionInfo], *, source: str) -> ExecutionsAp
         order = orders[(info.order_link_id, info.order_id)]
         placed.append((info, order, _position_idx_for(info, order, modes)))
     new = _insert_new([_execution_values(i, order=o, position_idx=x, source=source, now=now) for i, o, x in placed])
-    result = ExecutionsApplied(new=len(new))
+    result = ExecutionsApplied(new=len(new), new_ids=new)
     fills: dict[tuple[str, str, int], list[FillValues]] = {}
     touched: dict[int, Order] = {}
     for info, order, position_idx in placed:

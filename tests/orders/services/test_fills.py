@@ -498,3 +498,67 @@ def test_fill_of_unknown_order_still_waits_where_the_row_is_not_certain(rows):
     outcome = _apply_items(item)
     assert outcome.deferred == [item["execId"]]
     assert not PositionLedgerEntry.objects.exists()
+
+
+# --- group commit (docs/decisions/0419) -----------------------------------------------------------------
+
+
+def test_a_group_of_messages_costs_the_statements_of_one_message():
+    orders = [OrderFactory(qty=D("1")) for _ in range(21)]
+    private_message_apply(message=_fills_message(orders[0], 1, start_seq=1))  # the position row exists from here on
+    one = _fills_message(orders[1], 1, start_seq=10)
+    group = [_fills_message(order, 1, start_seq=100 + k) for k, order in enumerate(orders[2:])]
+    with CaptureQueriesContext(connection) as q1:
+        private_message_apply(message=one)
+    with CaptureQueriesContext(connection) as q19:
+        outcomes = fills.private_messages_apply(messages=group)
+
+    def statements(captured):  # as in the test above: outbox rows are per event, counted apart
+        return [q["sql"][:70] for q in captured.captured_queries
+                if "SAVEPOINT" not in q["sql"] and "core_outbox" not in q["sql"]]
+
+    assert len(statements(q19)) == len(statements(q1)) == 7, statements(q19)
+    assert [(o.applied, o.ignored) for o in outcomes] == [(1, 0)] * 19
+    assert _position().size == D("0.021")
+    assert set(Order.objects.filter(pk__in=[o.pk for o in orders[2:]]).values_list("status", "filled_qty")) == {
+        (OrderStatus.PARTIALLY_FILLED, D("0.001"))
+    }
+
+
+def test_a_group_tells_each_message_its_own_outcome_and_ends_as_the_messages_one_by_one():
+    order, other = OrderFactory(qty=D("10")), OrderFactory(qty=D("10"))
+    first = bm.execution_item(side="Buy", qty="1", price="100", seq=3, order_link_id=order.order_link_id)
+    second = bm.execution_item(side="Sell", qty="2", price="110", seq=1, order_link_id=order.order_link_id)
+    waiting = bm.execution_item(side="Buy", qty="1", price="90", seq=2, order_id="not-ours-yet")
+    repeat_of_first = {**first}
+    cancelled = bm.order_item(order_link_id=other.order_link_id, order_id=other.order_id, status="Cancelled")
+    messages = [
+        parse_private_message(bm.message("execution", [first, second])),
+        parse_private_message(bm.message("execution", [repeat_of_first, waiting])),  # one repeat, one orphan
+        parse_private_message(bm.message("order", [cancelled])),
+        parse_private_message(bm.message("execution", [repeat_of_first])),
+    ]
+
+    outcomes = fills.private_messages_apply(messages=messages)
+
+    summary = [(o.topic, o.applied, o.ignored, o.deferred) for o in outcomes]
+    assert summary == [
+        ("execution", 2, 0, []),
+        ("execution", 1, 1, [waiting["execId"]]),
+        ("order", 1, 0, []),
+        ("execution", 0, 1, []),
+    ]
+    # The fold of the fills in exec order, whatever the arrival: sell 2@110 (seq 1), then buy 1@100 (seq 3).
+    position = _position()
+    assert (position.size, position.avg_entry_price, position.realized_pnl) == (D("-1"), D("110"), D("10"))
+    other.refresh_from_db()
+    assert other.status == OrderStatus.CANCELLED
+    assert Execution.objects.count() == 3
+
+
+def test_a_group_is_all_or_nothing():
+    good = parse_private_message(bm.message("execution", [bm.execution_item(qty="1", price="100")]))
+    bad = parse_private_message(bm.message("execution", [bm.execution_item(qty="-1", price="100")]))  # check constraint
+    with pytest.raises(IntegrityError):
+        fills.private_messages_apply(messages=[good, bad])
+    assert not Execution.objects.exists()
