@@ -18,12 +18,13 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.db.models import Count, F, Sum
 
 from ordermanager.core.epoch import epoch_ms
-from orders.models import ExecType, Execution
+from orders.models import ExecType, Execution, Order
 from positions.models import Position
-from positions.selectors import ledger_entries_of_position, position_rows
+from positions.selectors import ledger_entries_of_position, position_rows, position_sql_tables
 from positions.services.ledger import exec_id_ordering
 
 ZERO = Decimal("0")
@@ -137,6 +138,115 @@ class _Strategies:
         return self._known[exec_id] or NO_STRATEGY
 
 
+def _strategy_walk(
+    positions: list[Position], start_ms: int, end_ms: int, start: datetime, end: datetime
+) -> list[PnlRow]:
+    """One row per (position, strategy) by walking the period's entries in Python (SQLite; the reference
+    ``_strategy_sums`` is checked against)."""
+    out = []
+    for position in positions:
+        rows: dict[str, PnlRow] = {}
+        previous, entries = _position_entries(position, start_ms, end_ms)
+        strategy_of = _Strategies(position, start, end)
+        for entry in entries:
+            name = strategy_of(entry["exec_id"])
+            _add(rows.setdefault(name, PnlRow(position.symbol, name)), entry, previous)
+            previous = entry
+        out.extend(rows.values())
+    return out
+
+
+def _strategy_sums(
+    positions: list[Position], start_ms: int, end_ms: int, start: datetime, end: datetime
+) -> list[PnlRow]:
+    """PostgreSQL: ``_strategy_walk`` as one statement, one row per (position, strategy).
+
+    Each entry's delta is its state minus the previous entry's (a window ``LAG`` in the ledger's
+    index order; the period's first entry takes the baseline, the last entry before ``start``),
+    summed per strategy in exact numeric. The strategy comes from the period's fills read as one
+    range per position (as ``_Strategies``); a fill the range misses is looked up by exec_id.
+    See docs/decisions/0515-reports-at-scale.md.
+    """
+    if not positions:
+        return []
+    t_ledger = position_sql_tables()["ledger"]
+    t_exec, t_order = Execution._meta.db_table, Order._meta.db_table
+    order = 'l.exec_time_ms, l.seq, l.exec_id COLLATE "C"'
+    sql = f"""
+WITH pos AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(symbols)s::text[], %(idxs)s::int[]) AS p(id, symbol, position_idx)
+),
+base AS (
+    SELECT p.id AS position_id, COALESCE(b.realized_after, 0) AS r0, COALESCE(b.fees_after, 0) AS f0,
+        COALESCE(b.funding_after, 0) AS u0
+    FROM pos p LEFT JOIN LATERAL (
+        SELECT l.realized_after, l.fees_after, l.funding_after FROM {t_ledger} l
+        WHERE l.position_id = p.id AND l.exec_time_ms < %(start_ms)s
+        ORDER BY l.exec_time_ms DESC, l.seq DESC, l.exec_id COLLATE "C" DESC LIMIT 1
+    ) b ON TRUE
+),
+steps AS (
+    SELECT l.position_id, l.exec_id, l.exec_type, l.qty, l.price, l.realized_after, l.fees_after, l.funding_after,
+        LAG(l.realized_after) OVER w AS r_prev, LAG(l.fees_after) OVER w AS f_prev,
+        LAG(l.funding_after) OVER w AS u_prev
+    FROM {t_ledger} l
+    WHERE l.position_id = ANY(%(ids)s::bigint[]) AND l.exec_time_ms >= %(start_ms)s AND l.exec_time_ms < %(end_ms)s
+    WINDOW w AS (PARTITION BY l.position_id ORDER BY {order})
+),
+fills AS (
+    SELECT x.exec_id, o.strategy_id
+    FROM pos p JOIN {t_exec} x
+        ON x.symbol = p.symbol AND x.position_idx = p.position_idx
+        AND x.exec_time >= %(start)s AND x.exec_time < %(end)s
+        LEFT JOIN {t_order} o ON o.id = x.order_id
+),
+deltas AS (
+    SELECT s.position_id, s.exec_type, s.qty, s.price,
+        CASE WHEN f.exec_id IS NOT NULL THEN f.strategy_id ELSE (
+            SELECT o2.strategy_id FROM {t_exec} x2 JOIN {t_order} o2 ON o2.id = x2.order_id
+            WHERE x2.exec_id = s.exec_id) END AS strategy,
+        s.fees_after - COALESCE(s.f_prev, b.f0) AS d_fees,
+        s.funding_after - COALESCE(s.u_prev, b.u0) AS d_funding,
+        s.realized_after - COALESCE(s.r_prev, b.r0) AS d_realized
+    FROM steps s JOIN base b ON b.position_id = s.position_id
+        LEFT JOIN fills f ON f.exec_id = s.exec_id
+)
+SELECT d.position_id, COALESCE(NULLIF(d.strategy, ''), %(none)s) AS strategy,
+    SUM(d.d_realized + d.d_fees + d.d_funding), SUM(d.d_fees), SUM(d.d_funding),
+    SUM(CASE WHEN d.exec_type <> %(funding)s AND d.qty <> 0 THEN d.qty * d.price ELSE 0 END),
+    COUNT(*) FILTER (WHERE d.exec_type <> %(funding)s AND d.qty <> 0)
+FROM deltas d
+GROUP BY 1, 2
+"""
+    params = {
+        "ids": [p.pk for p in positions],
+        "symbols": [p.symbol for p in positions],
+        "idxs": [p.position_idx for p in positions],
+        "start_ms": start_ms,
+        "end_ms": end_ms,
+        "start": start,
+        "end": end,
+        "none": NO_STRATEGY,
+        "funding": ExecType.FUNDING,
+    }
+    symbol_of = {p.pk: p.symbol for p in positions}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        result = cursor.fetchall()
+    return [
+        PnlRow(
+            symbol=symbol_of[position_id],
+            strategy=name,
+            realized_pnl=realized,
+            fees=fees,
+            funding=funding,
+            volume=volume,
+            trades=trades,
+        )
+        for position_id, name, realized, fees, funding, volume, trades in result
+    ]
+
+
 def pnl_report(
     *, start: datetime, end: datetime, group_by: str = "symbol", symbol: str | None = None, strategy: str | None = None
 ) -> PnlReport:
@@ -145,22 +255,17 @@ def pnl_report(
     start_ms, end_ms = epoch_ms(start), epoch_ms(end)
     positions = position_rows(symbol=symbol or None)
     rows: dict[tuple[str, str], PnlRow] = {}
-    by_symbol_only = group_by == "symbol" and strategy is None  # the dashboard's "today": no walk needed
-    for position in positions.filter(last_exec_ms__gte=start_ms).order_by("symbol", "position_idx"):
-        if by_symbol_only:
+    active = list(positions.filter(last_exec_ms__gte=start_ms).order_by("symbol", "position_idx"))
+    if group_by == "symbol" and strategy is None:  # the dashboard's "today": no attribution needed
+        for position in active:
             if (total := _position_period_row(position, start_ms, end_ms)) is not None:
-                row = rows.setdefault((position.symbol, ""), PnlRow(position.symbol))
-                _merge(row, total)
-            continue
-        previous, entries = _position_entries(position, start_ms, end_ms)
-        strategy_of = _Strategies(position, start, end)
-        for entry in entries:
-            name = strategy_of(entry["exec_id"])
-            if strategy is None or name == strategy:
-                key = _key(group_by, position.symbol, name)
-                row = rows.setdefault(key, PnlRow(*key))
-                _add(row, entry, previous)
-            previous = entry
+                _merge(rows.setdefault((position.symbol, ""), PnlRow(position.symbol)), total)
+    else:
+        by_strategy = _strategy_sums if connection.vendor == "postgresql" else _strategy_walk
+        for total in by_strategy(active, start_ms, end_ms, start, end):
+            if strategy is None or total.strategy == strategy:
+                key = _key(group_by, total.symbol, total.strategy)
+                _merge(rows.setdefault(key, PnlRow(*key)), total)
     report = PnlReport(start=start, end=end, group_by=group_by)
     report.rows = sorted(rows.values(), key=lambda r: (r.symbol, r.strategy))
     if group_by == "symbol" and strategy is None:
