@@ -546,6 +546,12 @@ def main() -> None:
     else:
         seeded_at = meta[1]
         print(f"using the data seeded at {seeded_at:%Y-%m-%d %H:%M} UTC ({params}); --reseed to seed again")
+    # The PnL report's closed days (PositionPnlDay): summed once after a seed, then only what is missing.
+    from orders.services.pnl_days import pnl_days_refresh
+
+    started = time.perf_counter()
+    days = pnl_days_refresh()
+    print(f"PnL days summed: {days} (position, day) in {time.perf_counter() - started:.1f} s", flush=True)
     if args.seed_only:
         return
     every = pages(orders=args.orders, executions=args.executions, seeded_at=seeded_at)

@@ -185,3 +185,26 @@ class PositionPnlDay(models.Model):
 
     def __str__(self) -> str:
         return f"position {self.position_id} day {self.day_ms} {self.strategy or '(summed)'}"
+
+
+class PositionValidationRun(models.Model):
+    """One validation of positions against their fills (orders.services.position_validation).
+
+    ``executions_high`` / ``ledger_high`` are the highest Execution and ledger ids visible when the run
+    started: an incremental run checks only the symbols with rows above the marks of a run that started
+    at least ``INCREMENTAL_MARGIN`` before the previous one (docs/decisions/0515-reports-at-scale.md).
+    """
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    full = models.BooleanField(default=True)
+    executions_high = models.BigIntegerField(default=0)
+    ledger_high = models.BigIntegerField(default=0)
+    symbols = models.PositiveIntegerField(null=True, blank=True)  # symbols checked by an incremental run
+    differences = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["-started_at"], name="posvalidation_started")]
+
+    def __str__(self) -> str:
+        return f"{'full' if self.full else 'incremental'} validation at {self.started_at:%Y-%m-%d %H:%M:%S}"
