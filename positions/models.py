@@ -36,7 +36,7 @@ class Position(models.Model):
     mark_price_updated_at = models.DateTimeField(null=True, blank=True)
     # No PositionPnlDay row of this position starts at or after this time (epoch ms): a ledger write before it
     # deletes the days from its own on; one after it (the live stream) has nothing to delete and skips that.
-    pnl_days_until_ms = models.BigIntegerField(default=0)
+    pnl_days_until_ms = models.BigIntegerField(default=0, db_default=0)  # raw inserts (benches) get it too
     # Set while the unrealized loss is beyond the warning threshold, so the
     # warning event fires once per crossing instead of on every tick.
     loss_warning_active = models.BooleanField(default=False)

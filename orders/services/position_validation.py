@@ -63,6 +63,12 @@ def positions_validate_against_fills(*, repair: bool = True, incremental: bool =
     return recorded
 
 
+def positions_validate_incremental() -> int:
+    """For a frequent schedule between the full runs: an incremental validation with repair; the number of
+    discrepancies recorded."""
+    return len(positions_validate_against_fills(repair=True, incremental=True))
+
+
 def _changed_symbols(run: PositionValidationRun) -> list[str] | None:
     """The symbols with rows above the id marks of the latest finished run that started INCREMENTAL_MARGIN before
     the previous finished run (None: no such run, validate all).
