@@ -547,7 +547,7 @@ def main() -> None:
         seeded_at = meta[1]
         print(f"using the data seeded at {seeded_at:%Y-%m-%d %H:%M} UTC ({params}); --reseed to seed again")
     # The PnL report's closed days (PositionPnlDay): summed once after a seed, then only what is missing.
-    from orders.services.pnl_days import pnl_days_refresh
+    from orders.services.pnl_days import pnl_days_refresh  # here: needs django.setup() (setup_postgres) first
 
     started = time.perf_counter()
     days = pnl_days_refresh()

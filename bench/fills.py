@@ -85,6 +85,7 @@ def _empty() -> None:
 def bench_validation(total: int, positions: int, seed: int, changed: int = 3) -> dict:
     """The full recompute (parallel slices and one statement), the service, and an incremental run after fills
     on ``changed`` symbols, with the commit floor measured in the same run."""
+    # Imports here: they need django.setup() (_setup) first, like the rest of this bench.
     from django.db import connection
 
     from bench.floor import commit_floor
@@ -141,6 +142,7 @@ def _bench_incremental(per: int, changed: int) -> dict:
     symbols (through the position ledger, as the fill path writes it). The incremental run validates those."""
     from datetime import timedelta
 
+    # Imports here: they need django.setup() (_setup) first, like the rest of this bench.
     from django.db.models import Max
     from django.utils import timezone
 

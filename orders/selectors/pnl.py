@@ -9,6 +9,10 @@ period (plus one baseline entry per position), never the whole history.
 Each entry is attributed to the strategy of the order whose execution it is.
 Unrealized PnL belongs to the open position now, so it is reported by symbol
 only. See docs/decisions/0505-pnl-report-from-ledger.md.
+
+By strategy, whole closed UTC days are read from ``positions.PositionPnlDay`` (summed
+from the same ledger by ``orders.services.pnl_days``) and only the rest of the period
+from the ledger, in one statement on PostgreSQL (docs/decisions/0515-reports-at-scale.md).
 """
 
 from __future__ import annotations
