@@ -29,7 +29,7 @@ from ordermanager.core.epoch import epoch_ms, from_epoch_ms
 from orders.models import ExecType, Execution, Order
 from positions.models import Position, PositionPnlDay
 from positions.selectors import ledger_entries_of_position, position_rows, position_sql_tables
-from positions.services.ledger import exec_id_ordering
+from positions.services.ledger import DAY_MS, exec_id_ordering
 
 ZERO = Decimal("0")
 GROUPINGS = ("symbol", "strategy", "symbol_strategy")
@@ -160,8 +160,6 @@ class _Strategies:
         self._look_up(exec_id)
         return exec_id in self._unsettled
 
-
-DAY_MS = 86_400_000
 
 
 @dataclass
