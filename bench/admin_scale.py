@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._django import setup_postgres  # noqa: E402
+from bench.floor import commit_floor  # noqa: E402
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/om_bench_scale"
 
@@ -530,7 +531,10 @@ def main() -> None:
     parser.add_argument("--slow-ms", type=float, default=200.0, help="what --explain calls slow")
     args = parser.parse_args()
     # The bench is one user making hundreds of requests: lift the per-user throttle.
-    setup_postgres(os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB), API_THROTTLE_USER="1000000/min")
+    db_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
+    setup_postgres(db_url, API_THROTTLE_USER="1000000/min")
+    # What one commit costs on this machine right now (page times read against it; load shows here too).
+    print(commit_floor(db_url).line(), flush=True)
 
     params = f"orders={args.orders} executions={args.executions} snapshots={args.snapshots} " \
              f"exchange_calls={args.exchange_calls}"  # fmt: skip
@@ -542,6 +546,12 @@ def main() -> None:
     else:
         seeded_at = meta[1]
         print(f"using the data seeded at {seeded_at:%Y-%m-%d %H:%M} UTC ({params}); --reseed to seed again")
+    # The PnL report's closed days (PositionPnlDay): summed once after a seed, then only what is missing.
+    from orders.services.pnl_days import pnl_days_refresh  # here: needs django.setup() (setup_postgres) first
+
+    started = time.perf_counter()
+    days = pnl_days_refresh()
+    print(f"PnL days summed: {days} (position, day) in {time.perf_counter() - started:.1f} s", flush=True)
     if args.seed_only:
         return
     every = pages(orders=args.orders, executions=args.executions, seeded_at=seeded_at)

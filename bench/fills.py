@@ -17,9 +17,10 @@ migrated and emptied first.
   ratio to it (``bench.floor``; docs/decisions/0419).
 - Validation: ``--validation`` executions (with ~1% funding rows) spread over
   ``--positions`` positions are generated with their ledger states by the same
-  fold the service uses and loaded with COPY; then the one-statement recompute
-  (``positions_recompute_differences``) and the full service
-  (``positions_validate_against_fills``) are timed. Both must find nothing.
+  fold the service uses and loaded with COPY; then the recompute
+  (``positions_recompute_differences``: parallel slices, then one statement), the full
+  service (``positions_validate_against_fills``) and an incremental run after fills on
+  3 symbols are timed, with the commit floor of the same run. All must find nothing.
 """
 
 from __future__ import annotations
@@ -64,13 +65,21 @@ def _empty() -> None:
 # --- validation ---------------------------------------------------------------------------
 
 
-def bench_validation(total: int, positions: int, seed: int) -> dict:
+def bench_validation(total: int, positions: int, seed: int, changed: int = 3) -> dict:
+    """The full recompute (parallel slices and one statement), the service, and an incremental run after fills
+    on ``changed`` symbols, with the commit floor measured in the same run."""
+    # Imports here: they need django.setup() (_setup) first, like the rest of this bench.
     from django.db import connection
 
-    from orders.selectors.validation import positions_recompute_differences
+    from bench.floor import commit_floor
+    from orders.selectors.validation import MAX_WORKERS, positions_recompute_differences
     from orders.services.position_validation import positions_validate_against_fills
+    from positions.models import PositionValidationRun
 
+    floor = commit_floor(_db_url())
+    print(floor.line(), flush=True)
     _empty()
+    PositionValidationRun.objects.all().delete()
     started = time.perf_counter()
     _generate(total, positions, seed)
     with connection.cursor() as cursor:
@@ -78,23 +87,84 @@ def bench_validation(total: int, positions: int, seed: int) -> dict:
         cursor.execute("VACUUM ANALYZE positions_positionledgerentry")
         cursor.execute("VACUUM ANALYZE positions_position")
     setup_s = time.perf_counter() - started
-    timings = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        differences = positions_recompute_differences()
-        timings.append(time.perf_counter() - t0)
-        assert differences == [], differences[:3]
+    default_workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    timings: dict[str, list[float]] = {}
+    for label, workers in (("parallel", default_workers), ("one_statement", 1)):
+        timings[label] = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            differences = positions_recompute_differences(workers=workers)
+            timings[label].append(time.perf_counter() - t0)
+            assert differences == [], differences[:3]
     t0 = time.perf_counter()
     recorded = positions_validate_against_fills()
     service_s = time.perf_counter() - t0
     assert recorded == []
+    incremental = _bench_incremental(total // positions, changed)
     return {
+        "floor": floor.line(),
+        "load_average_1m": round(os.getloadavg()[0], 1),
         "executions": total,
         "positions": positions,
         "setup_seconds": round(setup_s, 1),
-        "query_seconds_best": round(min(timings), 3),
-        "query_seconds_all": [round(t, 3) for t in timings],
+        "workers": default_workers,
+        "query_seconds_best": round(min(timings["parallel"]), 3),
+        "query_seconds_all": [round(t, 3) for t in timings["parallel"]],
+        "one_statement_seconds_all": [round(t, 3) for t in timings["one_statement"]],
         "service_seconds": round(service_s, 3),
+        **incremental,
+    }
+
+
+def _db_url() -> str:
+    return os.environ["DATABASE_URL"]
+
+
+def _bench_incremental(per: int, changed: int) -> dict:
+    """Runs on a schedule: one 30 and one 5 minutes ago saw the book; since then one fill on each of ``changed``
+    symbols (through the position ledger, as the fill path writes it). The incremental run validates those."""
+    from datetime import timedelta
+
+    # Imports here: they need django.setup() (_setup) first, like the rest of this bench.
+    from django.db.models import Max
+    from django.utils import timezone
+
+    from orders.models import Execution
+    from orders.services.position_validation import positions_validate_against_fills
+    from positions.models import PositionLedgerEntry, PositionValidationRun
+    from positions.services.ledger import position_apply_fill
+
+    highs = {
+        "executions_high": Execution.objects.aggregate(h=Max("pk"))["h"],
+        "ledger_high": PositionLedgerEntry.objects.aggregate(h=Max("pk"))["h"],
+    }
+    now = timezone.now()
+    for ago in (30, 5):
+        at = now - timedelta(minutes=ago)
+        PositionValidationRun.objects.create(started_at=at, finished_at=at, **highs)
+    ms = BASE_MS + per * 50 + 1000
+    for p in range(changed):
+        symbol, exec_id = f"B{p:04d}USDT", f"bench-incremental-{p}"
+        Execution.objects.create(
+            exec_id=exec_id, symbol=symbol, side="Buy", exec_type="Trade", exec_qty=Decimal("0.001"),
+            exec_price=Decimal(60000), exec_fee=Decimal(0), exec_time=_iso(ms), seq=per, source="bench",
+        )  # fmt: skip
+        position_apply_fill(
+            category="linear", symbol=symbol, position_idx=0, side="Buy", qty=Decimal("0.001"),
+            price=Decimal(60000), fee=Decimal(0), exec_type="Trade", exec_time=ms, exec_id=exec_id, seq=per,
+        )  # fmt: skip
+    timings = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        recorded = positions_validate_against_fills(incremental=True)
+        timings.append(time.perf_counter() - t0)
+        assert recorded == [], recorded[:3]
+    run = PositionValidationRun.objects.order_by("-started_at").first()
+    assert not run.full and run.symbols == changed, (run.full, run.symbols)
+    return {
+        "incremental_symbols": changed,
+        "incremental_seconds_best": round(min(timings), 3),
+        "incremental_seconds_all": [round(t, 3) for t in timings],
     }
 
 

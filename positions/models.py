@@ -34,6 +34,9 @@ class Position(models.Model):
     last_exec_seq = models.BigIntegerField(default=0)
     last_exec_id = models.CharField(max_length=64, blank=True)
     mark_price_updated_at = models.DateTimeField(null=True, blank=True)
+    # No PositionPnlDay row of this position starts at or after this time (epoch ms): a ledger write before it
+    # deletes the days from its own on; one after it (the live stream) has nothing to delete and skips that.
+    pnl_days_until_ms = models.BigIntegerField(default=0, db_default=0)  # raw inserts (benches) get it too
     # Set while the unrealized loss is beyond the warning threshold, so the
     # warning event fires once per crossing instead of on every tick.
     loss_warning_active = models.BooleanField(default=False)
@@ -150,3 +153,58 @@ class PositionDiscrepancy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.symbol}[{self.position_idx}] {self.kind}"
+
+
+class PositionPnlDay(models.Model):
+    """A position's PnL over one closed UTC day attributed to one strategy, summed from its ledger (a report
+    cache: the PnL report reads these rows for whole days and the ledger only for the rest of its period).
+
+    Every (position, day) that was summed has one marker row with ``strategy`` "" (zeros), so a day without
+    fills is known to be summed. The ledger's writers delete a position's rows from the day of any entry they
+    add or rewrite on (``positions.services.ledger``), in the same transaction; the rows are only ever summed
+    again from the ledger under the position's row lock. See docs/decisions/0515-reports-at-scale.md.
+    """
+
+    MARKER = ""
+
+    position = models.ForeignKey(Position, on_delete=models.CASCADE, related_name="+", db_index=False)
+    day_ms = models.BigIntegerField()  # the day's UTC midnight, epoch ms (the ledger's time scale)
+    strategy = models.CharField(max_length=100, blank=True)
+    realized_pnl = money_field(default=0)  # gross: before fees and funding
+    fees = money_field(default=0)
+    funding = money_field(default=0)
+    # qty * price keeps 36 places: stored exactly, as the report would sum it from the ledger.
+    volume = models.DecimalField(max_digits=56, decimal_places=36, default=0)
+    trades = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "position PnL days"
+        constraints = [
+            models.UniqueConstraint(fields=["position", "day_ms", "strategy"], name="position_pnl_day_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"position {self.position_id} day {self.day_ms} {self.strategy or '(summed)'}"
+
+
+class PositionValidationRun(models.Model):
+    """One validation of positions against their fills (orders.services.position_validation).
+
+    ``executions_high`` / ``ledger_high`` are the highest Execution and ledger ids visible when the run
+    started: an incremental run checks only the symbols with rows above the marks of a run that started
+    at least ``INCREMENTAL_MARGIN`` before the previous one (docs/decisions/0515-reports-at-scale.md).
+    """
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    full = models.BooleanField(default=True)
+    executions_high = models.BigIntegerField(default=0)
+    ledger_high = models.BigIntegerField(default=0)
+    symbols = models.PositiveIntegerField(null=True, blank=True)  # symbols checked by an incremental run
+    differences = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["-started_at"], name="posvalidation_started")]
+
+    def __str__(self) -> str:
+        return f"{'full' if self.full else 'incremental'} validation at {self.started_at:%Y-%m-%d %H:%M:%S}"

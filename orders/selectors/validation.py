@@ -55,14 +55,22 @@ _COLUMNS = (
 ).split(", ")
 
 
-def positions_recompute_differences(*, workers: int | None = None) -> list[PositionDifference]:
+def positions_recompute_differences(
+    *, workers: int | None = None, symbols: list[str] | None = None
+) -> list[PositionDifference]:
     """Every position (and every executions group without a position) whose stored state is not the fold of its
     executions, with what is stored, what the executions give, and which check failed.
 
     On PostgreSQL the statement runs as ``workers`` slices (by symbol hash) on as many
     connections at once: a window function does not run in parallel inside one query,
     and each slice is a complete validation of its symbols (default: one per CPU, up to 8).
+    With ``symbols`` only those symbols are validated (completely: every position and
+    executions group of each), in one statement.
     """
+    if symbols is not None:
+        if not symbols:
+            return []
+        return _differences(_validation_sql(connection.vendor, symbols=len(symbols))[0], list(symbols) * 3)
     if connection.vendor != "postgresql":
         return _differences(_validation_sql(connection.vendor)[0], [])
     workers = workers or min(os.cpu_count() or 1, MAX_WORKERS)
@@ -160,10 +168,20 @@ def _text(value) -> str | None:
     return str(value if isinstance(value, Decimal) else Decimal(str(value)))
 
 
-def _validation_sql(vendor: str, *, slice_: tuple[int, int] | None = None) -> tuple[str, list]:
+def _validation_sql(
+    vendor: str, *, slice_: tuple[int, int] | None = None, symbols: int | None = None
+) -> tuple[str, list]:
     pg = vendor == "postgresql"
-    # A slice keeps the symbols whose hash falls in it (params: modulus, remainder, three times).
-    in_slice = (lambda col: f"AND abs(hashtext({col})) %% %s = %s") if slice_ else (lambda col: "")
+    # A slice keeps the symbols whose hash falls in it (params: modulus, remainder, three times); a list of
+    # ``symbols`` names keeps those (params: the names, three times).
+    listed = ", ".join(["%s"] * (symbols or 0))
+    in_slice = (
+        (lambda col: f"AND abs(hashtext({col})) %% %s = %s")
+        if slice_
+        else (lambda col: f"AND {col} IN ({listed})")
+        if symbols
+        else (lambda col: "")
+    )
     # Our own constants, inlined as literals (checked to be plain words).
     assert all(t.isalnum() for t in POSITION_MOVING_TYPES)
     moving = ", ".join(f"'{t}'" for t in POSITION_MOVING_TYPES)
@@ -206,9 +224,10 @@ def _validation_sql(vendor: str, *, slice_: tuple[int, int] | None = None) -> tu
     t_exec = Execution._meta.db_table
     t_ledger, t_pos = position_sql_tables()["ledger"], position_sql_tables()["position"]
     # = ANY(ARRAY(...)) is computed once and keeps the ledger index scan (and its order).
+    ids_of_slice = f"SELECT p1.id FROM {t_pos} p1 WHERE TRUE {in_slice('p1.symbol')}"
     ledger_slice = (
-        f"AND l.position_id = ANY(ARRAY(SELECT p1.id FROM {t_pos} p1 WHERE TRUE {in_slice('p1.symbol')}))"
-        if slice_
+        (f"AND l.position_id = ANY(ARRAY({ids_of_slice}))" if pg else f"AND l.position_id IN ({ids_of_slice})")
+        if slice_ or symbols
         else ""
     )
     sql = f"""

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from ordermanager.core.epoch import epoch_ms, from_epoch_ms
 from ordermanager.events import POSITION_UPDATED, publish_event_on_commit
-from positions.models import Position, PositionLedgerEntry, PositionMode
+from positions.models import Position, PositionLedgerEntry, PositionMode, PositionPnlDay
 from positions.services.marks import position_loss_warning_evaluate, position_mark_observed, position_payload
 from positions.services.position_math import (
     ZERO,
@@ -105,6 +105,7 @@ def positions_apply_fills(*, fills: Mapping[PositionKey, Sequence[FillValues]]) 
                     _set_after(entry, PositionState())
                 replays.append((position, batch[0].key))
         _ledger_insert(entries)
+        _pnl_days_forget([positions[k] for k in keys], [min(f.exec_time_ms for f in fills[k]) for k in keys])
         flags = {e.exec_id: e.flag for e in entries}
         for position, start in replays:
             flags.update({e.exec_id: e.flag for e in _replay_from(position, start)})
@@ -161,6 +162,7 @@ def position_rebuild(*, category: str, symbol: str, position_idx: int, execution
     with transaction.atomic(savepoint=False):
         position = _locked_position(category=category, symbol=symbol, position_idx=position_idx)
         position.ledger.all().delete()
+        _pnl_days_forget([position], [0])
         entries = [
             PositionLedgerEntry(
                 position=position,
@@ -233,6 +235,23 @@ def _lock_positions(keys: list[PositionKey]) -> tuple[dict[PositionKey, Position
         for p in Position.objects.select_for_update().filter(again).order_by("category", "symbol", "position_idx"):
             found[(p.category, p.symbol, p.position_idx)] = p
     return found, set(missing)
+
+
+DAY_MS = 86_400_000
+PNL_DAY_CLOSED_MS = 3_600_000  # a day is summed into PositionPnlDay once it ended this long ago
+
+
+def _pnl_days_forget(positions: Sequence[Position], since: Sequence[int]) -> None:
+    """The report's summed days of each position from the day of its ``since`` (epoch ms) on are no longer the
+    ledger's: delete them in the ledger writer's transaction (they are summed again later). The locked row
+    tells whether there are any (``pnl_days_until_ms``), so a fill after them costs no statement."""
+    wanted = Q()
+    for position, from_ms in zip(positions, since, strict=True):
+        day = from_ms - from_ms % DAY_MS
+        if day < position.pnl_days_until_ms:
+            wanted |= Q(position_id=position.pk, day_ms__gte=day)
+    if wanted:
+        PositionPnlDay.objects.filter(wanted).delete()
 
 
 def _ledger_insert(entries: list[_NewEntry]) -> None:
