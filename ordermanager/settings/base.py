@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "positions",
     "orders",
     "signals_app",
+    "ordermanager.ops.apps.OpsConfig",  # the top: reads every app (docs/decisions/0422)
 ]
 
 MIDDLEWARE = [
@@ -237,8 +238,8 @@ SPECTACULAR_SETTINGS = {
         "ReconciliationStatusEnum": "orders.models.ReconciliationRun.Status",
         "CancelReasonEnum": "orders.models.CancelReason",
         "LegRoleEnum": "orders.models.LegRole",
-        "ComponentStatusEnum": "ordermanager.api.health.COMPONENT_STATES",
-        "HealthStatusEnum": "ordermanager.api.health.OVERALL_STATES",
+        "ComponentStatusEnum": "ordermanager.ops.api.health.COMPONENT_STATES",
+        "HealthStatusEnum": "ordermanager.ops.api.health.OVERALL_STATES",
     },
 }
 

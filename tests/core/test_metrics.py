@@ -20,7 +20,8 @@ from django.utils import timezone
 from ordermanager import metrics
 from ordermanager.core.models import Heartbeat
 from ordermanager.env import ConfigError, env_networks
-from ordermanager.metrics_collector import dead_processes_forget, metrics_render
+from ordermanager.metrics_process import dead_processes_forget
+from ordermanager.ops.metrics_collector import metrics_render
 from orders.models import ReconciliationRun
 from positions.models import PositionDiscrepancy
 from signals_app.models import SignalStatus, TradingSignal

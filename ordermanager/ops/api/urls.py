@@ -4,8 +4,8 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from ordermanager.api.docs import SwaggerDocsView
-from ordermanager.api.health import HealthApi
-from ordermanager.api.signals import SignalCollectionApi, SignalDetailApi
+from ordermanager.ops.api.health import HealthApi
+from ordermanager.ops.api.signals import SignalCollectionApi, SignalDetailApi
 from orders import apis as orders
 from orders.reconcile import apis as recon
 from positions import apis as positions

@@ -1,6 +1,6 @@
 """Signal inbox read API (list, detail with the orders each produced).
 
-``POST /api/signals/`` (intake) is signals_app.apis; ordermanager/api/urls.py
+``POST /api/signals/`` (intake) is signals_app.apis; ordermanager/ops/api/urls.py
 routes both methods of that path (see SignalCollectionApi there).
 """
 
