@@ -15,6 +15,7 @@ from ordermanager.api.schema import errors
 from ordermanager.api.utils import CURSOR_PARAMETERS, filter_parameters, paginated, paginated_response
 from ordermanager.api.views import RoleApiView
 from orders.models import LEG_ROLE_HELP, LegRole
+from signals_app.apis import SignalCreateApi
 from signals_app.models import TradingSignal
 from signals_app.selectors import SignalFilter, signal_get, signal_list
 
@@ -86,15 +87,7 @@ class SignalDetailApi(RoleApiView):
         return Response(SignalDetailOutput(signal_get(signal_id=signal_id)).data)
 
 
-def _collection_view():
-    """GET (list, here) and POST (intake, signals_app.apis) share /api/signals/: one class, each method
-    keeping its own permissions, parser and schema."""
-    from signals_app.apis import SignalCreateApi
-
-    class SignalCollectionApi(SignalListApi, SignalCreateApi):
-        required_permissions = {**SignalListApi.required_permissions, **SignalCreateApi.required_permissions}
-
-    return SignalCollectionApi
-
-
-SignalCollectionApi = _collection_view()
+# GET (list, here) and POST (intake, signals_app.apis) share /api/signals/: one class, each method keeping its
+# own permissions, parser and schema. (A comment, not a docstring: the schema would take it as a description.)
+class SignalCollectionApi(SignalListApi, SignalCreateApi):
+    required_permissions = {**SignalListApi.required_permissions, **SignalCreateApi.required_permissions}
