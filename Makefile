@@ -50,6 +50,7 @@ test: install-dev
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 	$(PY) manage.py makemigrations --check --dry-run
 
 ## services: install and start PostgreSQL, RabbitMQ, Redis locally (root, no systemd)

@@ -2,11 +2,11 @@
 import os
 import sys
 
+from ordermanager.env import ConfigError
+
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ordermanager.settings.base")
-    from ordermanager.env import ConfigError
-
     try:
         from django.core.management import execute_from_command_line
 

@@ -22,9 +22,11 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from exchange import audit_spool
 from exchange.models import ExchangeCall
 from ordermanager.core.services.db_backlog import DB_UNAVAILABLE, WriteBacklog
 
@@ -59,8 +61,6 @@ def response_for_audit(raw: bytes, envelope: dict | None, scrub) -> tuple[str, i
     ``EXCHANGE_CALL_RESPONSE_MAX_BYTES`` bytes of UTF-8 at a character boundary. NUL characters, which
     PostgreSQL cannot store, become U+FFFD.
     """
-    from django.conf import settings
-
     size = len(raw)
     text = raw.decode("utf-8", "replace")
     lowered = text.lower()
@@ -99,8 +99,6 @@ def exchange_call_record(
     response_truncated: bool = False,
 ) -> ExchangeCall | None:
     """Record one audit row: spooled (returns None), or inserted inline (returns the row; None if refused)."""
-    from exchange import audit_spool
-
     spool = audit_spool.current()
     row = dict(
         call_id=audit_spool.CALL_IDS.next(),

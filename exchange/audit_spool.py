@@ -33,6 +33,12 @@ import uuid
 from pathlib import Path
 
 import structlog
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils.dateparse import parse_datetime
+
+from exchange.models import ExchangeCall
+from ordermanager.core.services.db_backlog import DB_UNAVAILABLE
 
 log = structlog.get_logger("exchange.audit")
 
@@ -210,10 +216,6 @@ class AuditSpool:
     # ------------------------------------------------------------------ writer thread
 
     def _run(self) -> None:
-        from django.db import connection
-
-        from ordermanager.core.services.db_backlog import DB_UNAVAILABLE
-
         delay = 0.0
         with contextlib.suppress(Exception):  # at start: files of processes that died before us go first
             self._next_scan = time.monotonic() + ORPHAN_SCAN_SECONDS
@@ -392,10 +394,6 @@ def insert_lines(chunk: bytes, *, source: str = "") -> int:
     json_populate_recordset), so the writer does no per-row Python work. If the statement fails for any
     reason but the database being unreachable, the rows go one by one and a bad one is logged and skipped.
     """
-    from django.db import connection
-
-    from ordermanager.core.services.db_backlog import DB_UNAVAILABLE
-
     lines = chunk.rstrip(b"\n")
     if not lines:
         return 0
@@ -427,10 +425,6 @@ def insert_lines(chunk: bytes, *, source: str = "") -> int:
 
 
 def _insert_json_array(payload: bytes) -> int:
-    from django.db import connection
-
-    from exchange.models import ExchangeCall
-
     table = connection.ops.quote_name(ExchangeCall._meta.db_table)
     cols = ", ".join(connection.ops.quote_name(ExchangeCall._meta.get_field(c).column) for c in COLUMNS)
     sql = (f"INSERT INTO {table} ({cols}) SELECT {cols} FROM json_populate_recordset(NULL::{table}, %s::json) "
@@ -441,10 +435,6 @@ def _insert_json_array(payload: bytes) -> int:
 
 
 def _row_of(line: bytes):
-    from django.utils.dateparse import parse_datetime
-
-    from exchange.models import ExchangeCall
-
     fields = {c: v for c, v in json.loads(line).items() if c in COLUMNS}
     fields["call_id"] = uuid.UUID(fields["call_id"])
     fields["created_at"] = parse_datetime(fields["created_at"])
@@ -455,10 +445,6 @@ def _insert_bulk(lines: list[bytes]) -> int:
     """Other databases (SQLite, one writer at a time): one transaction; rows already written are left out by
     call_id. Not ``ignore_conflicts``: SQLite's INSERT OR IGNORE would also drop a row that breaks a CHECK
     constraint without a word, where the row-by-row fallback logs it."""
-    from django.db import transaction
-
-    from exchange.models import ExchangeCall
-
     rows = {row.call_id: row for row in map(_row_of, lines)}
     with transaction.atomic():
         written = set(ExchangeCall.objects.filter(call_id__in=list(rows)).values_list("call_id", flat=True))
@@ -468,8 +454,6 @@ def _insert_bulk(lines: list[bytes]) -> int:
 
 
 def _insert_one(line: bytes) -> int:
-    from exchange.models import ExchangeCall
-
     row = _row_of(line)
     if ExchangeCall.objects.filter(call_id=row.call_id).exists():
         return 0
@@ -480,8 +464,6 @@ def _insert_one(line: bytes) -> int:
 
 def _statement():
     """A savepoint inside a caller's transaction (a failed statement must not abort it), else nothing."""
-    from django.db import connection, transaction
-
     return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
 
 
@@ -494,8 +476,6 @@ _SPOOL_LOCK = threading.Lock()
 
 def current() -> AuditSpool | None:
     """This process's spool from the settings (None: EXCHANGE_AUDIT_SPOOL_DIR is empty, rows go inline)."""
-    from django.conf import settings
-
     base = settings.EXCHANGE_AUDIT_SPOOL_DIR
     if not base:
         return None
@@ -516,8 +496,6 @@ def current() -> AuditSpool | None:
 
 def drain_orphans_of_settings() -> int:
     """Write the spool files dead processes left for this database (nothing if the spool is off)."""
-    from django.conf import settings
-
     if not settings.EXCHANGE_AUDIT_SPOOL_DIR:
         return 0
     spool = _SPOOL
@@ -532,8 +510,6 @@ def flush(timeout: float = 10.0) -> bool:
 
 
 def _at_exit() -> None:
-    from django.conf import settings
-
     spool = _SPOOL
     if spool is not None:  # rows not written in time stay in the file for the next process: no long wait here
         spool.close(timeout=min(settings.DB_BACKLOG_EXIT_GRACE, EXIT_WAIT_SECONDS))

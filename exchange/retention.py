@@ -19,6 +19,7 @@ import structlog
 from django.conf import settings
 from django.utils import timezone
 
+from exchange import audit_spool
 from exchange.models import ExchangeCall
 
 log = structlog.get_logger(__name__)
@@ -55,8 +56,6 @@ def exchange_calls_prune(
 
 def job_exchange_calls_prune() -> int:
     """django-q2 job: write what dead processes left in the audit spool, then prune by age."""
-    from exchange import audit_spool
-
     audit_spool.drain_orphans_of_settings()
     return exchange_calls_prune()
 

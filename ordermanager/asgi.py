@@ -9,7 +9,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from ordermanager.core.health import log_startup_profile  # noqa: E402
+from exchange.profile import log_startup_profile  # noqa: E402
 from ordermanager.metrics_process import metrics_process_start  # noqa: E402
 from ordermanager.routing import websocket_urlpatterns  # noqa: E402
 

@@ -2,12 +2,13 @@
 
 We do not run Celery workers for signals (a worker discards the model
 service's plain-JSON messages); ``consume_signals`` and the event publisher
-use ``app.connection_for_write()`` from kombu with this config.
+use ``app.connection_for_write()`` from kombu with this config (``broker_connection``).
 """
 
 import os
 
 from celery import Celery
+from kombu import Connection
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ordermanager.settings.base")
 
@@ -22,3 +23,9 @@ def configure_from_settings() -> Celery:
     app.conf.broker_connection_timeout = 5
     app.conf.broker_transport_options = {"confirm_publish": True}
     return app
+
+
+def broker_connection(url: str | None = None) -> Connection:
+    """A kombu connection with the Celery app's broker settings (heartbeat, timeouts, confirms)."""
+    app = configure_from_settings()
+    return app.connection_for_write(url=url) if url else app.connection_for_write()

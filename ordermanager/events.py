@@ -22,12 +22,11 @@ import json
 import queue
 import threading
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any
 
 import structlog
 from django.db import transaction
 
+from ordermanager.outbox import encode, outbox_write
 from ordermanager.tracing import current_trace_id
 
 log = structlog.get_logger(__name__)
@@ -50,7 +49,7 @@ ORDER_UPDATED = "order.updated"  # a fill or a stream/reconcile status change (o
 POSITION_UPDATED = "position.updated"  # fills applied to a position (positions/services/ledger.py)
 POSITION_LOSS_WARNING = "position.loss_warning"  # unrealized loss crossed its threshold (positions/services/marks.py)
 RISK_LIMIT_CHANGED = "risk_limit.changed"  # a risk limit edited (orders/services/risk_limit_changes.py)
-OPS_ALERT = "ops.alert"  # an alert threshold started firing or resolved (ordermanager/core/services/alerts.py)
+OPS_ALERT = "ops.alert"  # an alert threshold started firing or resolved (ordermanager/ops/alerts.py)
 
 DASHBOARD_GROUP = "dashboard"
 _QUEUE_SIZE = 10_000
@@ -62,8 +61,6 @@ def publish_event_on_commit(*, routing_key: str, payload: dict) -> None:
     The outbox row is written now, in the current transaction (outside one, at
     once); the dashboard forward follows the commit. Never waits on the broker.
     """
-    from ordermanager.outbox import outbox_write
-
     message = outbox_write(routing_key=routing_key, message=_envelope(routing_key, payload))
     transaction.on_commit(lambda: _publisher().submit(routing_key, message))
 
@@ -77,19 +74,6 @@ def _envelope(routing_key: str, payload: dict) -> dict:
     if trace_id:
         message["trace_id"] = trace_id
     return message
-
-
-def _json_default(value: Any) -> str:
-    # Money stays exact on the wire: Decimal → string, never float.
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def encode(message: dict) -> bytes:
-    return json.dumps(message, default=_json_default, separators=(",", ":")).encode()
 
 
 class EventPublisher:

@@ -9,12 +9,12 @@ from decimal import Decimal
 import structlog
 import structlog.tracebacks
 
+from ordermanager.core.formatting import number_text
+
 
 def plain_decimals(logger, method_name, event_dict):
     """Decimal values as plain text (``200``, ``1.3``): never ``2E+2``, ``1.300000000000000000``, or the
     ``Decimal('...')`` repr the JSON renderer would fall back to (docs/decisions/0514)."""
-    from ordermanager.core.formatting import number_text
-
     for key, value in event_dict.items():
         if isinstance(value, Decimal):
             event_dict[key] = number_text(value)

@@ -4,7 +4,7 @@ Two kinds of series (docs/decisions/0525-metrics-multiprocess.md):
 - events, recorded where they happen, in whichever process (counters, histograms, one live gauge): they go to
   the shared metrics directory (prometheus_client's multiprocess mode) and the web process adds them up;
 - state, computed by the web process from the database (and the broker) when ``/metrics`` is scraped
-  (``ordermanager.metrics_collector``): backlog, oldest signal, last reconciliation, position validation,
+  (``ordermanager.ops.metrics_collector``): backlog, oldest signal, last reconciliation, position validation,
   PnL, exposure, heartbeats, queue depth. Their names live here too, so ``METRIC_NAMES`` lists everything.
 
 Names are exactly what dashboards and alert rules use (issue 15): a counter's name includes ``_total``; a
@@ -17,13 +17,18 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import structlog
+from django.db import transaction
+from django.utils import timezone
 from prometheus_client import Counter, Gauge, Histogram
 
 log = structlog.get_logger(__name__)
+_exec_ids_stored_since: Callable[[list[str], datetime], set[str]] | None = None  # see exec_ids_lookup_set
 
-# --- state series (computed at scrape time, ordermanager.metrics_collector) -------------------------------
+# --- state series (computed at scrape time, ordermanager.ops.metrics_collector) -------------------------------
 SIGNAL_INBOX_BACKLOG = "ordermanager_signal_inbox_backlog"  # {symbol}
 SIGNAL_INBOX_OLDEST_AGE = "ordermanager_signal_inbox_oldest_age_seconds"
 SIGNAL_QUEUE_MESSAGES = "ordermanager_signal_queue_messages"
@@ -132,8 +137,6 @@ def signal_work_started() -> None:
 
 def signal_finished_on_commit(signal) -> None:
     """Count a signal's terminal status (and, when executed, its latencies) once the status is committed."""
-    from django.db import transaction
-
     exchange_seconds = getattr(_work, "exchange_seconds", 0.0)
     transaction.on_commit(lambda: _signal_finished(signal.status, signal.received_at, signal.processed_at,
                                                    exchange_seconds))  # fmt: skip
@@ -172,16 +175,17 @@ def _new_executions(items, applied: int) -> list:
     # Some were already stored (a resend): ask which ones were stored just now (one query on the unique index).
     # The count stays exact (``applied``); only an execId stored by another message within the minute could
     # lend its execType to one of ours, which is rare and harmless.
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from orders.models import Execution
-
-    since = timezone.now() - timedelta(minutes=1)
-    new = set(Execution.objects.filter(exec_id__in=[i.exec_id for i in unique], created_at__gte=since)
-              .values_list("exec_id", flat=True))  # fmt: skip
+    if _exec_ids_stored_since is None:
+        raise RuntimeError("no execution lookup installed (OrdersConfig.ready installs it)")
+    new = _exec_ids_stored_since([i.exec_id for i in unique], timezone.now() - timedelta(minutes=1))
     return [i for i in unique if i.exec_id in new][:applied]
+
+
+def exec_ids_lookup_set(lookup: Callable[[list[str], datetime], set[str]]) -> None:
+    """Which of these execIds were stored since a moment: the executions are the orders app's, and this module
+    is below every domain app (docs/decisions/0422), so ``OrdersConfig.ready`` installs the selector here."""
+    global _exec_ids_stored_since
+    _exec_ids_stored_since = lookup
 
 
 @_never_raises

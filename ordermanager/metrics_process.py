@@ -19,6 +19,10 @@ import threading
 import structlog
 from django.conf import settings
 from django.db import connection
+from prometheus_client.multiprocess import mark_process_dead
+
+from ordermanager.core.services.heartbeat import heartbeat_beat
+from ordermanager.metrics_dir import ENV_VAR, metrics_dir_pids, pid_alive
 
 log = structlog.get_logger(__name__)
 
@@ -27,8 +31,6 @@ _started: dict[str, threading.Thread] = {}
 
 
 def metrics_process_start(process: str) -> None:
-    from ordermanager.metrics_collector import dead_processes_forget
-
     try:
         dead_processes_forget()
     except OSError as exc:
@@ -41,6 +43,17 @@ def metrics_process_start(process: str) -> None:
     thread.start()
 
 
+def dead_processes_forget(path: str | None = None) -> list[int]:
+    """Drop the live gauges of processes that are gone (their counters and histograms keep counting)."""
+    path = path or os.environ.get(ENV_VAR)
+    if not path:
+        return []
+    dead = [pid for pid in metrics_dir_pids(path) if pid != os.getpid() and not pid_alive(pid)]
+    for pid in dead:
+        mark_process_dead(pid, path)
+    return dead
+
+
 def metrics_process_start_for_command(argv: list[str] | None = None) -> None:
     """qcluster is django-q2's command, not ours: its heartbeat starts when the apps are ready."""
     argv = sys.argv if argv is None else argv
@@ -49,8 +62,6 @@ def metrics_process_start_for_command(argv: list[str] | None = None) -> None:
 
 
 def _beat_forever(process: str, interval: float) -> None:
-    from ordermanager.core.services.heartbeat import heartbeat_beat
-
     stop = threading.Event()  # never set: a daemon thread ends with its process
     detail = f"{process} pid {os.getpid()} on {socket.gethostname()}"
     while True:

@@ -20,16 +20,21 @@ import json
 import threading
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import structlog
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
+from kombu import Exchange, Producer
 
+from ordermanager.celery import broker_connection
 from ordermanager.core.models import OutboxEvent, OutboxSequence
+from ordermanager.tracing import HEADER, traceparent_for
 
 log = structlog.get_logger(__name__)
 
@@ -62,8 +67,6 @@ def outbox_write(*, routing_key: str, message: dict) -> dict:
     message.update(aggregate_type=aggregate_type, aggregate_id=aggregate_id)
     with transaction.atomic():  # the sequence and the row together (a savepoint inside the caller's transaction)
         message["sequence"] = _next_sequence(f"{aggregate_type}:{aggregate_id}")
-        from ordermanager.events import encode
-
         wire = json.loads(encode(message))  # what goes on the wire: Decimals as strings, times ISO-8601
         if settings.OUTBOX_VALIDATE:
             event_validate(routing_key, wire)
@@ -72,6 +75,21 @@ def outbox_write(*, routing_key: str, message: dict) -> dict:
             aggregate_id=aggregate_id[:128], sequence=wire["sequence"], payload=wire, created_at=timezone.now(),
         )
     return message
+
+
+# --- the wire: Decimals as strings, times ISO-8601 ------------------------------------------------------------
+
+def _json_default(value: Any) -> str:
+    # Money stays exact on the wire: Decimal → string, never float.
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def encode(message: dict) -> bytes:
+    return json.dumps(message, default=_json_default, separators=(",", ":")).encode()
 
 
 def _next_sequence(aggregate: str) -> int:
@@ -245,8 +263,6 @@ class OutboxRelay:
         if not rows:
             return 0
         producer = self._ensure_producer()
-        from ordermanager.events import encode
-
         for _, routing_key, event_id, payload in rows:
             # Returns once the broker confirmed it (the connection publishes with confirms).
             producer.publish(encode(payload), routing_key=routing_key, content_type="application/json",
@@ -258,10 +274,6 @@ class OutboxRelay:
 
     def _ensure_producer(self):
         if self._producer is None:
-            from kombu import Exchange, Producer
-
-            from signals_app.amqp import broker_connection
-
             self._connection = broker_connection(self.url)
             self._connection.ensure_connection(max_retries=1)
             exchange = Exchange(self.exchange_name, type="topic", durable=True)
@@ -283,8 +295,6 @@ def event_headers(payload: dict, event_id) -> dict:
     """AMQP headers of an event: ``traceparent`` (W3C) when its ``trace_id`` is a W3C trace id, with the event as
     the span (span id = the first 16 hex digits of ``event_id``: a republished copy carries the same one), so a
     consumer downstream joins the signal's trace. docs/decisions/0322."""
-    from ordermanager.tracing import HEADER, traceparent_for
-
     header = traceparent_for(str(payload.get("trace_id") or ""), uuid.UUID(str(event_id)).hex[:16])
     return {HEADER: header} if header else {}
 

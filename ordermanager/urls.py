@@ -1,13 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from ordermanager.core import health
 from ordermanager.core.login_throttle import throttled_login
 from ordermanager.dashboard import views as dashboard
-from ordermanager.metrics_view import MetricsView
+from ordermanager.ops import health
+from ordermanager.ops.metrics_view import MetricsView
 
 urlpatterns = [
-    path("api/", include("ordermanager.api.urls")),
+    path("api/", include("ordermanager.ops.api.urls")),
     # Before admin.site.urls so the admin's catch-all does not take these paths.
     path("admin/dashboard/", admin.site.admin_view(dashboard.dashboard_view), name="admin-dashboard"),
     path(

@@ -11,3 +11,8 @@ class OrdersConfig(AppConfig):
         from orders.reconcile.backfill_marks import backfill_mark
 
         audit_backlog_mark_set(backfill_mark)
+        # Likewise the fill metrics (ordermanager.metrics, below every app) read which executions are new here.
+        from ordermanager.metrics import exec_ids_lookup_set
+        from orders.selectors.executions import exec_ids_stored_since
+
+        exec_ids_lookup_set(exec_ids_stored_since)

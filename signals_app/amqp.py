@@ -44,6 +44,7 @@ from django.db import DatabaseError, IntegrityError, close_old_connections, tran
 from kombu import Connection, Exchange, Producer, Queue
 from kombu.mixins import ConsumerMixin
 
+from ordermanager.celery import broker_connection  # noqa: F401 (the outbox and startup share it: decision 0422)
 from ordermanager.tracing import HEADER as TRACEPARENT_HEADER
 from signals_app.services.intake import signal_intake, signals_intake_batch
 
@@ -54,14 +55,6 @@ DEFAULT_EXCHANGE = Exchange("", type="direct")
 MAX_HEADER_REASON = 4000
 # How long a new intake waits for the previous one's subscription to leave the queue before subscribing anyway.
 PREVIOUS_CONSUMER_WAIT = 30.0
-
-
-def broker_connection(url: str | None = None) -> Connection:
-    """A kombu connection with the Celery app's broker settings (heartbeat, timeouts, confirms)."""
-    from ordermanager.celery import configure_from_settings
-
-    app = configure_from_settings()
-    return app.connection_for_write(url=url) if url else app.connection_for_write()
 
 
 def ingress_queue(name: str | None = None, arguments: dict | None = None) -> Queue:

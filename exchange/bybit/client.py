@@ -31,11 +31,13 @@ from typing import Any
 
 import httpx
 import structlog
+from django.conf import settings
 
+from exchange.audit import exchange_call_record, response_for_audit
 from exchange.bybit import errors as E
 from exchange.bybit.ratelimit import RESET_HEADER, RateLimiter
 from exchange.bybit.retry import RetryPolicy
-from exchange.bybit.signing import auth_headers, json_body, query_string
+from exchange.bybit.signing import auth_headers, json_body, query_string, wire_value
 from exchange.bybit.types import (
     ExecutionInfo,
     InstrumentInfo,
@@ -649,8 +651,6 @@ class BybitClient:
             )  # fmt: skip
         if not self.audit:
             return
-        from exchange.audit import exchange_call_record, response_for_audit
-
         body, size, cut = ("", None, False) if response is None else response_for_audit(
             response.content, envelope, self._scrub)  # fmt: skip
         exchange_call_record(
@@ -664,8 +664,6 @@ class BybitClient:
         logger.info(f"{DRY_RUN_PREFIX} {action}", action=action, path=path, params=_jsonable(params),
                     order_link_id=order_link_id, trace_id=trace_id, dry_run=True)  # fmt: skip
         if self.audit:
-            from exchange.audit import exchange_call_record
-
             exchange_call_record(
                 method=POST, path=path, params=_jsonable(params), http_status=None, ret_code=None,
                 ret_msg=f"{DRY_RUN_PREFIX} not sent", latency_ms=0, attempt=1, trace_id=trace_id,
@@ -763,14 +761,10 @@ def _ack(result: dict | None, order_id: str | None, order_link_id: str | None) -
 
 
 def _jsonable(params: dict) -> dict:
-    from exchange.bybit.signing import wire_value
-
     return {k: (wire_value(v) if isinstance(v, Decimal) else v) for k, v in params.items() if v is not None}
 
 
 def base_url_from_settings() -> str:
-    from django.conf import settings
-
     if settings.BYBIT_BASE_URL:
         return settings.BYBIT_BASE_URL
     if settings.BYBIT_ENV == "simulator":
@@ -781,8 +775,6 @@ def base_url_from_settings() -> str:
 @lru_cache(maxsize=1)
 def get_client() -> BybitClient:
     """The process-wide client, configured from settings (``get_client.cache_clear()`` in tests)."""
-    from django.conf import settings
-
     return BybitClient(
         base_url=base_url_from_settings(),
         api_key=settings.BYBIT_API_KEY,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from django.conf import settings
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -40,8 +42,6 @@ class RetryPolicy:
 
     @classmethod
     def from_settings(cls) -> RetryPolicy:
-        from django.conf import settings
-
         return cls(
             max_attempts=settings.BYBIT_API_RETRY_MAX_ATTEMPTS,
             base_delay=settings.BYBIT_API_RETRY_BASE_DELAY,

@@ -132,7 +132,7 @@ class OutboxSequence(models.Model):
 class AlertState(models.Model):
     """Whether one alert is firing, so that it is announced once when it starts and once when it resolves.
 
-    Every process evaluates the thresholds (ordermanager/core/services/alerts.py); only the one that flips
+    Every process evaluates the thresholds (ordermanager/ops/alerts.py); only the one that flips
     this row, under its row lock, publishes the ``ops.alert`` event. ``key`` is the alert and its subject,
     e.g. ``heartbeat_age:consumer``. ``changed_at`` is the evaluation time of the last flip: an evaluation
     older than it never flips the row back (two processes measuring moments apart). See decision 0524.

@@ -15,10 +15,13 @@ from itertools import chain
 from django.conf import settings
 from django.utils import timezone
 
+from exchange.models import ExchangeCall
 from ordermanager.core.models import Heartbeat
 from ordermanager.core.services.heartbeat import CONSUMER, WS_GATEWAY
+from ordermanager.outbox import outbox_lag
 from orders.models import ACTIVE_STATUSES, Order, ReconciliationRun, RiskLimit
 from orders.selectors.pnl import pnl_report
+from orders.services.order_holds import held_symbols, held_symbols_text
 from positions.models import Position
 from positions.selectors import pnl_series
 from signals_app.models import SignalStatus, TradingSignal
@@ -114,8 +117,6 @@ class ExchangeLastCall:
 
 def exchange_last_call() -> ExchangeLastCall | None:
     """The last audited exchange call (dry runs never reach the exchange), newest first on the created_at index."""
-    from exchange.models import ExchangeCall
-
     last = ExchangeCall.objects.filter(dry_run=False).order_by("-created_at").first()
     if last is None:
         return None
@@ -128,8 +129,6 @@ def exchange_last_call() -> ExchangeLastCall | None:
 
 
 def _exchange_health(now: datetime) -> ComponentHealth:
-    from exchange.models import ExchangeCall
-
     # The audit of every exchange request says how the exchange answered lately, without calling it.
     last = exchange_last_call()
     if last is None:
@@ -143,8 +142,6 @@ def _exchange_health(now: datetime) -> ComponentHealth:
 
 def _outbox_health(now: datetime) -> ComponentHealth:
     """Events out: the age of the oldest unsent outbox event (the relay's lag)."""
-    from ordermanager.outbox import outbox_lag
-
     age, unsent = outbox_lag(now=now)
     if not settings.SIGNAL_BROKER_URL:
         return ComponentHealth("outbox", OK, now, f"no broker: {unsent} event(s) kept in the outbox (admin)")
@@ -185,8 +182,6 @@ def _next_job(now: datetime) -> str:
 
 
 def _holds_health(now: datetime) -> ComponentHealth:
-    from orders.services.order_holds import held_symbols, held_symbols_text
-
     # Symbols waiting on a create whose outcome is unknown (docs/decisions/0315): their later signals wait.
     holds = held_symbols()
     if not holds:

@@ -7,8 +7,8 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 
 from ordermanager.core.charts import Series, svg_line_chart
-from ordermanager.core.services.alerts import alerts_evaluate
 from ordermanager.dashboard.selectors import dashboard_pnl_series, dashboard_summary
+from ordermanager.ops.alerts import alerts_evaluate
 
 REQUIRED = ("orders.view_order", "positions.view_position")
 

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "positions",
     "orders",
     "signals_app",
+    "ordermanager.ops.apps.OpsConfig",  # the top: reads every app (docs/decisions/0422)
 ]
 
 MIDDLEWARE = [
@@ -237,8 +238,8 @@ SPECTACULAR_SETTINGS = {
         "ReconciliationStatusEnum": "orders.models.ReconciliationRun.Status",
         "CancelReasonEnum": "orders.models.CancelReason",
         "LegRoleEnum": "orders.models.LegRole",
-        "ComponentStatusEnum": "ordermanager.api.health.COMPONENT_STATES",
-        "HealthStatusEnum": "ordermanager.api.health.OVERALL_STATES",
+        "ComponentStatusEnum": "ordermanager.ops.api.health.COMPONENT_STATES",
+        "HealthStatusEnum": "ordermanager.ops.api.health.OVERALL_STATES",
     },
 }
 
@@ -419,7 +420,7 @@ LOSS_WARNING_CHECK_INTERVAL = env_int("LOSS_WARNING_CHECK_INTERVAL", 60, minimum
 STALE_ORDER_SWEEP_INTERVAL = env_int("STALE_ORDER_SWEEP_INTERVAL", 60, minimum=1)
 
 # --- Alerts and health (docs/decisions/0524) ----------------------------------------------
-# Thresholds evaluated from the database (ordermanager/core/services/alerts.py): a breach turns health
+# Thresholds evaluated from the database (ordermanager/ops/alerts.py): a breach turns health
 # "degraded" with the reason, shows a dashboard banner and publishes one ops.alert event when it starts
 # firing and one when it resolves. deploy/prometheus/alerts.yml holds the same thresholds as Prometheus rules.
 ALERT_INBOX_BACKLOG = env_int("ALERT_INBOX_BACKLOG", 500, minimum=1)  # unfinished signals (received/processing)

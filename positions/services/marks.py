@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from exchange.bybit import client as bybit_client  # the module: tests replace get_client
 from ordermanager.core.epoch import from_epoch_ms
 from ordermanager.events import POSITION_LOSS_WARNING, publish_event_on_commit
 from positions.models import Position, PositionSnapshot
@@ -60,15 +61,13 @@ def positions_refresh_mark_prices() -> int:
 
     The HTTP call happens before, and outside, the short per-symbol transactions.
     """
-    from exchange.bybit.client import get_client
-
     open_rows = Position.objects.exclude(size=0).values_list("category", "symbol").distinct()
     wanted: dict[str, set[str]] = {}
     for category, symbol in open_rows:
         wanted.setdefault(category, set()).add(symbol)
     updated = 0
     for category, symbols in wanted.items():
-        tickers = get_client().get_tickers(category=category)
+        tickers = bybit_client.get_client().get_tickers(category=category)
         for ticker in tickers:
             if ticker.symbol in symbols:
                 mark = ticker.mark_price or ticker.last_price

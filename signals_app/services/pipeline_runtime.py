@@ -50,7 +50,7 @@ def pipeline_startup() -> ReconciliationRun | None:
 
     Started together (``make run``), the exchange (the simulator) may not listen yet: the run waits,
     bounded by STARTUP_EXCHANGE_WAIT, for it to answer instead of recording a failed run at once."""
-    from ordermanager.core.health import log_startup_profile
+    from exchange.profile import log_startup_profile
 
     log_startup_profile("signal processing")
     risk_limit_seed_global()

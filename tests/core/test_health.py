@@ -3,7 +3,7 @@ from unittest import mock
 import pytest
 from django.urls import reverse
 
-from ordermanager.core import health
+from ordermanager.ops import health
 
 
 @pytest.mark.django_db

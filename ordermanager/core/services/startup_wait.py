@@ -19,6 +19,8 @@ import structlog
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
+from ordermanager.celery import broker_connection
+
 log = structlog.get_logger(__name__)
 
 FIRST_DELAY = 0.5
@@ -48,8 +50,6 @@ def _database_ready() -> None:
 
 
 def _broker_ready() -> None:
-    from signals_app.amqp import broker_connection
-
     conn = broker_connection()
     try:
         conn.ensure_connection(max_retries=1, timeout=5)

@@ -7,8 +7,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ordermanager.core.models import Heartbeat
-from ordermanager.core.services.alerts import alerts_evaluate
 from ordermanager.core.services.heartbeat import heartbeat_beat
+from ordermanager.ops.alerts import alerts_evaluate
 
 pytestmark = pytest.mark.django_db
 

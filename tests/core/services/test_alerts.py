@@ -14,9 +14,9 @@ from django.utils import timezone
 
 from exchange.models import ExchangeCall
 from ordermanager.core.models import AlertState, Heartbeat, OutboxEvent
-from ordermanager.core.services import alerts
-from ordermanager.core.services.alerts import alerts_evaluate
 from ordermanager.core.services.heartbeat import heartbeat_beat
+from ordermanager.ops import alerts
+from ordermanager.ops.alerts import alerts_evaluate
 from orders.models import Order, OrderStatus, OrderType
 from signals_app.models import SignalStatus, TradingSignal
 from tests.exchange.factories import ExchangeCallFactory

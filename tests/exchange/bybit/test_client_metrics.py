@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from exchange.bybit import errors as E
-from ordermanager.metrics_collector import metrics_render
+from ordermanager.ops.metrics_collector import metrics_render
 from tests.core.metrics_scrape import parse
 
 from .conftest import SERVER_MS, envelope

@@ -4,7 +4,7 @@ Fill side (orders.jobs.SCHEDULES): position snapshots, validation
 against fills, mark prices, loss warnings, stale-order sweep, each interval
 from its setting. Reconciliation's optional schedule comes from
 orders.jobs (RECONCILE_INTERVAL_MINUTES, off at 0). The alert thresholds are
-evaluated every ALERT_EVALUATION_INTERVAL (ordermanager.core.services.alerts). The exchange-call
+evaluated every ALERT_EVALUATION_INTERVAL (ordermanager.ops.alerts). The exchange-call
 audit's prune job comes from exchange.retention (EXCHANGE_CALL_PRUNE_INTERVAL).
 """
 
@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand
 
 from exchange.retention import SCHEDULE_NAME as AUDIT_PRUNE
 from exchange.retention import prune_schedule_ensure
-from ordermanager.core.services.alerts import alerts_schedule_ensure
+from ordermanager.ops.alerts import alerts_schedule_ensure
 from orders.jobs import SCHEDULES, reconcile_schedule_ensure, schedules_ensure
 
 

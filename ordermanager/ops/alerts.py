@@ -20,6 +20,7 @@ Definitions (thresholds in settings, ``ALERT_*``):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,8 +32,11 @@ from django.db import transaction
 from django.db.models import Count, Min
 from django.utils import timezone
 
+from exchange.models import EXCHANGE_CALL_FAILED, ExchangeCall
 from ordermanager.core.models import AlertState, Heartbeat
-from ordermanager.events import OPS_ALERT
+from ordermanager.events import OPS_ALERT, publish_event_on_commit
+from orders.models import Execution, Order, OrderStatus, OrderType
+from signals_app.models import SignalStatus, TradingSignal
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +60,7 @@ FILL_LAG_SAMPLE = 200  # the newest stream fills looked at (primary-key order: n
 # over a window that ended this long ago, so calls made but not yet written do not skew it.
 AUDIT_SETTLE = timedelta(seconds=10)
 SCHEDULE_NAME = "ops: evaluate alerts"
-SCHEDULE_FUNC = "ordermanager.core.services.alerts.job_alerts_evaluate"
+SCHEDULE_FUNC = "ordermanager.ops.alerts.job_alerts_evaluate"
 
 
 @dataclass(frozen=True)
@@ -92,8 +96,6 @@ def _limit(value) -> Decimal:
 # --- measurements --------------------------------------------------------------------------------------------
 
 def _inbox_checks(now: datetime) -> list[AlertCheck]:
-    from signals_app.models import SignalStatus, TradingSignal
-
     unfinished = TradingSignal.objects.filter(status__in=(SignalStatus.RECEIVED, SignalStatus.PROCESSING))
     # One aggregate on the (status, received_at) index gives both figures.
     row = unfinished.aggregate(n=Count("id"), oldest=Min("received_at"))
@@ -119,8 +121,6 @@ def _inbox_checks(now: datetime) -> list[AlertCheck]:
 
 
 def _fill_lag_check(now: datetime) -> list[AlertCheck]:
-    from orders.models import Execution, Order, OrderStatus, OrderType
-
     limit = _limit(settings.ALERT_FILL_LAG_SECONDS)
     window_start = now - timedelta(seconds=settings.ALERT_FILL_LAG_WINDOW_SECONDS)
     recent = Execution.objects.filter(source="ws").order_by("-id").values_list("created_at", "exec_time", "symbol")
@@ -146,8 +146,6 @@ def _fill_lag_check(now: datetime) -> list[AlertCheck]:
 
 
 def _exchange_error_check(now: datetime) -> list[AlertCheck]:
-    from exchange.models import EXCHANGE_CALL_FAILED, ExchangeCall
-
     limit, minimum = settings.ALERT_EXCHANGE_ERROR_RATE, settings.ALERT_EXCHANGE_ERROR_MIN_CALLS
     window = settings.ALERT_EXCHANGE_ERROR_WINDOW_SECONDS
     end = now - AUDIT_SETTLE
@@ -234,8 +232,6 @@ def _flip(check: AlertCheck, *, now: datetime) -> AlertState | None:
     then locked; under the lock its state is read again, so only the first flips it and publishes. An
     evaluation that started before the row's last flip (``changed_at``) leaves it alone: it measured earlier.
     """
-    from ordermanager.events import publish_event_on_commit
-
     with transaction.atomic():
         AlertState.objects.bulk_create(
             [AlertState(key=check.key, firing=False, changed_at=now - timedelta(days=3650))], ignore_conflicts=True
@@ -280,8 +276,6 @@ def job_alerts_evaluate() -> int:
 
 def alerts_schedule_ensure() -> str:
     """Create or update the django-q2 schedule of ``job_alerts_evaluate`` (``manage.py setup_schedules``)."""
-    import math
-
     from django_q.models import Schedule
 
     wanted = {"func": SCHEDULE_FUNC, "schedule_type": Schedule.MINUTES, "repeats": -1,

@@ -6,8 +6,8 @@ from rest_framework.response import Response
 
 from ordermanager.api.schema import errors
 from ordermanager.api.views import RoleApiView
-from ordermanager.core.services.alerts import alerts_evaluate
 from ordermanager.dashboard.selectors import DOWN, health_components
+from ordermanager.ops.alerts import alerts_evaluate
 
 COMPONENT_STATES = ["ok", "stale", "down", "unknown"]
 OVERALL_STATES = ["ok", "degraded"]

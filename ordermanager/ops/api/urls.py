@@ -4,7 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from ordermanager.api.docs import SwaggerDocsView
-from ordermanager.api.health import HealthApi
+from ordermanager.ops.api.health import HealthApi
 from orders import apis as orders
 from positions import apis as positions
 from signals_app.apis import SignalCollectionApi, SignalDetailApi

@@ -23,6 +23,11 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from exchange.profile import exchange_profile
+from ordermanager.core.models import Heartbeat
+from ordermanager.dashboard.selectors import exchange_last_call
+from ordermanager.ops.alerts import alerts_evaluate, firing_reasons
+
 
 def _check_database() -> dict:
     try:
@@ -52,8 +57,6 @@ def _check_broker() -> dict:
 
 
 def _check_exchange() -> dict:
-    from ordermanager.dashboard.selectors import exchange_last_call
-
     last = exchange_last_call()
     if last is None:
         return {"ok": True, "last_call_at": None, "detail": "no exchange call recorded yet"}
@@ -70,8 +73,6 @@ def _check_exchange() -> dict:
 
 def _check_heartbeats() -> dict:
     """Every process that beats: its last beat's age and whether it said it is well (stale beats: alerts)."""
-    from ordermanager.core.models import Heartbeat
-
     now, processes, reasons = timezone.now(), {}, []
     for beat in Heartbeat.objects.order_by("component"):
         age = round((now - beat.beat_at).total_seconds(), 1)
@@ -83,8 +84,6 @@ def _check_heartbeats() -> dict:
 
 
 def _check_alerts() -> dict:
-    from ordermanager.core.services.alerts import alerts_evaluate, firing_reasons
-
     checks = alerts_evaluate()
     firing = [{"alert": c.key, "reason": c.reason, "since": c.since.isoformat() if c.since else None}
               for c in checks if c.firing]
@@ -129,16 +128,3 @@ def _guarded(name: str, check) -> dict:
         return check()
     except Exception as exc:  # a check that breaks says so; it does not turn the probe into a 500
         return {"ok": False, "error": f"{name} check failed: {exc.__class__.__name__}"}
-
-
-def exchange_profile() -> dict:
-    """Which exchange this process trades on (no credentials): also logged at startup."""
-    from exchange.bybit.client import base_url_from_settings
-
-    return {"environment": settings.BYBIT_ENV, "base_url": base_url_from_settings(), "dry_run": settings.ENABLE_DRY_RUN}
-
-
-def log_startup_profile(process: str) -> None:
-    import structlog
-
-    structlog.get_logger("ordermanager.startup").info("process_started", process=process, **exchange_profile())

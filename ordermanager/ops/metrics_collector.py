@@ -20,11 +20,16 @@ from django.db.models import Count, Min
 from django.utils import timezone
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from ordermanager import metrics as m
-from ordermanager.metrics_dir import ENV_VAR, metrics_dir_pids, pid_alive
-from ordermanager.metrics_process import PROCESS_PREFIX
+from ordermanager.core.models import Heartbeat
+from ordermanager.dashboard.selectors import exposure_by_symbol
+from ordermanager.metrics_dir import ENV_VAR
+from ordermanager.metrics_process import PROCESS_PREFIX, dead_processes_forget
+from orders.models import Discrepancy, ReconciliationRun
+from positions.models import Position, PositionDiscrepancy
+from signals_app.models import SignalStatus, TradingSignal
 
 log = structlog.get_logger(__name__)
 
@@ -32,8 +37,6 @@ QUEUE_PROBE_TIMEOUT = 2.0  # seconds: connect, and each read/write of the passiv
 
 
 def _unfinished():
-    from signals_app.models import SignalStatus
-
     return (SignalStatus.RECEIVED, SignalStatus.PROCESSING)
 
 
@@ -63,9 +66,6 @@ class StateCollector:
                             error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
 
     def _inbox(self, now: datetime):
-        from positions.models import Position
-        from signals_app.models import TradingSignal
-
         unfinished = TradingSignal.objects.filter(status__in=_unfinished())
         # Status-indexed: unfinished signals are few however large the inbox grows.
         per_symbol = dict(unfinished.values_list("asset").annotate(n=Count("id")).order_by())
@@ -81,8 +81,6 @@ class StateCollector:
         yield age
 
     def _reconciliation(self, now: datetime):
-        from orders.models import Discrepancy, ReconciliationRun
-
         last = (ReconciliationRun.objects.exclude(status=ReconciliationRun.Status.RUNNING)
                 .order_by("-started_at", "-id").only("id").first())  # fmt: skip
         family = _gauge(m.RECONCILIATION_DISCREPANCIES, "Discrepancies found by the last finished reconciliation "
@@ -94,8 +92,6 @@ class StateCollector:
         yield family
 
     def _position_validation(self, now: datetime):
-        from positions.models import PositionDiscrepancy
-
         # Validation runs every POSITION_VALIDATION_INTERVAL (and at start_ingest): what its latest round found.
         since = now - timedelta(seconds=settings.POSITION_VALIDATION_INTERVAL)
         count = PositionDiscrepancy.objects.filter(detected_at__gte=since).count()
@@ -105,8 +101,6 @@ class StateCollector:
         yield family
 
     def _positions(self, now: datetime):
-        from ordermanager.dashboard.selectors import exposure_by_symbol
-
         rows = exposure_by_symbol()  # the dashboard's own figures: open positions, notional at the mark
         pnl = _gauge(m.UNREALIZED_PNL, "Unrealized PnL of the open position, by symbol (USDT).", ["symbol"])
         for row in rows:
@@ -117,8 +111,6 @@ class StateCollector:
         yield exposure
 
     def _heartbeats(self, now: datetime):
-        from ordermanager.core.models import Heartbeat
-
         # Every heartbeat row: each process's own (``process:<name>``, shown as <name>) and the components that
         # beat too (the signal pipeline's ``consumer``, the ``ws_gateway`` link), as the alert thresholds see them.
         beats = Heartbeat.objects.values_list("component", "beat_at")
@@ -170,17 +162,6 @@ def _scrape_registry() -> CollectorRegistry:
 class _ProcessValues:
     def collect(self):
         yield from REGISTRY.collect()
-
-
-def dead_processes_forget(path: str | None = None) -> list[int]:
-    """Drop the live gauges of processes that are gone (their counters and histograms keep counting)."""
-    path = path or os.environ.get(ENV_VAR)
-    if not path:
-        return []
-    dead = [pid for pid in metrics_dir_pids(path) if pid != os.getpid() and not pid_alive(pid)]
-    for pid in dead:
-        mark_process_dead(pid, path)
-    return dead
 
 
 def metrics_render() -> bytes:

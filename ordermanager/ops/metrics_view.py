@@ -19,6 +19,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.views import APIView
 
 from ordermanager.core.models import ApiKey
+from ordermanager.ops.metrics_collector import metrics_render
 
 
 def client_address_allowed(address: str | None) -> bool:
@@ -47,7 +48,5 @@ class MetricsView(APIView):
 
     @extend_schema(exclude=True)  # Prometheus' format, not part of the JSON API
     def get(self, request):
-        from ordermanager.metrics_collector import metrics_render
-
         # The classic text format: every Prometheus 2.x and 3.x reads it.
         return HttpResponse(metrics_render(), content_type=CONTENT_TYPE_PLAIN_0_0_4)
