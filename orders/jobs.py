@@ -28,7 +28,8 @@ from django_q.models import Schedule
 
 from orders.models import ReconciliationRun
 from orders.reconcile import ReconciliationInProgress, reconcile
-from orders.services.position_validation import positions_validate_against_fills
+from orders.services.pnl_days import pnl_days_refresh
+from orders.services.position_validation import positions_validate_against_fills, positions_validate_incremental
 from orders.services.stale_orders import orders_sweep_stale
 from positions.services.marks import (
     position_snapshot_all,
@@ -57,6 +58,9 @@ SCHEDULES = (
     JobSchedule("positions: mark prices", "orders.jobs.job_mark_prices_refresh", "MARK_PRICE_REFRESH_INTERVAL"),
     JobSchedule("positions: loss warnings", "orders.jobs.job_loss_warnings", "LOSS_WARNING_CHECK_INTERVAL"),
     JobSchedule("orders: stale sweep", "orders.jobs.job_stale_orders_sweep", "STALE_ORDER_SWEEP_INTERVAL"),
+    JobSchedule("positions: validate changed symbols", "orders.jobs.job_positions_validate_incremental",
+                "POSITION_VALIDATION_INCREMENTAL_INTERVAL"),  # fmt: skip
+    JobSchedule("positions: PnL days", "orders.jobs.job_pnl_days_refresh", "PNL_DAYS_REFRESH_INTERVAL"),
 )
 
 RECONCILE_SCHEDULE_NAME = "reconcile"
@@ -111,6 +115,14 @@ def job_positions_snapshot() -> int:
 
 def job_positions_validate() -> int:
     return len(positions_validate_against_fills(repair=True))
+
+
+def job_positions_validate_incremental() -> int:
+    return positions_validate_incremental()
+
+
+def job_pnl_days_refresh() -> int:
+    return pnl_days_refresh()
 
 
 def job_mark_prices_refresh() -> int:

@@ -365,6 +365,10 @@ CANCEL_PARTIALLY_FILLED_ORDERS = env_bool("CANCEL_PARTIALLY_FILLED_ORDERS", Fals
 CANCEL_STALE_ORDER_TIMEOUT = env_int("CANCEL_STALE_ORDER_TIMEOUT", 3600, minimum=1)
 POSITION_SNAPSHOT_INTERVAL = env_int("POSITION_SNAPSHOT_INTERVAL", 300, minimum=1)
 POSITION_VALIDATION_INTERVAL = env_int("POSITION_VALIDATION_INTERVAL", 3600, minimum=1)
+# Between the full validations, only the symbols with fills or ledger rows since the last run (docs/decisions/0515).
+POSITION_VALIDATION_INCREMENTAL_INTERVAL = env_int("POSITION_VALIDATION_INCREMENTAL_INTERVAL", 300, minimum=1)
+# The PnL report reads closed days from their stored sums (orders.services.pnl_days, docs/decisions/0515).
+PNL_DAYS_REFRESH_INTERVAL = env_int("PNL_DAYS_REFRESH_INTERVAL", 3600, minimum=1)
 UNREALIZED_LOSS_WARNING_THRESHOLD = env_decimal("UNREALIZED_LOSS_WARNING_THRESHOLD", "10", minimum="0", maximum="100")
 # Holds (docs/decisions/0315): how long a symbol may wait on an order whose create outcome is unknown before
 # the order is given up (recorded failed; adopted by reconciliation if the exchange shows it), and the first

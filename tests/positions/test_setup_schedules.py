@@ -18,7 +18,7 @@ def test_creates_every_schedule_once_and_follows_the_settings(settings):
     call_command("setup_schedules", stdout=StringIO())
 
     rows = {s.name: s for s in Schedule.objects.filter(name__in=[j.name for j in SCHEDULES])}
-    assert len(rows) == 5 == Schedule.objects.filter(func__startswith="orders.jobs.").count()
+    assert len(rows) == 7 == Schedule.objects.filter(func__startswith="orders.jobs.").count()
     assert rows["positions: snapshot"].minutes == 5
     assert rows["orders: stale sweep"].minutes == 2  # 61 s, rounded up to whole minutes
     assert all(r.schedule_type == Schedule.MINUTES and r.repeats == -1 for r in rows.values())
@@ -42,3 +42,5 @@ def test_every_job_function_exists_and_runs():
     assert jobs.job_loss_warnings() == 0
     assert jobs.job_mark_prices_refresh() == 0  # no open position: no exchange call
     assert jobs.job_stale_orders_sweep() == 0
+    assert jobs.job_positions_validate_incremental() == 0
+    assert jobs.job_pnl_days_refresh() == 0  # no position: no day to sum
