@@ -7,6 +7,7 @@ from django.db.models import Prefetch, QuerySet
 
 from ordermanager.core.exceptions import NotFound
 from ordermanager.core.filtering import UpperCharFilter, UtcIsoDateTimeFilter, apply_filters
+from orders.models import SignalOrderRelationship
 from signals_app.models import SignalStatus, TradingSignal
 
 
@@ -30,8 +31,6 @@ def signal_list(*, filters: dict | None = None) -> QuerySet[TradingSignal]:
 
 
 def signal_get(*, signal_id) -> TradingSignal:
-    from orders.models import SignalOrderRelationship  # signals_app sits above orders; import at use
-
     links = SignalOrderRelationship.objects.select_related("order").order_by("order__leg", "order_id")
     signal = (
         TradingSignal.objects.prefetch_related(Prefetch("order_links", queryset=links))

@@ -43,7 +43,7 @@ class _Listing(NamedTuple):
     """The last position listing read per symbol and the mode it shows. The cache dates the entry when it is
     stored (after the request) and the mode is served for ``MODE_TTL_SECONDS`` from then; ``read_at`` (the
     monotonic time the request was sent) lets a decision made right after the mode was read use the same rows
-    instead of asking again (``positions_read(since=...)``, signals_app/services/fresh_position.py)."""
+    instead of asking again (``positions_read(since=...)``, orders/services/fresh_position.py)."""
 
     mode: str
     rows: list
