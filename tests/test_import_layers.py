@@ -18,6 +18,7 @@ DOMAIN_APPS = ("signals_app", "orders", "positions")
 # (package directory, modules it must not import)
 RULES = [
     ("positions", ("orders", "signals_app")),
+    ("orders", ("signals_app",)),
     ("exchange", DOMAIN_APPS),
     ("exchange/bybit", ("exchange.simulator",)),
     ("exchange/simulator", ("exchange.bybit",)),

@@ -27,6 +27,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from exchange.bybit import client as bybit_client
+from exchange.bybit.errors import BybitError
 from ordermanager import events
 from ordermanager.core.formatting import number_text
 from orders.models import Order, OrderStatus
@@ -34,11 +36,21 @@ from orders.services.position_mode import is_mode_mismatch, position_mode_forget
 
 log = structlog.get_logger(__name__)
 
+
 def order_link_id_for(*, signal_id: uuid.UUID, leg: int) -> str:
     """Deterministic orderLinkId: 32 hex digits of the signal id, '-', the leg (<= 36 chars)."""
     if not 0 <= leg <= 999:
         raise ValueError(f"leg {leg} out of range 0..999")
     return f"{uuid.UUID(str(signal_id)).hex}-{leg}"
+
+
+def signal_id_of_link(order_link_id: str) -> uuid.UUID | None:
+    """The signal id an orderLinkId of ``order_link_id_for`` was made from (None for any other link id)."""
+    head, _, leg = order_link_id.partition("-")
+    try:
+        return uuid.UUID(hex=head) if leg.isdigit() else None
+    except ValueError:
+        return None
 
 
 def order_payload(order: Order) -> dict:
@@ -62,27 +74,27 @@ def order_payload(order: Order) -> dict:
     }
 
 
-Recorded = Callable[[Order], object] | None
+# Runs inside the transaction that records an order's outcome: what must commit with it (the signal's end,
+# through ``signal_orders``; docs/decisions/0323).
+OutcomeCommit = Callable[[Order], None] | None
 
 
-def order_submit(*, order: Order, fresh: bool = False, on_recorded: Recorded = None) -> Order:
+def order_submit(*, order: Order, fresh: bool = False, in_outcome_commit: OutcomeCommit = None) -> Order:
     """Send one ``pending_submit`` order and record the outcome. Idempotent: any other status is left alone.
 
-    ``fresh=True`` skips re-reading the row (the caller has just committed it). ``on_recorded(order)`` runs
-    inside the transaction that records the outcome (or a transaction of its own when there is nothing to
-    record), so a caller's own bookkeeping commits with it: the signal processor finishes the signal there.
+    ``fresh=True`` skips re-reading the row (the caller has just committed it). ``in_outcome_commit(order)``
+    runs inside the transaction that records the outcome (or a transaction of its own when there is nothing
+    to record), so a caller's own bookkeeping commits with it: ``signal_orders`` settles the signal there.
+    The client is reached through its module, so tests may patch ``exchange.bybit.client.get_client``.
     """
     if not fresh:
         order.refresh_from_db()
     if order.status != OrderStatus.PENDING_SUBMIT:
-        return _then(order, on_recorded)
+        return _then(order, in_outcome_commit)
     if settings.ENABLE_DRY_RUN:
-        return _record_dry_run(order, on_recorded)
-    from exchange.bybit.client import get_client
-    from exchange.bybit.errors import BybitError
-
+        return _record_dry_run(order, in_outcome_commit)
     try:
-        ack = get_client().create_order(
+        ack = bybit_client.get_client().create_order(
             category=order.category,
             symbol=order.symbol,
             side=order.side,
@@ -96,20 +108,22 @@ def order_submit(*, order: Order, fresh: bool = False, on_recorded: Recorded = N
             trace_id=order.trace_id,
         )
     except BybitError as exc:
-        return _record_error(order, exc, on_recorded)
+        return _record_error(order, exc, in_outcome_commit)
     if ack.dry_run:
-        return _record_dry_run(order, on_recorded)
-    return _record_ack(order, ack.order_id, resolved_existing=ack.resolved_existing, on_recorded=on_recorded)
+        return _record_dry_run(order, in_outcome_commit)
+    return _record_ack(order, ack.order_id, resolved_existing=ack.resolved_existing,
+                       in_outcome_commit=in_outcome_commit)
 
 
-def _then(order: Order, on_recorded: Recorded) -> Order:
-    if on_recorded is not None:
+def _then(order: Order, in_outcome_commit: OutcomeCommit) -> Order:
+    if in_outcome_commit is not None:
         with transaction.atomic():
-            on_recorded(order)
+            in_outcome_commit(order)
     return order
 
 
-def _record_ack(order: Order, order_id: str, *, resolved_existing: bool, on_recorded: Recorded = None) -> Order:
+def _record_ack(order: Order, order_id: str, *, resolved_existing: bool,
+                in_outcome_commit: OutcomeCommit = None) -> Order:
     now = timezone.now()
     with transaction.atomic():
         # Race: the private stream may have applied New/Filled first; only a
@@ -128,8 +142,8 @@ def _record_ack(order: Order, order_id: str, *, resolved_existing: bool, on_reco
         events.publish_event_on_commit(
             routing_key=events.ORDER_CREATED, payload={**order_payload(order), "resolved_existing": resolved_existing}
         )
-        if on_recorded is not None:
-            on_recorded(order)
+        if in_outcome_commit is not None:
+            in_outcome_commit(order)
     log.info("order_acknowledged", order_link_id=order.order_link_id, order_id=order_id,
              resolved_existing=resolved_existing)
     return order
@@ -144,7 +158,7 @@ def _update_pending(order: Order, values: dict) -> None:
         order.refresh_from_db()
 
 
-def _record_dry_run(order: Order, on_recorded: Recorded = None) -> Order:
+def _record_dry_run(order: Order, in_outcome_commit: OutcomeCommit = None) -> Order:
     log.info(
         f"[DRY-RUN] would place {order.side} {order.order_type} {number_text(order.qty)} {order.symbol}"
         f"{'' if order.price is None else f' @ {number_text(order.price)}'} ({order.time_in_force})",
@@ -155,12 +169,12 @@ def _record_dry_run(order: Order, on_recorded: Recorded = None) -> Order:
     with transaction.atomic():
         _update_pending(order, values)
         events.publish_event_on_commit(routing_key=events.ORDER_DRY_RUN, payload=order_payload(order))
-        if on_recorded is not None:
-            on_recorded(order)
+        if in_outcome_commit is not None:
+            in_outcome_commit(order)
     return order
 
 
-def _record_error(order: Order, exc, on_recorded: Recorded = None) -> Order:
+def _record_error(order: Order, exc, in_outcome_commit: OutcomeCommit = None) -> Order:
     if exc.ambiguous:
         # Outcome unknown even after the client's lookup by orderLinkId: leave the
         # row pending so that nothing claims it was not placed.
@@ -168,7 +182,7 @@ def _record_error(order: Order, exc, on_recorded: Recorded = None) -> Order:
         events.publish_event_on_commit(
             routing_key=events.ORDER_UNKNOWN, payload={**order_payload(order), "error": str(exc)}
         )
-        return _then(order, on_recorded)
+        return _then(order, in_outcome_commit)
     # Only an answer that judged the order (a retCode of a refusing class) makes it `rejected`;
     # throttling, credentials, clock or an HTTP-level failure leave it `failed` (errors.py, `refused`).
     refused = exc.refused and exc.ret_code is not None
@@ -182,8 +196,8 @@ def _record_error(order: Order, exc, on_recorded: Recorded = None) -> Order:
                                 "updated_at": timezone.now()})
         key = events.ORDER_REJECTED if refused else events.ORDER_FAILED
         events.publish_event_on_commit(routing_key=key, payload=order_payload(order))
-        if on_recorded is not None:
-            on_recorded(order)
+        if in_outcome_commit is not None:
+            in_outcome_commit(order)
     log.warning("order_not_placed", order_link_id=order.order_link_id, status=status,
                 ret_code=exc.ret_code, ret_msg=exc.ret_msg, error=str(exc))
     return order
@@ -200,9 +214,8 @@ def order_resume(*, order: Order) -> Order:
     order.refresh_from_db()
     if order.status != OrderStatus.PENDING_SUBMIT or settings.ENABLE_DRY_RUN:
         return order_submit(order=order)
-    from exchange.bybit.client import get_client
-
-    info = get_client().get_order(category=order.category, symbol=order.symbol, order_link_id=order.order_link_id)
+    info = bybit_client.get_client().get_order(category=order.category, symbol=order.symbol,
+                                               order_link_id=order.order_link_id)
     if info is not None:
         log.info("order_found_on_resume", order_link_id=order.order_link_id, status=info.order_status)
         return _record_ack(order, info.order_id, resolved_existing=True)

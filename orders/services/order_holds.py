@@ -9,12 +9,19 @@ each round until the outcome is known, or gives it up after
 finished, the symbol released. Reconciliation never sends an order whose
 signal is finished or has successors, and adopts a given-up order the
 exchange turns out to have (the signal then becomes ``executed`` with a note).
+
+orders does not read or write signals (the layers are signals_app → orders →
+positions → exchange): what a hold needs of its signal (may a pending order still
+be sent? the signal of an adopted order becomes ``executed``) is asked of the
+``HeldSignals`` that signals_app registers at app ready (``held_signals_register``,
+docs/decisions/0323).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import structlog
 from django.conf import settings
@@ -23,11 +30,38 @@ from django.utils import timezone
 
 from ordermanager import events
 from orders.models import Order, OrderHold, OrderStatus
+from orders.services.order_executor import order_payload, signal_id_of_link
 
 log = structlog.get_logger(__name__)
 
 BACKOFF_CAP_SECONDS = 30.0
-UNFINISHED_SIGNAL = ("received", "processing")  # signals_app.models.SignalStatus, without the import cycle
+
+
+class HeldSignals(Protocol):
+    """What the signal side answers and does for holds; signals_app registers one at app ready."""
+
+    def send_blocker(self, order: Order) -> str:
+        """Why reconciliation must never send this ``pending_submit`` order of a signal ("" when it may):
+        its signal is finished, or a later signal of the symbol was processed after it."""
+
+    def signal_adopted(self, *, signal_pk: int, note: str) -> bool:
+        """The given-up order of inbox signal ``signal_pk`` turned out placed: a ``failed`` signal becomes
+        ``executed`` with ``note`` appended (joins the caller's transaction). True when it changed."""
+
+
+_held_signals: HeldSignals | None = None
+
+
+def held_signals_register(held_signals: HeldSignals) -> None:
+    """signals_app's answer to ``HeldSignals`` (``SignalsAppConfig.ready``); the last one registered wins."""
+    global _held_signals
+    _held_signals = held_signals
+
+
+def _signals() -> HeldSignals:
+    if _held_signals is None:
+        raise RuntimeError("no HeldSignals registered: signals_app registers one when the app is ready")
+    return _held_signals
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -38,13 +72,14 @@ def _backoff(attempts: int) -> timedelta:
 # --- the live hold (signal processor) -------------------------------------------------------------------------
 
 
-def holds_open(*, signal, orders: list[Order], error: str = "") -> None:
-    """Hold the symbol for each still-pending order (idempotent; joins the caller's transaction)."""
+def holds_open(*, signal_pk: int, orders: list[Order], error: str = "") -> None:
+    """Hold the symbol for each still-pending order of inbox signal ``signal_pk`` (idempotent; joins the
+    caller's transaction)."""
     now = timezone.now()
     for order in orders:
         hold, created = OrderHold.objects.get_or_create(
             order=order,
-            defaults={"signal": signal, "category": order.category, "symbol": order.symbol, "since": now,
+            defaults={"signal_id": signal_pk, "category": order.category, "symbol": order.symbol, "since": now,
                       "attempts": 1, "next_check_at": now + _backoff(1), "last_error": error[:500]},
         )  # fmt: skip
         if created:
@@ -57,10 +92,10 @@ def hold_waiting(orders: list[Order], *, now: datetime | None = None) -> bool:
     return OrderHold.objects.filter(order__in=orders, state=OrderHold.State.HELD, next_check_at__gt=now).exists()
 
 
-def hold_note_unknown(*, signal, order: Order, error: str) -> OrderHold:
+def hold_note_unknown(*, signal_pk: int, order: Order, error: str) -> OrderHold:
     """One more lookup that could not tell: back off (doubling), keep the reason."""
     now = timezone.now()
-    holds_open(signal=signal, orders=[order], error=error)
+    holds_open(signal_pk=signal_pk, orders=[order], error=error)
     hold = OrderHold.objects.get(order=order)
     if hold.state == OrderHold.State.HELD:
         hold.attempts += 1
@@ -80,8 +115,6 @@ def hold_expired(hold: OrderHold, *, now: datetime | None = None) -> bool:
 def hold_give_up(hold: OrderHold) -> Order:
     """Past ``ORDER_HOLD_MAX_SECONDS``: record the order ``failed`` (conditional on still pending) and release
     the symbol. Reconciliation keeps looking for it and adopts it if the exchange has it."""
-    from orders.services.order_executor import order_payload
-
     held = (timezone.now() - hold.since).total_seconds()
     reason = (f"create outcome unknown after {held:.0f}s of lookups by orderLinkId (ORDER_HOLD_MAX_SECONDS="
               f"{settings.ORDER_HOLD_MAX_SECONDS:g}): given up; adopted if the exchange shows it later")
@@ -138,21 +171,12 @@ def held_symbols_text(holds: list[HeldSymbol], *, now: datetime | None = None) -
 
 def pending_send_blocker(order: Order) -> tuple[str, str]:
     """May reconciliation send this ``pending_submit`` order? ``("", "")`` yes; ``("held", why)`` leave it to
-    the signal processor's hold; ``("fail", why)`` never: its signal is finished or has successors."""
-    from signals_app.models import TradingSignal
-
+    the signal processor's hold; ``("fail", why)`` never: its signal is finished or has successors
+    (``HeldSignals.send_blocker``)."""
     if OrderHold.objects.filter(order=order, state=OrderHold.State.HELD).exists():
         return "held", "held by the signal processor until its outcome is known"
-    signal = TradingSignal.objects.filter(order_links__order=order).order_by("id").first()
-    if signal is None:
-        return "", ""
-    if signal.status not in UNFINISHED_SIGNAL:
-        return "fail", f"its signal is finished ({signal.status}): not sent late"
-    successor = (TradingSignal.objects.filter(asset=signal.asset, id__gt=signal.id).exclude(status="received")
-                 .order_by("id").values_list("signal_id", flat=True).first())  # fmt: skip
-    if successor is not None:
-        return "fail", f"a later signal of {signal.asset} ({successor}) was processed after it: not sent out of order"
-    return "", ""
+    why = _signals().send_blocker(order)
+    return ("fail", why) if why else ("", "")
 
 
 def given_up_holds(*, category: str, symbol: str | None) -> list[OrderHold]:
@@ -170,11 +194,8 @@ def hold_not_placed(hold: OrderHold) -> None:
 
 def hold_adopted(order: Order) -> bool:
     """After reconciliation adopted a given-up order: its signal follows what really happened
-    (``failed`` → ``executed`` with a note). True when the signal changed."""
-    from signals_app.models import SignalStatus, TradingSignal
-    from signals_app.services.intake import signal_event_payload
-
-    hold = OrderHold.objects.filter(order=order, state=OrderHold.State.GIVEN_UP).select_related("signal").first()
+    (``failed`` → ``executed`` with a note, ``HeldSignals.signal_adopted``). True when the signal changed."""
+    hold = OrderHold.objects.filter(order=order, state=OrderHold.State.GIVEN_UP).first()
     if hold is None:
         return False
     order.refresh_from_db()
@@ -182,14 +203,9 @@ def hold_adopted(order: Order) -> bool:
         return False
     note = (f"; adopted by reconciliation: the exchange had {order.order_link_id} given up as unknown "
             f"({order.status}, filled {order.filled_qty})")
-    signal = hold.signal
     with transaction.atomic():
         OrderHold.objects.filter(pk=hold.pk).update(state=OrderHold.State.ADOPTED)
-        changed = TradingSignal.objects.filter(pk=signal.pk, status=SignalStatus.FAILED).update(
-            status=SignalStatus.EXECUTED, reason=signal.reason + note)
-        if changed:
-            signal.refresh_from_db()
-            events.publish_event_on_commit(routing_key=events.SIGNAL_EXECUTED, payload=signal_event_payload(signal))
+        changed = _signals().signal_adopted(signal_pk=hold.signal_id, note=note)
     log.warning("given_up_order_adopted", order_link_id=order.order_link_id, status=order.status,
-                signal_id=str(signal.signal_id), signal_changed=bool(changed))
+                signal_id=str(signal_id_of_link(order.order_link_id)), signal_changed=bool(changed))
     return bool(changed)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from orders.models import OrderType, TimeInForce
@@ -33,8 +34,6 @@ class TypeRules:
 
     @classmethod
     def from_settings(cls) -> TypeRules:
-        from django.conf import settings
-
         return cls(
             confidence_threshold=settings.MARKET_ORDER_CONFIDENCE_THRESHOLD,
             spread_threshold_pct=settings.MARKET_ORDER_SPREAD_THRESHOLD,

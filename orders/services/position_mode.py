@@ -39,7 +39,7 @@ MODE_TTL_SECONDS = 60.0
 _lock = threading.Lock()
 _modes: dict[tuple[str, str], tuple[float, str]] = {}
 # The last position listing read per symbol (monotonic time, rows): a decision made right after the mode was
-# read may use the same answer instead of asking again (signals_app/services/fresh_position.py).
+# read may use the same answer instead of asking again (orders/services/fresh_position.py).
 _rows: dict[tuple[str, str], tuple[float, list]] = {}
 
 

@@ -1,7 +1,9 @@
 """Signal intake: one message in, at most one inbox row out.
 
 Every door (AMQP consumer, ``POST /api/signals/``, ``manage.py send_signal``)
-calls ``signal_intake``. It validates against the contract and stores:
+calls ``signal_intake`` (one message) or ``signals_intake_batch`` (the
+consumer's batches; one path: a single message is a batch of one). It
+validates against the contract and stores:
 
 - a valid signal as ``received`` (``skipped`` when it is a warm-up signal);
 - an invalid one as ``rejected`` with the reason, when it carries a usable
@@ -52,53 +54,39 @@ class IntakeResult:
 
 
 def signal_intake(*, payload: bytes | str | dict, source: str, traceparent=None) -> IntakeResult:
-    """Validate and store one signal message. See the module docstring for the outcomes.
+    """Validate and store one signal message: a batch of one (``signals_intake_batch``) in a transaction of
+    its own (a savepoint inside the caller's). See the module docstring for the outcomes.
 
     ``traceparent``: the W3C header that came with the message (None: absent); it decides the trace id with
     the body's ``trace_id`` (``ordermanager.tracing.signal_trace``) and never refuses a signal.
     """
     try:
-        parsed = signal_parse(payload)
-    except SignalInvalid as exc:
-        return _intake_invalid(exc, source=source, trace=_trace_of_invalid(exc, traceparent))
-    trace = signal_trace(header=traceparent, body_trace_id=parsed.trace_id)
-    with structlog.contextvars.bound_contextvars(signal_id=str(parsed.signal_id), trace_id=trace.trace_id):
-        _trace_warn(trace, source=source)
-        return _intake_valid(parsed, source=source, trace=trace)
+        with transaction.atomic():
+            return signals_intake_batch(payloads=[payload], source=source, traceparents=[traceparent])[0]
+    except IntegrityError:
+        # Another door stored the same signal_id between our check and our insert (the check's snapshot
+        # predates the lock wait, or the copy named another symbol): taken again, the check finds it.
+        with transaction.atomic():
+            return signals_intake_batch(payloads=[payload], source=source, traceparents=[traceparent])[0]
 
 
-def _trace_of_invalid(exc: SignalInvalid, traceparent) -> SignalTrace:
-    body = exc.data.get("trace_id") if isinstance(exc.data.get("trace_id"), str) else ""
-    return signal_trace(header=traceparent, body_trace_id=body[:64])
+def signals_intake_batch(*, payloads: list[bytes | str | dict], source: str,
+                         traceparents: list | None = None) -> list[IntakeResult]:
+    """Validate and store messages in the caller's transaction, in a few statements: the one intake path
+    (``signal_intake`` is a batch of one). Results and side effects are message by message.
 
+    The consumer stores up to 50 messages per transaction; one by one that is several round trips each, and
+    the intake thread shares the GIL with the processor threads, so each round trip can wait milliseconds
+    to run again. Here: the locks of every symbol in the batch (taken in key order, so two batches cannot
+    deadlock), the NOTIFY and the duplicate check in one statement, and one multi-row INSERT in message
+    order (ids follow it, so per-symbol order is kept).
 
-def _trace_warn(trace: SignalTrace, *, source: str) -> None:
-    """The header's problems, logged in the signal's context (the signal is accepted all the same)."""
-    for event, fields in trace.warnings:
-        log.warning(event, source=source, trace_source=trace.source, **fields)
-
-
-def signals_intake_batch(*, payloads: list[bytes], source: str, traceparents: list | None = None) -> list[IntakeResult]:
-    """``signal_intake`` for a batch of messages, in the caller's transaction, in a few statements.
-
-    The consumer stores up to 50 messages per transaction; one by one that is four round trips each
-    (savepoint, lock, insert, release), and the intake thread shares the GIL with the processor threads, so
-    each round trip can wait milliseconds to run again. Here: the locks of every symbol in the batch (taken
-    in key order, so two batches cannot deadlock) and the NOTIFY in one statement, the duplicate check in
-    one, and one multi-row INSERT in message order (ids follow it, so per-symbol order is kept). Results
-    and side effects are those of ``signal_intake`` message by message.
-
-    Must run inside a transaction. A concurrent insert of one of the ids makes the INSERT fail: the caller
-    retries the batch, and the check then finds it. Raises on anything else (the caller falls back to
-    ``signal_intake`` per message, which isolates a message that breaks something).
+    Must run inside a transaction. The check's snapshot may predate the lock wait: an id stored meanwhile
+    by another door makes the INSERT fail (``IntegrityError``), and the caller takes the batch again (the
+    check then finds it) or falls back to ``signal_intake`` per message. Raises on anything else.
     """
-    parsed: list[tuple[ParsedSignal | SignalInvalid, SignalTrace]] = []
-    for payload, header in zip(payloads, traceparents or [None] * len(payloads), strict=True):
-        try:
-            item = signal_parse(payload)
-            parsed.append((item, signal_trace(header=header, body_trace_id=item.trace_id)))
-        except SignalInvalid as exc:
-            parsed.append((exc, _trace_of_invalid(exc, header)))
+    parsed = [_parse(payload, header)
+              for payload, header in zip(payloads, traceparents or [None] * len(payloads), strict=True)]
     ids = [p.signal_id for p, _ in parsed if p.signal_id is not None]
     existing = _lock_symbols_and_find(assets={p.asset for p, _ in parsed if isinstance(p, ParsedSignal)}, ids=ids)
     rows, planned = [], []
@@ -112,55 +100,63 @@ def signals_intake_batch(*, payloads: list[bytes], source: str, traceparents: li
         rows.append(row)
         planned.append((row, trace))
     TradingSignal.objects.bulk_create(rows)  # one INSERT ... RETURNING id, in message order
-    return [_batch_result(item, source=source, trace=trace) for item, trace in planned]
+    return [_result(item, source=source, trace=trace) for item, trace in planned]
 
 
-def _batch_result(item, *, source: str, trace: SignalTrace) -> IntakeResult:
-    if isinstance(item, TradingSignal):
-        with structlog.contextvars.bound_contextvars(signal_id=str(item.signal_id), trace_id=item.trace_id):
-            _trace_warn(trace, source=source)
-            if item.status == SignalStatus.REJECTED:
-                log.warning("signal_invalid", source=source, reason=item.reason)
+def _parse(payload, header) -> tuple[ParsedSignal | SignalInvalid, SignalTrace]:
+    try:
+        item = signal_parse(payload)
+    except SignalInvalid as exc:
+        body = exc.data.get("trace_id") if isinstance(exc.data.get("trace_id"), str) else ""
+        return exc, signal_trace(header=header, body_trace_id=body[:64])
+    return item, signal_trace(header=header, body_trace_id=item.trace_id)
+
+
+def _trace_warn(trace: SignalTrace, *, source: str) -> None:
+    """The header's problems, logged in the signal's context (the signal is accepted all the same)."""
+    for event, fields in trace.warnings:
+        log.warning(event, source=source, trace_source=trace.source, **fields)
+
+
+def _result(item: TradingSignal | ParsedSignal | SignalInvalid, *, source: str, trace: SignalTrace) -> IntakeResult:
+    """One message's outcome, logged (and evented) in its own context: a row stored now, or a message
+    that breaks the contract, or a repeat of a stored signal_id."""
+    stored = isinstance(item, TradingSignal)
+    signal_id = str(item.signal_id or "")
+    with structlog.contextvars.bound_contextvars(signal_id=signal_id, trace_id=trace.trace_id[:64]):
+        _trace_warn(trace, source=source)
+        if isinstance(item, SignalInvalid) or (stored and item.status == SignalStatus.REJECTED):
+            log.warning("signal_invalid", source=source, reason=item.reason)
+        if stored:
             _stored(item)
-        rejected = item.reason if item.status == SignalStatus.REJECTED else None
-        return IntakeResult(signal=item, created=True, rejected_reason=rejected)
-    if isinstance(item, SignalInvalid):
-        if item.signal_id is None:
-            return _intake_invalid(item, source=source, trace=trace)  # nothing to store: logged and evented there
+            rejected = item.reason if item.status == SignalStatus.REJECTED else None
+            return IntakeResult(signal=item, created=True, rejected_reason=rejected)
+        if item.signal_id is None:  # nothing can be stored: the caller dead-letters it
+            events.publish_event_on_commit(
+                routing_key=events.SIGNAL_REJECTED, payload={"signal_id": None, "reason": item.reason, "source": source}
+            )
+            return IntakeResult(signal=None, created=False, rejected_reason=item.reason)
         duplicate = _duplicate(item.signal_id)
-        return IntakeResult(signal=duplicate.signal, created=False, rejected_reason=item.reason)
-    return _duplicate(item.signal_id)
+        if isinstance(item, SignalInvalid):  # a repeat (or a corrupted copy) of a stored one
+            return IntakeResult(signal=duplicate.signal, created=False, rejected_reason=item.reason)
+        return duplicate
 
 
 def _lock_symbols_and_find(*, assets: set[str], ids: list) -> set:
-    """Take the intake locks of ``assets`` (PostgreSQL) and return which of ``ids`` are already stored."""
-    if connection.vendor == "postgresql" and assets:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(pg_advisory_xact_lock(%s, k)), pg_notify(%s, '') FROM unnest(%s::int[]) AS k",
-                [INTAKE_LOCK_NAMESPACE, INBOX_CHANNEL, sorted({_symbol_key(a) for a in assets})],
-            )
-    if not ids:
-        return set()
-    # After the locks (a statement of its own, so its snapshot sees what the lock holders committed).
-    return set(TradingSignal.objects.filter(signal_id__in=ids).values_list("signal_id", flat=True))
-
-
-def _intake_valid(parsed: ParsedSignal, *, source: str, trace: SignalTrace) -> IntakeResult:
-    try:
-        # Inside the consumer's batch transaction this is one savepoint per message: a failure (a bug, a
-        # concurrent insert of the same id) is rolled back alone and the rest of the batch goes on.
-        with transaction.atomic():
-            if _lock_symbol_intake(parsed.asset, signal_id=parsed.signal_id):
-                return _duplicate(parsed.signal_id)
-            signal = _valid_row(parsed, source=source, trace=trace)
-            signal.save(force_insert=True)
-            _stored(signal)
-    except IntegrityError:
-        # Another door stored the same signal_id between our check and our insert (the check's snapshot
-        # predates the lock wait, or the copy named another symbol).
-        return _duplicate(parsed.signal_id)
-    return IntakeResult(signal=signal, created=True, rejected_reason=None)
+    """Take the intake locks of ``assets`` until commit and wake the processors of every process when it
+    commits (PostgreSQL: one statement with the duplicate check); return which of ``ids`` are stored."""
+    if connection.vendor != "postgresql" or not assets:
+        if not ids:
+            return set()
+        return set(TradingSignal.objects.filter(signal_id__in=ids).values_list("signal_id", flat=True))
+    with connection.cursor() as cursor:
+        # The NOTIFY is delivered only if this transaction commits.
+        cursor.execute(
+            "SELECT (SELECT count(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::int[]) AS k), pg_notify(%s, ''), "
+            f"ARRAY(SELECT signal_id FROM {TradingSignal._meta.db_table} WHERE signal_id = ANY(%s::uuid[]))",
+            [INTAKE_LOCK_NAMESPACE, sorted({_symbol_key(a) for a in assets}), INBOX_CHANNEL, ids],
+        )
+        return set(cursor.fetchone()[2])
 
 
 def _valid_row(parsed: ParsedSignal, *, source: str, trace: SignalTrace) -> TradingSignal:
@@ -219,27 +215,6 @@ def _stored(signal: TradingSignal) -> None:
                  trace_id=signal.trace_id, parent_span_id=signal.trace_parent_id)
 
 
-def _intake_invalid(exc: SignalInvalid, *, source: str, trace: SignalTrace) -> IntakeResult:
-    with structlog.contextvars.bound_contextvars(signal_id=str(exc.signal_id or ""), trace_id=trace.trace_id[:64]):
-        _trace_warn(trace, source=source)
-        log.warning("signal_invalid", source=source, reason=exc.reason)
-        if exc.signal_id is None:
-            events.publish_event_on_commit(
-                routing_key=events.SIGNAL_REJECTED, payload={"signal_id": None, "reason": exc.reason, "source": source}
-            )
-            return IntakeResult(signal=None, created=False, rejected_reason=exc.reason)
-        try:
-            with transaction.atomic():
-                signal = _rejected_row(exc, source=source, trace=trace)
-                signal.save(force_insert=True)
-                _stored(signal)
-        except IntegrityError:
-            # The id is taken: this message is a repeat (or a corrupted copy) of a stored one.
-            duplicate = _duplicate(exc.signal_id)
-            return IntakeResult(signal=duplicate.signal, created=False, rejected_reason=exc.reason)
-        return IntakeResult(signal=signal, created=True, rejected_reason=exc.reason)
-
-
 def _duplicate(signal_id) -> IntakeResult:
     existing = TradingSignal.objects.filter(signal_id=signal_id).first()
     log.info("signal_duplicate", signal_id=str(signal_id), status=existing.status if existing else None)
@@ -250,27 +225,13 @@ def _text(value, limit: int) -> str:
     return value[:limit] if isinstance(value, str) else ""
 
 
-def _lock_symbol_intake(asset: str, *, signal_id) -> bool:
-    """Serialise intakes of ``asset`` until commit (PostgreSQL); True when ``signal_id`` is already stored."""
-    if connection.vendor != "postgresql":
-        return TradingSignal.objects.filter(signal_id=signal_id).exists()
-    with connection.cursor() as cursor:
-        # One round trip: the lock, a NOTIFY that PostgreSQL delivers only if this transaction commits, and
-        # the duplicate check (a repeat is answered without an insert that fails).
-        cursor.execute(
-            f"SELECT pg_advisory_xact_lock(%s, %s), pg_notify(%s, ''), "
-            f"EXISTS (SELECT 1 FROM {TradingSignal._meta.db_table} WHERE signal_id = %s)",
-            [INTAKE_LOCK_NAMESPACE, _symbol_key(asset), INBOX_CHANNEL, signal_id],
-        )
-        return bool(cursor.fetchone()[2])
-
-
 def _symbol_key(asset: str) -> int:
     # crc32 fits the int4 second key once shifted into the signed range; a collision only serialises two symbols.
     return zlib.crc32(asset.encode()) - 2**31
 
 
 def _wake_processor() -> None:
+    # Imported here: signal_processor imports signal_outcome, which imports this module (signal_event_payload).
     from signals_app.services.signal_processor import processor_wake
 
     processor_wake()

@@ -6,30 +6,16 @@ all processes holds it) and processes that symbol's unfinished signals
 strictly by inbox id. Different symbols run in parallel in the worker
 threads of every process. See docs/decisions/0301-signal-pipeline.md.
 
-Crash safety (properties 1 and 2): a signal is marked ``processing`` before
-anything is sent; its orders are committed ``pending_submit`` with their
-deterministic orderLinkId before the request. A signal found ``processing``
-by a worker that holds its symbol lock is an orphan of a dead worker: if it
-has orders, each pending one is looked up on the exchange by orderLinkId and
-only sent if absent (``order_resume``); if it has none, nothing reached the
-exchange but cancellations, and it is planned again.
-
-Every signal ends terminal: ``executed`` (every leg acknowledged),
-``dry_run``, ``rejected`` (a rule or the exchange said no, with the reason),
-``failed`` (the exchange could not be reached, or a leg's outcome stayed
-unknown until it was given up; the reason says which).
-
-Holds (docs/decisions/0315): a leg whose outcome is unknown keeps its signal
-``processing`` and its symbol: the worker stops there, and on later rounds
-looks the order up by orderLinkId with backoff (``order_holds``) until the
-outcome is known or the order is given up; only then do the symbol's later
-signals run. Fresh positions (docs/decisions/0316): a refusal that says the
-position was not what we decided on re-reads the exchange and re-plans once.
+One signal (``signal_process``): its orders are planned, recorded, sent and
+settled by ``orders.services.signal_orders`` (crash safety, holds, fresh
+positions); the signal's status follows their placement through
+``signal_outcome.SignalCommit``, committed with the last leg's outcome
+(docs/decisions/0323). A held signal stays ``processing`` and keeps its
+symbol: the worker stops there until the outcome is known (docs/decisions/0315).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from contextlib import contextmanager
@@ -38,36 +24,27 @@ from datetime import timedelta
 import psycopg
 import structlog
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import Min
 from django.utils import timezone
 
-from ordermanager import events, metrics
-from orders.models import Order, OrderHold, OrderStatus, SignalOrderRelationship
-from orders.services import order_holds
-from orders.services.cancellation import CancelOutcome, CancelResult, orders_cancel_for_signal
-from orders.services.order_executor import order_link_id_for, order_resume, order_submit
+from ordermanager import metrics
+from orders.models import OrderHold, Side
+from orders.services import fresh_position, order_holds
 from orders.services.risk_limits import risk_limit_seed_global
+from orders.services.signal_orders import SignalOrderInput, orders_place_for_signal, signal_orders_resume
 from signals_app.models import SignalStatus, TradingSignal
-from signals_app.services import fresh_position
-from signals_app.services.intake import INBOX_CHANNEL, signal_event_payload
-from signals_app.services.order_plan import NO_POSITION, OrderPlan, order_plan
+from signals_app.services.intake import INBOX_CHANNEL
+from signals_app.services.signal_outcome import UNFINISHED, SignalCommit, signal_finish
 from signals_app.services.symbol_lock import symbol_lock_release, symbol_lock_try
 
 log = structlog.get_logger(__name__)
 
-UNFINISHED = (SignalStatus.RECEIVED, SignalStatus.PROCESSING)
-ACKNOWLEDGED = (
-    OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED, OrderStatus.PENDING_CANCEL,
-    OrderStatus.CANCELLED,
-)
 # A worker gives its symbol back after this many signals so a busy symbol cannot starve the others.
 BATCH_PER_SYMBOL = 50
 # Health: one signal in hand longer than this (cancels and a create, each with the client's retries, take far
 # less) or a worker error this recent makes the processor unhealthy in the heartbeat.
 STUCK_AFTER_SECONDS = 120.0
-REDUCE_ONLY_REFUSED = 110017
 ERROR_RECENT_SECONDS = 60.0
 
 
@@ -239,7 +216,10 @@ def _drain_symbol(symbol: str, limit: int | None) -> int:
 
 
 def signal_process(*, signal: TradingSignal) -> TradingSignal:
-    """Take one signal to a terminal state. The caller must hold the symbol lock."""
+    """Take one signal to a terminal state (or keep it held). The caller must hold the symbol lock.
+
+    The orders are orders' business (``orders.services.signal_orders``); the signal's status follows their
+    placement through ``SignalCommit`` (``signal_outcome``, docs/decisions/0323)."""
     with structlog.contextvars.bound_contextvars(signal_id=str(signal.signal_id), trace_id=signal.trace_id):
         # `processing` is set in the transaction that commits the orders (one commit fewer per signal); a
         # signal with orders but no terminal status is resumed whatever its status says.
@@ -247,255 +227,30 @@ def signal_process(*, signal: TradingSignal) -> TradingSignal:
             return signal
         metrics.signal_work_started()
         try:
+            order_input, commit = signal_order_input(signal), SignalCommit(signal)
             # Orders are committed with the `processing` status, so a `received` signal has none to resume.
-            orders = [] if signal.status == SignalStatus.RECEIVED else list(
-                Order.objects.filter(signal_links__signal=signal).order_by("leg"))
-            if orders:
-                return _resume(signal, orders)
-            return _plan_and_execute(signal)
+            resumed = None if signal.status == SignalStatus.RECEIVED else signal_orders_resume(
+                signal=order_input, signal_commit=commit)
+            if resumed is None:
+                _warn_clock_skew(signal)
+                orders_place_for_signal(signal=order_input, signal_commit=commit)
+            return signal
         except DatabaseError:
             raise  # the worker backs off; the signal stays `processing` and is resumed
         except Exception as exc:
             # A bug must not block the symbol forever nor kill the worker: fail this signal, loudly.
             log.exception("signal_process_crashed")
-            return _finish(signal, SignalStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+            return signal_finish(signal, SignalStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def _plan_and_execute(signal: TradingSignal) -> TradingSignal:
-    from exchange.bybit.errors import BybitError
-    from exchange.instruments import UnknownInstrument
-
-    _warn_clock_skew(signal)
-    replanned = False
-    try:
-        try:
-            plan = order_plan(signal=signal)
-        except ValidationError as exc:
-            if not _no_position_on_book(exc):
-                raise
-            # "No long position" decided on our book: ask the exchange once (docs/decisions/0316).
-            sizes = fresh_position.exchange_sizes_read(category=settings.BYBIT_CATEGORY, symbol=signal.asset,
-                                                       since=exc.plan_started)  # fmt: skip
-            fresh_position.position_path_count(fresh_position.REPLANNED, symbol=signal.asset, after="no position",
-                                               exchange={k: str(v) for k, v in sizes.items()})  # fmt: skip
-            replanned = True
-            plan = order_plan(signal=signal, position_sizes=sizes)
-    except ValidationError as exc:
-        return _finish(signal, SignalStatus.REJECTED, "; ".join(exc.messages))
-    except BybitError as exc:
-        return _finish(signal, SignalStatus.FAILED, f"exchange unavailable while preparing the order: {exc}")
-    except UnknownInstrument as exc:
-        return _finish(signal, SignalStatus.REJECTED, f"asset {signal.asset} is not listed on the exchange: {exc}")
-    except DatabaseError:
-        raise
-    except Exception as exc:
-        log.exception("signal_plan_crashed")
-        return _finish(signal, SignalStatus.FAILED, f"internal error while planning: {type(exc).__name__}: {exc}")
-    log.info("signal_planned", plan=plan.summary(), why=plan.decision.why, position_source=plan.position_source)
-    cancels = orders_cancel_for_signal(
-        symbol=plan.symbol, side=plan.side, order_type=plan.decision.order_type, category=settings.BYBIT_CATEGORY,
-        note=f"signal {signal.signal_id}",
-    ) if plan.cancel_candidates else []
-    notes = [*plan.notes, *_cancel_notes(cancels)]
-    summary = "; ".join([plan.summary(), *notes])
-    orders = _orders_create(signal, plan)
-    done = _submit_legs(signal, orders, summary=summary, replan=not replanned)  # one re-plan per signal
-    return done if done is not None else _replan_after_refusal(signal, orders, summary=summary)
-
-
-def _cancel_notes(cancels: list[CancelOutcome]) -> list[str]:
-    """The processor's one reading of cancel results: only a failed cancel is worth a note on the signal
-    (the others are the plan going as decided)."""
-    return [f"cancel of {c.order_link_id} failed: {c.message}" for c in cancels if c.result is CancelResult.ERROR]
-
-
-def _submit_legs(signal: TradingSignal, orders: list[Order], *, summary: str, replan: bool) -> TradingSignal | None:
-    """Send each leg; the last leg's outcome and the signal's commit together. None: re-plan (see _settle)."""
-    submitted: list[Order] = []
-    finished: list[TradingSignal | None] = []
-
-    def finish(last: Order) -> None:
-        # Runs in the transaction that records the last leg's outcome: one commit for the order and the signal.
-        finished.append(_settle(signal, [*submitted, last], summary=summary, replan=replan))
-
-    for index, order in enumerate(orders):
-        last = index == len(orders) - 1
-        submitted.append(order_submit(order=order, fresh=True, on_recorded=finish if last else None))
-    return finished[0]
-
-
-def _settle(signal: TradingSignal, orders: list[Order], *, summary: str, replan: bool) -> TradingSignal | None:
-    """Finish the signal, or hold its symbol when a leg's outcome is unknown (the signal stays `processing`),
-    or return None when every leg was refused as reduce-only against a position we did not have (re-plan)."""
-    pending = [o for o in orders if o.status == OrderStatus.PENDING_SUBMIT]
-    if pending:
-        order_holds.holds_open(signal=signal, orders=pending, error="create outcome unknown after the client's "
-                               "retries and lookup")  # fmt: skip
-        log.warning("signal_held", orders=[o.order_link_id for o in pending])
-        return signal
-    if replan and _refused_for_position(orders):
-        return None
-    return _submit_and_finish(signal, orders, summary=summary)
-
-
-def _refused_for_position(orders: list[Order]) -> bool:
-    """No leg placed and the exchange refused one as reduce-only (110017): our position was stale."""
-    return not any(o.status in ACKNOWLEDGED for o in orders) and any(
-        o.status == OrderStatus.REJECTED and o.reject_code == REDUCE_ONLY_REFUSED for o in orders)
-
-
-def _replan_after_refusal(signal: TradingSignal, refused: list[Order], *, summary: str) -> TradingSignal:
-    """Read the exchange's position and plan the signal once more (docs/decisions/0316)."""
-    from exchange.bybit.errors import BybitError
-
-    problems = "; ".join(_order_problem(o) for o in refused)
-    head = f"{summary}: {problems}; re-planned on the exchange's position"
-    try:
-        sizes = fresh_position.exchange_sizes_read(category=refused[0].category, symbol=refused[0].symbol)
-        fresh_position.position_path_count(fresh_position.REPLANNED, symbol=signal.asset, after="110017",
-                                           exchange={k: str(v) for k, v in sizes.items()})  # fmt: skip
-        plan = order_plan(signal=signal, position_sizes=sizes)
-    except ValidationError as exc:
-        return _finish(signal, SignalStatus.REJECTED, f"{head}: {'; '.join(exc.messages)}")
-    except BybitError as exc:
-        return _finish(signal, SignalStatus.REJECTED, f"{head} failed, the exchange could not be asked: {exc}")
-    first = max(o.leg for o in refused) + 1
-    plan = dataclasses.replace(plan, legs=[dataclasses.replace(leg, leg=first + leg.leg) for leg in plan.legs])
-    log.info("signal_replanned", plan=plan.summary(), refused=[o.order_link_id for o in refused])
-    orders = _orders_create(signal, plan)
-    summary = "; ".join([f"{head}: {plan.summary()}", *plan.notes])
-    done = _submit_legs(signal, orders, summary=summary, replan=False)
-    return done
-
-
-def _resume(signal: TradingSignal, orders: list[Order]) -> TradingSignal:
-    """A `processing` signal with orders: a hold to check, or a crash to resume. Each pending leg is looked up
-    by orderLinkId (``order_resume``): found → acknowledged; absent → sent (young) or failed (old). A lookup
-    that cannot tell keeps the hold (backoff); past ORDER_HOLD_MAX_SECONDS the leg is given up."""
-    from exchange.bybit.errors import BybitError
-
-    pending = [o for o in orders if o.status == OrderStatus.PENDING_SUBMIT]
-    if pending and order_holds.hold_waiting(pending):
-        return signal  # not due for its next lookup: the symbol keeps waiting
-    held = {h.order_id: h for h in OrderHold.objects.filter(order__in=orders)}
-    log.warning("signal_resumed", orders=[o.order_link_id for o in orders], held=bool(held))
-    for order in pending:
-        try:
-            order_resume(order=order)
-        except BybitError as exc:
-            order_holds.hold_note_unknown(signal=signal, order=order, error=f"lookup failed: {exc}")
-            continue
-        if order.status == OrderStatus.PENDING_SUBMIT:  # sent again, and again no answer
-            order_holds.hold_note_unknown(signal=signal, order=order, error="re-sent: outcome unknown again")
-    still = [o for o in pending if o.status == OrderStatus.PENDING_SUBMIT]
-    for order in still:
-        hold = OrderHold.objects.get(order=order)
-        if order_holds.hold_expired(hold):
-            order_holds.hold_give_up(hold)
-            order.refresh_from_db()
-    if any(o.status == OrderStatus.PENDING_SUBMIT for o in still):
-        return signal
-    order_holds.holds_release(orders)
-    for order in orders:
-        order.refresh_from_db()
-    if held:
-        since = min(h.since for h in held.values())
-        summary = f"held {(timezone.now() - since).total_seconds():.0f}s until the create's outcome was known"
-    else:
-        summary = "resumed after restart"
-    return _submit_and_finish(signal, orders, summary=summary)
-
-
-def _no_position_on_book(exc: ValidationError) -> bool:
-    return getattr(exc, "code", None) == NO_POSITION and getattr(exc, "position_source", "") == "book"
-
-
-def _orders_create(signal: TradingSignal, plan: OrderPlan) -> list[Order]:
-    """Commit every leg as pending_submit (with its orderLinkId) before anything is sent."""
-    with transaction.atomic():
-        TradingSignal.objects.filter(pk=signal.pk, status=SignalStatus.RECEIVED).update(status=SignalStatus.PROCESSING)
-        orders = []
-        for leg in plan.legs:
-            order = Order.objects.create(
-                order_link_id=order_link_id_for(signal_id=signal.signal_id, leg=leg.leg),
-                category=settings.BYBIT_CATEGORY,
-                symbol=plan.symbol,
-                side=plan.side,
-                order_type=plan.decision.order_type,
-                time_in_force=plan.decision.time_in_force,
-                qty=leg.qty,
-                price=plan.decision.price,
-                post_only=plan.decision.post_only,
-                reduce_only=leg.reduce_only,
-                position_idx=leg.position_idx,
-                leg=leg.leg,
-                status=OrderStatus.PENDING_SUBMIT,
-                is_dry_run=settings.ENABLE_DRY_RUN,
-                strategy_id=signal.strategy_id,
-                trace_id=signal.trace_id,
-            )
-            # The allocation is the share of the amount this leg's sent quantity stands for; the role says
-            # whether it closes, opens or flips (a hedge remainder is a second, opening order; decision 0318).
-            SignalOrderRelationship.objects.create(signal=signal, order=order, allocation_amount=leg.allocation_amount,
-                                                   role=leg.role)  # fmt: skip
-            orders.append(order)
-    return orders
-
-
-def _submit_and_finish(signal: TradingSignal, orders: list[Order], *, summary: str) -> TradingSignal:
-    status, detail = _outcome(orders)
-    return _finish(signal, status, f"{summary}: {detail}" if summary else detail)
-
-
-def _outcome(orders: list[Order]) -> tuple[str, str]:
-    statuses = [o.status for o in orders]
-    if all(s == OrderStatus.DRY_RUN for s in statuses):
-        return SignalStatus.DRY_RUN, f"dry-run: {len(orders)} order(s) recorded, nothing sent"
-    placed = [o for o in orders if o.status in ACKNOWLEDGED]
-    if len(placed) == len(orders):
-        return SignalStatus.EXECUTED, f"{len(orders)} order(s) placed"
-    problems = "; ".join(_order_problem(o) for o in orders if o.status not in ACKNOWLEDGED)
-    head = f"{len(placed)} of {len(orders)} order(s) placed; " if placed else ""
-    if placed:
-        return SignalStatus.EXECUTED, head + problems
-    if all(o.status == OrderStatus.REJECTED for o in orders):
-        return SignalStatus.REJECTED, problems
-    return SignalStatus.FAILED, problems
-
-
-def _order_problem(order: Order) -> str:
-    if order.status == OrderStatus.REJECTED:
-        return f"{order.order_link_id} rejected by the exchange: retCode {order.reject_code} {order.reject_reason}"
-    if order.status == OrderStatus.PENDING_SUBMIT:
-        return f"{order.order_link_id} outcome unknown after retries"
-    return f"{order.order_link_id} {order.status}: {order.reject_reason}"
-
-
-def _finish(signal: TradingSignal, status: str, reason: str) -> TradingSignal:
-    # savepoint=False: inside the executor's transaction this joins it (no SAVEPOINT round trips).
-    with transaction.atomic(savepoint=False):
-        now = timezone.now()
-        changed = TradingSignal.objects.filter(pk=signal.pk, status__in=UNFINISHED).update(
-            status=status, reason=reason, processed_at=now
-        )
-        if changed:
-            signal.status, signal.reason, signal.processed_at = status, reason, now
-        else:
-            signal.refresh_from_db()
-        if changed:
-            events.publish_event_on_commit(routing_key=_SIGNAL_EVENT[status], payload=signal_event_payload(signal))
-            metrics.signal_finished_on_commit(signal)
-    level = log.info if status in (SignalStatus.EXECUTED, SignalStatus.DRY_RUN) else log.warning
-    level("signal_finished", status=status, reason=reason)
-    return signal
-
-
-_SIGNAL_EVENT = {
-    SignalStatus.EXECUTED: events.SIGNAL_EXECUTED,
-    SignalStatus.REJECTED: events.SIGNAL_REJECTED,
-    SignalStatus.FAILED: events.SIGNAL_FAILED,
-    SignalStatus.DRY_RUN: events.SIGNAL_DRY_RUN,
-}
+def signal_order_input(signal: TradingSignal) -> SignalOrderInput:
+    """What the orders side needs of ``signal`` (it reads no inbox model)."""
+    return SignalOrderInput(
+        pk=signal.pk, signal_id=signal.signal_id, side=Side.BUY if signal.signal_type == "buy" else Side.SELL,
+        symbol=signal.asset, amount=signal.amount, confidence=signal.confidence, urgency=signal.urgency,
+        snapshot_price=signal.snapshot_price, snapshot_spread=signal.snapshot_spread,
+        strategy_id=signal.strategy_id, trace_id=signal.trace_id,
+    )
 
 
 def _warn_clock_skew(signal: TradingSignal) -> None:

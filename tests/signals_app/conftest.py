@@ -11,8 +11,8 @@ def pipeline(bybit_settings, request):
     backfill mark left by an earlier test's background thread (a mark sends position decisions to the
     exchange, docs/decisions/0316)."""
     from exchange.instruments import instruments_cache_clear
+    from exchange.market_data import market_data_cache_clear
     from orders.services.position_mode import position_mode_forget
-    from signals_app.services.order_plan import market_data_cache_clear
 
     bybit_settings.BYBIT_API_RETRY_BASE_DELAY = 0.01
     bybit_settings.BYBIT_API_RETRY_MAX_DELAY = 0.05

@@ -43,3 +43,13 @@ def test_throttling_credentials_clock_or_no_ret_code_fail_the_order(settings, cl
 def test_an_ambiguous_error_leaves_the_order_pending(settings):
     order = submit_failing_with(E.BybitServerError("timed out", ret_code=10000), settings)
     assert order.status == OrderStatus.PENDING_SUBMIT
+
+
+def test_the_signal_id_is_read_back_from_an_order_link_id_of_a_signal():
+    import uuid
+
+    from orders.services.order_executor import order_link_id_for, signal_id_of_link
+
+    signal_id = uuid.uuid4()
+    assert signal_id_of_link(order_link_id_for(signal_id=signal_id, leg=12)) == signal_id
+    assert signal_id_of_link("manual-order-1") is None and signal_id_of_link(f"{signal_id.hex}-x") is None

@@ -16,9 +16,10 @@ import pytest
 from kombu import Exchange, Queue
 
 from orders.models import Order, OrderStatus
+from orders.services.signal_orders import ACKNOWLEDGED
 from signals_app.amqp import REASON_HEADER
 from signals_app.models import SignalStatus, TradingSignal
-from signals_app.services.signal_processor import ACKNOWLEDGED, UNFINISHED
+from signals_app.services.signal_processor import UNFINISHED
 from tests.signals_app.e2e.harness import (
     Broker,
     ConsumerProcess,

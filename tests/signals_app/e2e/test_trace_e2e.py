@@ -21,6 +21,7 @@ import pytest
 from django.db import connections
 from kombu import Connection
 
+from exchange.market_data import market_data_cache_clear
 from exchange.models import ExchangeCall
 from ordermanager.core.models import OutboxEvent
 from ordermanager.outbox import OutboxRelay
@@ -28,7 +29,6 @@ from orders.models import Order, OrderStatus
 from signals_app.amqp import SignalConsumer, dead_letter_queue, ingress_queue
 from signals_app.models import SignalStatus, TradingSignal
 from signals_app.services.intake import signal_intake
-from signals_app.services.order_plan import market_data_cache_clear
 from signals_app.services.signal_processor import process_pending
 from tests.orders.reconcile.conftest import Stream
 from tests.signals_app.conftest import signal_message

@@ -10,8 +10,8 @@ from django.db import connection
 
 from exchange.models import ExchangeCall
 from orders.models import Order, OrderStatus
+from orders.services import fresh_position
 from signals_app.models import SignalStatus, TradingSignal
-from signals_app.services import fresh_position
 from signals_app.services.intake import signal_intake
 from signals_app.services.signal_processor import process_pending
 from tests.orders.reconcile.conftest import Stream

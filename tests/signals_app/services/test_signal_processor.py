@@ -289,9 +289,9 @@ def test_terminal_signals_are_left_alone(pipeline, simulator):
 
 
 def test_unexpected_error_fails_the_signal_and_processing_carries_on(pipeline, simulator, monkeypatch):
-    from signals_app.services import signal_processor
+    from orders.services import signal_orders
 
-    real = signal_processor.order_plan
+    real = signal_orders.order_plan
     boom = intake(asset="SOLUSDT")
 
     def flaky(*, signal):
@@ -299,7 +299,7 @@ def test_unexpected_error_fails_the_signal_and_processing_carries_on(pipeline, s
             raise KeyError("surprise")
         return real(signal=signal)
 
-    monkeypatch.setattr(signal_processor, "order_plan", flaky)
+    monkeypatch.setattr(signal_orders, "order_plan", flaky)
     after = intake(asset="SOLUSDT", confidence=0.95, amount="100")
     process_pending()
     boom.refresh_from_db()
@@ -315,16 +315,16 @@ def test_unknown_uuid_helper():
 
 
 def test_a_signal_with_its_own_price_and_spread_does_not_wait_for_a_fresh_ticker(pipeline, simulator):
+    from exchange import market_data
     from exchange.models import ExchangeCall
-    from signals_app.services import order_plan
 
     def ticker_calls() -> int:
         return ExchangeCall.objects.filter(path="/v5/market/tickers").count()
 
     def age_ticker_cache(seconds: float) -> None:
-        with order_plan._tickers._lock:
-            for key, (fetched, value) in list(order_plan._tickers._data.items()):
-                order_plan._tickers._data[key] = (fetched - seconds, value)
+        with market_data._tickers._lock:
+            for key, (fetched, value) in list(market_data._tickers._data.items()):
+                market_data._tickers._data[key] = (fetched - seconds, value)
 
     snapshot = {"price": "65000", "spread": "1"}
     run(intake(confidence=0.95, amount="650", market_data_snapshot=snapshot))

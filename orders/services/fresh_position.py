@@ -14,7 +14,7 @@ position (reduce-only, the no-short cap, the hedge side) is made on:
 
 A refusal that says the position was not what we thought (the exchange's
 110017, or our own "no long position" on the book) re-reads the exchange and
-re-plans once ("re-planned"; signal_processor). Each path is counted here
+re-plans once ("re-planned"; ``orders.services.signal_orders``). Each path is counted here
 (shown in the consumer heartbeat) and logged as ``position_source``.
 """
 
@@ -35,6 +35,7 @@ from django.utils import timezone
 from ordermanager.core.services.db_backlog import outage_seen_within
 from orders.models import BackfillMark, Execution, Order, OrderStatus, OrderType, Side
 from orders.services.position_mode import positions_read
+from positions.selectors import position_rows
 
 log = structlog.get_logger(__name__)
 
@@ -79,8 +80,6 @@ def position_matters(*, side: str, sizes: dict, hedge: bool) -> bool:
 
 
 def _unsettled_query(*, category: str, symbol: str, limit: int):
-    from positions.selectors import position_rows
-
     booked = (Execution.objects.filter(order=OuterRef("pk")).order_by().values("order")
               .annotate(total=Sum("exec_qty")).values("total"))  # fmt: skip
     zero = Value(Decimal(0), output_field=DecimalField(max_digits=36, decimal_places=18))
@@ -150,8 +149,6 @@ def _aware(when: datetime) -> datetime:
 
 
 def book_sizes_read(*, category: str, symbol: str) -> dict[int, Decimal]:
-    from positions.selectors import position_rows
-
     sizes = dict.fromkeys((0, 1, 2), Decimal(0))
     for idx, size in position_rows(category=category, symbol=symbol).values_list("position_idx", "size"):
         sizes[idx] = size

@@ -31,6 +31,7 @@ when nothing was capped), and carries its role (close / open / flip).
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -38,28 +39,44 @@ import structlog
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from exchange import market_data
 from ordermanager.core.formatting import money_text, price_text, qty_text
-from ordermanager.core.ttl_cache import TTLCache
 from orders.models import LegRole, Side
 from orders.services import quantity_calculator as qc
+from orders.services.fresh_position import position_fresh
 from orders.services.order_type_selector import OrderTypeDecision, TypeRules, order_type_select
 from orders.services.position_mode import HEDGE, position_mode_of
 from orders.services.risk import RiskInput, book_state_read, order_reduces_position, risk_check, risk_check_halts
 from orders.services.splitting import ALLOCATION_QUANTUM, legs_plan
-from signals_app.models import TradingSignal
 
 log = structlog.get_logger(__name__)
 
-# Market data is shared by every signal of a burst: one ticker/balance read per
-# symbol per TTL instead of one per signal. A second-old ticker is good enough
-# for the deviation warning and a missing snapshot; the balance feeds a
-# per-order ratio check, which a second of staleness does not defeat.
-MARKET_DATA_TTL = 1.0
 # When the signal carries its own price and spread, the ticker only feeds the >5 % deviation warning: a
 # ticker this old is good enough for that, and the signal does not wait for a ticker request.
 TICKER_TTL_FOR_WARNING = 10.0
 # ValidationError code of "no long position to reduce" (short selling off): the re-plan reads the exchange.
 NO_POSITION = "no_position"
+
+
+@dataclass(frozen=True)
+class SignalOrderInput:
+    """What the orders side needs of a signal: plain values, so ``orders`` never reads the inbox's models.
+
+    signals_app builds it from its ``TradingSignal`` (``signal_processor``); the orders it becomes point at
+    the inbox row by ``pk`` (``SignalOrderRelationship``, ``OrderHold``) and derive their orderLinkIds from
+    ``signal_id``."""
+
+    pk: int  # the inbox row's id
+    signal_id: uuid.UUID
+    side: str  # Side.BUY / Side.SELL
+    symbol: str
+    amount: Decimal
+    confidence: Decimal | None
+    urgency: bool
+    snapshot_price: Decimal | None
+    snapshot_spread: Decimal | None
+    strategy_id: str
+    trace_id: str
 
 
 @dataclass(frozen=True)
@@ -119,7 +136,7 @@ def _parts_of(legs: list[PlannedLeg]) -> list[list[PlannedLeg]]:
 
 
 @dataclass(frozen=True)
-class Placement:
+class RowPlacement:
     """Where an order goes and how big it may be, after the position rules."""
 
     qty: Decimal
@@ -129,32 +146,7 @@ class Placement:
     notes: list[str]
     role: str = LegRole.OPEN
     # Hedge mode: the order that opens the other side after this one closed it (docs/decisions/0318).
-    then: Placement | None = None
-
-
-_tickers = TTLCache(MARKET_DATA_TTL)
-_balance = TTLCache(MARKET_DATA_TTL)
-
-
-def market_data_cache_clear() -> None:
-    _tickers.clear()
-    _balance.clear()
-
-
-def _ticker(category: str, symbol: str, *, max_age: float | None = None):
-    from exchange.bybit.client import get_client
-
-    def load():
-        tickers = get_client().get_tickers(category=category, symbol=symbol)
-        return tickers[0] if tickers else None
-
-    return _tickers.get_or_load((category, symbol), load, max_age=max_age)
-
-
-def _available_balance() -> Decimal:
-    from exchange.bybit.client import get_client
-
-    return _balance.get_or_load("USDT", lambda: get_client().get_wallet_balance().total_available_balance)
+    then: RowPlacement | None = None
 
 
 def _n(value: Decimal | None) -> Decimal | None:
@@ -182,25 +174,23 @@ class _Rules:
                    max_market_order_qty=_n(info.max_market_order_qty), status=info.status)
 
 
-def order_plan(*, signal: TradingSignal, position_sizes: dict | None = None) -> OrderPlan:
+def order_plan(*, signal: SignalOrderInput, position_sizes: dict | None = None) -> OrderPlan:
     """Apply every rule to ``signal``; raises ``ValidationError`` (reject) or exchange errors (fail).
 
     ``position_sizes`` (the exchange's, read by the caller after a refusal) replaces the book's position.
-    A position refusal carries ``position_source`` and ``plan_started`` (see signal_processor's re-plan)."""
-    from exchange.instruments import instrument_get
-
+    A position refusal carries ``position_source`` and ``plan_started`` (see signal_orders' re-plan)."""
     started = time.monotonic()
-    category, symbol = settings.BYBIT_CATEGORY, signal.asset
-    side = Side.BUY if signal.signal_type == "buy" else Side.SELL
+    category, symbol, side = settings.BYBIT_CATEGORY, signal.symbol, signal.side
     book = book_state_read(symbol=symbol, category=category)
     limits = book.limits
     risk_check_halts(limits=limits)
-    instrument = _Rules.of(instrument_get(category=category, symbol=symbol))
+    instrument = _Rules.of(market_data.instrument_rules_read(category=category, symbol=symbol))
     amount = _n(signal.amount)
     if instrument.status != "Trading":
         raise ValidationError(f"{symbol} is not trading on the exchange (status {instrument.status})")
     complete = signal.snapshot_price is not None and signal.snapshot_spread is not None
-    ticker = _ticker(category, symbol, max_age=TICKER_TTL_FOR_WARNING if complete else None)
+    ticker = market_data.ticker_read(category=category, symbol=symbol,
+                                     max_age=TICKER_TTL_FOR_WARNING if complete else None)
     reference = qc.reference_price_select(
         snapshot_price=_n(signal.snapshot_price), ticker_price=ticker.last_price if ticker else None
     )
@@ -240,7 +230,7 @@ def order_plan(*, signal: TradingSignal, position_sizes: dict | None = None) -> 
             price=order_price,
             position_size=placement.row_size,
             exposure_other=Decimal(0) if reducing else book.exposure_other,
-            available_balance=None if reducing else _available_balance(),
+            available_balance=None if reducing else market_data.available_balance_read(),
             resting_qty=book.resting_after_cancels(side=side, order_type=decision.order_type),
         ),
         limits=limits,
@@ -259,11 +249,11 @@ def order_plan(*, signal: TradingSignal, position_sizes: dict | None = None) -> 
                      tick_size=instrument.tick_size, position_source=source)
 
 
-def _parts(placement: Placement) -> list[Placement]:
+def _parts(placement: RowPlacement) -> list[RowPlacement]:
     return [placement] if placement.then is None else [placement, placement.then]
 
 
-def _opening_risk_checked(placement: Placement, *, side, symbol, price, book, limits, order_type) -> Placement:
+def _opening_risk_checked(placement: RowPlacement, *, side, symbol, price, book, limits, order_type) -> RowPlacement:
     """The hedge opening order passes the risk limits on its own row, or is not sent.
 
     The closing order is checked by the caller like any order (it only reduces, so it passes). The opening
@@ -276,7 +266,7 @@ def _opening_risk_checked(placement: Placement, *, side, symbol, price, book, li
     try:
         risk_check(
             order=RiskInput(symbol=symbol, side=side, qty=opening.qty, price=price, position_size=opening.row_size,
-                            exposure_other=book.exposure_other, available_balance=_available_balance(),
+                            exposure_other=book.exposure_other, available_balance=market_data.available_balance_read(),
                             resting_qty=book.resting_after_cancels(side=side, order_type=order_type)),
             limits=limits,
         )  # fmt: skip
@@ -288,7 +278,7 @@ def _opening_risk_checked(placement: Placement, *, side, symbol, price, book, li
     return placement
 
 
-def _legs_for_parts(parts: list[Placement], *, amount, requested_qty, price, instrument, max_qty,
+def _legs_for_parts(parts: list[RowPlacement], *, amount, requested_qty, price, instrument, max_qty,
                     symbol) -> list[PlannedLeg]:  # fmt: skip
     """Split each part on its own, from the share of ``amount`` its quantity stands for.
 
@@ -319,13 +309,11 @@ def _legs_for_parts(parts: list[Placement], *, amount, requested_qty, price, ins
 
 
 def _fresh_sizes(side, category, symbol, book_sizes) -> tuple[dict, str]:
-    from signals_app.services.fresh_position import position_fresh
-
     hedge = position_mode_of(category=category, symbol=symbol) == HEDGE
     return position_fresh(category=category, symbol=symbol, side=side, book_sizes=book_sizes, hedge=hedge)
 
 
-def _spread(signal: TradingSignal, ticker) -> Decimal | None:
+def _spread(signal: SignalOrderInput, ticker) -> Decimal | None:
     if signal.snapshot_spread is not None:
         return _n(signal.snapshot_spread)
     if ticker and ticker.bid1_price and ticker.ask1_price and ticker.ask1_price >= ticker.bid1_price:
@@ -333,12 +321,12 @@ def _spread(signal: TradingSignal, ticker) -> Decimal | None:
     return None
 
 
-def _placement(side, qty, category, sizes, instrument, symbol, price) -> Placement:
+def _placement(side, qty, category, sizes, instrument, symbol, price) -> RowPlacement:
     if position_mode_of(category=category, symbol=symbol) == HEDGE:
         return _hedge_rules(side, qty, _n(sizes[1]), _n(sizes[2]), instrument, symbol, price)
     position = _n(sizes[0])
     qty, reduce_only, notes = _apply_position_rules(side, qty, position, instrument, symbol, price)
-    return Placement(qty=qty, reduce_only=reduce_only, position_idx=0, row_size=position, notes=notes,
+    return RowPlacement(qty=qty, reduce_only=reduce_only, position_idx=0, row_size=position, notes=notes,
                      role=_one_way_role(side, qty, position, reduce_only))  # fmt: skip
 
 
@@ -350,39 +338,42 @@ def _one_way_role(side, qty, position, reduce_only) -> str:
     return LegRole.FLIP if crosses else LegRole.OPEN
 
 
-def _hedge_rules(side, qty, long, short, instrument, symbol, price) -> Placement:
+def _hedge_rules(side, qty, long, short, instrument, symbol, price) -> RowPlacement:
     """Hedge mode (module docstring): close the other side first; open a short only with ALLOW_SHORT."""
     if side == Side.BUY:
         if short > 0:
-            capped = _cap_hedge(qty, short, "short", "buy", instrument, symbol, price)
-            closing = Placement(qty=capped, reduce_only=True, position_idx=2, row_size=-short, notes=[],
+            capped = _capped_to_position(qty, short, verb="buy", held_name="short", instrument=instrument,
+                                         symbol=symbol, price=price)  # fmt: skip
+            closing = RowPlacement(qty=capped, reduce_only=True, position_idx=2, row_size=-short, notes=[],
                                 role=LegRole.CLOSE)  # fmt: skip
             return _with_opening(closing, qty - capped, row_size=long, instrument=instrument, price=price)
-        return Placement(qty=qty, reduce_only=False, position_idx=1, row_size=long, notes=[])
+        return RowPlacement(qty=qty, reduce_only=False, position_idx=1, row_size=long, notes=[])
     if long > 0:
-        capped = _cap_hedge(qty, long, "long", "sell", instrument, symbol, price)
-        closing = Placement(qty=capped, reduce_only=True, position_idx=1, row_size=long, notes=[], role=LegRole.CLOSE)
+        capped = _capped_to_position(qty, long, verb="sell", held_name="long", instrument=instrument, symbol=symbol,
+                                     price=price)  # fmt: skip
+        closing = RowPlacement(qty=capped, reduce_only=True, position_idx=1, row_size=long, notes=[],
+                               role=LegRole.CLOSE)
         return _with_opening(closing, qty - capped, row_size=-short, instrument=instrument, price=price)
     if not settings.ALLOW_SHORT:
         raise ValidationError(
             f"sell of {qty} {symbol} rejected: no long position to reduce (hedge mode, long 0, short {short}) "
             f"and short selling is off (ALLOW_SHORT=false)", code=NO_POSITION,
         )
-    return Placement(qty=qty, reduce_only=False, position_idx=2, row_size=-short, notes=[])
+    return RowPlacement(qty=qty, reduce_only=False, position_idx=2, row_size=-short, notes=[])
 
 
-def _hedge_names(closing: Placement) -> tuple[str, str, str]:
+def _hedge_names(closing: RowPlacement) -> tuple[str, str, str]:
     """(verb, the side it closes, the side it opens) of a hedge closing order."""
     return ("buy", "short", "long") if closing.position_idx == 2 else ("sell", "long", "short")
 
 
-def _cap_note(closing: Placement, remainder: Decimal, why: str) -> str:
+def _cap_note(closing: RowPlacement, remainder: Decimal, why: str) -> str:
     verb, held, _ = _hedge_names(closing)
     return (f"{verb} of {_n(closing.qty + remainder)} capped to the {held} position: {closing.qty} (hedge mode: "
             f"a {verb} closes the {held} before it opens the other side); the remaining {remainder} is not sent: {why}")
 
 
-def _with_opening(closing: Placement, remainder: Decimal, *, row_size, instrument, price) -> Placement:
+def _with_opening(closing: RowPlacement, remainder: Decimal, *, row_size, instrument, price) -> RowPlacement:
     """The order that opens the other side with what is beyond the closed one, when the rules allow it.
 
     A buy's remainder opens the long (positionIdx 1); a sell's opens the short (positionIdx 2), only with
@@ -394,28 +385,43 @@ def _with_opening(closing: Placement, remainder: Decimal, *, row_size, instrumen
     idx = 2 if other == "short" else 1
     if other == "short" and not settings.ALLOW_SHORT:
         why = "it would open a short and short selling is off (ALLOW_SHORT=false)"
-    elif remainder < instrument.min_order_qty or remainder * price < instrument.min_notional:
+    elif _below_minimums(remainder, price, instrument):
         why = (f"it is below the minimum (min qty {instrument.min_order_qty}, min notional "
                f"{instrument.min_notional} USDT)")  # fmt: skip
     else:
         note = (f"hedge mode: {verb} of {_n(closing.qty + remainder)} sent as two orders, {closing.qty} closing the "
                 f"{held} (positionIdx {closing.position_idx}) and {remainder} opening the {other} "
                 f"(positionIdx {idx})")  # fmt: skip
-        opening = Placement(qty=remainder, reduce_only=False, position_idx=idx, row_size=row_size, notes=[note])
+        opening = RowPlacement(qty=remainder, reduce_only=False, position_idx=idx, row_size=row_size, notes=[note])
         return replace(closing, then=opening)
     return replace(closing, notes=[*closing.notes, _cap_note(closing, remainder, why)])
 
 
-def _cap_hedge(qty, held, held_name, verb, instrument, symbol, price) -> Decimal:
+def _below_minimums(qty: Decimal, price: Decimal, instrument: _Rules) -> bool:
+    return qty < instrument.min_order_qty or qty * price < instrument.min_notional
+
+
+# The log event of a capped order, by its verb (a one-way sell against a long; hedge: either side).
+_CAPPED_EVENT = {"sell": "sell_capped_to_position", "buy": "buy_capped_to_position"}
+
+
+def _capped_to_position(qty, held, *, verb, held_name, instrument, symbol, price) -> Decimal:
+    """The one sell (or hedge buy) cap: an order that closes a position never asks for more than it holds.
+
+    ``qty`` above ``held`` is floored to the qty step of ``held``; a cap below the instrument minimums cannot
+    be an order and is refused. One-way mode caps a sell to the long (ALLOW_SHORT off); hedge mode caps the
+    closing order of either side (module docstring)."""
     if qty <= held:
         return qty
     capped = qc.quantity_cap_to_position(qty=qty, long_size=held, qty_step=instrument.qty_step)
-    if capped < instrument.min_order_qty or capped * price < instrument.min_notional:
+    step = instrument.qty_step
+    if _below_minimums(capped, price, instrument):
         raise ValidationError(
-            f"{verb} of {qty} {symbol} capped to the {held_name} position {held} gives {capped}, below the minimum "
-            f"(min qty {instrument.min_order_qty}, min notional {instrument.min_notional} USDT)"
+            f"{verb} of {qty_text(qty, step)} {symbol} capped to the {held_name} position {qty_text(held, step)} "
+            f"gives {qty_text(capped, step)}, below the minimum (min qty {qty_text(instrument.min_order_qty, step)}, "
+            f"min notional {money_text(instrument.min_notional)} USDT)"
         )
-    log.info("hedge_order_capped", verb=verb, requested_qty=str(qty), capped_qty=str(capped), position=str(held))
+    log.info(_CAPPED_EVENT[verb], requested_qty=qty, capped_qty=capped, position=held)
     return capped
 
 
@@ -437,15 +443,9 @@ def _apply_position_rules(side, qty, position, instrument, symbol, price) -> tup
         return qty, True, notes
     if settings.ALLOW_SHORT:
         return qty, False, notes
-    capped = qc.quantity_cap_to_position(qty=qty, long_size=position, qty_step=instrument.qty_step)
+    capped = _capped_to_position(qty, position, verb="sell", held_name="long", instrument=instrument, symbol=symbol,
+                                 price=price)  # fmt: skip
     step = instrument.qty_step
-    if capped < instrument.min_order_qty or capped * price < instrument.min_notional:
-        raise ValidationError(
-            f"sell of {qty_text(qty, step)} {symbol} capped to the long position {qty_text(position, step)} gives "
-            f"{qty_text(capped, step)}, below the minimum (min qty {qty_text(instrument.min_order_qty, step)}, "
-            f"min notional {money_text(instrument.min_notional)} USDT)"
-        )
     notes.append(f"sell of {qty_text(qty, step)} capped to the long position: {qty_text(capped, step)} "
                  "(ALLOW_SHORT=false)")
-    log.info("sell_capped_to_position", requested_qty=qty, capped_qty=capped, position=position)
     return capped, True, notes
