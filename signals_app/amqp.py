@@ -362,6 +362,7 @@ class SignalConsumer(ConsumerMixin):
                 # One commit for the batch: the acks come after it, so nothing is acked that is not stored.
                 # The processor's workers are handed the symbols stored (before the broker hears the ack),
                 # rather than each searching the inbox on the intake's own wake-up.
+                _note_local_backend()  # before the commit: its NOTIFY must find the backend known
                 with processor_wakes_deferred():
                     with transaction.atomic():
                         results = self._intake_batch(bodies, traceparents)
@@ -431,12 +432,17 @@ class _Crashed:
         self.created = False
 
 
+def _note_local_backend() -> None:
+    """This thread's PostgreSQL backend stores intakes here: its NOTIFYs wake nobody in this process twice."""
+    if connection.vendor == "postgresql":
+        connection.ensure_connection()
+        processor_local_backend(connection.connection.info.backend_pid)
+
+
 def _wake_workers(results) -> None:
     """Offer the symbols of the signals just stored (in delivery order) to this process's processor workers."""
     symbols = [r.signal.asset for r in results
                if r.created and r.signal is not None and r.signal.status == SignalStatus.RECEIVED]
-    if connection.vendor == "postgresql" and connection.connection is not None:
-        processor_local_backend(connection.connection.info.backend_pid)  # its NOTIFYs wake nobody here twice
     if symbols:
         processor_wake(list(dict.fromkeys(symbols)))
 
