@@ -1,28 +1,36 @@
-"""Signal pipeline benchmark: RabbitMQ → consume_signals → PostgreSQL → the Bybit simulator.
+"""Signal pipeline benchmark: RabbitMQ → consume_signals → PostgreSQL → the Bybit simulator (issue #17).
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/om_bench SIGNAL_BROKER_URL=amqp://guest:guest@127.0.0.1:5672// \
-        .venv/bin/python bench/signals.py [--signals 2000] [--rate 200] [--processes 1 2] [--threads 4] [--symbols 20]
+    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/om_bench_signals \
+    SIGNAL_BROKER_URL=amqp://guest:guest@127.0.0.1:5672// \
+        .venv/bin/python bench/signals.py [--signals 2000] [--paced-signals 400] [--rate 40] [--processes 1 2]
+                                          [--threads 4] [--symbols 20] [--skip-floors]
 
-For 1 and 2 consumer processes it prints, from publish to the exchange's acknowledgement of the order:
+First it measures the machine's floors in the same run (``bench/floor.py``): serial INSERT+COMMIT on one
+connection, and a bare httpx call to the simulator. Then, for 1 and 2 consumer processes, from publish to
+the exchange's acceptance of the order (the simulator's order event):
 
-- burst: every signal published at once; signals/s = signals / (last exchange ack − first publish);
-- paced: ``--rate`` signals/s; latency percentiles (p50, p99, max) at that load;
+- burst: every signal published at once; signals/s = acked orders / (last exchange ack − first publish),
+  and its ratio to each floor;
+- paced: ``--rate`` signals/s (the issue's latency figure is at 40/s); percentiles (p50, p99, max) of the
+  total and of our own time: publish → ack minus the simulator's own time for the create (from the request
+  reaching its HTTP app to its acceptance), measured inside the simulator;
+- CPU ms per signal of our consumer processes (user+system from /proc, over the measured phase), and of
+  the simulator process beside it;
+- where the time goes (median per stage): publish → inbox commit, inbox → order row (wake-up, rules,
+  cancels, exchange reads), order row → exchange ack (the create request).
 
-and where the time goes (median per stage): publish → inbox commit, inbox → order row (rules, cancels,
-exchange reads), order row → exchange ack (the create request), plus the simulator's own request time
-(the ExchangeCall audit latency), which is not our overhead.
-
-The database named by DATABASE_URL is migrated and its signal, order, position, risk-limit and reconciliation
-tables are emptied before each run: use a scratch one. Each consumer reconciles at startup (docs/decisions/0310);
-signals are published once every startup run has finished. ``--symbols`` above the simulator's five adds
-instruments (B01USDT...) for the run: per-symbol FIFO caps parallelism at the number of symbols.
-The simulator runs in this process (a thread), so its CPU competes with the consumers: on a 2-core machine
-the figures are a floor, not a ceiling.
+The simulator runs in a process of its own (``SimulatorProcess``): it no longer shares the bench's GIL.
+The database is migrated and its signal, order, position, risk-limit and reconciliation tables are emptied
+before each run: use a scratch one. Each consumer reconciles at startup (docs/decisions/0310); signals
+are published once every startup run has finished. ``--symbols`` above the simulator's five adds
+instruments (B01USDT...) for the run: per-symbol FIFO caps parallelism at the number of symbols. On a
+2-core machine the broker, PostgreSQL, the simulator, the publisher and the consumers share two cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextvars
 import json
 import os
 import random
@@ -39,54 +47,124 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ordermanager.settings.base")
-os.environ.setdefault("LOG_LEVEL", "warning")
+
+from bench._django import setup_postgres  # noqa: E402
+from bench.floor import Floor, SimulatorProcess, commit_floor  # noqa: E402
+
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/om_bench_signals"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# When the current HTTP request reached the simulator's app (set by _Timed, read by the order listener).
+_REQUEST_START: contextvars.ContextVar[float] = contextvars.ContextVar("request_start", default=0.0)
 
 
-def _setup():
-    import django
+# --- the simulator process ----------------------------------------------------------------------------------------
 
-    django.setup()
-    from django.core.management import call_command
 
-    call_command("migrate", verbosity=0, interactive=False)
+class _Timed:
+    """The simulator's ASGI app with the arrival time of each request in a context variable."""
+
+    def __init__(self, app):
+        self.app = app
+        self.state = app.state
+
+    async def __call__(self, scope, receive, send):
+        token = _REQUEST_START.set(time.time())
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _REQUEST_START.reset(token)
+
+
+def _serve_recording(api_key: str, api_secret: str, urls, stop, control) -> None:
+    """The child: the simulator, an order listener noting (ack time, request start) per orderLinkId, and a
+    control pipe (reset, add instruments, prices, collect acks)."""
+    from exchange.simulator.server import SimulatorServer
+
+    sim = SimulatorServer(api_key=api_key, api_secret=api_secret)
+    sim.app = _Timed(sim.app)
+    acks: dict[str, tuple[float, float]] = {}
+    guard = threading.Lock()
+
+    def on_order(message: dict) -> None:
+        now = time.time()
+        with guard:
+            for item in message.get("data", []):
+                link = item.get("orderLinkId", "")
+                if link and link not in acks:
+                    acks[link] = (now, _REQUEST_START.get() or now)
+
+    def listen() -> None:
+        sim.engine.add_listener(on_order, topics=["order"], faults=False)
+
+    def serve_control() -> None:
+        while not stop.is_set():
+            if not control.poll(0.2):
+                continue
+            command, arg = control.recv()
+            reply = True
+            if command == "reset":
+                sim.reset()  # drops the listeners too
+                listen()
+            elif command == "instruments":
+                sim.add_instruments(arg)
+            elif command == "prices":
+                reply = {k: str(v) for k, v in sim.engine.prices.items()}
+            if command in ("reset", "clear", "acks"):
+                with guard:
+                    reply = dict(acks) if command == "acks" else True
+                    acks.clear()
+            control.send(reply)
+
+    with sim:
+        listen()
+        threading.Thread(target=serve_control, daemon=True).start()
+        urls.put(sim.url)
+        stop.wait()
+
+
+class BenchSimulator(SimulatorProcess):
+    """``SimulatorProcess`` whose child also records when each order was accepted and when its request arrived."""
+
+    def __init__(self, api_key: str = "bench-key", api_secret: str = "bench-secret"):
+        super().__init__(api_key, api_secret)
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        self._control, child = ctx.Pipe()
+        self._process = ctx.Process(target=_serve_recording,
+                                    args=(api_key, api_secret, self._urls, self._stop, child), daemon=True)
+
+    def ask(self, command: str, arg=None):
+        self._control.send((command, arg))
+        if not self._control.poll(30):
+            raise RuntimeError(f"the simulator process did not answer {command!r}")
+        return self._control.recv()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+
+# --- helpers ------------------------------------------------------------------------------------------------------
 
 
 def _percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))] if ordered else 0.0
 
 
-class Run:
-    def __init__(self, args, simulator, symbols):
-        self.args = args
-        self.simulator = simulator
-        self.symbols = symbols
-        self.acks: dict[str, float] = {}
-        self.published: dict[str, float] = {}
-        self.lock = threading.Lock()
-
-    def on_event(self, message: dict) -> None:
-        if message.get("topic") != "order":
-            return
-        now = time.time()
-        with self.lock:
-            for item in message["data"]:
-                link = item.get("orderLinkId", "")
-                if link and link not in self.acks:
-                    self.acks[link] = now
-
-    def signal(self, rng: random.Random) -> dict:
-        symbol = rng.choice(self.symbols)
-        price = self.simulator.engine.prices[symbol]
-        return {
-            "signal_id": str(uuid.uuid4()), "signal_type": rng.choice(["buy", "sell"]), "asset": symbol,
-            "amount": "100", "confidence": 0.95, "timestamp": datetime.now(UTC).isoformat(), "strategy_id": "bench",
-            "market_data_snapshot": {"price": str(price), "spread": str(price * D("0.0002"))},
-        }
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far, from /proc (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15 of stat)
 
 
 def _reset_tables(*, warm_up_only: bool = False):
+    from django.db import IntegrityError
+
     from exchange.models import ExchangeCall
     from orders.models import Execution, Order, ReconciliationRun, RiskLimit, SignalOrderRelationship
     from positions.models import Position
@@ -97,8 +175,15 @@ def _reset_tables(*, warm_up_only: bool = False):
         # Positions and fills left by a run would make the next run's startup reconciliation (against a
         # reset simulator) find differences and halt symbols.
         models += [Position, ReconciliationRun, RiskLimit]
-    for model in models:
-        model.objects.all().delete()
+    for attempt in range(5):
+        try:
+            for model in models:
+                model.objects.all().delete()
+            return
+        except IntegrityError:
+            # After the warm-up the consumers run: their reconciliation may book a fill between two deletes.
+            if attempt == 4:
+                raise
 
 
 def _extra_instruments(count: int) -> list[dict]:
@@ -106,16 +191,17 @@ def _extra_instruments(count: int) -> list[dict]:
             for i in range(1, count + 1)]
 
 
-def _consumers(count: int, *, queue: str, simulator, threads: int) -> list[subprocess.Popen]:
+def _consumers(count: int, *, queue: str, sim: BenchSimulator, threads: int) -> list[subprocess.Popen]:
     env = {
         **os.environ, "SIGNAL_QUEUE": queue, "SIGNAL_DEAD_LETTER_QUEUE": f"{queue}.dead",
-        "ORDER_EVENTS_EXCHANGE": f"{queue}.events", "BYBIT_ENV": "simulator", "BYBIT_BASE_URL": simulator.url,
-        "BYBIT_API_KEY": simulator.api_key, "BYBIT_API_SECRET": simulator.api_secret, "ALLOW_SHORT": "true",
-        "SIGNAL_PROCESSOR_THREADS": str(threads), "LOG_LEVEL": "warning", "MAX_POSITION_VALUE": "100000000",
+        "ORDER_EVENTS_EXCHANGE": f"{queue}.events", "BYBIT_ENV": "simulator", "BYBIT_BASE_URL": sim.url,
+        "BYBIT_API_KEY": sim.api_key, "BYBIT_API_SECRET": sim.api_secret, "ALLOW_SHORT": "true",
+        "SIGNAL_PROCESSOR_THREADS": str(max(1, threads)), "LOG_LEVEL": "warning", "MAX_POSITION_VALUE": "100000000",
         "MAX_EXPOSURE": "1000000000", "MAX_ORDER_SIZE_RATIO": "1",
     }
     log = open(ROOT / "var" / "bench-consumers.log", "ab")  # noqa: SIM115
-    return [subprocess.Popen([sys.executable, "manage.py", "consume_signals"], cwd=ROOT, env=env, stdout=log,
+    command = [sys.executable, "manage.py", "consume_signals", *(["--no-process"] if threads <= 0 else [])]
+    return [subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
                              stderr=subprocess.STDOUT) for _ in range(count)]
 
 
@@ -124,59 +210,83 @@ def _wait(predicate, timeout: float) -> bool:
     while time.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(0.05)
+        time.sleep(0.05)  # the bench polls the database for the end of a run, with a deadline
     return False
 
 
+# --- one run ------------------------------------------------------------------------------------------------------
+
+
+class Run:
+    def __init__(self, args, sim: BenchSimulator, symbols: list[str]):
+        self.args, self.sim, self.symbols = args, sim, symbols
+        self.prices: dict[str, D] = {}
+
+    def signal(self, rng: random.Random, symbol: str | None = None) -> dict:
+        symbol = symbol or rng.choice(self.symbols)
+        price = self.prices[symbol]
+        return {
+            "signal_id": str(uuid.uuid4()), "signal_type": rng.choice(["buy", "sell"]), "asset": symbol,
+            "amount": "100", "confidence": 0.95, "timestamp": datetime.now(UTC).isoformat(), "strategy_id": "bench",
+            "market_data_snapshot": {"price": str(price), "spread": str(price * D("0.0002"))},
+        }
+
+
 def _measure(run: Run, processes: int, *, count: int, rate: float | None) -> dict:
+    import httpx
     from kombu import Connection, Producer
 
+    from orders.models import ReconciliationRun
     from signals_app.amqp import ingress_queue, signal_publish
     from signals_app.models import TradingSignal
 
     _reset_tables()
-    run.simulator.reset()
-    if len(run.symbols) > len(run.simulator.engine.prices):
-        run.simulator.engine.add_instruments(_extra_instruments(len(run.symbols) - len(run.simulator.engine.prices)))
-    import httpx
-
-    httpx.post(f"{run.simulator.url}/sim/rate-limits", json={"scale": 10000}).raise_for_status()
-    run.simulator.engine.add_listener(run.on_event, topics=["order"], faults=False)
-    run.acks.clear()
-    run.published.clear()
+    run.sim.ask("reset")
+    listed = run.sim.ask("prices")
+    if len(run.symbols) > len(listed):
+        run.sim.ask("instruments", _extra_instruments(len(run.symbols) - len(listed)))
+    run.prices = {k: D(v) for k, v in run.sim.ask("prices").items()}
+    httpx.post(f"{run.sim.url}/sim/rate-limits", json={"scale": 10000}).raise_for_status()
     queue_name = f"bench.signals.{uuid.uuid4().hex[:8]}"
     queue = ingress_queue(queue_name)
     conn = Connection(os.environ["SIGNAL_BROKER_URL"], transport_options={"confirm_publish": True})
     producer = Producer(conn.default_channel)
     queue.bind(conn.default_channel).declare()
-    procs = _consumers(processes, queue=queue_name, simulator=run.simulator, threads=run.args.threads)
-    from orders.models import ReconciliationRun
-
+    procs = _consumers(processes, queue=queue_name, sim=run.sim, threads=run.args.threads)
     _wait(lambda: ReconciliationRun.objects.filter(trigger="startup").exclude(status="running").count() >= processes,
           120)
     rng = random.Random(processes)
     # Warm-up: instrument cache, connections, first ticker read per symbol.
     for symbol in run.symbols:
-        body = run.signal(rng)
-        body["asset"] = symbol
-        signal_publish(body=json.dumps(body).encode(), connection=conn, queue=queue, producer=producer)
-    _wait(lambda: TradingSignal.objects.filter(status__in=["executed", "rejected", "failed"]).count()
-          >= len(run.symbols), 60)
+        signal_publish(body=json.dumps(run.signal(rng, symbol)).encode(), connection=conn, queue=queue,
+                       producer=producer)
+    intake_only = run.args.threads <= 0
+    _wait(lambda: TradingSignal.objects.filter(
+        status__in=["received"] if intake_only else ["executed", "rejected", "failed"]).count() >= len(run.symbols),
+        60)
     _reset_tables(warm_up_only=True)
-    run.acks.clear()
+    run.sim.ask("clear")
     bodies = [run.signal(rng) for _ in range(count)]
+    published: dict[str, float] = {}
+    cpu_before = [cpu_seconds(p.pid) for p in procs]
+    sim_cpu_before = cpu_seconds(run.sim.pid)
     started = time.time()
     for index, body in enumerate(bodies):
         if rate:
             delay = started + index / rate - time.time()
             if delay > 0:
-                time.sleep(delay)
+                time.sleep(delay)  # pacing the publisher at --rate
         raw = json.dumps(body).encode()
-        run.published[uuid.UUID(body["signal_id"]).hex] = time.time()
+        published[uuid.UUID(body["signal_id"]).hex] = time.time()
         signal_publish(body=raw, connection=conn, queue=queue, producer=producer)
-    _wait(lambda: TradingSignal.objects.count() >= count
-          and not TradingSignal.objects.filter(status__in=["received", "processing"]).exists(), 300)
-    result = _figures(run, started, count)
+    _wait(lambda: TradingSignal.objects.count() >= count and (intake_only or not TradingSignal.objects.filter(
+        status__in=["received", "processing"]).exists()), 300)
+    cpu = sum(cpu_seconds(p.pid) for p in procs) - sum(cpu_before)
+    sim_cpu = cpu_seconds(run.sim.pid) - sim_cpu_before
+    result = _intake_figures(published, started, count) if intake_only else _figures(
+        run.sim.ask("acks"), published, started, count)
+    result["cpu_ms"] = cpu * 1000 / max(count, 1)
+    result["sim_cpu_ms"] = sim_cpu * 1000 / max(count, 1)
     for proc in procs:
         proc.send_signal(os_signal.SIGTERM)
     for proc in procs:
@@ -186,77 +296,119 @@ def _measure(run: Run, processes: int, *, count: int, rate: float | None) -> dic
     return result
 
 
-def _figures(run: Run, started: float, count: int) -> dict:
-    from django.db.models import Avg
-
+def _figures(acks: dict, published: dict, started: float, count: int) -> dict:
     from exchange.models import ExchangeCall
     from orders.models import Order
     from signals_app.models import TradingSignal
 
-    latencies, inbox, planning, sending = [], [], [], []
+    latencies, own, inbox, planning, sending = [], [], [], [], []
     received = {s.signal_id.hex: s.received_at.timestamp()
                 for s in TradingSignal.objects.only("signal_id", "received_at")}
     for order in Order.objects.only("order_link_id", "created_at"):
         sid = order.order_link_id.split("-")[0]
-        if sid not in run.published or order.order_link_id not in run.acks:
+        if sid not in published or order.order_link_id not in acks:
             continue
-        published, ack = run.published[sid], run.acks[order.order_link_id]
-        latencies.append(ack - published)
-        inbox.append(received[sid] - published)
+        ack, request_start = acks[order.order_link_id]
+        total = ack - published[sid]
+        latencies.append(total)
+        own.append(total - (ack - request_start))
+        inbox.append(received[sid] - published[sid])
         planning.append(order.created_at.timestamp() - received[sid])
         sending.append(ack - order.created_at.timestamp())
-    create_ms = ExchangeCall.objects.filter(path="/v5/order/create").aggregate(v=Avg("latency_ms"))["v"] or 0
     calls = ExchangeCall.objects.count()
-    last = max(run.acks.values()) if run.acks else time.time()
+    last = max((a for a, _ in acks.values()), default=time.time())
     statuses = dict.fromkeys(["executed", "rejected", "failed"], 0)
     for status in TradingSignal.objects.values_list("status", flat=True):
         statuses[status] = statuses.get(status, 0) + 1
+    ms = 1000.0
     return {
         "signals": count, "orders_acked": len(latencies), "statuses": statuses,
         "per_second": len(latencies) / max(last - started, 1e-9),
-        "p50": _percentile(latencies, 50) * 1000 if latencies else 0,
-        "p99": _percentile(latencies, 99) * 1000 if latencies else 0,
-        "max": max(latencies) * 1000 if latencies else 0,
-        "inbox_ms": statistics.median(inbox) * 1000 if inbox else 0,
-        "plan_ms": statistics.median(planning) * 1000 if planning else 0,
-        "send_ms": statistics.median(sending) * 1000 if sending else 0,
-        "sim_create_ms": float(create_ms), "exchange_calls_per_signal": calls / max(count, 1),
+        "p50": _percentile(latencies, 50) * ms, "p99": _percentile(latencies, 99) * ms,
+        "max": max(latencies, default=0) * ms,
+        "own_p50": _percentile(own, 50) * ms, "own_p99": _percentile(own, 99) * ms,
+        "inbox_ms": statistics.median(inbox) * ms if inbox else 0,
+        "plan_ms": statistics.median(planning) * ms if planning else 0,
+        "send_ms": statistics.median(sending) * ms if sending else 0,
+        "exchange_ms": statistics.median([(a - s) * ms for a, s in acks.values()]) if acks else 0,
+        "exchange_calls_per_signal": calls / max(count, 1),
     }
 
 
-def _print(label: str, r: dict) -> None:
-    print(f"  {label:<28} {r['per_second']:8.0f} signals/s   p50 {r['p50']:7.1f} ms   p99 {r['p99']:7.1f} ms   "
-          f"max {r['max']:7.1f} ms   ({r['orders_acked']}/{r['signals']} acked, {r['statuses']})")
-    print(f"  {'':<28} where: publish→inbox {r['inbox_ms']:.1f} ms | inbox→order row {r['plan_ms']:.1f} ms | "
-          f"order row→exchange ack {r['send_ms']:.1f} ms (simulator create {r['sim_create_ms']:.1f} ms) | "
+def _intake_figures(published: dict, started: float, count: int) -> dict:
+    """``--threads 0``: consumers without a processor; publish → inbox commit (``received_at``) only."""
+    from signals_app.models import TradingSignal
+
+    stored = {s.signal_id.hex: s.received_at.timestamp() for s in TradingSignal.objects.only("signal_id", "received_at")
+              if s.signal_id.hex in published}  # fmt: skip
+    inbox = [at - published[sid] for sid, at in stored.items()]
+    last = max(stored.values(), default=started)
+    ms = 1000.0
+    return {"signals": count, "stored": len(inbox), "per_second": len(inbox) / max(last - started, 1e-9),
+            "p50": _percentile(inbox, 50) * ms, "p99": _percentile(inbox, 99) * ms,
+            "max": max(inbox, default=0) * ms}
+
+
+def _print(label: str, r: dict, floors: list[Floor]) -> None:
+    if "stored" in r:
+        print(f"  {label:<22} intake only: {r['stored']}/{r['signals']} stored, publish→inbox commit p50 "
+              f"{r['p50']:.1f} ms  p99 {r['p99']:.1f} ms  max {r['max']:.1f} ms; CPU per signal {r['cpu_ms']:.2f} ms")
+        return
+    ratios = "; ".join(f.ratio(r["per_second"]) for f in floors)
+    print(f"  {label:<22} {r['per_second']:7.0f} signals/s  ({r['orders_acked']}/{r['signals']} acked, "
+          f"{r['statuses']}){'  = ' + ratios if ratios else ''}")
+    print(f"  {'':<22} publish→ack p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  max {r['max']:6.1f} ms | "
+          f"own (exchange excluded) p50 {r['own_p50']:6.1f} ms  p99 {r['own_p99']:6.1f} ms")
+    print(f"  {'':<22} CPU per signal: consumers {r['cpu_ms']:.2f} ms, simulator {r['sim_cpu_ms']:.2f} ms | "
           f"{r['exchange_calls_per_signal']:.2f} exchange calls/signal")
+    print(f"  {'':<22} where (medians): publish→inbox {r['inbox_ms']:.1f} ms | inbox→order row {r['plan_ms']:.1f} ms"
+          f" | order row→exchange ack {r['send_ms']:.1f} ms (simulator's own time {r['exchange_ms']:.2f} ms)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--signals", type=int, default=2000)
-    parser.add_argument("--rate", type=float, default=200.0, help="signals/s for the latency run")
+    parser.add_argument("--signals", type=int, default=2000, help="signals of the burst run")
+    parser.add_argument("--paced-signals", type=int, default=400, help="signals of the paced (latency) run")
+    parser.add_argument("--rate", type=float, default=40.0, help="signals/s for the latency run")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--threads", type=int, default=4, help="processor threads per consumer process")
+    parser.add_argument("--threads", type=int, default=4,
+                        help="processor threads per consumer process (0: intake only, publish → inbox measured)")
     parser.add_argument("--symbols", type=int, default=20, help="symbols (the simulator lists 5; more are added)")
+    parser.add_argument("--skip-floors", action="store_true", help="do not measure the floors first")
+    parser.add_argument("--no-burst", action="store_true")
+    parser.add_argument("--no-paced", action="store_true")
     args = parser.parse_args()
-    if not os.environ.get("SIGNAL_BROKER_URL") or "postgres" not in os.environ.get("DATABASE_URL", ""):
-        sys.exit("set DATABASE_URL=postgres://... (a scratch database) and SIGNAL_BROKER_URL=amqp://...")
-    _setup()
-    from exchange.simulator.server import SimulatorServer
+    if not os.environ.get("SIGNAL_BROKER_URL"):
+        sys.exit("set SIGNAL_BROKER_URL=amqp://... (and BENCH_DATABASE_URL=postgres://... , a scratch database)")
+    db_url = os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DB
+    setup_postgres(db_url)
+    import httpx
+    from django.db import connection
 
     (ROOT / "var").mkdir(exist_ok=True)
-    with SimulatorServer(api_key="bench-key", api_secret="bench-secret") as simulator:
-        listed = sorted(simulator.engine.prices)
+    floors: list[Floor] = []
+    if not args.skip_floors:
+        floors.append(commit_floor(db_url))
+    connection.close()  # not shared with the forked simulator
+    with BenchSimulator() as sim:
+        if not args.skip_floors:
+            httpx.post(f"{sim.url}/sim/rate-limits", json={"scale": 100000}).raise_for_status()
+            floors.append(sim.http_floor())
+        listed = sorted(sim.ask("prices"))
         extra = [spec["symbol"] for spec in _extra_instruments(max(0, args.symbols - len(listed)))]
         symbols = (listed + extra)[: args.symbols]
-        run = Run(args, simulator, symbols)
-        print(f"signal pipeline bench: {args.signals} signals over {len(symbols)} symbols, market orders, "
-              f"{args.threads} processor threads per process, {os.cpu_count()} CPUs")
+        run = Run(args, sim, symbols)
+        print(f"signal pipeline bench: {len(symbols)} symbols, market orders, {args.threads} processor threads per "
+              f"process, {os.cpu_count()} CPUs, simulator in its own process (pid {sim.pid})")
+        for floor in floors:
+            print(f"  {floor.line()}")
         for processes in args.processes:
             print(f"{processes} consumer process(es):")
-            _print("burst (all at once)", _measure(run, processes, count=args.signals, rate=None))
-            _print(f"paced ({args.rate:.0f}/s)", _measure(run, processes, count=args.signals, rate=args.rate))
+            if not args.no_burst:
+                _print(f"burst ({args.signals})", _measure(run, processes, count=args.signals, rate=None), floors)
+            if not args.no_paced:
+                _print(f"paced ({args.rate:.0f}/s)", _measure(run, processes, count=args.paced_signals,
+                                                               rate=args.rate), floors)
 
 
 if __name__ == "__main__":

@@ -23,13 +23,16 @@ docs/decisions/0301-signal-pipeline.md and 0320-ingress-queue-as-declared.md.
   neither, the message is redelivered and dead-lettered once.
 - A W3C ``traceparent`` application header (as an OpenTelemetry-instrumented producer sets it) gives the
   signal its trace id; a missing or invalid one never refuses a message (docs/decisions/0322).
-- Ack only after the intake transaction committed; prefetch
-  ``SIGNAL_PREFETCH``; messages are stored in delivery order, in batches of up to
-  50 per transaction (a partial batch waits at most 5 ms), then acked together.
+- Ack only after the intake transaction committed; prefetch ``SIGNAL_PREFETCH``. Latency first
+  (docs/decisions/0324): the consumer blocks until a delivery arrives, then takes only what is already
+  readable on the socket (no wait, at most 50) and stores it at once, in delivery order, in one
+  transaction, then acks it together. An idle consumer stores a lone signal straight away; under load
+  the batch is what queued up during the previous commit. No timer decides when a batch is stored.
 """
 
 from __future__ import annotations
 
+import select
 import threading
 import time
 import weakref
@@ -40,13 +43,15 @@ import structlog
 from amqp.basic_message import Message as AmqpMessage
 from amqp.exceptions import NotFound, PreconditionFailed, ResourceLocked
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
+from django.db import DatabaseError, IntegrityError, close_old_connections, connection, transaction
 from kombu import Connection, Exchange, Producer, Queue
 from kombu.mixins import ConsumerMixin
 
 from ordermanager.celery import broker_connection  # noqa: F401 (the outbox and startup share it: decision 0422)
 from ordermanager.tracing import HEADER as TRACEPARENT_HEADER
+from signals_app.models import SignalStatus
 from signals_app.services.intake import signal_intake, signals_intake_batch
+from signals_app.services.signal_processor import processor_local_backend, processor_wake, processor_wakes_deferred
 
 log = structlog.get_logger(__name__)
 
@@ -178,9 +183,10 @@ class SignalConsumer(ConsumerMixin):
     # Backoff while the database is down: the batch in hand is retried, never skipped
     # (skipping it would let the next prefetched messages overtake it).
     DB_RETRY_START, DB_RETRY_MAX = 0.5, 10.0
-    # Messages are stored in batches of up to BATCH_MAX (bounded by the prefetch) in one transaction;
-    # a partial batch waits at most BATCH_WAIT seconds. One commit per batch instead of per message.
-    BATCH_MAX, BATCH_WAIT = 50, 0.005
+    # At most BATCH_MAX messages (bounded by the prefetch) are stored per transaction: what is readable when
+    # the first arrives, never waited for. IDLE_WAIT bounds one blocking read while idle (the loop then checks
+    # should_stop, stamps last_iteration and beats the AMQP heartbeat); it never delays a message.
+    BATCH_MAX, IDLE_WAIT = 50, 0.5
     # Pause before a new connection after a lost one (kombu's own reconnect backs off from there).
     RESTART_DELAY = 1.0
 
@@ -195,8 +201,6 @@ class SignalConsumer(ConsumerMixin):
         self.dead_lettered = 0
         self.batch_max = max(1, min(self.BATCH_MAX, self.prefetch))
         self._pending: list = []
-        self._pending_since = 0.0
-        self._flushing = False
         self._channel = None
         # Read by the heartbeat (another thread): plain attribute writes, no lock needed.
         self.connected = False
@@ -247,8 +251,7 @@ class SignalConsumer(ConsumerMixin):
         errors = self.connection.connection_errors + self.connection.channel_errors
         while not self.should_stop:
             try:
-                # drain_events gives up after BATCH_WAIT when idle, so on_iteration can flush a partial batch.
-                for _ in self.consume(limit=None, safety_interval=self.BATCH_WAIT, **kwargs):
+                for _ in self.consume(**kwargs):
                     pass
             except _Stopped:  # stop requested while the broker is away
                 log.info("consumer_stopped_while_disconnected")
@@ -258,6 +261,34 @@ class SignalConsumer(ConsumerMixin):
             except errors as exc:
                 log.warning("intake_connection_lost", error=f"{type(exc).__name__}: {exc}")
                 self._pause(self.RESTART_DELAY)
+
+    def consume(self, *args, **kwargs):
+        """Latency first: block until a delivery arrives, take what else is readable now, store it at once.
+
+        Replaces kombu's loop, which drains one frame per turn and leaves the flush to a timer. A message
+        that arrives while the consumer is storing the previous batch (py-amqp delivers it during the wait
+        for tx.commit-ok) is stored in the next turn without any wait.
+        """
+        with self.consumer_context(**kwargs) as (conn, _channel, _consumers):
+            raw = conn.connection
+            while not self.should_stop:
+                self.on_iteration()
+                try:
+                    if not self._pending:
+                        conn.drain_events(timeout=self.IDLE_WAIT)
+                    while len(self._pending) < self.batch_max and _readable_now(raw):
+                        conn.drain_events(timeout=self.IDLE_WAIT)
+                except TimeoutError:
+                    conn.heartbeat_check()
+                    continue
+                except OSError:
+                    if not self.should_stop:
+                        raise
+                    continue
+                if self._pending:
+                    self._flush()
+                conn.heartbeat_check()
+                yield
 
     def _refused(self, exc) -> None:
         """Another consume_signals holds the intake lock: wait as a standby and try again."""
@@ -285,33 +316,22 @@ class SignalConsumer(ConsumerMixin):
             self.connected = False
 
     def on_message(self, message) -> None:
-        if not self._pending:
-            self._pending_since = time.monotonic()
+        # Only queued: the consume loop stores it (with what else is readable) as soon as the read returns.
         self._pending.append(message)
-        if len(self._pending) >= self.batch_max and not self._flushing:
-            self._flush()
 
     def on_iteration(self) -> None:
         self.last_iteration = time.monotonic()
-        if self._pending and time.monotonic() - self._pending_since >= self.BATCH_WAIT:
-            self._flush()
 
     def _flush(self) -> None:
         """Store the pending messages in one transaction, in delivery order; then dead-letter and ack them.
 
-        Waiting for tx.commit-ok lets py-amqp deliver the next messages into ``on_message``; they are only
-        queued there (``_flushing``) and flushed after this batch, in order.
+        Waiting for tx.commit-ok lets py-amqp deliver the next messages into ``on_message``; they stay
+        pending for the next turn of the loop (or the next batch here, when stopping), in order.
         """
-        self._flushing = True
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                if not self._flush_batch(batch):
-                    return
-                if len(self._pending) < self.batch_max:
-                    break
-        finally:
-            self._flushing = False
+        while self._pending:
+            batch, self._pending = self._pending, []
+            if not self._flush_batch(batch) or not self.should_stop:
+                return
 
     def _flush_batch(self, batch: list) -> bool:
         bodies = [m.body if isinstance(m.body, bytes) else str(m.body).encode() for m in batch]
@@ -333,8 +353,14 @@ class SignalConsumer(ConsumerMixin):
         while True:
             try:
                 # One commit for the batch: the acks come after it, so nothing is acked that is not stored.
-                with transaction.atomic():
-                    return self._intake_batch(bodies, traceparents)
+                # The processor's workers are handed the symbols stored (before the broker hears the ack),
+                # rather than each searching the inbox on the intake's own wake-up.
+                _note_local_backend()  # before the commit: its NOTIFY must find the backend known
+                with processor_wakes_deferred():
+                    with transaction.atomic():
+                        results = self._intake_batch(bodies, traceparents)
+                _wake_workers(results)
+                return results
             except DatabaseError as exc:
                 log.error("intake_database_error", error=str(exc), retry_in=delay)
                 close_old_connections()
@@ -397,6 +423,35 @@ class _Crashed:
         self.rejected_reason = reason
         self.signal = None
         self.created = False
+
+
+def _note_local_backend() -> None:
+    """This thread's PostgreSQL backend stores intakes here: its NOTIFYs wake nobody in this process twice."""
+    if connection.vendor == "postgresql":
+        connection.ensure_connection()
+        processor_local_backend(connection.connection.info.backend_pid)
+
+
+def _wake_workers(results) -> None:
+    """Offer the symbols of the signals just stored (in delivery order) to this process's processor workers."""
+    symbols = [r.signal.asset for r in results
+               if r.created and r.signal is not None and r.signal.status == SignalStatus.RECEIVED]
+    if symbols:
+        processor_wake(list(dict.fromkeys(symbols)))
+
+
+def _readable_now(raw_connection) -> bool:
+    """True when a frame (or part of one) is already here: in py-amqp's read buffer or the socket's."""
+    transport = raw_connection.transport
+    if getattr(transport, "_read_buffer", b""):
+        return True
+    sock = transport.sock
+    if sock is None:
+        return False
+    pending = getattr(sock, "pending", None)  # TLS: bytes decrypted but not read yet
+    if pending is not None and pending():
+        return True
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 def consume_until_stopped(consumer: SignalConsumer) -> None:

@@ -13,11 +13,17 @@ process carries on (see docs/decisions/0310-startup-reconcile.md).
 probe reports: a beat proves the process lives, ``ok`` says whether its loops
 do their work (broker connected, intake loop turning, no processor worker dead
 or stuck on one signal). See docs/decisions/0311-consumer-heartbeat.md.
+
+``PipelineCommand`` is the start/stop frame ``consume_signals`` and ``process_signals`` share: the stop
+event and the SIGTERM/SIGINT handlers, and the startup steps in their order (heartbeat, event relay,
+events flush, ``pipeline_startup``, the processor, continuous reconciliation), each undone by
+``StartupSequence`` if the database or the broker goes away before the process is up (decision 0006).
 """
 
 from __future__ import annotations
 
 import os
+import signal as os_signal
 import socket
 import threading
 import time
@@ -31,9 +37,17 @@ from django.db import connection
 from django.db.models import Count, Min
 from django.utils import timezone
 
+from exchange.bybit.client import TIME_PATH, base_url_from_settings
+from exchange.profile import log_startup_profile
 from ordermanager.core.services.heartbeat import CONSUMER, heartbeat_beat
+from ordermanager.core.services.startup_sequence import StartupSequence
+from ordermanager.core.services.startup_wait import stop_on_signals
+from ordermanager.events import events_flush
+from ordermanager.metrics_process import metrics_process_start
+from ordermanager.outbox import relay_thread_start
 from orders.models import ReconciliationRun
 from orders.reconcile import reconcile_on_startup
+from orders.reconcile.continuous import ContinuousReconciler
 from orders.services.risk_limits import risk_limit_seed_global
 from signals_app.models import SignalStatus, TradingSignal
 
@@ -50,8 +64,6 @@ def pipeline_startup() -> ReconciliationRun | None:
 
     Started together (``make run``), the exchange (the simulator) may not listen yet: the run waits,
     bounded by STARTUP_EXCHANGE_WAIT, for it to answer instead of recording a failed run at once."""
-    from exchange.profile import log_startup_profile
-
     log_startup_profile("signal processing")
     risk_limit_seed_global()
     exchange_wait_until_answering(timeout=settings.STARTUP_EXCHANGE_WAIT)
@@ -60,8 +72,6 @@ def pipeline_startup() -> ReconciliationRun | None:
 
 def exchange_wait_until_answering(*, timeout: float) -> bool:
     """Poll the exchange's public clock until it answers (True) or ``timeout`` seconds pass (False)."""
-    from exchange.bybit.client import TIME_PATH, base_url_from_settings
-
     url = base_url_from_settings() + TIME_PATH
     started = time.monotonic()
     deadline, delay, said = started + timeout, 0.1, False
@@ -183,3 +193,72 @@ def processor_probe(*, processor, starting: Callable[[], bool]) -> Probe:
         return ok, f"{detail}; {inbox_backlog()}"
 
     return probe
+
+
+class PipelineCommand:
+    """The start/stop frame of a long-running signal command (``consume_signals``, ``process_signals``).
+
+    ``stopping`` is set by SIGTERM/SIGINT from the first moment (the waits for the database and the broker
+    see it); ``handle_signals()`` then installs the handlers that also stop the processor and run the
+    ``on_stop`` callbacks. ``start(processor=..., probe=...)`` is the body of ``sequence.run``: the startup
+    steps in order, each registered to be undone. ``started`` is False until every step is done (the
+    heartbeat says "starting" meanwhile).
+    """
+
+    def __init__(self, command: str, *, broker: bool = False, errors: tuple = ()):
+        self.command = command
+        self.stopping = stop_on_signals()
+        self.sequence = StartupSequence(command, stop=self.stopping, broker=broker, errors=errors)
+        self.processor = None
+        self.started = False
+        self._on_stop: list[Callable[[], object]] = []
+
+    def metrics_start(self) -> None:
+        metrics_process_start(self.command)
+
+    def on_stop(self, callback: Callable[[], object]) -> None:
+        self._on_stop.append(callback)
+
+    def handle_signals(self) -> None:
+        def stop(signum, frame):
+            log.info("stop_requested", signal=os_signal.Signals(signum).name)
+            self.stopping.set()
+            for callback in self._on_stop:
+                callback()
+            if self.processor:
+                self.processor.stop()
+
+        os_signal.signal(os_signal.SIGTERM, stop)
+        os_signal.signal(os_signal.SIGINT, stop)
+
+    def starting(self) -> bool:
+        return not self.started
+
+    def start(self, *, processor, probe: Probe, stopped_detail: Callable[[], str] | None = None) -> None:
+        """Heartbeat, event relay, events flush, reconcile (``pipeline_startup``), processor (if any),
+        continuous reconciliation (docs/decisions/0606); each undone by the sequence when it starts over."""
+        sequence = self.sequence
+        self.started = False
+        self.processor = processor
+        sequence.step("heartbeat")
+        heartbeat = ProcessHeartbeat(label=process_label(self.command), probe=probe)
+        heartbeat.start()
+        sequence.started("heartbeat", (lambda: heartbeat.stop(detail=stopped_detail())) if stopped_detail
+                         else heartbeat.stop)  # fmt: skip
+        sequence.step("relay")
+        relay = relay_thread_start()  # events out (one relay active across processes)
+        if relay:
+            sequence.started("relay", relay.stop)
+        sequence.started("events", lambda: events_flush(timeout=5))
+        # Reconcile before the first message and the first inbox signal: decisions need a true book.
+        sequence.step("pipeline_startup")
+        pipeline_startup()
+        if processor:
+            sequence.step("processor")
+            sequence.started("processor", lambda: (processor.stop(), processor.join(timeout=60)))
+            processor.start()
+        sequence.step("continuous")
+        continuous = ContinuousReconciler()
+        continuous.start()  # light passes and in-flight checks (docs/decisions/0606)
+        sequence.started("continuous", continuous.stop)
+        self.started = True

@@ -18,19 +18,23 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
+import psycopg
 import structlog
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import Min
 from django.utils import timezone
 
 from ordermanager import metrics
 from orders.models import OrderHold, Side
 from orders.services import fresh_position, order_holds
+from orders.services.risk_limits import risk_limit_seed_global
 from orders.services.signal_orders import SignalOrderInput, orders_place_for_signal, signal_orders_resume
 from signals_app.models import SignalStatus, TradingSignal
+from signals_app.services.intake import INBOX_CHANNEL
 from signals_app.services.signal_outcome import UNFINISHED, SignalCommit, signal_finish
 from signals_app.services.symbol_lock import symbol_lock_release, symbol_lock_try
 
@@ -43,12 +47,116 @@ BATCH_PER_SYMBOL = 50
 STUCK_AFTER_SECONDS = 120.0
 ERROR_RECENT_SECONDS = 60.0
 
-_wake = threading.Event()
 
 
-def processor_wake() -> None:
-    """Tell this process's workers that the inbox has new work (called after an intake commits)."""
-    _wake.set()
+class _Wakeups:
+    """This process's wake-ups of the processor workers (docs/decisions/0324).
+
+    ``offer(symbols)`` hands each symbol to one idle worker, which takes it at once without reading the inbox
+    for symbols with work; ``set()`` (a wake without symbols: a NOTIFY from another process, a stop) asks one
+    worker to look for work. ``is_set``/``clear``/``wait`` read as ``threading.Event``'s. Inside ``deferred()``
+    this thread's wake-ups are held back and handed over when it ends, as one offer of the symbols (the
+    consumer knows which symbols it stored, so the workers need not search for them).
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._symbols: dict[str, None] = {}  # an ordered set: the first offered is taken first
+        self._scan = False
+        self._missed: set[str] = set()
+        self._local = threading.local()
+        # Backend pids of this process's intakes: their NOTIFYs are wake-ups this process already had.
+        self.local_backends: set[int] = set()
+
+    def set(self) -> None:
+        if getattr(self._local, "held", None) is not None:
+            return  # the deferred() block ends with an offer of what it stored
+        with self._cond:
+            self._scan = True
+            self._cond.notify()
+
+    def offer(self, symbols) -> None:
+        with self._cond:
+            added = 0
+            for symbol in symbols:
+                if symbol not in self._symbols:
+                    self._symbols[symbol] = None
+                    added += 1
+            self._cond.notify(added)
+
+    def wake_all(self) -> None:
+        with self._cond:
+            self._scan = True
+            self._cond.notify_all()
+
+    def is_set(self) -> bool:
+        return self._scan or bool(self._symbols)
+
+    def clear(self) -> None:
+        with self._cond:
+            self._scan = False
+            self._symbols.clear()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._cond:
+            return self._cond.wait_for(self.is_set, timeout)
+
+    def take(self, timeout: float) -> str | bool:
+        """The next offered symbol; True: look for work (a wake without symbols, or ``timeout`` passed with
+        nothing offered: the poll that catches what no wake-up announced)."""
+        with self._cond:
+            if not self.is_set() and timeout > 0:
+                self._cond.wait(timeout)
+            if self._symbols:
+                symbol = next(iter(self._symbols))
+                del self._symbols[symbol]
+                return symbol
+            self._scan = False
+            return True
+
+    def missed(self, symbol: str) -> None:
+        """A worker found ``symbol`` taken: the holder looks at it once more after letting it go."""
+        with self._cond:
+            self._missed.add(symbol)
+
+    def take_missed(self, symbol: str) -> bool:
+        with self._cond:
+            if symbol in self._missed:
+                self._missed.discard(symbol)
+                return True
+            return False
+
+    @contextmanager
+    def deferred(self):
+        """Hold back this thread's wake-ups; the caller offers the symbols it stored (``offer``) after it."""
+        self._local.held = True
+        try:
+            yield
+        finally:
+            self._local.held = None
+
+
+_wake = _Wakeups()
+
+
+def processor_wake(symbols=None) -> None:
+    """Tell this process's workers that the inbox has new work (called after an intake commits): the
+    ``symbols`` that have it go straight to idle workers; without them, a worker looks for work."""
+    if symbols:
+        _wake.offer(symbols)
+    else:
+        _wake.set()
+
+
+def processor_wakes_deferred():
+    """``with processor_wakes_deferred(): <intake transaction>`` then ``processor_wake(symbols)``: the workers
+    are handed the stored symbols instead of each searching the inbox on the intake's wake-up."""
+    return _wake.deferred()
+
+
+def processor_local_backend(pid: int) -> None:
+    """``pid`` (a PostgreSQL backend) stores intakes in this process: its NOTIFYs wake nobody here twice."""
+    _wake.local_backends.add(pid)
 
 
 # --- selectors -----------------------------------------------------------------------------------------------
@@ -165,10 +273,11 @@ def _warn_clock_skew(signal: TradingSignal) -> None:
 class SignalProcessor:
     """Worker threads that drain the inbox until ``stop()``; used by consume_signals and process_signals.
 
-    A worker waits on the wake event (set after each local intake, and by the
-    PostgreSQL NOTIFY listener for intakes in other processes) or polls every
-    ``poll_interval`` seconds. ``stop()`` lets each worker finish the signal in
-    hand and exit; ``join()`` waits for them.
+    A worker waits for a wake-up: a symbol offered by the local intake (taken at once, no inbox search), or
+    a bare wake (the PostgreSQL NOTIFY listener, for intakes in other processes) that makes it look for
+    work; without either it polls every ``poll_interval`` seconds, the safety net, never on the path of a
+    signal stored in this process. ``stop()`` lets each worker finish the signal in hand and exit;
+    ``join()`` waits for them.
     """
 
     def __init__(self, *, threads: int = 4, poll_interval: float = 0.5):
@@ -176,6 +285,7 @@ class SignalProcessor:
         self.poll_interval = poll_interval
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
+        self._listener: threading.Thread | None = None
         # Health, read by the heartbeat thread; each key is written by its own worker only.
         self._in_hand: dict[str, tuple[int, float]] = {}  # worker → (inbox id, since)
         self._done: dict[str, int] = {}
@@ -183,15 +293,11 @@ class SignalProcessor:
         self._paths_at_start = fresh_position.position_path_counts()
 
     def start(self) -> None:
-        from orders.services.risk_limits import risk_limit_seed_global
-
         risk_limit_seed_global()
         close_old_connections()
-        from django.db import connection
-
         if connection.vendor == "postgresql":
-            listener = threading.Thread(target=self._listen, name="signal-inbox-listener", daemon=True)
-            listener.start()
+            self._listener = threading.Thread(target=self._listen, name="signal-inbox-listener", daemon=True)
+            self._listener.start()
         for index in range(self.threads):
             worker = threading.Thread(target=self._run, name=f"signal-worker-{index}", daemon=True)
             worker.start()
@@ -200,11 +306,13 @@ class SignalProcessor:
 
     def stop(self) -> None:
         self._stop.set()
-        _wake.set()
+        _wake.wake_all()
 
     def join(self, timeout: float | None = None) -> bool:
         for worker in self._workers:
             worker.join(timeout)
+        if self._listener is not None:
+            self._listener.join(timeout)  # its connection closes with it
         return not any(w.is_alive() for w in self._workers)
 
     @property
@@ -238,13 +346,17 @@ class SignalProcessor:
         return not problems, "; ".join([detail, *extra, *problems])
 
     def _run(self) -> None:
-        from django.db import connection
-
-        backoff = self.poll_interval
+        # The first turn looks for work at once: signals left unfinished when the process last stopped.
+        backoff, worked = self.poll_interval, True
         try:
             while not self._stop.is_set():
+                # After a turn that did work, look again at once; otherwise wait for a wake-up (an offered
+                # symbol, handed straight to this worker), or poll when none comes.
+                job = _wake.take(0 if worked else backoff)
+                if self._stop.is_set():
+                    break
                 try:
-                    worked = self._round()
+                    worked = self._symbol(job) if isinstance(job, str) else self._round()
                     backoff = self.poll_interval
                 except Exception as exc:
                     # Typically the database went away: the advisory locks went with the connection; start afresh.
@@ -253,19 +365,12 @@ class SignalProcessor:
                     connection.close()
                     worked = False
                     backoff = min(backoff * 2, 10.0)
-                if not worked:
-                    _wake.wait(backoff)
-                    _wake.clear()
         finally:
             connection.close()
 
     def _listen(self) -> None:
-        """Turn PostgreSQL NOTIFYs from intakes in any process into local wake-ups (best effort: workers also poll)."""
-        import psycopg
-        from django.db import connection
-
-        from signals_app.services.intake import INBOX_CHANNEL
-
+        """Turn PostgreSQL NOTIFYs from intakes in other processes into local wake-ups (best effort: workers also
+        poll). A NOTIFY of this process's own intake is skipped: its symbols were offered already."""
         db = connection.settings_dict
         params = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"], "host": db["HOST"],
                   "port": db["PORT"]}
@@ -275,16 +380,16 @@ class SignalProcessor:
                 with psycopg.connect(**params, autocommit=True) as conn:
                     conn.execute(f"LISTEN {INBOX_CHANNEL}")
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            _wake.set()
+                        for notify in conn.notifies(timeout=1.0, stop_after=1):
+                            if notify.pid not in _wake.local_backends:
+                                _wake.set()
             except Exception as exc:
                 log.warning("inbox_listener_error", error=str(exc))
                 self._stop.wait(2.0)
 
     def _round(self) -> bool:
-        """One pass over the symbols with work; True when a signal was processed."""
-        name = threading.current_thread().name
-        worked = False
+        """Look for work: take the first free symbol with unfinished signals and hand the others to idle sibling
+        workers (offered, so none of them searches again); True when a signal was processed."""
         symbols = symbols_with_work()
         for index, symbol in enumerate(symbols):
             if self._stop.is_set():
@@ -292,22 +397,44 @@ class SignalProcessor:
             if not symbol_lock_try(symbol):
                 continue
             if index < len(symbols) - 1:
-                # Other symbols wait behind this one: wake a sibling worker to take them in parallel. (Only
-                # after taking one: a worker that finds every symbol taken must not keep the others spinning.)
-                _wake.set()
-            try:
-                for signal in _next_signals(symbol, BATCH_PER_SYMBOL):
-                    if self._stop.is_set():
-                        break
-                    self._in_hand[name] = (signal.pk, time.monotonic())
-                    try:
-                        result = signal_process(signal=signal)
-                    finally:
-                        del self._in_hand[name]
-                    if result.status in UNFINISHED:
-                        break  # held: the symbol's later signals wait (docs/decisions/0315)
-                    self._done[name] = self._done.get(name, 0) + 1
-                    worked = True
-            finally:
-                symbol_lock_release(symbol)
+                # Only after taking one: a worker that finds every symbol taken must not keep the others spinning.
+                _wake.offer(symbols[index + 1:])
+            return self._drain_held(symbol)
+        return False
+
+    def _symbol(self, symbol: str) -> bool:
+        """An offered symbol: take it (or leave it to the worker holding it, which looks once more) and drain it."""
+        if not symbol_lock_try(symbol):
+            _wake.missed(symbol)
+            # Taken again: the holder let it go after our first try, so a newer holder reads the inbox afresh,
+            # or it still holds it and finds the note when it lets go.
+            if not symbol_lock_try(symbol):
+                return False
+            _wake.take_missed(symbol)
+        return self._drain_held(symbol)
+
+    def _drain_held(self, symbol: str) -> bool:
+        """Process up to BATCH_PER_SYMBOL of the held symbol's signals, then let it go; True when one was done."""
+        name = threading.current_thread().name
+        worked = more = False
+        try:
+            batch = _next_signals(symbol, BATCH_PER_SYMBOL)
+            more = len(batch) == BATCH_PER_SYMBOL
+            for signal in batch:
+                if self._stop.is_set():
+                    break
+                self._in_hand[name] = (signal.pk, time.monotonic())
+                try:
+                    result = signal_process(signal=signal)
+                finally:
+                    del self._in_hand[name]
+                if result.status in UNFINISHED:
+                    more = False
+                    break  # held: the symbol's later signals wait (docs/decisions/0315)
+                self._done[name] = self._done.get(name, 0) + 1
+                worked = True
+        finally:
+            symbol_lock_release(symbol)
+        if _wake.take_missed(symbol) or more:
+            _wake.offer([symbol])  # arrivals while we held it, or the rest after its fair share: at the back
         return worked

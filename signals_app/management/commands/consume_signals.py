@@ -16,21 +16,14 @@ startup run it keeps reconciling continuously
 (``ContinuousReconciler``, docs/decisions/0606).
 """
 
-import signal as os_signal
-
 import structlog
 from django.conf import settings
 from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 
-from ordermanager.core.services.startup_sequence import StartupSequence
-from ordermanager.core.services.startup_wait import StartupAborted, stop_on_signals
-from ordermanager.events import events_flush
-from ordermanager.metrics_process import metrics_process_start
-from ordermanager.outbox import relay_thread_start
-from orders.reconcile.continuous import ContinuousReconciler
+from ordermanager.core.services.startup_wait import StartupAborted
 from signals_app.amqp import SignalConsumer, broker_connection, consume_until_stopped, dead_letter_queue, ingress_queue
-from signals_app.services.pipeline_runtime import ProcessHeartbeat, consumer_probe, pipeline_startup, process_label
+from signals_app.services.pipeline_runtime import PipelineCommand, consumer_probe
 from signals_app.services.signal_processor import SignalProcessor
 
 log = structlog.get_logger(__name__)
@@ -52,67 +45,34 @@ class Command(BaseCommand):
                 "SIGNAL_BROKER_URL is empty: there is no queue to consume. Without a broker, run "
                 "`manage.py process_signals` and send signals with POST /api/signals/ or `manage.py send_signal`."
             )
-        # Wait for PostgreSQL and RabbitMQ (backoff, a log line per attempt) rather than exit with a traceback;
-        # if either goes away during the startup steps, they start over (StartupSequence, decision 0006).
-        stopping = stop_on_signals()
-        metrics_process_start("consume_signals")
         threads = settings.SIGNAL_PROCESSOR_THREADS if threads is None else threads
         connection = broker_connection()
         queue_name = queue or settings.SIGNAL_QUEUE
         consumer = SignalConsumer(connection, queue=ingress_queue(queue_name),
                                   dead_letter=dead_letter_queue(f"{queue_name}.dead" if queue else None))
-        sequence = StartupSequence("consume_signals", stop=stopping, broker=True,
-                                   errors=connection.connection_errors + connection.channel_errors)
-        current = {"processor": None, "started": False}
-
-        def stop(signum, frame):
-            log.info("stop_requested", signal=os_signal.Signals(signum).name)
-            stopping.set()
-            consumer.should_stop = True
-            if current["processor"]:
-                current["processor"].stop()
-
-        os_signal.signal(os_signal.SIGTERM, stop)
-        os_signal.signal(os_signal.SIGINT, stop)
+        # Wait for PostgreSQL and RabbitMQ (backoff, a log line per attempt) rather than exit with a traceback;
+        # if either goes away during the startup steps, they start over (StartupSequence, decision 0006).
+        run = PipelineCommand("consume_signals", broker=True,
+                              errors=connection.connection_errors + connection.channel_errors)
+        run.metrics_start()
+        run.on_stop(lambda: setattr(consumer, "should_stop", True))
+        run.handle_signals()
 
         def start() -> None:
-            current["started"] = False
             processor = None if no_process or threads <= 0 else SignalProcessor(threads=threads)
-            current["processor"] = processor
-            sequence.step("heartbeat")
-            heartbeat = ProcessHeartbeat(
-                label=process_label("consume_signals"),
-                probe=consumer_probe(consumer=consumer, processor=processor, starting=lambda: not current["started"]),
-            )
-            heartbeat.start()
-            sequence.started("heartbeat", lambda: heartbeat.stop(detail=f"stopped ({consumer.handled} messages taken)"))
-            sequence.step("relay")
-            relay = relay_thread_start()  # events out (one relay active across processes)
-            if relay:
-                sequence.started("relay", relay.stop)
-            sequence.started("events", lambda: events_flush(timeout=5))
-            # Reconcile before the first message and the first inbox signal: decisions need a true book.
-            sequence.step("pipeline_startup")
-            pipeline_startup()
-            if processor:
-                sequence.step("processor")
-                sequence.started("processor", lambda: (processor.stop(), processor.join(timeout=60)))
-                processor.start()
-            sequence.step("continuous")
-            continuous = ContinuousReconciler()
-            continuous.start()  # light passes and in-flight checks (docs/decisions/0606)
-            sequence.started("continuous", continuous.stop)
-            current["started"] = True
+            run.start(processor=processor,
+                      probe=consumer_probe(consumer=consumer, processor=processor, starting=run.starting),
+                      stopped_detail=lambda: f"stopped ({consumer.handled} messages taken)")  # fmt: skip
             log.info("consume_signals_started", queue=queue_name, threads=threads, prefetch=consumer.prefetch,
-                     attempts=sequence.attempts)  # fmt: skip
+                     attempts=run.sequence.attempts)  # fmt: skip
 
         try:
-            sequence.run(start)
+            run.sequence.run(start)
             consume_until_stopped(consumer)
         except StartupAborted as exc:
             log.info("consume_signals_stopping", reason=str(exc))
         finally:
-            sequence.finish()
+            run.sequence.finish()
             consumer.close()
             connection.release()
         log.info("consume_signals_stopped", handled=consumer.handled)

@@ -11,20 +11,14 @@ with ``--once``) reconciliation goes on continuously
 (``ContinuousReconciler``, docs/decisions/0606).
 """
 
-import signal as os_signal
-
 import structlog
 from django.conf import settings
 from django.core.checks import Tags
 from django.core.management.base import BaseCommand
 
-from ordermanager.core.services.startup_sequence import StartupSequence
-from ordermanager.core.services.startup_wait import StartupAborted, stop_on_signals
+from ordermanager.core.services.startup_wait import StartupAborted
 from ordermanager.events import events_flush
-from ordermanager.metrics_process import metrics_process_start
-from ordermanager.outbox import relay_thread_start
-from orders.reconcile.continuous import ContinuousReconciler
-from signals_app.services.pipeline_runtime import ProcessHeartbeat, pipeline_startup, process_label, processor_probe
+from signals_app.services.pipeline_runtime import PipelineCommand, pipeline_startup, processor_probe
 from signals_app.services.signal_processor import SignalProcessor, process_pending
 
 log = structlog.get_logger(__name__)
@@ -42,8 +36,8 @@ class Command(BaseCommand):
     def handle(self, *args, threads=None, once=False, **options):
         # Wait for the database (backoff, a log line per attempt) rather than exit with a traceback; if it goes
         # away during the startup steps, they start over (StartupSequence, decision 0006).
-        stopping = stop_on_signals()
-        sequence = StartupSequence("process_signals", stop=stopping)
+        run = PipelineCommand("process_signals")
+        sequence = run.sequence
         if once:
             try:
                 sequence.run(lambda: (sequence.step("pipeline_startup"), pipeline_startup()))
@@ -56,47 +50,17 @@ class Command(BaseCommand):
                 sequence.finish()
             self.stdout.write(f"processed {done} signal(s)")
             return
-        metrics_process_start("process_signals")
-        current = {"processor": None, "started": False}
-
-        def stop(signum, frame):
-            log.info("stop_requested", signal=os_signal.Signals(signum).name)
-            stopping.set()
-            if current["processor"]:
-                current["processor"].stop()
-
-        os_signal.signal(os_signal.SIGTERM, stop)
-        os_signal.signal(os_signal.SIGINT, stop)
+        run.metrics_start()
+        run.handle_signals()
 
         def start() -> None:
-            current["started"] = False
-            processor = current["processor"] = SignalProcessor(threads=threads or settings.SIGNAL_PROCESSOR_THREADS)
-            sequence.step("heartbeat")
-            heartbeat = ProcessHeartbeat(label=process_label("process_signals"),
-                                         probe=processor_probe(processor=processor,
-                                                               starting=lambda: not current["started"]))
-            heartbeat.start()
-            sequence.started("heartbeat", heartbeat.stop)
-            sequence.step("relay")
-            relay = relay_thread_start()  # events out (one relay active across processes)
-            if relay:
-                sequence.started("relay", relay.stop)
-            sequence.started("events", lambda: events_flush(timeout=5))
-            sequence.step("pipeline_startup")
-            pipeline_startup()
-            sequence.step("processor")
-            sequence.started("processor", lambda: (processor.stop(), processor.join(timeout=60)))
-            processor.start()
-            sequence.step("continuous")
-            continuous = ContinuousReconciler()
-            continuous.start()  # light passes and in-flight checks (docs/decisions/0606)
-            sequence.started("continuous", continuous.stop)
-            current["started"] = True
+            processor = SignalProcessor(threads=threads or settings.SIGNAL_PROCESSOR_THREADS)
+            run.start(processor=processor, probe=processor_probe(processor=processor, starting=run.starting))
             log.info("process_signals_started", threads=processor.threads, attempts=sequence.attempts)
 
         try:
             sequence.run(start)
-            while not stopping.wait(1.0):  # a timed wait keeps the main thread responsive to signals
+            while not run.stopping.wait(1.0):  # a timed wait keeps the main thread responsive to signals
                 pass
         except StartupAborted as exc:
             log.info("process_signals_stopping", reason=str(exc))

@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from signals_app.amqp import broker_connection, signal_publish
 from signals_app.services.intake import signal_intake
 
 
@@ -64,8 +65,6 @@ class Command(BaseCommand):
         # confidence is a JSON number in the contract; splice the exact text in instead of going through float.
         body = json.dumps(message).replace('"__CONFIDENCE__"', o["confidence"]).encode()
         if settings.SIGNAL_BROKER_URL and not o["direct"]:
-            from signals_app.amqp import broker_connection, signal_publish
-
             with broker_connection() as connection:
                 headers = {"traceparent": o["traceparent"]} if o["traceparent"] else None
                 signal_publish(body=body, connection=connection, headers=headers)
