@@ -3,6 +3,8 @@
 - ``outbox_write`` (called by ``events.publish_event_on_commit``) stores the event in the caller's
   transaction: a rolled-back change leaves no event, a committed one always has its row. It gives the event an
   ``event_id`` and the next ``sequence`` of its aggregate (the order link id, the position key, the signal id).
+  ``outbox_write_many`` does the same for N events in two statements (one sequence upsert for all their
+  aggregates, one insert); ``outbox_write`` is the many of one (docs/decisions/0419).
 - ``OutboxRelay`` publishes the unsent rows in id order to ``ORDER_EVENTS_EXCHANGE`` with publisher confirms,
   then marks them sent. One relay is active at a time (a PostgreSQL session advisory lock; the others wait):
   it runs as a thread of ``consume_signals`` and ``process_signals`` (``OUTBOX_RELAY``) or as
@@ -20,6 +22,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cache
@@ -62,19 +65,50 @@ def event_aggregate(routing_key: str, message: dict) -> tuple[str, str]:
 def outbox_write(*, routing_key: str, message: dict) -> dict:
     """Add ``event_id``, the aggregate and its sequence to ``message`` and store its wire form; returns the
     message with those fields (its values as given: Decimals stay Decimals for in-process callers)."""
-    message = {"event_id": str(uuid.uuid4()), **message}
-    aggregate_type, aggregate_id = event_aggregate(routing_key, message)
-    message.update(aggregate_type=aggregate_type, aggregate_id=aggregate_id)
-    with transaction.atomic():  # the sequence and the row together (a savepoint inside the caller's transaction)
-        message["sequence"] = _next_sequence(f"{aggregate_type}:{aggregate_id}")
-        wire = json.loads(encode(message))  # what goes on the wire: Decimals as strings, times ISO-8601
-        if settings.OUTBOX_VALIDATE:
+    return outbox_write_many([(routing_key, message)])[0]
+
+
+def outbox_write_many(events: Sequence[tuple[str, dict]]) -> list[dict]:
+    """``outbox_write`` for each ``(routing_key, message)`` of ``events``, in a fixed number of statements
+    whatever their number: one sequence upsert for all their aggregates (``last = last + k``, rows taken in
+    aggregate order so two writers never wait on each other crosswise), one insert of all the rows. Each
+    aggregate's events get consecutive sequences in the order given; rows get ids in that order. Every event
+    is checked against its schema (``OUTBOX_VALIDATE``) before anything is written: an invalid one raises
+    ``EventSchemaError`` and takes no sequence. Returns the messages with their added fields."""
+    prepared: list[tuple[str, dict, str]] = []
+    counts: dict[str, int] = {}
+    for routing_key, original in events:
+        message = {"event_id": str(uuid.uuid4()), **original}
+        aggregate_type, aggregate_id = event_aggregate(routing_key, message)
+        message.update(aggregate_type=aggregate_type, aggregate_id=aggregate_id)
+        key = f"{aggregate_type}:{aggregate_id}"[:160]
+        counts[key] = counts.get(key, 0) + 1
+        prepared.append((routing_key, message, key))
+    if not prepared:
+        return []
+    # What goes on the wire: Decimals as strings, times ISO-8601; checked with a stand-in sequence (an int
+    # either way), so a bad event is refused before any statement.
+    wires = [json.loads(encode({**message, "sequence": 1})) for _, message, _ in prepared]
+    if settings.OUTBOX_VALIDATE:
+        for (routing_key, _, _), wire in zip(prepared, wires, strict=True):
             event_validate(routing_key, wire)
-        OutboxEvent.objects.create(
-            event_id=wire["event_id"], routing_key=routing_key, aggregate_type=aggregate_type,
-            aggregate_id=aggregate_id[:128], sequence=wire["sequence"], payload=wire, created_at=timezone.now(),
-        )
-    return message
+    now = timezone.now()
+    # The sequences and the rows together; inside the caller's transaction no savepoint is needed (nothing
+    # between them is expected to fail and be caught), outside one this is the transaction.
+    with transaction.atomic(savepoint=False):
+        last = _next_sequences(counts)
+        following = {key: last[key] - count + 1 for key, count in counts.items()}
+        rows = []
+        for (routing_key, message, key), wire in zip(prepared, wires, strict=True):
+            message["sequence"] = wire["sequence"] = following[key]
+            following[key] += 1
+            rows.append(OutboxEvent(
+                event_id=wire["event_id"], routing_key=routing_key, aggregate_type=message["aggregate_type"],
+                aggregate_id=message["aggregate_id"][:128], sequence=wire["sequence"], payload=wire,
+                created_at=now,
+            ))
+        OutboxEvent.objects.bulk_create(rows)
+    return [message for _, message, _ in prepared]
 
 
 # --- the wire: Decimals as strings, times ISO-8601 ------------------------------------------------------------
@@ -92,16 +126,34 @@ def encode(message: dict) -> bytes:
     return json.dumps(message, default=_json_default, separators=(",", ":")).encode()
 
 
-def _next_sequence(aggregate: str) -> int:
+def _next_sequences(counts: dict[str, int]) -> dict[str, int]:
+    """Move each aggregate's last sequence on by its count in one statement; the new last of each.
+
+    The row locks last until commit: events of one aggregate commit in sequence order (0321). Rows are
+    inserted/locked in aggregate order, so writers of overlapping aggregates cannot deadlock on them."""
     table = OutboxSequence._meta.db_table
+    keys = sorted(counts)
     with connection.cursor() as cursor:
-        # The row lock lasts until commit: events of one aggregate commit in sequence order.
-        cursor.execute(
-            f"INSERT INTO {table} (aggregate, last) VALUES (%s, 1) "
-            f"ON CONFLICT (aggregate) DO UPDATE SET last = {table}.last + 1 RETURNING last",
-            [aggregate[:160]],
-        )
-        return int(cursor.fetchone()[0])
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"INSERT INTO {table} (aggregate, last) "
+                f"SELECT a, k FROM unnest(%s::varchar[], %s::bigint[]) AS v(a, k) ORDER BY a "
+                f"ON CONFLICT (aggregate) DO UPDATE SET last = {table}.last + EXCLUDED.last RETURNING aggregate, last",
+                [keys, [counts[k] for k in keys]],
+            )
+            return {aggregate: int(value) for aggregate, value in cursor.fetchall()}
+        # SQLite (>= 3.35 for RETURNING): one writer at a time, so the order is moot; chunks keep the bound
+        # parameters under its limit.
+        result: dict[str, int] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            cursor.execute(
+                f"INSERT INTO {table} (aggregate, last) VALUES {', '.join(['(%s, %s)'] * len(chunk))} "
+                f"ON CONFLICT (aggregate) DO UPDATE SET last = {table}.last + excluded.last RETURNING aggregate, last",
+                [v for k in chunk for v in (k, counts[k])],
+            )
+            result.update({aggregate: int(value) for aggregate, value in cursor.fetchall()})
+        return result
 
 
 # --- schemas -----------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from django.db import transaction
 
 from exchange.bybit.events import TOPIC_EXECUTION, TOPIC_ORDER, TOPIC_POSITION, PrivateMessage
 from exchange.bybit.types import ExecutionInfo, OrderInfo, PositionInfo
+from ordermanager.events import events_grouped
 from orders.services.fills.executions import executions_apply, executions_link_orphans
 from orders.services.fills.external_orders import external_order_create
 from orders.services.fills.funding import funding_waiting_apply
@@ -35,7 +36,7 @@ def private_message_apply(*, message: PrivateMessage, source: str = "ws") -> Mes
     when an item cannot be stored as it is."""
     message_check(message)
     outcome = MessageOutcome(topic=message.topic)
-    with transaction.atomic():
+    with transaction.atomic(), events_grouped():  # the message's events in one outbox write
         _message_apply(message, source=source, outcome=outcome)
     return outcome
 
@@ -52,7 +53,9 @@ def private_messages_apply(*, messages: list[PrivateMessage], source: str = "ws"
     for message in messages:
         message_check(message)
     outcomes = [MessageOutcome(topic=m.topic) for m in messages]
-    with transaction.atomic():
+    # The group's events (order.updated, position.updated...) are written together at its end: a fixed
+    # number of outbox statements per group, not four per event (docs/decisions/0419).
+    with transaction.atomic(), events_grouped():
         start = 0
         while start < len(messages):
             end = start + 1

@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from exchange.bybit.events import parse_private_message
 from exchange.bybit.types import ExecutionInfo, MalformedPayload, OrderInfo
+from ordermanager.core.models import OutboxEvent
 from orders.models import Execution, Order, OrderStatus
 from orders.services import fills
 from orders.services.fills import FillRefused, execution_apply, order_update_apply, private_message_apply
@@ -523,6 +524,29 @@ def test_a_group_of_messages_costs_the_statements_of_one_message():
     assert set(Order.objects.filter(pk__in=[o.pk for o in orders[2:]]).values_list("status", "filled_qty")) == {
         (OrderStatus.PARTIALLY_FILLED, D("0.001"))
     }
+
+
+def test_a_groups_events_cost_a_fixed_number_of_outbox_statements():
+    orders = [OrderFactory(qty=D("1")) for _ in range(23)]
+    private_message_apply(message=_fills_message(orders[0], 1, start_seq=1))  # the position row exists from here on
+    small = [_fills_message(order, 1, start_seq=10 + k) for k, order in enumerate(orders[1:3])]
+    large = [_fills_message(order, 1, start_seq=100 + k) for k, order in enumerate(orders[3:])]
+    with CaptureQueriesContext(connection) as q2:
+        fills.private_messages_apply(messages=small)
+    with CaptureQueriesContext(connection) as q20:
+        fills.private_messages_apply(messages=large)
+
+    def outbox(captured):
+        return [q["sql"][:60] for q in captured.captured_queries if "core_outbox" in q["sql"]]
+
+    # One sequence upsert and one insert for the group's order.updated (one per order) and position.updated.
+    assert len(outbox(q20)) == len(outbox(q2)) == 2, outbox(q20)
+    rows = list(OutboxEvent.objects.filter(routing_key="order.updated").order_by("id")
+                .values_list("aggregate_id", "sequence"))
+    assert sorted(a for a, _ in rows[-20:]) == sorted(o.order_link_id for o in orders[3:])
+    assert {s for _, s in rows[-20:]} == {1}  # each order's first event
+    position = OutboxEvent.objects.filter(routing_key="position.updated").order_by("id")
+    assert list(position.values_list("sequence", flat=True)) == [1, 2, 3]  # one per group, contiguous
 
 
 def test_a_group_tells_each_message_its_own_outcome_and_ends_as_the_messages_one_by_one():
