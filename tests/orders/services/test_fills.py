@@ -504,6 +504,7 @@ def test_fill_of_unknown_order_still_waits_where_the_row_is_not_certain(rows):
 # --- group commit (docs/decisions/0419) -----------------------------------------------------------------
 
 
+@pytest.mark.postgres  # the group's order update is one UPDATE ... FROM unnest on PostgreSQL; SQLite updates each order
 def test_a_group_of_messages_costs_the_statements_of_one_message():
     orders = [OrderFactory(qty=D("1")) for _ in range(21)]
     private_message_apply(message=_fills_message(orders[0], 1, start_seq=1))  # the position row exists from here on
