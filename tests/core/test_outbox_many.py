@@ -91,10 +91,9 @@ def _blocked_on_a_lock(pid: int) -> bool:
     return bool(row) and row[0] == "Lock"
 
 
+@pytest.mark.postgres  # row locks across connections
 @pytest.mark.django_db(transaction=True)
 def test_two_writers_of_the_same_aggregates_in_opposite_orders_do_not_deadlock():
-    if connection.vendor != "postgresql":
-        pytest.skip("row locks across connections: PostgreSQL")
     held, go_on = threading.Event(), threading.Event()
     pid: list[int] = []
     errors: list[BaseException] = []
@@ -140,10 +139,9 @@ def test_two_writers_of_the_same_aggregates_in_opposite_orders_do_not_deadlock()
     assert [s for a, s in rows if a == "x"] == [1, 2] and [s for a, s in rows if a == "y"] == [1, 2]
 
 
+@pytest.mark.postgres  # row locks across connections
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_keep_each_aggregates_sequences_contiguous_in_commit_order():
-    if connection.vendor != "postgresql":
-        pytest.skip("row locks across connections: PostgreSQL")
     aggregates = [f"c{k}" for k in range(6)]
     errors: list[BaseException] = []
     start = threading.Barrier(3)
