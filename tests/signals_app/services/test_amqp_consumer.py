@@ -3,13 +3,12 @@
 import json
 import socket
 import threading
-import uuid
 from urllib.parse import urlparse
 
 import pytest
 from kombu import Connection
 
-from signals_app.amqp import REASON_HEADER, SignalConsumer, dead_letter_queue, ingress_queue, signal_publish
+from signals_app.amqp import REASON_HEADER, SignalConsumer, signal_publish
 from signals_app.models import SignalStatus, TradingSignal
 from tests.signals_app.conftest import signal_message
 from tests.signals_app.e2e.harness import wait_until
@@ -72,20 +71,6 @@ class CuttableProxy:
             pass
         self.listener.close()
         self.cut()
-
-
-@pytest.fixture
-def queues(amqp_url):
-    name = f"test.consumer.{uuid.uuid4().hex[:8]}"
-    queue, dead = ingress_queue(name), dead_letter_queue(f"{name}.dead")
-    conn = Connection(amqp_url)
-    yield conn, queue, dead
-    for q in (queue, dead):
-        try:
-            q.bind(conn.default_channel).delete()
-        except Exception:
-            pass
-    conn.release()
 
 
 def run_consumer(url, queue, dead):

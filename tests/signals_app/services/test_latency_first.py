@@ -4,12 +4,11 @@ the stored symbol handed straight to an idle processor worker."""
 import json
 import threading
 import time
-import uuid
 
 import pytest
 from kombu import Connection
 
-from signals_app.amqp import SignalConsumer, dead_letter_queue, ingress_queue, signal_publish
+from signals_app.amqp import SignalConsumer, signal_publish
 from signals_app.models import SignalStatus, TradingSignal
 from signals_app.services import signal_processor
 from signals_app.services.signal_processor import SignalProcessor
@@ -32,20 +31,6 @@ class SlowTimers(SignalConsumer):
     def _flush_batch(self, batch):
         self.batches.append(len(batch))
         return super()._flush_batch(batch)
-
-
-@pytest.fixture
-def queues(amqp_url):
-    name = f"test.latency.{uuid.uuid4().hex[:8]}"
-    queue, dead = ingress_queue(name), dead_letter_queue(f"{name}.dead")
-    conn = Connection(amqp_url)
-    yield conn, queue, dead
-    for q in (queue, dead):
-        try:
-            q.bind(conn.default_channel).delete()
-        except Exception:
-            pass
-    conn.release()
 
 
 def start(consumer):
