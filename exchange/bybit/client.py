@@ -20,6 +20,7 @@ lost response can never produce a second order.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -73,6 +74,8 @@ CANCEL_ALL_BATCH = 500  # futures cancel-all removes at most 500 orders (chosen 
 _HEX64 = re.compile(r"\b[0-9a-fA-F]{64}\b")
 # An answer that took longer than this says too little about the server clock to move the offset.
 _MAX_RTT_FOR_OFFSET_MS = 1000
+# Added to a rate-limit reset on top of the offset's own error: ms rounding of the header and of our clock.
+_RESET_SLACK_MS = 5
 
 
 @dataclass
@@ -117,6 +120,7 @@ class BybitClient:
         self.rate_limiter = rate_limiter or RateLimiter()
         self.max_pages = max_pages
         self._offset_ms = 0  # server time minus local wall time
+        self._offset_error_ms = 0  # how far the offset may be off (half the round trip that measured it)
         self._offset_synced = False
         self._time_lock = threading.Lock()
         self._http = httpx.Client(
@@ -418,7 +422,7 @@ class BybitClient:
         try:
             response = self._send(request, path, op)
             http_status = response.status_code
-            self.rate_limiter.update(path, response.headers, now=self.clock(), server_now_ms=self._server_now_ms())
+            self.rate_limiter.update(path, response.headers, now=self.clock(), server_now_ms=self._server_now_ms_earliest())
             envelope = self._check(response, path, op)
             ret_code, ret_msg = envelope["retCode"], self._scrub(str(envelope.get("retMsg", "")))
             return envelope
@@ -507,7 +511,8 @@ class BybitClient:
             exc.reset_at_ms = int(response.headers.get(RESET_HEADER, ""))
         except ValueError:
             return
-        self.rate_limiter.exhausted(path, reset_at=self.clock() + (exc.reset_at_ms - self._server_now_ms()) / 1000)
+        reset_in_ms = exc.reset_at_ms - self._server_now_ms_earliest()
+        self.rate_limiter.exhausted(path, reset_at=self.clock() + reset_in_ms / 1000)
 
     def _pace(self, path: str, op: _Op) -> None:
         """Wait until ``path``'s rate-limit window has budget (or raise if that is past the deadline)."""
@@ -524,6 +529,14 @@ class BybitClient:
 
     def _server_now_ms(self) -> int:
         return int(self.wall_clock() * 1000) + self._offset_ms
+
+    def _server_now_ms_earliest(self) -> int:
+        """The earliest the server's clock can read now, given the offset's error.
+
+        A rate-limit reset is converted with this, so the client waits until the window is surely over on the
+        server: sending a few ms early spends a request on a 10006, waiting a few ms late costs nothing.
+        """
+        return self._server_now_ms() - self._offset_error_ms - _RESET_SLACK_MS
 
     def _ensure_time_synced(self, op: _Op) -> None:
         if self._offset_synced:
@@ -561,6 +574,7 @@ class BybitClient:
             return
         # The server read its clock somewhere between send and receipt; the midpoint errs by at most rtt/2.
         self._offset_ms = server_ms - int((wall_sent + wall_received) * 500)
+        self._offset_error_ms = math.ceil(rtt_ms / 2) + 1  # + 1: the int() above truncates
         self._offset_synced = True
 
     # --- paging

@@ -317,7 +317,8 @@ def test_rejected_create_is_retried_after_the_rate_limit_reset(make_client, fake
     )  # fmt: skip
     fake_bybit.script(CREATE, limited, envelope({"orderId": "2", "orderLinkId": "sig-1-0"}))
     assert create(make_client()).order_id == "2"
-    assert clock.sleeps == [pytest.approx(0.75)]
+    [slept] = clock.sleeps
+    assert 0.75 <= slept <= 0.76  # until the reset, plus a few ms for the clock offset's error: never early
     assert REALTIME not in fake_bybit.paths()  # 10006 means "not executed": no lookup needed
 
 
@@ -400,11 +401,43 @@ def test_spent_budget_waits_for_the_reset_before_sending(make_client, fake_bybit
     client.get_positions(category="linear")
     assert clock.sleeps == []
     client.get_positions(category="linear")
-    assert clock.sleeps == [pytest.approx(0.4)]
+    [slept] = clock.sleeps
+    assert 0.4 <= slept <= 0.41  # until the reset, plus a few ms for the clock offset's error: never early
     # other endpoints are paced independently
     fake_bybit.script("/v5/market/tickers", envelope({"list": []}))
     client.get_tickers(category="linear")
     assert len(clock.sleeps) == 1
+
+
+def test_a_reset_is_waited_for_with_the_clock_offsets_error_on_top(make_client, fake_bybit, clock):
+    """Each answer takes 200 ms and the server stamps it late (190 ms in), so the client's estimate of the
+    server clock is 90 ms slow. Waiting only what that estimate says would send 90 ms early, into the old
+    window (a 10006); the client adds the estimate's error bound (half the round trip) and is never early."""
+    wall = {"now": SERVER_MS / 1000}
+
+    def stamped(result: dict, **headers: str):
+        def answer(request: httpx.Request) -> httpx.Response:
+            body = envelope(result, time_ms=round(wall["now"] * 1000))
+            return httpx.Response(200, json=body, headers=headers)
+        return answer
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        wall["now"] += 0.19
+        answer = fake_bybit(request)
+        wall["now"] += 0.01
+        return answer
+
+    limit = {"X-Bapi-Limit": "10", "X-Bapi-Limit-Status": "0"}
+    fake_bybit.script("/v5/market/time", stamped({"timeSecond": "0"}))
+    fake_bybit.script("/v5/position/list", lambda request: stamped(
+        {"list": []}, **limit, **{"X-Bapi-Limit-Reset-Timestamp": str(round(wall["now"] * 1000) + 400)})(request))
+    fake_bybit.script("/v5/position/list", stamped({"list": []}))
+    client = make_client(transport=httpx.MockTransport(slow), wall_clock=lambda: wall["now"])
+    client.get_positions(category="linear")
+    client.get_positions(category="linear")
+    [slept] = clock.sleeps
+    # The window ends 400 ms after the stamp, which is 390 ms after the answer arrived.
+    assert 0.39 <= slept <= 0.39 + 0.1 + 0.05
 
 
 # ------------------------------------------------------------------ audit and dry-run

@@ -69,4 +69,4 @@ def test_rate_limit_waits_add_up(make_client, fake_bybit):
     client.get_positions(category="linear")  # waits 0.4 s (the fake clock's) for the window to reset
     after = scrape()
     name = "ordermanager_exchange_rate_limit_wait_seconds_total"
-    assert after.total(name) - before.total(name) == pytest.approx(0.4)
+    assert 0.4 <= after.total(name) - before.total(name) <= 0.41  # the reset and a few ms for the offset's error

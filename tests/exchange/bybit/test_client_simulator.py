@@ -266,7 +266,7 @@ def test_rate_limit_headers_slow_the_client_down_before_10006(make_sim_client, s
         client.get_open_orders(category="linear", symbol=BTC)
     calls = ExchangeCall.objects.filter(path="/v5/order/realtime")
     assert calls.count() == 7 and not calls.exclude(ret_code=0).exists()  # never hit 10006
-    assert waits and all(0 < w <= 1.0 for w in waits)
+    assert waits and all(0 < w <= 1.25 for w in waits)  # one window (1 s) plus the offset error and slack
 
 
 def test_without_pacing_the_same_burst_hits_10006(make_sim_client, simulator):
