@@ -422,7 +422,9 @@ class BybitClient:
         try:
             response = self._send(request, path, op)
             http_status = response.status_code
-            self.rate_limiter.update(path, response.headers, now=self.clock(), server_now_ms=self._server_now_ms_earliest())
+            self.rate_limiter.update(
+                path, response.headers, now=self.clock(), server_now_ms=self._server_now_ms_earliest()
+            )
             envelope = self._check(response, path, op)
             ret_code, ret_msg = envelope["retCode"], self._scrub(str(envelope.get("retMsg", "")))
             return envelope
