@@ -39,14 +39,20 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
-    """SQLite: the test database lives in this process's memory, so name it after the process. Every worker
-    would otherwise get the same name, and what is keyed on the name (the reconciliation lock file,
-    orders/services/reconcile_lock.py) would be shared by workers that share no database."""
+    """SQLite: the test database is a file, like the one `make run` uses (WAL, busy timeout), not Django's
+    shared-cache memory database, whose table locks fail a second connection at once ("database table is
+    locked") where the file waits; threads of a test would meet locks production never shows. It is named
+    after the process: every worker would otherwise get the same name, and what is keyed on the name (the
+    reconciliation lock file, orders/services/reconcile_lock.py) would be shared by workers that share no
+    database."""
+    import tempfile
+
     from django.conf import settings
 
     for alias, db in settings.DATABASES.items():
         if db["ENGINE"] == "django.db.backends.sqlite3" and not db.get("TEST", {}).get("NAME"):
-            db.setdefault("TEST", {})["NAME"] = f"file:memorydb_{alias}_{os.getpid()}?mode=memory&cache=shared"
+            path = os.path.join(tempfile.gettempdir(), f"ordermanager_test_{alias}_{os.getpid()}.sqlite3")
+            db.setdefault("TEST", {})["NAME"] = path
 
 
 @pytest.fixture(autouse=True)
