@@ -44,6 +44,8 @@ def real_heartbeat():
     """Marker fixture: this test's gateway heartbeats go to the database."""
 
 
+# Every test here is transactional: the consumer writes (heartbeat, backfill marks) from its own thread, which on
+# SQLite would wait for the test's open write transaction (PostgreSQL would not mind).
 def run(scenario):
     return asyncio.run(asyncio.wait_for(scenario(), timeout=20))
 
@@ -89,7 +91,7 @@ async def _closed_with(ws: Communicator) -> tuple[dict, int]:
 
 
 # Channels closes stale DB connections around every frame, so even auth-only tests touch the DB layer.
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_header_key_authenticates_and_ping_is_answered():
     async def scenario():
         ws = communicator()
@@ -104,7 +106,7 @@ def test_header_key_authenticates_and_ping_is_answered():
 
 
 # Channels closes stale DB connections around every frame, so even auth-only tests touch the DB layer.
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_wrong_header_key_closes_4401():
     async def scenario():
         ws = communicator("nope")
@@ -117,7 +119,7 @@ def test_wrong_header_key_closes_4401():
 
 
 # Channels closes stale DB connections around every frame, so even auth-only tests touch the DB layer.
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_first_frame_auth():
     async def scenario():
         good = communicator(None)
@@ -136,7 +138,7 @@ def test_first_frame_auth():
 
 
 # Channels closes stale DB connections around every frame, so even auth-only tests touch the DB layer.
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_data_before_auth_is_refused():
     async def scenario():
         ws = communicator(None)
@@ -149,7 +151,7 @@ def test_data_before_auth_is_refused():
 
 
 # Channels closes stale DB connections around every frame, so even auth-only tests touch the DB layer.
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_no_auth_in_time_closes_4408(monkeypatch):
     monkeypatch.setattr(consumers, "AUTH_TIMEOUT", 0.05)
 
@@ -163,7 +165,7 @@ def test_no_auth_in_time_closes_4408(monkeypatch):
 
 
 # Channels closes stale DB connections around every frame, so even auth-only tests touch the DB layer.
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_endpoint_without_configured_key_closes_4403(settings):
     settings.WS_GATEWAY_API_KEY = ""
 
@@ -403,7 +405,7 @@ def test_a_gateway_forwarding_only_executions_moves_an_open_one_way_position_at_
 
 
 # Channels closes stale DB connections around every frame, so even auth-only tests touch the DB layer.
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_a_large_frame_before_auth_is_refused_unparsed(monkeypatch):
     parsed = []
     real_loads = json.loads
@@ -428,7 +430,7 @@ def test_a_large_frame_before_auth_is_refused_unparsed(monkeypatch):
 
 
 # Channels closes stale DB connections around every frame, so even auth-only tests touch the DB layer.
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_a_small_auth_frame_still_authenticates_and_large_frames_pass_after_auth():
     async def scenario():
         ws = communicator(None)
