@@ -6,16 +6,19 @@ up a dumper and runs two regular expressions per element (about 2.5 µs each, th
 a 10-fill message: docs/decisions/0423). Here the converter of a column is chosen once from its model
 field and the literal is joined in one pass; psycopg then quotes one string per column.
 
-Only the value types the fill path writes are accepted (text, Decimal, int, bool, datetime, None); any
+Only the value types the fill path writes are accepted (text, Decimal, int, bool, datetime, None, and
+JSON values for a JSON column without its own encoder); any
 other value raises ``TypeError`` rather than guess a text form, and a number column never takes text (a
 comma in it would change the array's shape).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter, itemgetter
 from typing import Any
 
 _TEXT_TYPES = {"CharField", "TextField", "SlugField", "EmailField", "URLField", "UUIDField"}
@@ -60,8 +63,14 @@ def _datetime(value: Any) -> str:
     return f'"{value.isoformat()}"'
 
 
+def _json(value: Any) -> str:
+    return _text(json.dumps(value, separators=(",", ":")))
+
+
 def _encoder_of(field) -> Callable[[Any], str]:
     kind = field.get_internal_type()
+    if kind == "JSONField" and field.encoder is None:
+        return _json
     if kind in _TEXT_TYPES:
         return _text
     if kind == "DecimalField":
@@ -78,10 +87,56 @@ def _encoder_of(field) -> Callable[[Any], str]:
 def pg_array_literal(field, values: Sequence[Any]) -> str:
     """The PostgreSQL array literal (``{…}``) of ``values`` for a column of model ``field``; None is NULL."""
     encode = _encoder_of(field)
+    fast = _FAST.get(encode)
+    if fast is not None and values:
+        text = fast(values)
+        if text is not None:
+            return text
     return "{" + ",".join("NULL" if v is None else encode(v) for v in values) + "}"
 
 
-def pg_array_literals(fields: Sequence, rows: Sequence[Any], value: Callable[[Any, str], Any] = getattr) -> list[str]:
-    """One array literal per field over ``rows``; ``value(row, attname)`` reads a row's value (default:
-    the attribute)."""
-    return [pg_array_literal(f, [value(row, f.attname) for row in rows]) for f in fields]
+# Whole-column paths for the common case (every value of the column's own type, no NULL, no character to
+# escape), checked and joined at C speed; None means "not that case": the per-value path above decides.
+def _fast_text(values: Sequence[Any]) -> str | None:
+    if set(map(type, values)) != {str}:
+        return None
+    joined = '","'.join(values)
+    if "\\" in joined or joined.count('"') != 2 * (len(values) - 1):
+        return None
+    return '{"' + joined + '"}'
+
+
+def _fast_decimal(values: Sequence[Any]) -> str | None:
+    if not set(map(type, values)) <= {Decimal, int}:
+        return None
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _fast_int(values: Sequence[Any]) -> str | None:
+    if set(map(type, values)) != {int}:
+        return None
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _fast_datetime(values: Sequence[Any]) -> str | None:
+    if set(map(type, values)) != {datetime} or None in set(map(attrgetter("tzinfo"), values)):
+        return None
+    distinct = set(values)
+    if len(distinct) * 4 < len(values):  # a column of one time (created_at): each distinct one written once
+        texts = {v: v.isoformat() for v in distinct}
+        return '{"' + '","'.join(map(texts.__getitem__, values)) + '"}'
+    return '{"' + '","'.join(map(datetime.isoformat, values)) + '"}'
+
+
+_FAST = {_text: _fast_text, _decimal: _fast_decimal, _int: _fast_int, _datetime: _fast_datetime}
+
+
+def pg_array_literals(fields: Sequence, rows: Sequence[Any], *, by_key: bool = False) -> list[str]:
+    """One array literal per field over ``rows``: objects read by attribute (the field's attname), or mappings
+    read by key with ``by_key``. The rows are turned into columns in one pass (``zip``)."""
+    if not rows:
+        return ["{}" for _ in fields]
+    names = [f.attname for f in fields]
+    read = itemgetter(*names) if by_key else attrgetter(*names)
+    columns = list(zip(*map(read, rows), strict=True)) if len(names) > 1 else [[read(row) for row in rows]]
+    return [pg_array_literal(f, column) for f, column in zip(fields, columns, strict=True)]

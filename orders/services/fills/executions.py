@@ -171,7 +171,7 @@ def _insert_new(rows: list[dict]) -> set[str]:
             # One array per column, unnested server side: the statement text is the same for any
             # number of rows (parsed once by the driver), and values go to the driver as they are.
             # The arrays go as literals joined here (``pg_array_literals``), not as lists for psycopg to dump.
-            cursor.execute(_insert_sql_pg(), pg_array_literals(fields, rows, dict.__getitem__))
+            cursor.execute(_insert_sql_pg(), pg_array_literals(fields, rows, by_key=True))
             new.update(exec_id for _, exec_id in cursor.fetchall())
             return new
         head, row_sql, tail = _insert_sql_values()
