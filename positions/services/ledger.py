@@ -36,7 +36,7 @@ from positions.services.position_math import (
     ZERO,
     Flag,
     PositionState,
-    apply_execution,
+    apply_executions,
     direction_for,
     q18,
     unrealized_pnl,
@@ -400,16 +400,7 @@ def _fold_entries(
     entries: Sequence[PositionLedgerEntry | _NewEntry], start: PositionState, direction: int
 ) -> PositionState:
     state = start
-    for entry in entries:
-        step = apply_execution(
-            state,
-            exec_type=entry.exec_type,
-            side=entry.side,
-            qty=entry.qty,
-            price=entry.price,
-            fee=entry.fee,
-            direction=direction,
-        )
+    for entry, step in zip(entries, apply_executions(start, entries, direction=direction), strict=True):
         state = step.state
         entry.flag = step.flag
         _set_after(entry, state)
