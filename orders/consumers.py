@@ -49,6 +49,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from decimal import Decimal
 
 import structlog
 from asgiref.sync import sync_to_async
@@ -310,7 +311,9 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             await self._refuse(CLOSE_TOO_BIG, f"frame before authentication exceeds {PRE_AUTH_MAX_BYTES} bytes")
             return
         try:
-            frame = json.loads(raw)
+            # Text frames are read once, decimals straight from their text (parse_float=Decimal), and the
+            # object is what the parser gets; bytes are read as before (the parser decodes them as UTF-8 only).
+            frame = json.loads(raw, parse_float=Decimal) if isinstance(raw, str) else json.loads(raw)
         except (TypeError, ValueError, UnicodeDecodeError):
             await self._error("frame is not valid JSON")
             return
@@ -322,7 +325,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             return
         op = frame.get("op")
         if op == "ping":
-            await self._reply({"op": "pong", "req_id": frame.get("req_id")})
+            await self._reply({"op": "pong", "req_id": _echoed(frame.get("req_id"))})
         elif op == "auth":
             await self._reply({"op": "auth", "success": True})
         elif op is not None:
@@ -331,10 +334,11 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             await self._message(raw, frame)
 
     async def _message(self, raw, frame: dict) -> None:
-        message_id = frame.get("id")
+        message_id = _echoed(frame.get("id"))
         try:
-            # Parse the raw text again, not the dict: decimals must come from text.
-            message = parse_private_message(raw)
+            # Decimals must come from text: a text frame's object was read with parse_float=Decimal; bytes are
+            # parsed again from the raw frame.
+            message = parse_private_message(frame if isinstance(raw, str) else raw)
         except MalformedPayload as exc:
             log.warning("gateway_malformed_message", error=str(exc), message_id=message_id, raw=_clip(raw))
             await self._error(str(exc), message_id=message_id)
@@ -496,6 +500,11 @@ def _beat_and_release(ok: bool, detail: str) -> None:
         heartbeat_beat(component=WS_GATEWAY, ok=ok, detail=detail)
     finally:
         connection.close()
+
+
+def _echoed(value):
+    """An id as the peer sent it, for a reply: a JSON number with a fraction was read as Decimal."""
+    return float(value) if isinstance(value, Decimal) else value
 
 
 def _header(scope, name: bytes) -> str | None:

@@ -249,9 +249,14 @@ WITH ex AS MATERIALIZED (
     ) g
     GROUP BY g.category, g.symbol, g.position_idx
 ),
-lagged AS (
-    SELECT l.position_id, l.position_idx AS idx, l.exec_type, l.side, l.qty, l.price, l.fee, l.exec_time_ms,
+typed AS (
+    -- The row's kind is computed here, once per row, below the window: the CTEs above are inlined, and a
+    -- column defined there is an expression the planner repeats at every reference (the exec type's IN
+    -- list is seven text comparisons), while one defined here reaches them as a plain column (0516).
+    SELECT l.position_id, l.position_idx AS idx, l.qty, l.price, l.fee, l.exec_time_ms,
         l.exec_id, l.size_after AS s1, l.avg_entry_after AS a1, l.realized_after AS r1,
+        (l.exec_type IN ({moving}) AND l.side IN ('Buy', 'Sell')) AS moves,
+        (l.exec_type = 'Funding') AS funding_row, (l.side = 'Buy') AS buy,
         LAG(l.size_after, 1, 0) OVER w AS s0, LAG(l.avg_entry_after, 1, 0) OVER w AS a0,
         LAG(l.realized_after, 1, 0) OVER w AS r0,
         LEAD(l.seq, 1) OVER w IS NULL AS is_last
@@ -260,11 +265,6 @@ lagged AS (
     -- ROWS frame: LAG/LEAD ignore frames, and it spares the window the peer comparisons of RANGE.
     WINDOW w AS (PARTITION BY l.position_id ORDER BY l.exec_time_ms, l.seq, l.exec_id{collate}
                  ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-),
-typed AS (
-    SELECT g.*, (g.exec_type IN ({moving}) AND g.side IN ('Buy', 'Sell')) AS moves,
-        (g.exec_type = 'Funding') AS funding_row, (g.side = 'Buy') AS buy
-    FROM lagged g
 ),
 flagged AS (
     SELECT t.*, (t.moves AND t.qty <> 0 AND CASE WHEN t.s0 = 0 THEN (t.idx = 0 OR (t.idx = 1) = t.buy)

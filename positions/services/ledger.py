@@ -28,6 +28,7 @@ from django.db.models.functions import Collate
 from django.utils import timezone
 
 from ordermanager.core.epoch import epoch_ms, from_epoch_ms
+from ordermanager.core.pg_arrays import pg_array_literals
 from ordermanager.events import POSITION_UPDATED, publish_event_on_commit
 from positions.models import Position, PositionLedgerEntry, PositionMode, PositionPnlDay
 from positions.services.marks import position_loss_warning_evaluate, position_mark_observed, position_payload
@@ -35,7 +36,7 @@ from positions.services.position_math import (
     ZERO,
     Flag,
     PositionState,
-    apply_execution,
+    apply_executions,
     direction_for,
     q18,
     unrealized_pnl,
@@ -266,7 +267,7 @@ def _ledger_insert(entries: list[_NewEntry]) -> None:
         return
     with connection.cursor() as cursor:
         # One array per column, unnested server side: one statement text for any number of entries.
-        cursor.execute(_ledger_insert_sql(), [[getattr(e, f.attname) for e in entries] for f in fields])
+        cursor.execute(_ledger_insert_sql(), pg_array_literals(fields, entries))
 
 
 def _ledger_fields() -> list:
@@ -399,16 +400,7 @@ def _fold_entries(
     entries: Sequence[PositionLedgerEntry | _NewEntry], start: PositionState, direction: int
 ) -> PositionState:
     state = start
-    for entry in entries:
-        step = apply_execution(
-            state,
-            exec_type=entry.exec_type,
-            side=entry.side,
-            qty=entry.qty,
-            price=entry.price,
-            fee=entry.fee,
-            direction=direction,
-        )
+    for entry, step in zip(entries, apply_executions(start, entries, direction=direction), strict=True):
         state = step.state
         entry.flag = step.flag
         _set_after(entry, state)

@@ -373,6 +373,31 @@ def test_an_execution_missing_a_field_its_kind_needs_gets_an_error_naming_it_and
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_frame_read_once_keeps_decimals_exact_and_echoes_numeric_ids_as_sent():
+    # The consumer reads a text frame once (decimals from their text) and hands the object to the parser.
+    order = OrderFactory(qty=D("1"), price=D("100"))
+    item = bm.execution_item(qty="0.5", price="100", order_link_id=order.order_link_id)
+    raw = json.dumps(bm.message("execution", [item])).replace('"0.5"', "0.123456789012345678")
+    bad = {**bm.message("execution", [{**item, "execId": "other", "execQty": "1.5x"}]), "id": 1.5}
+
+    async def scenario():
+        ws = communicator()
+        await ws.connect()
+        await ws.send_to(text_data=raw)
+        await ws.send_json_to(bad)
+        await ws.send_json_to({"op": "ping", "req_id": 2.25})
+        replies = [await ws.receive_json_from() for _ in range(2)]
+        await ws.disconnect()
+        return replies
+
+    error, pong = run(scenario)
+
+    assert error["op"] == "error" and error["id"] == 1.5 and "execQty" in error["error"]
+    assert pong == {"op": "pong", "req_id": 2.25}
+    assert Execution.objects.get().exec_qty == D("0.123456789012345678")
+
+
+@pytest.mark.django_db(transaction=True)
 def test_two_long_exec_ids_sharing_a_prefix_are_both_refused_not_merged(caplog):
     order = OrderFactory(qty=D("1"), price=D("100"))
     messages = [

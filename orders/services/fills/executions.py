@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from exchange.bybit.types import ExecutionInfo
 from ordermanager.core.epoch import from_epoch_ms
+from ordermanager.core.pg_arrays import pg_array_literals
 from orders.models import Execution, Order
 from orders.services.fills.fill_values import fill_of_execution, fill_of_info, side_of
 from orders.services.fills.funding import fills_to_positions, funding_idx
@@ -169,7 +170,8 @@ def _insert_new(rows: list[dict]) -> set[str]:
         if connection.vendor == "postgresql":
             # One array per column, unnested server side: the statement text is the same for any
             # number of rows (parsed once by the driver), and values go to the driver as they are.
-            cursor.execute(_insert_sql_pg(), [[row[f.attname] for row in rows] for f in fields])
+            # The arrays go as literals joined here (``pg_array_literals``), not as lists for psycopg to dump.
+            cursor.execute(_insert_sql_pg(), pg_array_literals(fields, rows, by_key=True))
             new.update(exec_id for _, exec_id in cursor.fetchall())
             return new
         head, row_sql, tail = _insert_sql_values()

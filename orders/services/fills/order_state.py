@@ -17,6 +17,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from exchange.bybit.types import ExecutionInfo, OrderInfo
+from ordermanager.core.pg_arrays import pg_array_literals
 from ordermanager.events import ORDER_UPDATED, publish_event_on_commit
 from orders.exchange_status import order_status_of
 from orders.models import STATUS_RANK, CancelReason, Execution, Order, OrderStatus
@@ -116,7 +117,7 @@ def _orders_save_fills(orders: list[Order]) -> None:
         return
     fields = [Order._meta.pk] + [Order._meta.get_field(name) for name in _FILL_FIELDS]
     with connection.cursor() as cursor:
-        cursor.execute(_fills_update_sql(), [[getattr(o, f.attname) for o in orders] for f in fields])
+        cursor.execute(_fills_update_sql(), pg_array_literals(fields, orders))
 
 
 @functools.cache

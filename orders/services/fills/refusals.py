@@ -8,6 +8,8 @@ batched insert would silently truncate, and two long execIds sharing a prefix wo
 
 from __future__ import annotations
 
+import functools
+
 from exchange.bybit.events import PrivateMessage
 from exchange.bybit.types import ExecutionInfo, OrderInfo
 from orders.models import Execution, Order
@@ -26,8 +28,22 @@ _INFO_ATTR = {"exchange_order_id": "order_id"}  # ExecutionInfo attribute where 
 _ORDER_TEXT = {"order_id": "orderId", "order_link_id": "orderLinkId", "category": "category", "symbol": "symbol"}
 
 
-def _column_limits(model, names: dict[str, str]) -> list[tuple[str, str, int]]:
-    return [(attname, bybit, model._meta.get_field(attname).max_length) for attname, bybit in names.items()]
+def _column_limits(model, names: dict[str, str]) -> tuple[tuple[str, str, str, int], ...]:
+    """(column attname, item attribute, Bybit's name, max length) of each text column."""
+    return tuple((attname, _INFO_ATTR.get(attname, attname), bybit, model._meta.get_field(attname).max_length)
+                 for attname, bybit in names.items())  # fmt: skip
+
+
+# Read from the models once per process (models do not change at run time; a migration that widens a column
+# still widens the check): every message is checked twice (consumer, apply), so this runs per item.
+@functools.cache
+def _execution_limits() -> tuple[tuple[str, str, str, int], ...]:
+    return _column_limits(Execution, _EXECUTION_TEXT)
+
+
+@functools.cache
+def _order_limits() -> tuple[tuple[str, str, str, int], ...]:
+    return _column_limits(Order, _ORDER_TEXT)
 
 
 def execution_refusal(info: ExecutionInfo) -> str | None:
@@ -38,16 +54,16 @@ def execution_refusal(info: ExecutionInfo) -> str | None:
     if rule in (FillRule.TRADE, FillRule.FORCED_TRADE) and info.side not in ("Buy", "Sell"):
         what = "is missing" if not info.side else f"is {info.side!r}, not Buy or Sell"
         return f"side {what}: a {info.exec_type} execution needs it to move the position"
-    for attname, bybit, limit in _column_limits(Execution, _EXECUTION_TEXT):
-        value = getattr(info, _INFO_ATTR.get(attname, attname))
+    for _, attr, bybit, limit in _execution_limits():
+        value = getattr(info, attr)
         if len(value) > limit:
             return f"{bybit} is {len(value)} characters, longer than the {limit} we can store ({clipped(value)})"
     return None
 
 
 def order_refusal(info: OrderInfo) -> str | None:
-    for attname, bybit, limit in _column_limits(Order, _ORDER_TEXT):
-        value = getattr(info, attname)
+    for _, attr, bybit, limit in _order_limits():
+        value = getattr(info, attr)
         if len(value) > limit:
             return f"{bybit} is {len(value)} characters, longer than the {limit} we can store ({clipped(value)})"
     return None

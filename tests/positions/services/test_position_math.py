@@ -10,6 +10,7 @@ from positions.services.position_math import (
     Flag,
     PositionState,
     apply_execution,
+    apply_executions,
     fold,
     rule_for,
     unrealized_pnl,
@@ -235,3 +236,25 @@ def test_weighted_average_is_rounded_once_not_first_by_the_default_context():
     before = S("252.047", "64662.772445864440760062")
     step = apply_execution(before, exec_type="Trade", side="Buy", qty=D("0.228"), price=D("64966"), fee=D(0))
     assert step.state.avg_entry_price == D("64663.046495541748886142")
+
+
+@pytest.mark.parametrize("direction", [0, 1, -1])
+def test_a_run_of_fills_in_one_context_gives_the_steps_one_by_one(direction):
+    import random
+    from types import SimpleNamespace
+
+    rng = random.Random(direction)
+    fills = [
+        SimpleNamespace(exec_type=rng.choice(["Trade", "Trade", "Funding", "BustTrade", "Settle"]),
+                        side=rng.choice(["Buy", "Sell", ""]), qty=D(rng.randint(0, 3000)) / 1000,
+                        price=D(rng.randint(1, 10**7)) / 7, fee=D(rng.randint(-50, 50)) / 1000)
+        for _ in range(300)
+    ]  # fmt: skip
+    steps = apply_executions(S(), fills, direction=direction)
+    state = S()
+    for fill, step in zip(fills, steps, strict=True):
+        alone = apply_execution(state, exec_type=fill.exec_type, side=fill.side, qty=fill.qty, price=fill.price,
+                                fee=fill.fee, direction=direction)  # fmt: skip
+        assert step == alone
+        state = alone.state
+    assert len(steps) == len(fills)
