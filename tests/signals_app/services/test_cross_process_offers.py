@@ -12,6 +12,7 @@ an offer whose signal was gone (done by the other process meanwhile), read nothi
 signal was stored in between.
 """
 
+import os
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ from signals_app.models import SignalStatus, TradingSignal
 from signals_app.services import signal_processor
 from signals_app.services.intake import notify_payload, notify_symbols
 from signals_app.services.signal_processor import SignalProcessor
-from tests.signals_app.e2e.harness import ROOT, ConsumerProcess, wait_until
+from tests.signals_app.e2e.harness import ROOT, ConsumerProcess, database_url, wait_until
 
 POLL = 30.0  # both processes' safety-net poll: far beyond every deadline below
 SYMBOL = "BTCUSDT"
@@ -73,10 +74,7 @@ def test_a_signal_stored_while_another_process_holds_its_symbol_is_processed_whe
         signal_processor._wake.offer([SYMBOL])  # an offer whose signal is gone: the worker takes it, reads nothing
         here.start()
         assert read.wait(20), "the worker never took the offered symbol"
-        signal_id = str(uuid.uuid4())
-        subprocess.run([sys.executable, "manage.py", "send_signal", "--direct", "--asset", SYMBOL, "--side", "buy",
-                        "--amount", "650", "--confidence", "0.95", "--signal-id", signal_id],
-                       cwd=ROOT, env={**other.env, "SIGNAL_BROKER_URL": ""}, check=True, capture_output=True)
+        signal_id = send_signal_elsewhere()
         # The NOTIFY reached this process and was offered: a sibling found the symbol held and left its note.
         wait_until(lambda: SYMBOL in signal_processor._wake._missed, timeout=15, interval=0.01,
                    what="the NOTIFY's symbol offered to a worker here, which found it held")
@@ -94,6 +92,52 @@ def test_a_signal_stored_while_another_process_holds_its_symbol_is_processed_whe
     assert started, f"the signal was not processed in the holding process\n{other.log_tail()}"
     latency = started[0] - released[0]
     assert 0 <= latency < BOUND, f"{latency:.3f} s from the holder's release to the signal's processing"
+
+
+def send_signal_elsewhere() -> str:
+    """Store a signal from another process (``manage.py send_signal --direct``): this one hears of it only by
+    the inbox NOTIFY."""
+    signal_id = str(uuid.uuid4())
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ordermanager.settings.base", "DATABASE_URL": database_url(),
+           "SIGNAL_BROKER_URL": "", "LOG_LEVEL": "warning"}
+    subprocess.run([sys.executable, "manage.py", "send_signal", "--direct", "--asset", SYMBOL, "--side", "buy",
+                    "--amount", "650", "--confidence", "0.95", "--signal-id", signal_id],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    return signal_id
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_notify_from_another_process_hands_its_symbol_to_a_worker_without_an_inbox_search(
+        pipeline, simulator, monkeypatch):
+    trail: list[tuple[str, object]] = []
+    search, process = signal_processor.symbols_with_work, signal_processor.signal_process
+
+    def searching(**kwargs):
+        trail.append(("search", None))
+        return search(**kwargs)
+
+    def processing(*, signal):
+        trail.append(("process", str(signal.signal_id)))
+        return process(signal=signal)
+
+    monkeypatch.setattr(signal_processor, "symbols_with_work", searching)
+    monkeypatch.setattr(signal_processor, "signal_process", processing)
+    signal_processor._wake.clear()
+    here = SignalProcessor(threads=2, poll_interval=POLL)
+    here.start()
+    try:
+        wait_until(lambda: trail.count(("search", None)) >= 2, timeout=15, what="both workers idle after a first look")
+        before = len(trail)
+        signal_id = send_signal_elsewhere()
+        wait_until(lambda: TradingSignal.objects.get(signal_id=signal_id).status == SignalStatus.EXECUTED,
+                   timeout=15, interval=0.01, what="the signal executed, long before a 30 s poll")
+    finally:
+        here.stop()
+        here.join(10)
+    # The NOTIFY named the symbol: the worker took it directly (before 0326 a bare NOTIFY made it search).
+    assert trail[before] == ("process", signal_id)
 
 
 def test_the_notify_payload_names_the_symbols_or_is_a_bare_wake_when_too_long():
