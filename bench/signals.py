@@ -174,7 +174,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def _reset_tables(*, warm_up_only: bool = False):
-    from django.db import IntegrityError
+    from django.db import IntegrityError, OperationalError
 
     from exchange.models import ExchangeCall
     from orders.models import BackfillMark, Execution, Order, ReconciliationRun, RiskLimit, SignalOrderRelationship
@@ -193,8 +193,9 @@ def _reset_tables(*, warm_up_only: bool = False):
             for model in models:
                 model.objects.all().delete()
             return
-        except IntegrityError:
-            # After the warm-up the consumers run: their reconciliation may book a fill between two deletes.
+        except (IntegrityError, OperationalError):
+            # After the warm-up the consumers run: their reconciliation (or the fill stream) may book a fill
+            # between two deletes, or deadlock with one.
             if attempt == 4:
                 raise
 
@@ -348,6 +349,9 @@ def _measure(run: Run, processes: int, *, count: int, rate: float | None) -> dic
     _wait(lambda: TradingSignal.objects.filter(
         status__in=["received"] if intake_only else ["executed", "rejected", "failed"]).count() >= len(run.symbols),
         60)
+    working = [OrderStatus.PENDING_SUBMIT, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED]
+    if run.asgi and not intake_only:
+        _wait(lambda: not Order.objects.filter(status__in=working).exists(), 60)  # the warm-up's fills booked
     _reset_tables(warm_up_only=True)
     run.sim.ask("clear")
     bodies = [run.signal(rng) for _ in range(count)]
@@ -368,7 +372,6 @@ def _measure(run: Run, processes: int, *, count: int, rate: float | None) -> dic
         status__in=["received", "processing"]).exists()), 300)
     if run.asgi and not intake_only:
         # The ingest's CPU counts the fills of every order of the run: wait until they are booked.
-        working = [OrderStatus.PENDING_SUBMIT, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED]
         _wait(lambda: not Order.objects.filter(status__in=working).exists(), 60)
     cpu = sum(cpu_seconds(p.pid) for p in procs) - sum(cpu_before)
     asgi_cpu = cpu_seconds(run.asgi.pid) - asgi_cpu_before if run.asgi else None
