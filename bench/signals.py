@@ -288,6 +288,17 @@ def _consumers(count: int, *, queue: str, sim: BenchSimulator, threads: int) -> 
                              stderr=subprocess.STDOUT) for _ in range(count)]
 
 
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        proc.send_signal(os_signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 def _wait(predicate, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -338,55 +349,55 @@ def _measure(run: Run, processes: int, *, count: int, rate: float | None) -> dic
     producer = Producer(conn.default_channel)
     queue.bind(conn.default_channel).declare()
     procs = _consumers(processes, queue=queue_name, sim=run.sim, threads=run.args.threads)
-    _wait(lambda: ReconciliationRun.objects.filter(trigger="startup").exclude(status="running").count() >= processes,
-          120)
-    rng = random.Random(processes)
-    # Warm-up: instrument cache, connections, first ticker read per symbol.
-    for symbol in run.symbols:
-        signal_publish(body=json.dumps(run.signal(rng, symbol)).encode(), connection=conn, queue=queue,
-                       producer=producer)
-    intake_only = run.args.threads <= 0
-    _wait(lambda: TradingSignal.objects.filter(
-        status__in=["received"] if intake_only else ["executed", "rejected", "failed"]).count() >= len(run.symbols),
-        60)
-    working = [OrderStatus.PENDING_SUBMIT, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED]
-    if run.asgi and not intake_only:
-        _wait(lambda: not Order.objects.filter(status__in=working).exists(), 60)  # the warm-up's fills booked
-    _reset_tables(warm_up_only=True)
-    run.sim.ask("clear")
-    bodies = [run.signal(rng) for _ in range(count)]
-    published: dict[str, float] = {}
-    cpu_before = [cpu_seconds(p.pid) for p in procs]
-    sim_cpu_before = cpu_seconds(run.sim.pid)
-    asgi_cpu_before = cpu_seconds(run.asgi.pid) if run.asgi else 0.0
-    started = time.time()
-    for index, body in enumerate(bodies):
-        if rate:
-            delay = started + index / rate - time.time()
-            if delay > 0:
-                time.sleep(delay)  # pacing the publisher at --rate
-        raw = json.dumps(body).encode()
-        published[uuid.UUID(body["signal_id"]).hex] = time.time()
-        signal_publish(body=raw, connection=conn, queue=queue, producer=producer)
-    _wait(lambda: TradingSignal.objects.count() >= count and (intake_only or not TradingSignal.objects.filter(
-        status__in=["received", "processing"]).exists()), 300)
-    if run.asgi and not intake_only:
-        # The ingest's CPU counts the fills of every order of the run: wait until they are booked.
-        _wait(lambda: not Order.objects.filter(status__in=working).exists(), 60)
-    cpu = sum(cpu_seconds(p.pid) for p in procs) - sum(cpu_before)
-    asgi_cpu = cpu_seconds(run.asgi.pid) - asgi_cpu_before if run.asgi else None
-    sim_cpu = cpu_seconds(run.sim.pid) - sim_cpu_before
-    result = _intake_figures(published, started, count) if intake_only else _figures(
-        run.sim.ask("acks"), published, started, count)
-    result["cpu_ms"] = cpu * 1000 / max(count, 1)
-    result["sim_cpu_ms"] = sim_cpu * 1000 / max(count, 1)
-    result["asgi_cpu_ms"] = None if asgi_cpu is None else asgi_cpu * 1000 / max(count, 1)
-    for proc in procs:
-        proc.send_signal(os_signal.SIGTERM)
-    for proc in procs:
-        proc.wait(60)
-    queue.bind(conn.default_channel).delete()
-    conn.release()
+    try:
+        startups = ReconciliationRun.objects.filter(trigger="startup")
+        _wait(lambda: startups.exclude(status="running").count() >= processes, 120)
+        rng = random.Random(processes)
+        # Warm-up: instrument cache, connections, first ticker read per symbol.
+        for symbol in run.symbols:
+            signal_publish(body=json.dumps(run.signal(rng, symbol)).encode(), connection=conn, queue=queue,
+                           producer=producer)
+        intake_only = run.args.threads <= 0
+        _wait(lambda: TradingSignal.objects.filter(
+            status__in=["received"] if intake_only else ["executed", "rejected", "failed"]).count() >= len(run.symbols),
+            60)
+        working = [OrderStatus.PENDING_SUBMIT, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED]
+        if run.asgi and not intake_only:
+            _wait(lambda: not Order.objects.filter(status__in=working).exists(), 60)  # the warm-up's fills booked
+        _reset_tables(warm_up_only=True)
+        run.sim.ask("clear")
+        bodies = [run.signal(rng) for _ in range(count)]
+        published: dict[str, float] = {}
+        cpu_before = [cpu_seconds(p.pid) for p in procs]
+        sim_cpu_before = cpu_seconds(run.sim.pid)
+        asgi_cpu_before = cpu_seconds(run.asgi.pid) if run.asgi else 0.0
+        started = time.time()
+        for index, body in enumerate(bodies):
+            if rate:
+                delay = started + index / rate - time.time()
+                if delay > 0:
+                    time.sleep(delay)  # pacing the publisher at --rate
+            raw = json.dumps(body).encode()
+            published[uuid.UUID(body["signal_id"]).hex] = time.time()
+            signal_publish(body=raw, connection=conn, queue=queue, producer=producer)
+        _wait(lambda: TradingSignal.objects.count() >= count and (intake_only or not TradingSignal.objects.filter(
+            status__in=["received", "processing"]).exists()), 300)
+        if run.asgi and not intake_only:
+            # The ingest's CPU counts the fills of every order of the run: wait until they are booked.
+            _wait(lambda: not Order.objects.filter(status__in=working).exists(), 60)
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - sum(cpu_before)
+        asgi_cpu = cpu_seconds(run.asgi.pid) - asgi_cpu_before if run.asgi else None
+        sim_cpu = cpu_seconds(run.sim.pid) - sim_cpu_before
+        result = _intake_figures(published, started, count) if intake_only else _figures(
+            run.sim.ask("acks"), published, started, count)
+        result["cpu_ms"] = cpu * 1000 / max(count, 1)
+        result["sim_cpu_ms"] = sim_cpu * 1000 / max(count, 1)
+        result["asgi_cpu_ms"] = None if asgi_cpu is None else asgi_cpu * 1000 / max(count, 1)
+    finally:
+        # Also when the run breaks: a consumer left running would process the next run's signals.
+        _stop(procs)
+        queue.bind(conn.default_channel).delete()
+        conn.release()
     return result
 
 
@@ -475,6 +486,8 @@ def main() -> None:
     parser.add_argument("--no-fill-stream", action="store_true",
                         help="no fill ingest (uvicorn + ws-gateway): the book learns of fills from reconciliation only")
     args = parser.parse_args()
+    # SIGTERM ends the bench through its finally blocks: the consumers and the ASGI process are stopped.
+    os_signal.signal(os_signal.SIGTERM, lambda *_: sys.exit(143))
     if not os.environ.get("SIGNAL_BROKER_URL"):
         sys.exit("set SIGNAL_BROKER_URL=amqp://... (and BENCH_DATABASE_URL=postgres://... , a scratch database)")
     db_url = os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DB
