@@ -50,11 +50,12 @@ ERROR_RECENT_SECONDS = 60.0
 
 
 class _Wakeups:
-    """This process's wake-ups of the processor workers (docs/decisions/0324).
+    """This process's wake-ups of the processor workers (docs/decisions/0324, 0326).
 
     ``offer(symbols)`` hands each symbol to one idle worker, which takes it at once without reading the inbox
-    for symbols with work; ``set()`` (a wake without symbols: a NOTIFY from another process, a stop) asks one
-    worker to look for work. ``is_set``/``clear``/``wait`` read as ``threading.Event``'s. Inside ``deferred()``
+    for symbols with work (the local intake's symbols, and those another process's intake names in its
+    NOTIFY); ``set()`` (a wake without symbols: a NOTIFY too long to name them, a stop) asks one worker to
+    look for work. ``is_set``/``clear``/``wait`` read as ``threading.Event``'s. Inside ``deferred()``
     this thread's wake-ups are held back and handed over when it ends, as one offer of the symbols (the
     consumer knows which symbols it stored, so the workers need not search for them).
     """
@@ -280,10 +281,11 @@ def _warn_clock_skew(signal: TradingSignal) -> None:
 class SignalProcessor:
     """Worker threads that drain the inbox until ``stop()``; used by consume_signals and process_signals.
 
-    A worker waits for a wake-up: a symbol offered by the local intake (taken at once, no inbox search), or
-    a bare wake (the PostgreSQL NOTIFY listener, for intakes in other processes) that makes it look for
-    work; without either it polls every ``poll_interval`` seconds, the safety net, never on the path of a
-    signal stored in this process. ``stop()`` lets each worker finish the signal in hand and exit;
+    A worker waits for a wake-up: a symbol offered by the local intake or named by another process's intake
+    in its PostgreSQL NOTIFY (taken at once, no inbox search; docs/decisions/0326), or a bare wake that makes
+    it look for work; without either it polls every ``poll_interval`` seconds
+    (``SIGNAL_PROCESSOR_POLL_SECONDS``), the safety net, not on the path of a signal stored while a processor
+    worker of any process holds its symbol. ``stop()`` lets each worker finish the signal in hand and exit;
     ``join()`` waits for them.
     """
 
