@@ -3,7 +3,7 @@
     BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/om_bench_signals \
     SIGNAL_BROKER_URL=amqp://guest:guest@127.0.0.1:5672// \
         .venv/bin/python bench/signals.py [--signals 2000] [--paced-signals 400] [--rate 40] [--processes 1 2]
-                                          [--threads 4] [--symbols 20] [--skip-floors]
+                                          [--threads 4] [--symbols 20] [--skip-floors] [--no-fill-stream]
 
 First it measures the machine's floors in the same run (``bench/floor.py``): serial INSERT+COMMIT on one
 connection, and a bare httpx call to the simulator. Then, for 1 and 2 consumer processes, from publish to
@@ -14,12 +14,22 @@ the exchange's acceptance of the order (the simulator's order event):
 - paced: ``--rate`` signals/s (the issue's latency figure is at 40/s); percentiles (p50, p99, max) of the
   total and of our own time: publish → ack minus the simulator's own time for the create (from the request
   reaching its HTTP app to its acceptance), measured inside the simulator;
-- CPU ms per signal of our consumer processes (user+system from /proc, over the measured phase), and of
-  the simulator process beside it;
+- CPU ms per signal of our consumer processes (user+system from /proc, over the measured phase), of the
+  ASGI ingest process (below) shown apart, and of the simulator process beside it; exchange calls per signal;
 - where the time goes (median per stage): publish → inbox commit, inbox → order row (wake-up, rules,
   cancels, exchange reads), order row → exchange ack (the create request).
 
 The simulator runs in a process of its own (``SimulatorProcess``): it no longer shares the bench's GIL.
+
+The fill stream (default; ``--no-fill-stream`` leaves it out) is production's shape: uvicorn serving
+``ordermanager.asgi`` (the Procfile's web process, whose ``ws/gateway/`` endpoint is the fill ingest) in a
+child process, registered with the simulator's ws-gateway role as ``start_ingest`` does
+(``ws_gateway_register``; the simulator's reset ends subscriptions, so each run registers anew). The
+simulator then pushes each order's executions to it, and the book knows a market order's fills before the
+next signal of the symbol asks (docs/decisions/0316). Without it the book learns of them only from
+reconciliation: the next signal of the symbol waits for them or reads the exchange. ``start_ingest``'s
+other duties (schedules, position validation, continuous reconciliation, which the consumers run too) are
+not part of the bench.
 The database is migrated and its signal, order, position, risk-limit and reconciliation tables are emptied
 before each run: use a scratch one. Each consumer reconciles at startup (docs/decisions/0310); signals
 are published once every startup run has finished. ``--symbols`` above the simulator's five adds
@@ -30,6 +40,7 @@ instruments (B01USDT...) for the run: per-symbol FIFO caps parallelism at the nu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import contextvars
 import json
 import os
@@ -163,14 +174,16 @@ def cpu_seconds(pid: int) -> float:
 
 
 def _reset_tables(*, warm_up_only: bool = False):
-    from django.db import IntegrityError
+    from django.db import IntegrityError, OperationalError
 
     from exchange.models import ExchangeCall
-    from orders.models import Execution, Order, ReconciliationRun, RiskLimit, SignalOrderRelationship
+    from orders.models import BackfillMark, Execution, Order, ReconciliationRun, RiskLimit, SignalOrderRelationship
     from positions.models import Position
     from signals_app.models import TradingSignal
 
-    models = [Execution, SignalOrderRelationship, Order, TradingSignal, ExchangeCall]
+    # A backfill mark (a reconnected fill stream marks every active symbol) sends position decisions to the
+    # exchange (docs/decisions/0316): one left by the previous run's or the warm-up's symbols goes too.
+    models = [Execution, SignalOrderRelationship, Order, TradingSignal, ExchangeCall, BackfillMark]
     if not warm_up_only:
         # Positions and fills left by a run would make the next run's startup reconciliation (against a
         # reset simulator) find differences and halt symbols.
@@ -180,10 +193,80 @@ def _reset_tables(*, warm_up_only: bool = False):
             for model in models:
                 model.objects.all().delete()
             return
-        except IntegrityError:
-            # After the warm-up the consumers run: their reconciliation may book a fill between two deletes.
+        except (IntegrityError, OperationalError):
+            # After the warm-up the consumers run: their reconciliation (or the fill stream) may book a fill
+            # between two deletes, or deadlock with one.
             if attempt == 4:
                 raise
+
+
+class AsgiProcess:
+    """uvicorn serving ``ordermanager.asgi`` in a child process: ws-gateway's endpoint (fill ingest)."""
+
+    KEY = "bench-gateway-key"
+
+    def __init__(self, sim: BenchSimulator):
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"ws://127.0.0.1:{self.port}/ws/gateway/"
+        self.env = {**os.environ, "WS_GATEWAY_API_KEY": self.KEY, "BYBIT_ENV": "simulator", "BYBIT_BASE_URL": sim.url,
+                    "BYBIT_API_KEY": sim.api_key, "BYBIT_API_SECRET": sim.api_secret, "LOG_LEVEL": "warning"}
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> AsgiProcess:
+        import socket
+
+        log = open(ROOT / "var" / "bench-asgi.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "ordermanager.asgi:application", "--host", "127.0.0.1", "--port",
+             str(self.port), "--no-access-log", "--ws-max-size", "1048576", "--log-level", "warning"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+        def listening() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError("uvicorn (ordermanager.asgi) exited; see var/bench-asgi.log")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return True
+            except OSError:
+                return False
+
+        if not _wait(listening, 60):
+            raise RuntimeError("uvicorn (ordermanager.asgi) did not listen within 60 s")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.send_signal(os_signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def subscribe(self, sim: BenchSimulator) -> None:
+        """Register our subscription with the simulator's ws-gateway role (as ``start_ingest`` does) and wait
+        until it has connected to our endpoint."""
+        import httpx
+        from django.conf import settings
+
+        from orders.services.gateway_registration import ws_gateway_register
+
+        host, port = sim.url.rsplit("//", 1)[1].split(":")
+        settings.WS_GATEWAY_HOST, settings.WS_GATEWAY_PORT = host, int(port)
+        settings.WS_GATEWAY_API_KEY, settings.WS_GATEWAY_CALLBACK_URL = self.KEY, self.url
+        settings.ENABLE_DRY_RUN = False
+        if not ws_gateway_register():
+            raise RuntimeError("the ws-gateway registration was skipped")
+        subs = f"{sim.url}/ws-gateway/api/v1/subscriptions"
+        if not _wait(lambda: any(s["connected"] for s in httpx.get(subs, headers={"X-API-Key": self.KEY}).json()[
+                "subscriptions"]), 30):
+            raise RuntimeError("the simulator's ws-gateway never connected to our endpoint; see var/bench-asgi.log")
 
 
 def _extra_instruments(count: int) -> list[dict]:
@@ -205,6 +288,17 @@ def _consumers(count: int, *, queue: str, sim: BenchSimulator, threads: int) -> 
                              stderr=subprocess.STDOUT) for _ in range(count)]
 
 
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        proc.send_signal(os_signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 def _wait(predicate, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -218,8 +312,8 @@ def _wait(predicate, timeout: float) -> bool:
 
 
 class Run:
-    def __init__(self, args, sim: BenchSimulator, symbols: list[str]):
-        self.args, self.sim, self.symbols = args, sim, symbols
+    def __init__(self, args, sim: BenchSimulator, symbols: list[str], asgi: AsgiProcess | None):
+        self.args, self.sim, self.symbols, self.asgi = args, sim, symbols, asgi
         self.prices: dict[str, D] = {}
 
     def signal(self, rng: random.Random, symbol: str | None = None) -> dict:
@@ -236,7 +330,7 @@ def _measure(run: Run, processes: int, *, count: int, rate: float | None) -> dic
     import httpx
     from kombu import Connection, Producer
 
-    from orders.models import ReconciliationRun
+    from orders.models import Order, OrderStatus, ReconciliationRun
     from signals_app.amqp import ingress_queue, signal_publish
     from signals_app.models import TradingSignal
 
@@ -247,52 +341,63 @@ def _measure(run: Run, processes: int, *, count: int, rate: float | None) -> dic
         run.sim.ask("instruments", _extra_instruments(len(run.symbols) - len(listed)))
     run.prices = {k: D(v) for k, v in run.sim.ask("prices").items()}
     httpx.post(f"{run.sim.url}/sim/rate-limits", json={"scale": 10000}).raise_for_status()
+    if run.asgi:
+        run.asgi.subscribe(run.sim)  # the reset ended the last run's subscription
     queue_name = f"bench.signals.{uuid.uuid4().hex[:8]}"
     queue = ingress_queue(queue_name)
     conn = Connection(os.environ["SIGNAL_BROKER_URL"], transport_options={"confirm_publish": True})
     producer = Producer(conn.default_channel)
     queue.bind(conn.default_channel).declare()
     procs = _consumers(processes, queue=queue_name, sim=run.sim, threads=run.args.threads)
-    _wait(lambda: ReconciliationRun.objects.filter(trigger="startup").exclude(status="running").count() >= processes,
-          120)
-    rng = random.Random(processes)
-    # Warm-up: instrument cache, connections, first ticker read per symbol.
-    for symbol in run.symbols:
-        signal_publish(body=json.dumps(run.signal(rng, symbol)).encode(), connection=conn, queue=queue,
-                       producer=producer)
-    intake_only = run.args.threads <= 0
-    _wait(lambda: TradingSignal.objects.filter(
-        status__in=["received"] if intake_only else ["executed", "rejected", "failed"]).count() >= len(run.symbols),
-        60)
-    _reset_tables(warm_up_only=True)
-    run.sim.ask("clear")
-    bodies = [run.signal(rng) for _ in range(count)]
-    published: dict[str, float] = {}
-    cpu_before = [cpu_seconds(p.pid) for p in procs]
-    sim_cpu_before = cpu_seconds(run.sim.pid)
-    started = time.time()
-    for index, body in enumerate(bodies):
-        if rate:
-            delay = started + index / rate - time.time()
-            if delay > 0:
-                time.sleep(delay)  # pacing the publisher at --rate
-        raw = json.dumps(body).encode()
-        published[uuid.UUID(body["signal_id"]).hex] = time.time()
-        signal_publish(body=raw, connection=conn, queue=queue, producer=producer)
-    _wait(lambda: TradingSignal.objects.count() >= count and (intake_only or not TradingSignal.objects.filter(
-        status__in=["received", "processing"]).exists()), 300)
-    cpu = sum(cpu_seconds(p.pid) for p in procs) - sum(cpu_before)
-    sim_cpu = cpu_seconds(run.sim.pid) - sim_cpu_before
-    result = _intake_figures(published, started, count) if intake_only else _figures(
-        run.sim.ask("acks"), published, started, count)
-    result["cpu_ms"] = cpu * 1000 / max(count, 1)
-    result["sim_cpu_ms"] = sim_cpu * 1000 / max(count, 1)
-    for proc in procs:
-        proc.send_signal(os_signal.SIGTERM)
-    for proc in procs:
-        proc.wait(60)
-    queue.bind(conn.default_channel).delete()
-    conn.release()
+    try:
+        startups = ReconciliationRun.objects.filter(trigger="startup")
+        _wait(lambda: startups.exclude(status="running").count() >= processes, 120)
+        rng = random.Random(processes)
+        # Warm-up: instrument cache, connections, first ticker read per symbol.
+        for symbol in run.symbols:
+            signal_publish(body=json.dumps(run.signal(rng, symbol)).encode(), connection=conn, queue=queue,
+                           producer=producer)
+        intake_only = run.args.threads <= 0
+        _wait(lambda: TradingSignal.objects.filter(
+            status__in=["received"] if intake_only else ["executed", "rejected", "failed"]).count() >= len(run.symbols),
+            60)
+        working = [OrderStatus.PENDING_SUBMIT, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED]
+        if run.asgi and not intake_only:
+            _wait(lambda: not Order.objects.filter(status__in=working).exists(), 60)  # the warm-up's fills booked
+        _reset_tables(warm_up_only=True)
+        run.sim.ask("clear")
+        bodies = [run.signal(rng) for _ in range(count)]
+        published: dict[str, float] = {}
+        cpu_before = [cpu_seconds(p.pid) for p in procs]
+        sim_cpu_before = cpu_seconds(run.sim.pid)
+        asgi_cpu_before = cpu_seconds(run.asgi.pid) if run.asgi else 0.0
+        started = time.time()
+        for index, body in enumerate(bodies):
+            if rate:
+                delay = started + index / rate - time.time()
+                if delay > 0:
+                    time.sleep(delay)  # pacing the publisher at --rate
+            raw = json.dumps(body).encode()
+            published[uuid.UUID(body["signal_id"]).hex] = time.time()
+            signal_publish(body=raw, connection=conn, queue=queue, producer=producer)
+        _wait(lambda: TradingSignal.objects.count() >= count and (intake_only or not TradingSignal.objects.filter(
+            status__in=["received", "processing"]).exists()), 300)
+        if run.asgi and not intake_only:
+            # The ingest's CPU counts the fills of every order of the run: wait until they are booked.
+            _wait(lambda: not Order.objects.filter(status__in=working).exists(), 60)
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - sum(cpu_before)
+        asgi_cpu = cpu_seconds(run.asgi.pid) - asgi_cpu_before if run.asgi else None
+        sim_cpu = cpu_seconds(run.sim.pid) - sim_cpu_before
+        result = _intake_figures(published, started, count) if intake_only else _figures(
+            run.sim.ask("acks"), published, started, count)
+        result["cpu_ms"] = cpu * 1000 / max(count, 1)
+        result["sim_cpu_ms"] = sim_cpu * 1000 / max(count, 1)
+        result["asgi_cpu_ms"] = None if asgi_cpu is None else asgi_cpu * 1000 / max(count, 1)
+    finally:
+        # Also when the run breaks: a consumer left running would process the next run's signals.
+        _stop(procs)
+        queue.bind(conn.default_channel).delete()
+        conn.release()
     return result
 
 
@@ -359,7 +464,8 @@ def _print(label: str, r: dict, floors: list[Floor]) -> None:
           f"{r['statuses']}){'  = ' + ratios if ratios else ''}")
     print(f"  {'':<22} publish→ack p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  max {r['max']:6.1f} ms | "
           f"own (exchange excluded) p50 {r['own_p50']:6.1f} ms  p99 {r['own_p99']:6.1f} ms")
-    print(f"  {'':<22} CPU per signal: consumers {r['cpu_ms']:.2f} ms, simulator {r['sim_cpu_ms']:.2f} ms | "
+    ingest = "" if r["asgi_cpu_ms"] is None else f"ASGI fill ingest {r['asgi_cpu_ms']:.2f} ms, "
+    print(f"  {'':<22} CPU per signal: consumers {r['cpu_ms']:.2f} ms, {ingest}simulator {r['sim_cpu_ms']:.2f} ms | "
           f"{r['exchange_calls_per_signal']:.2f} exchange calls/signal")
     print(f"  {'':<22} where (medians): publish→inbox {r['inbox_ms']:.1f} ms | inbox→order row {r['plan_ms']:.1f} ms"
           f" | order row→exchange ack {r['send_ms']:.1f} ms (simulator's own time {r['exchange_ms']:.2f} ms)")
@@ -377,7 +483,11 @@ def main() -> None:
     parser.add_argument("--skip-floors", action="store_true", help="do not measure the floors first")
     parser.add_argument("--no-burst", action="store_true")
     parser.add_argument("--no-paced", action="store_true")
+    parser.add_argument("--no-fill-stream", action="store_true",
+                        help="no fill ingest (uvicorn + ws-gateway): the book learns of fills from reconciliation only")
     args = parser.parse_args()
+    # SIGTERM ends the bench through its finally blocks: the consumers and the ASGI process are stopped.
+    os_signal.signal(os_signal.SIGTERM, lambda *_: sys.exit(143))
     if not os.environ.get("SIGNAL_BROKER_URL"):
         sys.exit("set SIGNAL_BROKER_URL=amqp://... (and BENCH_DATABASE_URL=postgres://... , a scratch database)")
     db_url = os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DB
@@ -390,16 +500,20 @@ def main() -> None:
     if not args.skip_floors:
         floors.append(commit_floor(db_url))
     connection.close()  # not shared with the forked simulator
-    with BenchSimulator() as sim:
+    with BenchSimulator() as sim, contextlib.ExitStack() as stack:
+        asgi = None if args.no_fill_stream else stack.enter_context(AsgiProcess(sim))
         if not args.skip_floors:
             httpx.post(f"{sim.url}/sim/rate-limits", json={"scale": 100000}).raise_for_status()
             floors.append(sim.http_floor())
         listed = sorted(sim.ask("prices"))
         extra = [spec["symbol"] for spec in _extra_instruments(max(0, args.symbols - len(listed)))]
         symbols = (listed + extra)[: args.symbols]
-        run = Run(args, sim, symbols)
+        run = Run(args, sim, symbols, asgi)
+        stream = (f"fill stream: uvicorn ordermanager.asgi in its own process (pid {asgi.pid}) fed by the "
+                  "simulator's ws-gateway role" if asgi else "no fill stream (fills from reconciliation only)")
         print(f"signal pipeline bench: {len(symbols)} symbols, market orders, {args.threads} processor threads per "
-              f"process, {os.cpu_count()} CPUs, simulator in its own process (pid {sim.pid})")
+              f"process, {os.cpu_count()} CPUs, simulator in its own process (pid {sim.pid}); {stream}; "
+              f"load average {os.getloadavg()[0]:.1f}")
         for floor in floors:
             print(f"  {floor.line()}")
         for processes in args.processes:

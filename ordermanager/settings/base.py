@@ -297,6 +297,8 @@ OUTBOX_VALIDATE = env_bool("OUTBOX_VALIDATE", False)
 SIGNAL_MAX_CLOCK_SKEW = env_int("SIGNAL_MAX_CLOCK_SKEW", 30, minimum=0)
 # Worker threads per process that turn inbox signals into orders (one symbol per thread at a time).
 SIGNAL_PROCESSOR_THREADS = env_int("SIGNAL_PROCESSOR_THREADS", 4, minimum=1, maximum=64)
+# Seconds between a processor worker's looks at the inbox when no wake-up came (the safety net, docs/decisions/0326).
+SIGNAL_PROCESSOR_POLL_SECONDS = env_float_seconds("SIGNAL_PROCESSOR_POLL_SECONDS", "0.5", minimum="0.01")
 # Seconds between the heartbeats of consume_signals/process_signals (dashboard: consumer health).
 SIGNAL_HEARTBEAT_INTERVAL = env_float_seconds("SIGNAL_HEARTBEAT_INTERVAL", "5", minimum="0.1")
 

@@ -42,8 +42,11 @@ log = structlog.get_logger(__name__)
 WARMUP_REASON = "warm-up signal (is_warmup=true): recorded, never traded"
 # First key of the two-int advisory lock space for intake (the processor uses another).
 INTAKE_LOCK_NAMESPACE = 0x51A1
-# PostgreSQL NOTIFY channel that wakes the processors of every process after an intake commits.
+# PostgreSQL NOTIFY channel that wakes the processors of every process after an intake commits. The payload
+# names the stored symbols (space-separated; docs/decisions/0326); empty: look for work.
 INBOX_CHANNEL = "om_signal_inbox"
+# PostgreSQL refuses a NOTIFY payload of 8,000 bytes or more; a longer list becomes a bare wake-up.
+NOTIFY_PAYLOAD_MAX = 7900
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,10 @@ def signals_intake_batch(*, payloads: list[bytes | str | dict], source: str,
     parsed = [_parse(payload, header)
               for payload, header in zip(payloads, traceparents or [None] * len(payloads), strict=True)]
     ids = [p.signal_id for p, _ in parsed if p.signal_id is not None]
-    existing = _lock_symbols_and_find(assets={p.asset for p, _ in parsed if isinstance(p, ParsedSignal)}, ids=ids)
+    assets = {p.asset for p, _ in parsed if isinstance(p, ParsedSignal)}
+    # The symbols the processors are offered (their NOTIFY payload): of the signals stored `received`.
+    offered = {p.asset for p, _ in parsed if isinstance(p, ParsedSignal) and not p.is_warmup}
+    existing = _lock_symbols_and_find(assets=assets, ids=ids, offered=offered)
     rows, planned = [], []
     for item, trace in parsed:
         if item.signal_id is None or item.signal_id in existing:
@@ -142,9 +148,10 @@ def _result(item: TradingSignal | ParsedSignal | SignalInvalid, *, source: str, 
         return duplicate
 
 
-def _lock_symbols_and_find(*, assets: set[str], ids: list) -> set:
+def _lock_symbols_and_find(*, assets: set[str], ids: list, offered: set[str]) -> set:
     """Take the intake locks of ``assets`` until commit and wake the processors of every process when it
-    commits (PostgreSQL: one statement with the duplicate check); return which of ``ids`` are stored."""
+    commits, offering them the ``offered`` symbols (PostgreSQL: one statement with the duplicate check);
+    return which of ``ids`` are stored."""
     if connection.vendor != "postgresql" or not assets:
         if not ids:
             return set()
@@ -152,11 +159,24 @@ def _lock_symbols_and_find(*, assets: set[str], ids: list) -> set:
     with connection.cursor() as cursor:
         # The NOTIFY is delivered only if this transaction commits.
         cursor.execute(
-            "SELECT (SELECT count(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::int[]) AS k), pg_notify(%s, ''), "
+            "SELECT (SELECT count(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::int[]) AS k), pg_notify(%s, %s), "
             f"ARRAY(SELECT signal_id FROM {TradingSignal._meta.db_table} WHERE signal_id = ANY(%s::uuid[]))",
-            [INTAKE_LOCK_NAMESPACE, sorted({_symbol_key(a) for a in assets}), INBOX_CHANNEL, ids],
+            [INTAKE_LOCK_NAMESPACE, sorted({_symbol_key(a) for a in assets}), INBOX_CHANNEL, notify_payload(offered),
+             ids],
         )
         return set(cursor.fetchone()[2])
+
+
+def notify_payload(symbols) -> str:
+    """The inbox NOTIFY's payload: the symbols, space-separated (a symbol is capital letters and digits), or
+    "" (look for work) when they would not fit PostgreSQL's payload limit."""
+    text = " ".join(sorted(symbols))
+    return text if len(text) <= NOTIFY_PAYLOAD_MAX else ""
+
+
+def notify_symbols(payload: str) -> list[str]:
+    """The symbols an inbox NOTIFY offers ([]: a bare wake-up, look for work)."""
+    return payload.split()
 
 
 def _valid_row(parsed: ParsedSignal, *, source: str, trace: SignalTrace) -> TradingSignal:
@@ -209,7 +229,7 @@ def _stored(signal: TradingSignal) -> None:
     if signal.status != SignalStatus.RECEIVED:  # rejected or skipped at the door: terminal already
         metrics.signal_finished_on_commit(signal)
     if signal.status == SignalStatus.RECEIVED:
-        transaction.on_commit(_wake_processor)
+        transaction.on_commit(lambda asset=signal.asset: _wake_processor(asset))
         log.info("signal_received", source=signal.source, asset=signal.asset, side=signal.signal_type,
                  amount=str(signal.amount), status=signal.status, inbox_id=signal.pk, signal_id=str(signal.signal_id),
                  trace_id=signal.trace_id, parent_span_id=signal.trace_parent_id)
@@ -230,11 +250,11 @@ def _symbol_key(asset: str) -> int:
     return zlib.crc32(asset.encode()) - 2**31
 
 
-def _wake_processor() -> None:
+def _wake_processor(symbol: str) -> None:
     # Imported here: signal_processor imports signal_outcome, which imports this module (signal_event_payload).
     from signals_app.services.signal_processor import processor_wake
 
-    processor_wake()
+    processor_wake([symbol])  # straight to an idle worker of this process (the consumer defers it: 0324)
 
 
 def signal_event_payload(signal: TradingSignal) -> dict:

@@ -34,9 +34,9 @@ from orders.services import fresh_position, order_holds
 from orders.services.risk_limits import risk_limit_seed_global
 from orders.services.signal_orders import SignalOrderInput, orders_place_for_signal, signal_orders_resume
 from signals_app.models import SignalStatus, TradingSignal
-from signals_app.services.intake import INBOX_CHANNEL
+from signals_app.services.intake import INBOX_CHANNEL, notify_symbols
 from signals_app.services.signal_outcome import UNFINISHED, SignalCommit, signal_finish
-from signals_app.services.symbol_lock import symbol_lock_release, symbol_lock_try
+from signals_app.services.symbol_lock import symbol_held_here, symbol_lock_release, symbol_lock_try
 
 log = structlog.get_logger(__name__)
 
@@ -50,11 +50,12 @@ ERROR_RECENT_SECONDS = 60.0
 
 
 class _Wakeups:
-    """This process's wake-ups of the processor workers (docs/decisions/0324).
+    """This process's wake-ups of the processor workers (docs/decisions/0324, 0326).
 
     ``offer(symbols)`` hands each symbol to one idle worker, which takes it at once without reading the inbox
-    for symbols with work; ``set()`` (a wake without symbols: a NOTIFY from another process, a stop) asks one
-    worker to look for work. ``is_set``/``clear``/``wait`` read as ``threading.Event``'s. Inside ``deferred()``
+    for symbols with work (the local intake's symbols, and those another process's intake names in its
+    NOTIFY); ``set()`` (a wake without symbols: a NOTIFY too long to name them, a stop) asks one worker to
+    look for work. ``is_set``/``clear``/``wait`` read as ``threading.Event``'s. Inside ``deferred()``
     this thread's wake-ups are held back and handed over when it ends, as one offer of the symbols (the
     consumer knows which symbols it stored, so the workers need not search for them).
     """
@@ -68,14 +69,19 @@ class _Wakeups:
         # Backend pids of this process's intakes: their NOTIFYs are wake-ups this process already had.
         self.local_backends: set[int] = set()
 
+    def _deferred(self) -> bool:
+        return getattr(self._local, "held", None) is not None
+
     def set(self) -> None:
-        if getattr(self._local, "held", None) is not None:
+        if self._deferred():
             return  # the deferred() block ends with an offer of what it stored
         with self._cond:
             self._scan = True
             self._cond.notify()
 
     def offer(self, symbols) -> None:
+        if self._deferred():
+            return  # an intake's on-commit offer inside the block: the block's owner offers all it stored
         with self._cond:
             added = 0
             for symbol in symbols:
@@ -115,7 +121,9 @@ class _Wakeups:
             return True
 
     def missed(self, symbol: str) -> None:
-        """A worker found ``symbol`` taken: the holder looks at it once more after letting it go."""
+        """A worker found ``symbol`` taken in this process: the holder looks at it once more after letting it
+        go. (Taken in another process: that process was offered the symbol too, by the intake's NOTIFY, and its
+        worker leaves the note there; docs/decisions/0326.)"""
         with self._cond:
             self._missed.add(symbol)
 
@@ -273,16 +281,17 @@ def _warn_clock_skew(signal: TradingSignal) -> None:
 class SignalProcessor:
     """Worker threads that drain the inbox until ``stop()``; used by consume_signals and process_signals.
 
-    A worker waits for a wake-up: a symbol offered by the local intake (taken at once, no inbox search), or
-    a bare wake (the PostgreSQL NOTIFY listener, for intakes in other processes) that makes it look for
-    work; without either it polls every ``poll_interval`` seconds, the safety net, never on the path of a
-    signal stored in this process. ``stop()`` lets each worker finish the signal in hand and exit;
+    A worker waits for a wake-up: a symbol offered by the local intake or named by another process's intake
+    in its PostgreSQL NOTIFY (taken at once, no inbox search; docs/decisions/0326), or a bare wake that makes
+    it look for work; without either it polls every ``poll_interval`` seconds
+    (``SIGNAL_PROCESSOR_POLL_SECONDS``), the safety net, not on the path of a signal stored while a processor
+    worker of any process holds its symbol. ``stop()`` lets each worker finish the signal in hand and exit;
     ``join()`` waits for them.
     """
 
-    def __init__(self, *, threads: int = 4, poll_interval: float = 0.5):
+    def __init__(self, *, threads: int = 4, poll_interval: float | None = None):
         self.threads = threads
-        self.poll_interval = poll_interval
+        self.poll_interval = settings.SIGNAL_PROCESSOR_POLL_SECONDS if poll_interval is None else poll_interval
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
         self._listener: threading.Thread | None = None
@@ -370,7 +379,10 @@ class SignalProcessor:
 
     def _listen(self) -> None:
         """Turn PostgreSQL NOTIFYs from intakes in other processes into local wake-ups (best effort: workers also
-        poll). A NOTIFY of this process's own intake is skipped: its symbols were offered already."""
+        poll): the symbols a NOTIFY names are offered to idle workers as the local intake's are (a worker that
+        finds one held by a sibling leaves the note its holder reads when it lets go; docs/decisions/0326), an
+        empty one makes a worker look for work. A NOTIFY of this process's own intake is skipped: its symbols
+        were offered already."""
         db = connection.settings_dict
         params = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"], "host": db["HOST"],
                   "port": db["PORT"]}
@@ -382,7 +394,7 @@ class SignalProcessor:
                     while not self._stop.is_set():
                         for notify in conn.notifies(timeout=1.0, stop_after=1):
                             if notify.pid not in _wake.local_backends:
-                                _wake.set()
+                                processor_wake(notify_symbols(notify.payload))
             except Exception as exc:
                 log.warning("inbox_listener_error", error=str(exc))
                 self._stop.wait(2.0)
@@ -395,6 +407,8 @@ class SignalProcessor:
             if self._stop.is_set():
                 break
             if not symbol_lock_try(symbol):
+                if symbol_held_here(symbol):
+                    _wake.missed(symbol)  # a sibling holds it: it looks once more when it lets go
                 continue
             if index < len(symbols) - 1:
                 # Only after taking one: a worker that finds every symbol taken must not keep the others spinning.
@@ -405,6 +419,10 @@ class SignalProcessor:
     def _symbol(self, symbol: str) -> bool:
         """An offered symbol: take it (or leave it to the worker holding it, which looks once more) and drain it."""
         if not symbol_lock_try(symbol):
+            if not symbol_held_here(symbol):
+                # Held in another process: its own workers were offered the symbol by the same NOTIFY (or
+                # the holder's intake offered it locally), and the note is left there.
+                return False
             _wake.missed(symbol)
             # Taken again: the holder let it go after our first try, so a newer holder reads the inbox afresh,
             # or it still holds it and finds the note when it lets go.

@@ -57,6 +57,12 @@ def symbol_lock_try(symbol: str) -> bool:
     return bool(taken)
 
 
+def symbol_held_here(symbol: str) -> bool:
+    """True when a thread of this process holds ``symbol`` (or is taking it) now; after a failed
+    ``symbol_lock_try``, False means another process holds it."""
+    return _local(symbol).locked()
+
+
 def symbol_lock_release(symbol: str) -> None:
     try:
         if connection.vendor == "postgresql" and connection.connection is not None:
