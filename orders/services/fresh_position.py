@@ -114,8 +114,12 @@ def unsettled_orders(*, category: str, symbol: str, limit: int = 20) -> list[tup
 def _unsettled_poll(*, category: str, symbol: str):
     """``unsettled_orders`` as a check to repeat while a decision waits: the statement is built and compiled once
     per wait and each poll only runs it (the ORM's compile of this query was most of a poll's CPU, and a wait
-    polls up to 20 times; docs/decisions/0325). The lookback's start is fixed at the wait's start (a second
+    polls up to 20 times; docs/decisions/0325; PostgreSQL). The lookback's start is fixed at the wait's start (a second
     off a 15-minute window). Returns a callable: True while any of the symbol's orders is still unsettled."""
+    if connection.vendor != "postgresql":
+        # The embedded SQLite (no servers, not the hot path): the rerun statement held a table lock against the
+        # fill writer of another connection in its shared-cache mode, so each poll builds its query as before.
+        return lambda: bool(unsettled_orders(category=category, symbol=symbol, limit=1))
     sql, params = _unsettled_query(category=category, symbol=symbol, limit=1).query.sql_with_params()
 
     def still_unsettled() -> bool:

@@ -45,6 +45,7 @@ def test_a_market_signal_takes_eight_statements_from_inbox_row_to_placed_order(p
     assert link.created_at is not None
 
 
+@pytest.mark.postgres  # the embedded SQLite builds its poll every time (fresh_position._unsettled_poll)
 @pytest.mark.django_db(transaction=True)  # the fills are delivered by another thread, on its own connection
 def test_a_decision_waiting_for_fills_builds_its_poll_once_and_only_runs_it(pipeline, simulator, monkeypatch):
     """The fresh-position wait (decision 0316) polls every 50 ms; each poll runs one statement compiled when the
