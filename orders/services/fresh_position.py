@@ -8,7 +8,8 @@ position (reduce-only, the no-short cap, the hedge side) is made on:
 1. our book, when none of the symbol's recent acknowledged orders has fills
    that may be missing ("book current");
 2. our book after a short wait (``POSITION_FILLS_WAIT_SECONDS``, the condition
-   polled, never a blind sleep) for those fills ("waited");
+   polled, never a blind sleep: one statement compiled once per wait, run every ``POLL_SECONDS``) for those
+   fills ("waited");
 3. the exchange's position (``/v5/position/list`` for the symbol) when they
    did not arrive in time ("read exchange").
 
@@ -110,6 +111,25 @@ def unsettled_orders(*, category: str, symbol: str, limit: int = 20) -> list[tup
     return list(_unsettled_query(category=category, symbol=symbol, limit=limit))
 
 
+def _unsettled_poll(*, category: str, symbol: str):
+    """``unsettled_orders`` as a check to repeat while a decision waits: the statement is built and compiled once
+    per wait and each poll only runs it (the ORM's compile of this query was most of a poll's CPU, and a wait
+    polls up to 20 times; docs/decisions/0325; PostgreSQL). The lookback's start is fixed at the wait's start (a second
+    off a 15-minute window). Returns a callable: True while any of the symbol's orders is still unsettled."""
+    if connection.vendor != "postgresql":
+        # The embedded SQLite (no servers, not the hot path): the rerun statement held a table lock against the
+        # fill writer of another connection in its shared-cache mode, so each poll builds its query as before.
+        return lambda: bool(unsettled_orders(category=category, symbol=symbol, limit=1))
+    sql, params = _unsettled_query(category=category, symbol=symbol, limit=1).query.sql_with_params()
+
+    def still_unsettled() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone() is not None
+
+    return still_unsettled
+
+
 def book_doubts(*, category: str, symbol: str, limit: int = 20) -> tuple[list[str], list[tuple[str, datetime]]]:
     """Why the book cannot know it is current (reasons for reading the exchange at once), and the unsettled
     orders, in one round trip: the symbol (or every symbol) is marked for a backfill (a ws-gateway reconnect,
@@ -184,9 +204,10 @@ def position_fresh(*, category: str, symbol: str, side: str, book_sizes: dict, h
     waitable = not doubts and any(changed >= recent for _, changed in unsettled)
     deadline = started + (wait if waitable else 0.0)
     links = [link for link, _ in unsettled]
+    still_unsettled = _unsettled_poll(category=category, symbol=symbol) if deadline > started else None
     while time.monotonic() < deadline:
         time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-        if not unsettled_orders(category=category, symbol=symbol):
+        if not still_unsettled():
             position_path_count(WAITED, symbol=symbol, waited_ms=round((time.monotonic() - started) * 1000),
                                 orders=links)  # fmt: skip
             return book_sizes_read(category=category, symbol=symbol), "book"

@@ -24,11 +24,14 @@ A breach raises ``ValidationError`` naming the limit, its unit, the value and th
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cache
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import connection
 
 from orders.models import Order, OrderStatus, OrderType, RiskLimit, TimeInForce
 from orders.services.risk_limits import EffectiveLimits, risk_limit_seed_global, risk_limits_from_rows
@@ -190,28 +193,18 @@ def book_state_read(*, symbol: str, category: str = "linear") -> BookState:
     Written as SQL because building the equivalent annotated queryset cost more CPU per signal (Django's
     expression resolution, measured with py-spy) than the round trips it saves; the open-order test
     mirrors ``cancellation.cancel_candidates`` and the exposure mirrors ``exposure_other_symbols`` (tests pin
-    both).
+    both). The statement text is built once per process (``_book_sql``: the order states and kinds are code
+    constants written into it) and read with a plain cursor: only the symbol and category are bound, and no
+    model rows are built (docs/decisions/0325).
     """
-    statuses = [OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED] if settings.CANCEL_PARTIALLY_FILLED_ORDERS else [
-        OrderStatus.NEW]
-    resting = list(resting_statuses())
-    marks = ", ".join(["%s"] * len(statuses))
-    sql = _BOOK_SQL.format(
-        risk=RiskLimit._meta.db_table, position=position_sql_tables()["position"], order=Order._meta.db_table,
-        statuses=marks, resting=", ".join(["%s"] * len(resting)), cancellable=_CANCELLABLE.format(statuses=marks),
-    )
-    # Placeholders in the order they appear in _BOOK_SQL.
-    cancellable = [*statuses, TimeInForce.IOC, TimeInForce.FOK, OrderType.LIMIT]
-    params = [category, symbol, category, symbol, category, symbol,  # size_0, size_1, size_2
-              category, symbol, category, symbol, *resting,  # exposure_other: positions, orders
-              category, symbol, *statuses, TimeInForce.IOC, TimeInForce.FOK,  # has_cancel_candidates
-              *cancellable, *cancellable, *cancellable, *cancellable,  # g: the four cancellable sums
-              category, symbol, *resting,  # g: this symbol's resting orders
-              symbol]
-    rows = {row.symbol: row for row in RiskLimit.objects.raw(sql, params)}
+    sql = _book_sql(settings.CANCEL_PARTIALLY_FILLED_ORDERS)
+    # Placeholders in the order they appear in _BOOK_SQL: size_0, size_1, size_2, exposure_other (positions,
+    # orders), has_cancel_candidates, g (this symbol's resting orders), the limit rows.
+    params = [category, symbol] * 7 + [symbol]
+    rows = _book_rows(sql, params)
     if "" not in rows:  # first signal ever: the global row is seeded from the settings
         risk_limit_seed_global()
-        rows = {row.symbol: row for row in RiskLimit.objects.raw(sql, params)}
+        rows = _book_rows(sql, params)
     any_row = rows[""]
     by_side = {side: side.lower() for side in ("Buy", "Sell")}
     return BookState(
@@ -225,14 +218,59 @@ def book_state_read(*, symbol: str, category: str = "linear") -> BookState:
     )
 
 
-# An order of the symbol that a new signal may cancel (parameters: statuses, IOC, FOK); see cancel_candidates.
-_CANCELLABLE = "(o.status IN ({statuses}) AND NOT o.is_external AND o.time_in_force NOT IN (%s, %s))"
+# The columns of one row of _BOOK_SQL: the limit row's fields (``risk_limits_from_rows`` reads them by name),
+# then the book's figures (the same on every row).
+_BookRow = namedtuple("_BookRow", [
+    "symbol", "max_position_size", "max_position_value", "max_exposure", "max_order_size_ratio", "trading_halted",
+    "reduce_only", "halt_reason", "size_0", "size_1", "size_2", "exposure_other", "has_cancel_candidates",
+    "resting_buy", "resting_sell", "cancel_limit_buy", "cancel_limit_sell", "cancel_other_buy", "cancel_other_sell",
+])  # fmt: skip
+_LIMIT_DECIMALS = ("max_position_size", "max_position_value", "max_exposure", "max_order_size_ratio")
+
+
+def _book_rows(sql: str, params: list) -> dict[str, _BookRow]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        fetched = cursor.fetchall()
+    rows = {}
+    for values in fetched:
+        row = _BookRow(*values)
+        if connection.vendor != "postgresql":  # SQLite: numbers as float/int/str and booleans as 0/1
+            row = row._replace(trading_halted=bool(row.trading_halted), reduce_only=bool(row.reduce_only),
+                               **{f: None if getattr(row, f) is None else _decimal(getattr(row, f))
+                                  for f in _LIMIT_DECIMALS})  # fmt: skip
+        rows[row.symbol] = row
+    return rows
+
+
+def _sql_literals(values) -> str:
+    """Code constants (order states and kinds) as SQL string literals; anything but a plain word is refused."""
+    for value in values:
+        if not str(value).replace("_", "").isalnum():
+            raise ValueError(f"not a plain constant for SQL: {value!r}")
+    return ", ".join(f"'{value}'" for value in values)
+
+
+@cache
+def _book_sql(cancel_partially_filled: bool) -> str:
+    statuses = [OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED] if cancel_partially_filled else [OrderStatus.NEW]
+    cancellable = _CANCELLABLE.format(statuses=_sql_literals(statuses),
+                                      not_tif=_sql_literals([TimeInForce.IOC, TimeInForce.FOK]))
+    return _BOOK_SQL.format(
+        risk=RiskLimit._meta.db_table, position=position_sql_tables()["position"], order=Order._meta.db_table,
+        resting=_sql_literals(resting_statuses()), cancellable=cancellable, limit=_sql_literals([OrderType.LIMIT]),
+    )
+
+
+# An order of the symbol that a new signal may cancel; see cancel_candidates.
+_CANCELLABLE = "(o.status IN ({statuses}) AND NOT o.is_external AND o.time_in_force NOT IN ({not_tif}))"
 
 # Portable SQL (PostgreSQL and SQLite). Parameters: see book_state_read. ``x`` holds, per (symbol, positionIdx)
 # of every other symbol, the signed position value v and the resting buy (b) and sell (s) values; ``g`` holds
 # this symbol's resting orders that would grow a position: buys on rows 0/1, sells on rows 0/2.
 _BOOK_SQL = """
-SELECT r.*,
+SELECT r.symbol, r.max_position_size, r.max_position_value, r.max_exposure, r.max_order_size_ratio,
+  r.trading_halted, r.reduce_only, r.halt_reason,
   (SELECT size FROM {position} WHERE category = %s AND symbol = %s AND position_idx = 0) AS size_0,
   (SELECT size FROM {position} WHERE category = %s AND symbol = %s AND position_idx = 1) AS size_1,
   (SELECT size FROM {position} WHERE category = %s AND symbol = %s AND position_idx = 2) AS size_2,
@@ -253,19 +291,19 @@ SELECT r.*,
                   o.avg_fill_price, 0) AS px
                   FROM {order} o WHERE o.category = %s AND o.symbol <> %s AND o.status IN ({resting})) o
       ) u GROUP BY u.symbol, u.position_idx) x), 0) AS exposure_other,
-  EXISTS (SELECT 1 FROM {order} o WHERE o.category = %s AND o.symbol = %s AND o.status IN ({statuses})
-          AND NOT o.is_external AND o.time_in_force NOT IN (%s, %s)) AS has_cancel_candidates,
+  EXISTS (SELECT 1 FROM {order} o WHERE o.category = %s AND o.symbol = %s AND {cancellable})
+    AS has_cancel_candidates,
   g.resting_buy, g.resting_sell, g.cancel_limit_buy, g.cancel_limit_sell, g.cancel_other_buy, g.cancel_other_sell
 FROM {risk} r CROSS JOIN (
   SELECT COALESCE(SUM(CASE WHEN o.side = 'Buy' THEN o.qty - o.filled_qty END), 0) AS resting_buy,
          COALESCE(SUM(CASE WHEN o.side = 'Sell' THEN o.qty - o.filled_qty END), 0) AS resting_sell,
-         COALESCE(SUM(CASE WHEN o.side = 'Buy' AND {cancellable} AND o.order_type = %s
+         COALESCE(SUM(CASE WHEN o.side = 'Buy' AND {cancellable} AND o.order_type = {limit}
                            THEN o.qty - o.filled_qty END), 0) AS cancel_limit_buy,
-         COALESCE(SUM(CASE WHEN o.side = 'Sell' AND {cancellable} AND o.order_type = %s
+         COALESCE(SUM(CASE WHEN o.side = 'Sell' AND {cancellable} AND o.order_type = {limit}
                            THEN o.qty - o.filled_qty END), 0) AS cancel_limit_sell,
-         COALESCE(SUM(CASE WHEN o.side = 'Buy' AND {cancellable} AND o.order_type <> %s
+         COALESCE(SUM(CASE WHEN o.side = 'Buy' AND {cancellable} AND o.order_type <> {limit}
                            THEN o.qty - o.filled_qty END), 0) AS cancel_other_buy,
-         COALESCE(SUM(CASE WHEN o.side = 'Sell' AND {cancellable} AND o.order_type <> %s
+         COALESCE(SUM(CASE WHEN o.side = 'Sell' AND {cancellable} AND o.order_type <> {limit}
                            THEN o.qty - o.filled_qty END), 0) AS cancel_other_sell
     FROM {order} o WHERE o.category = %s AND o.symbol = %s AND o.status IN ({resting})
      AND ((o.side = 'Buy' AND o.position_idx IN (0, 1)) OR (o.side = 'Sell' AND o.position_idx IN (0, 2)))

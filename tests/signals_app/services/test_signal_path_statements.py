@@ -1,0 +1,78 @@
+"""What one signal costs our database on its way from the inbox row to the placed order (docs/decisions/0325):
+a fixed, small number of statements, each built once per process where the ORM would compile it per call."""
+
+import threading
+from decimal import Decimal as D
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from orders.models import LegRole, Order, OrderStatus, SignalOrderRelationship
+from orders.services import fresh_position
+from signals_app.models import SignalStatus
+from signals_app.services.signal_processor import signal_process
+from tests.orders.reconcile.conftest import Stream
+from tests.signals_app.services.test_fresh_position import run as fresh_run
+from tests.signals_app.services.test_signal_processor import intake, run
+
+pytestmark = pytest.mark.django_db
+
+
+def statements(queries) -> list[str]:
+    """The statements of the signal path: without the savepoints of the test's own transaction, and without
+    the exchange audit rows (written by the client's audit, not by the signal path)."""
+    return [q["sql"] for q in queries.captured_queries
+            if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT")) and "exchange_exchangecall" not in q["sql"]]
+
+
+def test_a_market_signal_takes_eight_statements_from_inbox_row_to_placed_order(pipeline, simulator):
+    """The rules' read (limits, positions, exposure, open orders: one statement); the signal's `processing`, the
+    order and its link; the acknowledgement, the signal's end and their two events (one outbox batch)."""
+    run(intake(confidence=0.95, amount="650"))  # the first signal fills the caches (instrument, ticker, balance)
+    signal = intake(confidence=0.95, amount="650")
+    with CaptureQueriesContext(connection) as queries:
+        signal_process(signal=signal)
+    assert len(statements(queries)) == 8, "\n".join(statements(queries))
+    signal.refresh_from_db()
+    assert signal.status == SignalStatus.EXECUTED, signal.reason
+    order = Order.objects.get(signal_links__signal=signal)
+    assert (order.status, order.order_type, order.qty, order.filled_qty, order.exchange_updated_ms) == (
+        OrderStatus.NEW, "Market", D("0.01"), D("0"), 0)
+    assert order.order_id and order.created_at and order.submitted_at and not order.is_external
+    link = SignalOrderRelationship.objects.get(signal=signal)
+    assert (link.order_id, link.allocation_amount, link.role) == (order.pk, D("650"), LegRole.OPEN)
+    assert link.created_at is not None
+
+
+@pytest.mark.postgres  # the embedded SQLite builds its poll every time (fresh_position._unsettled_poll)
+@pytest.mark.django_db(transaction=True)  # the fills are delivered by another thread, on its own connection
+def test_a_decision_waiting_for_fills_builds_its_poll_once_and_only_runs_it(pipeline, simulator, monkeypatch):
+    """The fresh-position wait (decision 0316) polls every 50 ms; each poll runs one statement compiled when the
+    wait began instead of building the annotated query again (the ORM's compile was most of a poll's CPU)."""
+    pipeline.POSITION_FILLS_WAIT_SECONDS = 10.0  # the fills come long before that
+    stream = Stream(simulator.engine)  # delivered, but only when pumped
+    assert fresh_run("buy").status == SignalStatus.EXECUTED
+    built, real = [], fresh_position._unsettled_query
+    monkeypatch.setattr(fresh_position, "_unsettled_query", lambda **kw: built.append(kw) or real(**kw))
+    before = fresh_position.position_path_counts()
+
+    def deliver_later() -> None:
+        try:
+            stream.pump()
+        finally:
+            connection.close()
+
+    timer = threading.Timer(0.4, deliver_later)
+    with CaptureQueriesContext(connection) as queries:
+        timer.start()
+        try:
+            sell = fresh_run("sell")
+        finally:
+            timer.join()
+    assert sell.status == SignalStatus.EXECUTED, sell.reason
+    after = fresh_position.position_path_counts()
+    assert after[fresh_position.WAITED] == before[fresh_position.WAITED] + 1  # decided on the book, after waiting
+    polls = [q for q in queries.captured_queries if '"orders_execution"' in q["sql"]]
+    assert len(polls) >= 4, len(polls)  # the doubts' read and at least 3 polls (0.4 s at 50 ms)
+    assert len(built) == 2  # built for the doubts' read and once for every poll of the wait
