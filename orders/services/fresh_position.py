@@ -117,8 +117,9 @@ def _unsettled_poll(*, category: str, symbol: str):
     polls up to 20 times; docs/decisions/0325; PostgreSQL). The lookback's start is fixed at the wait's start (a second
     off a 15-minute window). Returns a callable: True while any of the symbol's orders is still unsettled."""
     if connection.vendor != "postgresql":
-        # The embedded SQLite (no servers, not the hot path): the rerun statement held a table lock against the
-        # fill writer of another connection in its shared-cache mode, so each poll builds its query as before.
+        # The embedded SQLite (no servers, not the hot path) builds its query each poll as before: the rerun
+        # statement met the fill writer's connection in the shared-cache test database of the time, and the
+        # change was measured (and is tested) on PostgreSQL only.
         return lambda: bool(unsettled_orders(category=category, symbol=symbol, limit=1))
     sql, params = _unsettled_query(category=category, symbol=symbol, limit=1).query.sql_with_params()
 
