@@ -7,9 +7,9 @@ position (reduce-only, the no-short cap, the hedge side) is made on:
 
 1. our book, when none of the symbol's recent acknowledged orders has fills
    that may be missing ("book current");
-2. our book after a short wait (``POSITION_FILLS_WAIT_SECONDS``, the condition
-   polled, never a blind sleep: one statement compiled once per wait, run every ``POLL_SECONDS``) for those
-   fills ("waited");
+2. our book after a short wait (``POSITION_FILLS_WAIT_SECONDS``, never a blind sleep: the condition is
+   checked again when the fill path commits for the symbol (``fill_wakeups``, 0327) and at the latest every
+   ``POLL_SECONDS``; one statement compiled once per wait) for those fills ("waited");
 3. the exchange's position (``/v5/position/list`` for the symbol) when they
    did not arrive in time ("read exchange").
 
@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from ordermanager.core.services.db_backlog import outage_seen_within
 from orders.models import BackfillMark, Execution, Order, OrderStatus, OrderType, Side
+from orders.services.fill_wakeups import booked_mark, booked_wait
 from orders.services.position_mode import positions_read
 from positions.selectors import position_rows
 
@@ -206,8 +207,11 @@ def position_fresh(*, category: str, symbol: str, side: str, book_sizes: dict, h
     deadline = started + (wait if waitable else 0.0)
     links = [link for link, _ in unsettled]
     still_unsettled = _unsettled_poll(category=category, symbol=symbol) if deadline > started else None
+    mark = booked_mark(symbol)
     while time.monotonic() < deadline:
-        time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        # Woken when the fill path commits for the symbol (any process; 0327), else after POLL_SECONDS.
+        booked_wait(symbol, mark, min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        mark = booked_mark(symbol)  # taken before the check: what commits during it wakes the next wait
         if not still_unsettled():
             position_path_count(WAITED, symbol=symbol, waited_ms=round((time.monotonic() - started) * 1000),
                                 orders=links)  # fmt: skip

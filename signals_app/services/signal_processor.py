@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from ordermanager import metrics
 from orders.models import OrderHold, Side
-from orders.services import fresh_position, order_holds
+from orders.services import fill_wakeups, fresh_position, order_holds
 from orders.services.risk_limits import risk_limit_seed_global
 from orders.services.signal_orders import SignalOrderInput, orders_place_for_signal, signal_orders_resume
 from signals_app.models import SignalStatus, TradingSignal
@@ -382,7 +382,8 @@ class SignalProcessor:
         poll): the symbols a NOTIFY names are offered to idle workers as the local intake's are (a worker that
         finds one held by a sibling leaves the note its holder reads when it lets go; docs/decisions/0326), an
         empty one makes a worker look for work. A NOTIFY of this process's own intake is skipped: its symbols
-        were offered already."""
+        were offered already. A NOTIFY of the fill path (any process) wakes the decisions of this process
+        that wait for the symbols' fills (docs/decisions/0327)."""
         db = connection.settings_dict
         params = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"], "host": db["HOST"],
                   "port": db["PORT"]}
@@ -391,9 +392,12 @@ class SignalProcessor:
             try:
                 with psycopg.connect(**params, autocommit=True) as conn:
                     conn.execute(f"LISTEN {INBOX_CHANNEL}")
+                    conn.execute(f"LISTEN {fill_wakeups.CHANNEL}")
                     while not self._stop.is_set():
                         for notify in conn.notifies(timeout=1.0, stop_after=1):
-                            if notify.pid not in _wake.local_backends:
+                            if notify.channel == fill_wakeups.CHANNEL:
+                                fill_wakeups.fills_booked_notice(notify.payload)  # a waiting decision looks again
+                            elif notify.pid not in _wake.local_backends:
                                 processor_wake(notify_symbols(notify.payload))
             except Exception as exc:
                 log.warning("inbox_listener_error", error=str(exc))

@@ -14,6 +14,7 @@ from django.db import transaction
 from exchange.bybit.events import TOPIC_EXECUTION, TOPIC_ORDER, TOPIC_POSITION, PrivateMessage
 from exchange.bybit.types import ExecutionInfo, OrderInfo, PositionInfo
 from ordermanager.events import events_grouped
+from orders.services.fill_wakeups import fills_booked_on_commit
 from orders.services.fills.executions import executions_apply, executions_link_orphans
 from orders.services.fills.external_orders import external_order_create
 from orders.services.fills.funding import funding_waiting_apply
@@ -38,6 +39,7 @@ def private_message_apply(*, message: PrivateMessage, source: str = "ws") -> Mes
     outcome = MessageOutcome(topic=message.topic)
     with transaction.atomic(), events_grouped():  # the message's events in one outbox write
         _message_apply(message, source=source, outcome=outcome)
+        fills_booked_on_commit(_symbols([message]))
     return outcome
 
 
@@ -66,7 +68,13 @@ def private_messages_apply(*, messages: list[PrivateMessage], source: str = "ws"
             else:
                 _message_apply(messages[start], source=source, outcome=outcomes[start])
             start = end
+        fills_booked_on_commit(_symbols(messages))
     return outcomes
+
+
+def _symbols(messages: list[PrivateMessage]) -> set[str]:
+    """The symbols a transaction of the fill path wrote for: decisions waiting on them look again (0327)."""
+    return {symbol for message in messages for item in message.items if (symbol := getattr(item, "symbol", ""))}
 
 
 def _message_apply(message: PrivateMessage, *, source: str, outcome: MessageOutcome) -> None:

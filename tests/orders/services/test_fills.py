@@ -289,6 +289,11 @@ def _fills_message(order, n, *, start_seq, side="Buy", qty="0.001", price="100")
     return parse_private_message(bm.message("execution", items))
 
 
+def notifies(captured) -> int:
+    """The wake-up NOTIFYs of waiting decisions a capture holds (docs/decisions/0327)."""
+    return sum("pg_notify" in q["sql"] for q in captured.captured_queries)
+
+
 def test_a_message_costs_the_same_statements_for_one_fill_or_fifty():
     small, large = OrderFactory(qty=D("1")), OrderFactory(qty=D("1"))
     private_message_apply(message=_fills_message(small, 1, start_seq=1))  # the position row exists from here on
@@ -300,12 +305,14 @@ def test_a_message_costs_the_same_statements_for_one_fill_or_fifty():
 
     # Order lock, execution insert, position lock, ledger insert, position update, order totals, order
     # update (the test's own transaction adds a savepoint around the message's). Outbox rows are per event
-    # (one position.updated per change set, order.updated per status change), not per fill: counted apart.
+    # (one position.updated per change set, order.updated per status change), not per fill: counted apart, as
+    # is the wake-up of waiting decisions (one NOTIFY per transaction, PostgreSQL only; docs/decisions/0327).
     def statements(captured):
         return [q["sql"][:70] for q in captured.captured_queries
-                if "SAVEPOINT" not in q["sql"] and "core_outbox" not in q["sql"]]
+                if "SAVEPOINT" not in q["sql"] and "core_outbox" not in q["sql"] and "pg_notify" not in q["sql"]]
 
     assert len(statements(q50)) == len(statements(q1)) == 7, statements(q50)
+    assert notifies(q50) == notifies(q1) == (1 if connection.vendor == "postgresql" else 0)
     position = _position()
     assert (position.size, position.fees_paid) == (D("0.052"), D("0.52"))
     large.refresh_from_db()
@@ -515,11 +522,12 @@ def test_a_group_of_messages_costs_the_statements_of_one_message():
     with CaptureQueriesContext(connection) as q19:
         outcomes = fills.private_messages_apply(messages=group)
 
-    def statements(captured):  # as in the test above: outbox rows are per event, counted apart
+    def statements(captured):  # as in the test above: outbox rows and the wake-up NOTIFY counted apart
         return [q["sql"][:70] for q in captured.captured_queries
-                if "SAVEPOINT" not in q["sql"] and "core_outbox" not in q["sql"]]
+                if "SAVEPOINT" not in q["sql"] and "core_outbox" not in q["sql"] and "pg_notify" not in q["sql"]]
 
     assert len(statements(q19)) == len(statements(q1)) == 7, statements(q19)
+    assert notifies(q19) == notifies(q1) == (1 if connection.vendor == "postgresql" else 0)
     assert [(o.applied, o.ignored) for o in outcomes] == [(1, 0)] * 19
     assert _position().size == D("0.021")
     assert set(Order.objects.filter(pk__in=[o.pk for o in orders[2:]]).values_list("status", "filled_qty")) == {
