@@ -10,6 +10,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from exchange.bybit.events import parse_private_message
@@ -54,6 +55,17 @@ class Stream:
         for message in messages:
             private_message_apply(message=parse_private_message(message), source="ws")
         return len(messages)
+
+    def pump_later(self, seconds: float) -> threading.Timer:
+        """``pump()`` on another thread (its own database connection) after ``seconds``; start it, then join it."""
+
+        def deliver() -> None:
+            try:
+                self.pump()
+            finally:
+                connection.close()
+
+        return threading.Timer(seconds, deliver)
 
     def stop(self) -> None:
         """The consumer stops: what happens on the exchange from now on is not seen."""

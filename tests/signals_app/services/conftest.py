@@ -21,3 +21,26 @@ def queues(amqp_url):
         except Exception:
             pass
     conn.release()
+
+
+@pytest.fixture
+def processor_trail(monkeypatch):
+    """What the processor's workers do, in order: ``("search", None)`` for each inbox search for symbols with
+    work, ``("process", signal_id)`` for each signal processed. The wake-ups start cleared."""
+    from signals_app.services import signal_processor
+
+    trail: list[tuple[str, object]] = []
+    search, process = signal_processor.symbols_with_work, signal_processor.signal_process
+
+    def searching(**kwargs):
+        trail.append(("search", None))
+        return search(**kwargs)
+
+    def processing(*, signal):
+        trail.append(("process", str(signal.signal_id)))
+        return process(signal=signal)
+
+    monkeypatch.setattr(signal_processor, "symbols_with_work", searching)
+    monkeypatch.setattr(signal_processor, "signal_process", processing)
+    signal_processor._wake.clear()
+    return trail

@@ -110,21 +110,8 @@ def send_signal_elsewhere() -> str:
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_notify_from_another_process_hands_its_symbol_to_a_worker_without_an_inbox_search(
-        pipeline, simulator, monkeypatch):
-    trail: list[tuple[str, object]] = []
-    search, process = signal_processor.symbols_with_work, signal_processor.signal_process
-
-    def searching(**kwargs):
-        trail.append(("search", None))
-        return search(**kwargs)
-
-    def processing(*, signal):
-        trail.append(("process", str(signal.signal_id)))
-        return process(signal=signal)
-
-    monkeypatch.setattr(signal_processor, "symbols_with_work", searching)
-    monkeypatch.setattr(signal_processor, "signal_process", processing)
-    signal_processor._wake.clear()
+        pipeline, simulator, processor_trail):
+    trail = processor_trail
     here = SignalProcessor(threads=2, poll_interval=POLL)
     here.start()
     try:

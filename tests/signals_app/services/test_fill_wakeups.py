@@ -50,13 +50,7 @@ def test_fills_that_arrive_while_the_decision_waits_wake_it_long_before_its_next
     assert run("buy").status == SignalStatus.EXECUTED
     before = counts()
 
-    def deliver_later() -> None:
-        try:
-            stream.pump()
-        finally:
-            connection.close()
-
-    timer = threading.Timer(0.3, deliver_later)
+    timer = stream.pump_later(0.3)
     started = time.monotonic()
     timer.start()
     try:

@@ -1,12 +1,10 @@
 """Decide on a true position (docs/decisions/0316), against the simulator over real HTTP, with the private
 stream played into the fill path (or dropped by the simulator's event faults)."""
 
-import threading
 from decimal import Decimal as D
 
 import pytest
 import structlog
-from django.db import connection
 
 from exchange.models import ExchangeCall
 from orders.models import Order, OrderStatus
@@ -139,13 +137,7 @@ def test_fills_that_arrive_while_the_decision_waits_are_used_without_asking_the_
     assert run("buy").status == SignalStatus.EXECUTED
     reads, before = position_reads(), counts()
 
-    def deliver_later() -> None:
-        try:
-            stream.pump()
-        finally:
-            connection.close()
-
-    timer = threading.Timer(0.3, deliver_later)
+    timer = stream.pump_later(0.3)
     timer.start()
     try:
         sell = run("sell")

@@ -10,7 +10,6 @@ from kombu import Connection
 
 from signals_app.amqp import SignalConsumer, signal_publish
 from signals_app.models import SignalStatus, TradingSignal
-from signals_app.services import signal_processor
 from signals_app.services.signal_processor import SignalProcessor
 from tests.signals_app.conftest import signal_message
 from tests.signals_app.e2e.harness import wait_until
@@ -92,22 +91,9 @@ def test_a_burst_is_stored_in_batches_in_delivery_order(amqp_url, queues):
 
 
 def test_a_stored_signal_goes_straight_to_an_idle_worker_without_an_inbox_search(
-        amqp_url, queues, pipeline, simulator, monkeypatch):
+        amqp_url, queues, pipeline, simulator, processor_trail):
     conn, queue, dead = queues
-    trail: list[tuple[str, object]] = []
-    search, process = signal_processor.symbols_with_work, signal_processor.signal_process
-
-    def searching(**kwargs):
-        trail.append(("search", None))
-        return search(**kwargs)
-
-    def processing(*, signal):
-        trail.append(("process", str(signal.signal_id)))
-        return process(signal=signal)
-
-    monkeypatch.setattr(signal_processor, "symbols_with_work", searching)
-    monkeypatch.setattr(signal_processor, "signal_process", processing)
-    signal_processor._wake.clear()
+    trail = processor_trail
     processor = SignalProcessor(threads=2, poll_interval=30.0)  # a poll would come far too late
     consumer = SlowTimers(Connection(amqp_url), queue=queue, dead_letter=dead, prefetch=10)
     processor.start()

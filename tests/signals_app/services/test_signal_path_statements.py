@@ -1,7 +1,6 @@
 """What one signal costs our database on its way from the inbox row to the placed order (docs/decisions/0325):
 a fixed, small number of statements, each built once per process where the ORM would compile it per call."""
 
-import threading
 from decimal import Decimal as D
 
 import pytest
@@ -57,13 +56,7 @@ def test_a_decision_waiting_for_fills_builds_its_poll_once_and_only_runs_it(pipe
     monkeypatch.setattr(fresh_position, "_unsettled_query", lambda **kw: built.append(kw) or real(**kw))
     before = fresh_position.position_path_counts()
 
-    def deliver_later() -> None:
-        try:
-            stream.pump()
-        finally:
-            connection.close()
-
-    timer = threading.Timer(0.4, deliver_later)
+    timer = stream.pump_later(0.4)
     with CaptureQueriesContext(connection) as queries:
         timer.start()
         try:
