@@ -193,6 +193,7 @@ def position_fresh(*, category: str, symbol: str, side: str, book_sizes: dict, h
     Raises the client's ``BybitError`` when the exchange must be asked and cannot answer."""
     if not position_matters(side=side, sizes=book_sizes, hedge=hedge):
         return book_sizes, "book"
+    mark = booked_mark(symbol)  # before the first check: fills committed during it end the first wait at once
     doubts, unsettled = book_doubts(category=category, symbol=symbol)
     if not unsettled and not doubts:
         position_path_count(BOOK_CURRENT, symbol=symbol)
@@ -207,7 +208,6 @@ def position_fresh(*, category: str, symbol: str, side: str, book_sizes: dict, h
     deadline = started + (wait if waitable else 0.0)
     links = [link for link, _ in unsettled]
     still_unsettled = _unsettled_poll(category=category, symbol=symbol) if deadline > started else None
-    mark = booked_mark(symbol)
     while time.monotonic() < deadline:
         # Woken when the fill path commits for the symbol (any process; 0327), else after POLL_SECONDS.
         booked_wait(symbol, mark, min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
