@@ -250,28 +250,10 @@ def _in_thread(fn):
 @pytest.mark.django_db(transaction=True)
 def test_messages_from_several_connections_are_applied_concurrently():
     """A message stuck behind a row lock on one connection does not hold up another connection's."""
-    import threading
-
-    from django.db import connection, transaction
-
     from positions.models import PositionLedgerEntry
 
     btc, eth = OrderFactory(symbol="BTCUSDT", qty=D("1")), OrderFactory(symbol="ETHUSDT", qty=D("1"))
-    Position.objects.create(symbol="BTCUSDT")
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_btc_position():
-        try:
-            with transaction.atomic():
-                Position.objects.select_for_update().get(symbol="BTCUSDT")
-                locked.set()
-                release.wait(20)
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=hold_btc_position)
-    holder.start()
-    assert locked.wait(10)
+    holder, release = _held_position("BTCUSDT")
     btc_fill = bm.message(
         "execution", [bm.execution_item(symbol="BTCUSDT", qty="0.5", order_link_id=btc.order_link_id)]
     )
@@ -509,8 +491,8 @@ def test_the_endpoint_records_the_ws_gateway_heartbeat_while_connected(real_hear
 
 
 def _held_position(symbol: str):
-    """A thread holding ``symbol``'s position row locked until released: the first message's transaction
-    waits on it, so the frames sent meanwhile are waiting when it commits."""
+    """A thread holding ``symbol``'s position row locked until released: a message for the symbol waits on it
+    (and, on its connection, the frames sent after it)."""
     import threading
 
     from django.db import connection, transaction
