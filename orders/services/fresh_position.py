@@ -34,6 +34,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ordermanager.core.services.db_backlog import outage_seen_within
+from ordermanager.core.sql_once import OrmStatement
 from orders.models import BackfillMark, Execution, Order, OrderStatus, OrderType, Side
 from orders.services.fill_wakeups import booked_mark, booked_wait
 from orders.services.position_mode import positions_read
@@ -81,7 +82,7 @@ def position_matters(*, side: str, sizes: dict, hedge: bool) -> bool:
     return sizes[0] < 0
 
 
-def _unsettled_query(*, category: str, symbol: str, limit: int):
+def _unsettled_query(*, category: str, symbol: str, since: datetime, limit: int):
     booked = (Execution.objects.filter(order=OuterRef("pk")).order_by().values("order")
               .annotate(total=Sum("exec_qty")).values("total"))  # fmt: skip
     zero = Value(Decimal(0), output_field=DecimalField(max_digits=36, decimal_places=18))
@@ -94,7 +95,7 @@ def _unsettled_query(*, category: str, symbol: str, limit: int):
                       & (Q(position_touched__isnull=True) | Q(submitted_at__gt=F("position_touched"))))  # fmt: skip
     return (
         Order.objects.filter(category=category, symbol=symbol, is_dry_run=False, is_external=False,
-                             created_at__gte=timezone.now() - UNSETTLED_LOOKBACK)
+                             created_at__gte=since)
         .exclude(order_id="")
         .filter(status__in=[*_ACK_OPEN, OrderStatus.FILLED, OrderStatus.CANCELLED])
         .annotate(booked=Coalesce(Subquery(booked), zero), position_touched=Subquery(position_touched))
@@ -109,20 +110,27 @@ def unsettled_orders(*, category: str, symbol: str, limit: int = 20) -> list[tup
     exchange accepted them and the stream has not spoken about them since, the stream reported more filled
     than the executions we booked (an execution message lost or late), or one expected to fill was
     acknowledged after the symbol's position row last changed and has nothing booked."""
-    return list(_unsettled_query(category=category, symbol=symbol, limit=limit))
+    return list(_unsettled_query(category=category, symbol=symbol, since=timezone.now() - UNSETTLED_LOOKBACK,
+                                 limit=limit))
+
+
+# The statements of a decision's freshness check, compiled once per process (docs/decisions/0328).
+_UNSETTLED_ONE = OrmStatement(lambda category, symbol, since: _unsettled_query(
+    category=category, symbol=symbol, since=since, limit=1))
+_UNSETTLED_ROWS = OrmStatement(lambda category, symbol, since: _unsettled_query(
+    category=category, symbol=symbol, since=since, limit=20))
+_MARKED = OrmStatement(lambda category, symbol: BackfillMark.objects.filter(
+    Q(category=category, symbol=symbol) | Q(symbol="*")).values("pk")[:1])
+_UNACKED_ONE = OrmStatement(lambda category, symbol, since: Order.objects.filter(
+    category=category, symbol=symbol, is_dry_run=False, is_external=False, created_at__gte=since,
+    status__in=_UNACKED).values("pk")[:1])
 
 
 def _unsettled_poll(*, category: str, symbol: str):
-    """``unsettled_orders`` as a check to repeat while a decision waits: the statement is built and compiled once
-    per wait and each poll only runs it (the ORM's compile of this query was most of a poll's CPU, and a wait
-    polls up to 20 times; docs/decisions/0325; PostgreSQL). The lookback's start is fixed at the wait's start (a second
-    off a 15-minute window). Returns a callable: True while any of the symbol's orders is still unsettled."""
-    if connection.vendor != "postgresql":
-        # The embedded SQLite (no servers, not the hot path) builds its query each poll as before: the rerun
-        # statement met the fill writer's connection in the shared-cache test database of the time, and the
-        # change was measured (and is tested) on PostgreSQL only.
-        return lambda: bool(unsettled_orders(category=category, symbol=symbol, limit=1))
-    sql, params = _unsettled_query(category=category, symbol=symbol, limit=1).query.sql_with_params()
+    """``unsettled_orders`` as a check to repeat while a decision waits; the statement is compiled once per
+    process (``_UNSETTLED_ONE``; docs/decisions/0325, 0328). The lookback's start is fixed at the wait's start (a
+    second off a 15-minute window). Returns a callable: True while any of the symbol's orders is still unsettled."""
+    sql, params = _UNSETTLED_ONE.sql(category=category, symbol=symbol, since=timezone.now() - UNSETTLED_LOOKBACK)
 
     def still_unsettled() -> bool:
         with connection.cursor() as cursor:
@@ -132,19 +140,16 @@ def _unsettled_poll(*, category: str, symbol: str):
     return still_unsettled
 
 
-def book_doubts(*, category: str, symbol: str, limit: int = 20) -> tuple[list[str], list[tuple[str, datetime]]]:
+def book_doubts(*, category: str, symbol: str) -> tuple[list[str], list[tuple[str, datetime]]]:
     """Why the book cannot know it is current (reasons for reading the exchange at once), and the unsettled
     orders, in one round trip: the symbol (or every symbol) is marked for a backfill (a ws-gateway reconnect,
     messages kept or lost during a database outage, in any process); an order of the symbol whose
     acknowledgement or cancel outcome is unknown; the database server restarted moments ago; plus, without a
     query, this process saw the database unreachable moments ago."""
     since = timezone.now() - UNSETTLED_LOOKBACK
-    marks = BackfillMark.objects.filter(Q(category=category, symbol=symbol) | Q(symbol="*"))
-    unacked = Order.objects.filter(category=category, symbol=symbol, is_dry_run=False, is_external=False,
-                                   created_at__gte=since, status__in=_UNACKED)  # fmt: skip
-    mark_sql, mark_params = marks.values("pk")[:1].query.sql_with_params()
-    unacked_sql, unacked_params = unacked.values("pk")[:1].query.sql_with_params()
-    rows_sql, rows_params = _unsettled_query(category=category, symbol=symbol, limit=limit).query.sql_with_params()
+    mark_sql, mark_params = _MARKED.sql(category=category, symbol=symbol)
+    unacked_sql, unacked_params = _UNACKED_ONE.sql(category=category, symbol=symbol, since=since)
+    rows_sql, rows_params = _UNSETTLED_ROWS.sql(category=category, symbol=symbol, since=since)
     if connection.vendor == "postgresql":
         restarted_sql, restarted_params = "pg_postmaster_start_time() > %s", (
             timezone.now() - timedelta(seconds=OUTAGE_DOUBT_SECONDS),)

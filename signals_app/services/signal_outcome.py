@@ -18,10 +18,11 @@ not be reached, or a leg's outcome stayed unknown until it was given up; the rea
 from __future__ import annotations
 
 import structlog
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from ordermanager import events, metrics
+from ordermanager.core.sql_once import OrmStatement
 from orders.models import Order
 from orders.services.signal_orders import Placement, PlacementResult
 from signals_app.models import SignalStatus, TradingSignal
@@ -55,8 +56,7 @@ class SignalCommit:
     def orders_recorded(self) -> None:
         # `processing` is set in the transaction that commits the orders (one commit fewer per signal).
         with transaction.atomic(savepoint=False):
-            TradingSignal.objects.filter(pk=self.signal.pk, status=SignalStatus.RECEIVED).update(
-                status=SignalStatus.PROCESSING)
+            _run(_TO_PROCESSING, pk=self.signal.pk)
 
     def placement_settled(self, placement: Placement) -> None:
         signal_finish(self.signal, SIGNAL_STATUS_OF[placement.result], placement.reason)
@@ -68,9 +68,7 @@ def signal_finish(signal: TradingSignal, status: str, reason: str) -> TradingSig
     # savepoint=False: inside the executor's transaction this joins it (no SAVEPOINT round trips).
     with transaction.atomic(savepoint=False):
         now = timezone.now()
-        changed = TradingSignal.objects.filter(pk=signal.pk, status__in=UNFINISHED).update(
-            status=status, reason=reason, processed_at=now
-        )
+        changed = _run(_FINISH, pk=signal.pk, status=status, reason=reason, now=now)
         if changed:
             signal.status, signal.reason, signal.processed_at = status, reason, now
         else:
@@ -81,6 +79,22 @@ def signal_finish(signal: TradingSignal, status: str, reason: str) -> TradingSig
     level = log.info if status in (SignalStatus.EXECUTED, SignalStatus.DRY_RUN) else log.warning
     level("signal_finished", status=status, reason=reason)
     return signal
+
+
+# The two UPDATEs every signal runs, compiled by the ORM once per process (docs/decisions/0328).
+_TO_PROCESSING = OrmStatement(lambda pk: (
+    TradingSignal.objects.filter(pk=pk, status=SignalStatus.RECEIVED), {"status": SignalStatus.PROCESSING}))
+_FINISH = OrmStatement(lambda pk, status, reason, now: (
+    TradingSignal.objects.filter(pk=pk, status__in=UNFINISHED), {"status": status, "reason": reason,
+                                                                  "processed_at": now}))
+
+
+def _run(statement: OrmStatement, **values) -> int:
+    """Run an UPDATE; the rows it changed."""
+    sql, params = statement.sql(**values)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
 
 
 class HeldSignalsOfInbox:

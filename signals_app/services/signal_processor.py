@@ -29,6 +29,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 from ordermanager import metrics
+from ordermanager.core.sql_once import OrmStatement
 from orders.models import OrderHold, Side
 from orders.services import fill_wakeups, fresh_position, order_holds
 from orders.services.risk_limits import risk_limit_seed_global
@@ -173,17 +174,38 @@ def processor_local_backend(pid: int) -> None:
 def symbols_with_work(*, symbol: str | None = None) -> list[str]:
     """Symbols with unfinished signals, the one waiting longest first; a held symbol only when its next
     lookup is due (so workers do not spin on it)."""
-    waiting = OrderHold.objects.filter(state=OrderHold.State.HELD, next_check_at__gt=timezone.now())
-    qs = TradingSignal.objects.filter(status__in=UNFINISHED).exclude(asset__in=waiting.values("symbol"))
     if symbol:
+        sql, params = _WORK_OF_SYMBOL.sql(now=timezone.now(), symbol=symbol)
+    else:
+        sql, params = _WORK.sql(now=timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [asset for (asset,) in cursor.fetchall()]
+
+
+def _symbols_with_work_query(now, symbol=None):
+    waiting = OrderHold.objects.filter(state=OrderHold.State.HELD, next_check_at__gt=now)
+    qs = TradingSignal.objects.filter(status__in=UNFINISHED).exclude(asset__in=waiting.values("symbol"))
+    if symbol is not None:
         qs = qs.filter(asset=symbol)
-    return list(qs.values("asset").annotate(first=Min("id")).order_by("first").values_list("asset", flat=True))
+    return qs.values("asset").annotate(first=Min("id")).order_by("first").values_list("asset", flat=True)
 
 
 def _next_signals(symbol: str, limit: int) -> list[TradingSignal]:
     """The symbol's next unfinished signals in arrival order, read at once: the caller holds the symbol, so
     nobody else changes them, and later arrivals are picked up by the next read."""
-    return list(TradingSignal.objects.filter(asset=symbol, status__in=UNFINISHED).order_by("id")[:limit])
+    statement = _NEXT.get(limit)
+    if statement is None:  # a limit is part of the statement's text: one statement per limit (few: 1..batch)
+        statement = _NEXT[limit] = OrmStatement(
+            lambda symbol: TradingSignal.objects.filter(asset=symbol, status__in=UNFINISHED).order_by("id")[:limit])
+    sql, params = statement.sql(symbol=symbol)
+    return list(TradingSignal.objects.raw(sql, params))
+
+
+# Run by every worker's search and every drain: compiled by the ORM once per process (docs/decisions/0328).
+_WORK = OrmStatement(_symbols_with_work_query)
+_WORK_OF_SYMBOL = OrmStatement(_symbols_with_work_query)
+_NEXT: dict[int, OrmStatement] = {}
 
 
 # --- processing ----------------------------------------------------------------------------------------------

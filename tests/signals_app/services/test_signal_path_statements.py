@@ -1,10 +1,12 @@
 """What one signal costs our database on its way from the inbox row to the placed order (docs/decisions/0325):
 a fixed, small number of statements, each built once per process where the ORM would compile it per call."""
 
+import traceback
 from decimal import Decimal as D
 
 import pytest
 from django.db import connection
+from django.db.models.sql import compiler
 from django.test.utils import CaptureQueriesContext
 
 from orders.models import LegRole, Order, OrderStatus, SignalOrderRelationship
@@ -44,7 +46,7 @@ def test_a_market_signal_takes_eight_statements_from_inbox_row_to_placed_order(p
     assert link.created_at is not None
 
 
-@pytest.mark.postgres  # the embedded SQLite builds its poll every time (fresh_position._unsettled_poll)
+@pytest.mark.postgres  # the embedded SQLite builds its statements per call (ordermanager.core.sql_once)
 @pytest.mark.django_db(transaction=True)  # the fills are delivered by another thread, on its own connection
 def test_a_decision_waiting_for_fills_builds_its_poll_once_and_only_runs_it(pipeline, simulator, monkeypatch):
     """The fresh-position wait (decision 0316) polls every 50 ms; each poll runs one statement compiled when the
@@ -54,6 +56,8 @@ def test_a_decision_waiting_for_fills_builds_its_poll_once_and_only_runs_it(pipe
     assert fresh_run("buy").status == SignalStatus.EXECUTED
     built, real = [], fresh_position._unsettled_query
     monkeypatch.setattr(fresh_position, "_unsettled_query", lambda **kw: built.append(kw) or real(**kw))
+    for statement in (fresh_position._UNSETTLED_ONE, fresh_position._UNSETTLED_ROWS):
+        monkeypatch.setattr(statement, "_compiled", {})  # as in a new process
     before = fresh_position.position_path_counts()
 
     timer = stream.pump_later(0.4)
@@ -68,4 +72,49 @@ def test_a_decision_waiting_for_fills_builds_its_poll_once_and_only_runs_it(pipe
     assert after[fresh_position.WAITED] == before[fresh_position.WAITED] + 1  # decided on the book, after waiting
     polls = [q for q in queries.captured_queries if '"orders_execution"' in q["sql"]]
     assert len(polls) >= 4, len(polls)  # the doubts' read and at least 3 polls (0.4 s at 50 ms)
-    assert len(built) == 2  # built for the doubts' read and once for every poll of the wait
+    # Compiled once per process for the doubts' read and once for the polls; none is built per wait or per poll
+    # (decision 0328; before it, once for every wait, and before 0325 once for every poll).
+    assert sorted(kw["limit"] for kw in built) == [1, 20]
+
+
+@pytest.mark.postgres  # the embedded SQLite builds its statements per call (ordermanager.core.sql_once)
+def test_the_freshness_checks_are_built_once_per_process_not_per_decision(monkeypatch):
+    """Every position-dependent decision reads the book's doubts (backfill marks, unknown outcomes, unsettled
+    orders); each of its statements is compiled by the ORM once per process, not once per decision (0328)."""
+    built, real = [], fresh_position._unsettled_query
+    monkeypatch.setattr(fresh_position, "_unsettled_query", lambda **kw: built.append(kw) or real(**kw))
+    for statement in (fresh_position._UNSETTLED_ONE, fresh_position._UNSETTLED_ROWS, fresh_position._MARKED,
+                      fresh_position._UNACKED_ONE):  # fmt: skip
+        monkeypatch.setattr(statement, "_compiled", {})  # as in a new process
+    for symbol in ("BTCUSDT", "ETHUSDT", "BTCUSDT"):
+        assert fresh_position.book_doubts(category="linear", symbol=symbol) == ([], [])
+        assert fresh_position._unsettled_poll(category="linear", symbol=symbol)() is False
+    assert sorted(kw["limit"] for kw in built) == [1, 20]
+
+
+@pytest.mark.postgres  # the embedded SQLite builds its statements per call (ordermanager.core.sql_once)
+def test_after_the_first_signal_the_path_compiles_no_orm_query_but_the_exchange_audit(pipeline, simulator, monkeypatch):
+    """Each statement of the signal path is built once per process (prebuilt SQL or ``OrmStatement``, 0325/0328):
+    the ORM's compile of a query costs more CPU than its round trip. (The exchange audit row is written by the
+    audit spool's batches in the service; in the tests it is written inline.)"""
+    run(intake(confidence=0.95, amount="650"))
+    run(intake(confidence=0.95, amount="650"))  # compiles what the first one left to compile
+    signal = intake(confidence=0.95, amount="650")
+    compiled = []
+    with monkeypatch.context() as patched:
+        for cls in (compiler.SQLCompiler, compiler.SQLUpdateCompiler, compiler.SQLInsertCompiler):
+            patched.setattr(cls, "as_sql", _recording(cls.as_sql, compiled))
+        signal_process(signal=signal)
+    signal.refresh_from_db()
+    assert signal.status == SignalStatus.EXECUTED, signal.reason
+    assert [where for where in compiled if "exchange/audit.py" not in where] == []
+    assert compiled  # the audit row's insert was seen: the recording works
+
+
+def _recording(as_sql, compiled: list):
+    def recorded(self, *args, **kwargs):
+        ours = [f for f in traceback.extract_stack()[:-1] if "site-packages" not in f.filename]
+        compiled.append(" > ".join(f"{'/'.join(f.filename.rsplit('/', 2)[-2:])}:{f.lineno}" for f in ours[-5:]))
+        return as_sql(self, *args, **kwargs)
+
+    return recorded

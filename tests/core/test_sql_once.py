@@ -1,0 +1,85 @@
+"""``OrmStatement``: an ORM query compiled once per process and bound per call (docs/decisions/0328)."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
+
+import pytest
+from django.db import connection
+
+from ordermanager.core.sql_once import OrmStatement
+from orders.models import BackfillMark, Order
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+
+def _marks():
+    for symbol, at in (("BTCUSDT", T0), ("ETHUSDT", T0 + timedelta(hours=1)), ("*", T0 + timedelta(hours=2))):
+        BackfillMark.objects.create(category="linear", symbol=symbol, requested_at=at, reason=f"r-{symbol}")
+
+
+def _rows(statement: OrmStatement, **values) -> list:
+    sql, params = statement.sql(**values)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _build_counting(builds: list):
+    def build(category, symbol, since):
+        builds.append(symbol)
+        return (BackfillMark.objects.filter(category=category, symbol__in=[symbol, "*"], requested_at__gte=since)
+                .order_by("symbol").values_list("symbol", "reason"))  # fmt: skip
+
+    return build
+
+
+def test_each_call_reads_what_the_orm_query_of_its_own_values_reads():
+    _marks()
+    builds: list = []
+    statement = OrmStatement(_build_counting(builds))
+    for symbol, since in (("BTCUSDT", T0), ("ETHUSDT", T0), ("ETHUSDT", T0 + timedelta(hours=2)), ("XRPUSDT", T0)):
+        expected = list(_build_counting([])(category="linear", symbol=symbol, since=since))
+        assert [tuple(r) for r in _rows(statement, category="linear", symbol=symbol, since=since)] == expected
+    assert _rows(statement, category="spot", symbol="BTCUSDT", since=T0) == []
+
+
+@pytest.mark.postgres
+def test_on_postgresql_the_query_is_built_once_for_every_call():
+    _marks()
+    builds: list = []
+    statement = OrmStatement(_build_counting(builds))
+    for symbol in ("BTCUSDT", "ETHUSDT", "XRPUSDT"):
+        _rows(statement, category="linear", symbol=symbol, since=T0)
+    assert len(builds) == 1
+    assert builds[0] not in ("BTCUSDT", "ETHUSDT", "XRPUSDT")  # built with a marker, not a caller's value
+
+
+def test_a_decimal_slot_is_bound_apart_from_an_equal_constant():
+    Order.objects.create(category="linear", symbol="BTCUSDT", side="Buy", order_type="Limit", qty=D("2"),
+                         price=D("100"), order_link_id="om-sql-once-1")  # fmt: skip
+    statement = OrmStatement(lambda qty: Order.objects.filter(qty=qty, filled_qty=D("0")).values_list("order_link_id"))
+    assert _rows(statement, qty=D("2")) == [("om-sql-once-1",)]
+    assert _rows(statement, qty=D("0")) == []
+
+
+@pytest.mark.postgres
+def test_a_slot_hidden_inside_another_parameter_is_refused_when_compiled():
+    statement = OrmStatement(lambda symbol: BackfillMark.objects.filter(symbol__contains=symbol))
+    with pytest.raises(ValueError, match="inside another parameter"):
+        statement.sql(symbol="BTC")
+
+
+@pytest.mark.postgres
+def test_a_slot_the_query_does_not_bind_is_refused_when_compiled():
+    statement = OrmStatement(lambda symbol, category: BackfillMark.objects.filter(symbol=symbol))
+    with pytest.raises(ValueError, match="not bound as parameters: category"):
+        statement.sql(symbol="BTC", category="linear")
+
+
+@pytest.mark.postgres
+def test_a_slot_of_a_type_that_cannot_be_told_apart_is_refused():
+    statement = OrmStatement(lambda flag: BackfillMark.objects.filter(pk__gt=0 if flag else 1))
+    with pytest.raises(TypeError, match="slot flag: bool"):
+        statement.sql(flag=True)
