@@ -37,7 +37,7 @@ from kombu import Exchange, Producer
 
 from ordermanager.celery import broker_connection
 from ordermanager.core.models import OutboxEvent, OutboxSequence
-from ordermanager.core.pg_arrays import pg_array_literals
+from ordermanager.core.pg_arrays import pg_array_literal, pg_array_literals
 from ordermanager.tracing import HEADER, traceparent_for
 
 log = structlog.get_logger(__name__)
@@ -161,7 +161,9 @@ def _next_sequences(counts: dict[str, int]) -> dict[str, int]:
                 f"INSERT INTO {table} (aggregate, last) "
                 f"SELECT a, k FROM unnest(%s::varchar[], %s::bigint[]) AS v(a, k) ORDER BY a "
                 f"ON CONFLICT (aggregate) DO UPDATE SET last = {table}.last + EXCLUDED.last RETURNING aggregate, last",
-                [keys, [counts[k] for k in keys]],
+                # Array literals joined here, not lists for psycopg's per-element dumper (0423, 0328).
+                [pg_array_literal(OutboxSequence._meta.get_field("aggregate"), keys),
+                 "{" + ",".join(str(counts[k]) for k in keys) + "}"],
             )
             return {aggregate: int(value) for aggregate, value in cursor.fetchall()}
         # SQLite (>= 3.35 for RETURNING): one writer at a time, so the order is moot; chunks keep the bound

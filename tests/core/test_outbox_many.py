@@ -53,6 +53,15 @@ def test_sequences_are_contiguous_per_aggregate_in_the_order_given():
     assert len({m["event_id"] for m in messages}) == 5
 
 
+def test_aggregates_whose_names_hold_array_syntax_keep_their_own_sequences():
+    """The aggregates reach PostgreSQL as one array literal joined here (0328): quotes, backslashes, commas,
+    braces and spaces in a name stay inside that name."""
+    names = ['a"b', "c\\d", "e,f", "{g}", "h i", "NULL"]
+    outbox_write_many([created(name) for name in names] + [created('a"b')])
+    assert dict(OutboxSequence.objects.values_list("aggregate", "last")) == {
+        **{f"order:{name}": 1 for name in names}, 'order:a"b': 2}
+
+
 def test_one_invalid_event_refuses_the_batch_and_takes_no_sequence():
     bad = (events.ORDER_CREATED, events._envelope(events.ORDER_CREATED, order_event(link="a")))  # no resolved_existing
     with pytest.raises(EventSchemaError, match="resolved_existing"):
