@@ -88,7 +88,9 @@ def _marker(name: str, index: int, value: Any) -> Any:
     if isinstance(value, bool):
         raise TypeError(f"slot {name}: bool values cannot be told apart from constants")
     if isinstance(value, int):
-        return -7_000_000_000_000_000 - index
+        # Inside a 32-bit integer column's range: Django compiles a lookup on a value out of the column's range
+        # to "no rows" instead of a parameter.
+        return -1_987_654_321 - index
     if isinstance(value, str):
         return f"\x1eom-slot:{name}\x1e"
     if isinstance(value, datetime):

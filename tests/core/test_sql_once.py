@@ -83,3 +83,18 @@ def test_a_slot_of_a_type_that_cannot_be_told_apart_is_refused():
     statement = OrmStatement(lambda flag: BackfillMark.objects.filter(pk__gt=0 if flag else 1))
     with pytest.raises(TypeError, match="slot flag: bool"):
         statement.sql(flag=True)
+
+
+def test_an_update_binds_its_values_and_its_filter():
+    for link in ("om-sql-once-a", "om-sql-once-b"):
+        Order.objects.create(category="linear", symbol="BTCUSDT", side="Buy", order_type="Limit", qty=D("2"),
+                             price=D("100"), order_link_id=link)  # fmt: skip
+    statement = OrmStatement(lambda pk, order_id, now: (
+        Order.objects.filter(pk=pk, order_id=""), {"order_id": order_id, "submitted_at": now}))
+    a, b = Order.objects.order_by("id")
+    for order, order_id in ((a, "ex-1"), (b, "ex-2"), (a, "ex-3")):
+        sql, params = statement.sql(pk=order.pk, order_id=order_id, now=T0)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+    assert list(Order.objects.order_by("id").values_list("order_id", "submitted_at")) == [
+        ("ex-1", T0), ("ex-2", T0)]  # the third found a's order_id already set
