@@ -18,7 +18,7 @@ from orders.services.fill_wakeups import fills_booked_on_commit
 from orders.services.fills.executions import executions_apply, executions_link_orphans
 from orders.services.fills.external_orders import external_order_create
 from orders.services.fills.funding import funding_waiting_apply
-from orders.services.fills.order_state import order_locked, order_merge
+from orders.services.fills.order_state import order_locked_for_event, order_merge
 from orders.services.fills.refusals import FillRefused, clipped, execution_refusal, message_check, order_refusal
 from positions.selectors import position_idxs_of
 from positions.services.ledger import position_observe
@@ -140,16 +140,18 @@ def _executions(infos: list[ExecutionInfo], *, source: str, outcome: MessageOutc
 
 
 def _order_update(info: OrderInfo) -> bool:
-    order = order_locked(order_link_id=info.order_link_id, order_id=info.order_id)
+    # The lock tells whether executions wait for the order, so the usual event (none wait) costs two
+    # statements: this one and the row's update (docs/decisions/0424).
+    order, orphans = order_locked_for_event(order_link_id=info.order_link_id, order_id=info.order_id)
     created = order is None
     if order is None:
         order = external_order_create(info)
-        changed = order is not None
+        changed, orphans = order is not None, True
     else:
         changed = order_merge(order, info)
     if order is None:
         return False
-    linked = executions_link_orphans(order)
+    linked = executions_link_orphans(order) if orphans else 0
     if created and not position_idxs_of(category=order.category, symbol=order.symbol):
         # The symbol's first order tells its mode (no row does yet): place funding that waited for it.
         funding_waiting_apply(category=order.category, symbol=order.symbol)
