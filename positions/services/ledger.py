@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -73,6 +74,10 @@ class FillValues:
         return (self.exec_time_ms, self.seq, self.exec_id)
 
 
+# FillValues.key as a C-level getter: a message of many fills sorts by it (the property builds the same tuple).
+_FILL_ORDER = operator.attrgetter("exec_time_ms", "seq", "exec_id")
+
+
 @dataclass
 class FillsApplied:
     positions: dict[PositionKey, Position]
@@ -97,7 +102,7 @@ def positions_apply_fills(*, fills: Mapping[PositionKey, Sequence[FillValues]]) 
         replays: list[tuple[Position, ExecKey]] = []
         for key in keys:
             position = positions[key]
-            batch = sorted(fills[key], key=lambda f: f.key)
+            batch = sorted(fills[key], key=_FILL_ORDER)
             new = [_entry(position, f) for f in batch]
             entries += new
             if batch[0].key > _last_key(position):
@@ -117,7 +122,7 @@ def positions_apply_fills(*, fills: Mapping[PositionKey, Sequence[FillValues]]) 
             position, batch = positions[key], fills[key]
             for fill in batch:
                 _log_flag(flags.get(fill.exec_id, ""), fill.exec_id, fill.exec_type, position)
-            last = max(batch, key=lambda f: f.key)
+            last = max(batch, key=_FILL_ORDER)
             _after_change(position, exec_id=last.exec_id, exec_type=last.exec_type, executions=len(batch))
     return FillsApplied(positions={k: positions[k] for k in keys}, created=created)
 

@@ -138,14 +138,22 @@ def orders_refresh_fills(orders: list[Order]) -> None:
             log.info("order_fills_behind_event", order_link_id=order.order_link_id, executions=qty)
             continue
         before = order.status
+        stored = _fill_values(order)
         order_set_fills(
             order, qty=qty, value=row.get("value") or Decimal(0), fees=row.get("fees") or Decimal(0), avg=None
         )
         _advance_from_fills(order)
-        changed.append((order, before))
+        # The order event usually came first with the same totals (a market order: order, execution,
+        # position): nothing to write then (docs/decisions/0424).
+        if _fill_values(order) != stored:
+            changed.append((order, before))
     _orders_save_fills([order for order, _ in changed])
     for order, before in changed:
         _order_event(order, before)
+
+
+def _fill_values(order: Order) -> tuple:
+    return tuple(getattr(order, name) for name in _FILL_FIELDS if name != "updated_at")
 
 
 def _fill_totals(order_pks: list[int]) -> dict[int, dict]:

@@ -757,3 +757,26 @@ def test_a_message_on_several_positions_locks_them_in_one_statement():
     locks = [q for q in captured.captured_queries if q["sql"].startswith("SELECT") and f'FROM "{table}"' in q["sql"]]
     assert len(locks) == 1, _statements(captured)
     assert (_position("BTCUSDT").size, _position("ETHUSDT").size) == (D("0.3"), D("0.3"))
+
+
+def test_an_execution_message_after_its_order_event_leaves_the_order_row_alone():
+    # A market order as the exchange pushes it: the order event (Filled, its totals), then the fill.
+    order = OrderFactory(qty=D("0.010"), status=OrderStatus.NEW, order_id="")
+    private_message_apply(message=_order_frame(
+        order, order_id="ex-m", status="Filled", qty="0.010", cum_qty="0.010", cum_value="640", cum_fee="0.35",
+        avg_price="64000"))  # fmt: skip
+    private_message_apply(message=_fills_message(OrderFactory(qty=D("1")), 1, start_seq=1))  # the position row
+    fill = bm.execution_item(order_link_id=order.order_link_id, order_id="ex-m", qty="0.010", price="64000",
+                             fee="0.35", seq=50)  # fmt: skip
+    with CaptureQueriesContext(connection) as captured:
+        private_message_apply(message=parse_private_message(bm.message("execution", [fill])))
+
+    # Order lock, execution insert, position lock, ledger insert, position update, order totals: the order's
+    # update is left out when the totals are what the event already wrote.
+    assert len(_statements(captured)) == 6, _statements(captured)
+    order.refresh_from_db()
+    assert (order.status, order.filled_qty, order.cum_exec_value, order.fees, order.avg_fill_price) == (
+        OrderStatus.FILLED, D("0.010"), D("640"), D("0.35"), D("64000")
+    )  # fmt: skip
+    events = OutboxEvent.objects.filter(routing_key=fills.ORDER_UPDATED, payload__order_link_id=order.order_link_id)
+    assert events.count() == 1
