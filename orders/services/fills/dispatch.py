@@ -32,10 +32,12 @@ class MessageOutcome:
     deferred: list[str] = field(default_factory=list)  # exec ids waiting for their order
 
 
-def private_message_apply(*, message: PrivateMessage, source: str = "ws") -> MessageOutcome:
+def private_message_apply(*, message: PrivateMessage, source: str = "ws", checked: bool = False) -> MessageOutcome:
     """Apply one private-stream message in one transaction; ``FillRefused`` (nothing applied)
-    when an item cannot be stored as it is."""
-    message_check(message)
+    when an item cannot be stored as it is. ``checked``: the caller ran ``message_check`` on it already
+    (the consumer does on receipt), so it is not run again (docs/decisions/0424)."""
+    if not checked:
+        message_check(message)
     outcome = MessageOutcome(topic=message.topic)
     with transaction.atomic(), events_grouped():  # the message's events in one outbox write
         _message_apply(message, source=source, outcome=outcome)
@@ -43,7 +45,9 @@ def private_message_apply(*, message: PrivateMessage, source: str = "ws") -> Mes
     return outcome
 
 
-def private_messages_apply(*, messages: list[PrivateMessage], source: str = "ws") -> list[MessageOutcome]:
+def private_messages_apply(
+    *, messages: list[PrivateMessage], source: str = "ws", checked: bool = False
+) -> list[MessageOutcome]:
     """Apply ``messages`` in their order in ONE transaction (group commit), each message's outcome in
     its place. A run of consecutive execution messages is applied as one batch of their executions
     (the fixed statements of ``executions_apply`` once for the run), the first copy of an execId
@@ -51,9 +55,13 @@ def private_messages_apply(*, messages: list[PrivateMessage], source: str = "ws"
 
     All or nothing for the group: ``FillRefused`` or any failure rolls back every message of it, and
     the caller applies them one by one (``private_message_apply``) so that one bad message cannot take
-    the good ones down."""
-    for message in messages:
-        message_check(message)
+    the good ones down.
+
+    ``checked``: the caller has run ``message_check`` on every message already (the consumer does on
+    receipt, before a frame is queued), so it is not run again (docs/decisions/0424)."""
+    if not checked:
+        for message in messages:
+            message_check(message)
     outcomes = [MessageOutcome(topic=m.topic) for m in messages]
     # The group's events (order.updated, position.updated...) are written together at its end: a fixed
     # number of outbox statements per group, not four per event (docs/decisions/0419).
