@@ -3,6 +3,7 @@
     .venv/bin/python bench/fills.py                    # both, defaults below
     .venv/bin/python bench/fills.py --validation 1000000 --positions 100 --skip-ingest
     .venv/bin/python bench/fills.py --skip-validation --ingest 20000 --connections 4 --batch 1
+    .venv/bin/python bench/fills.py --skip-validation --shape market --ingest 4000   # order+execution+position
 
 Uses its own database (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/om_bench_fills),
 migrated and emptied first.
@@ -14,7 +15,9 @@ migrated and emptied first.
   figure is end to end: frame → parse → transaction (execution, order, ledger,
   position) → commit. Printed: messages/s, executions/s, the server process's
   CPU ms per message, and the commit floor measured in the same run with the
-  ratio to it (``bench.floor``; docs/decisions/0419).
+  ratio to it (``bench.floor``; docs/decisions/0419). ``--shape market``: per fill the order, execution
+  and position messages the simulator pushes for a market order (``--ingest`` fills), timed to the pong after
+  the last frame; prints fills/s, messages/s, CPU ms per message and per fill (docs/decisions/0424).
 - Validation: ``--validation`` executions (with ~1% funding rows) spread over
   ``--positions`` positions are generated with their ledger states by the same
   fold the service uses and loaded with COPY; then the recompute
@@ -485,6 +488,31 @@ def bench_market(total: int, connections: int, symbols: int) -> dict:
     }
 
 
+def bench_market_single(total: int) -> dict:
+    """The market shape's messages applied in this process one by one, each in its own transaction
+    (``private_message_apply``), as at light load when no frame waits for another: CPU and wall per fill."""
+    from exchange.bybit.events import parse_private_message
+    from orders.models import Order
+    from orders.services.fills import private_message_apply
+
+    _empty()
+    rows, frames = _market_frames(0, total, "S000USDT", random.Random(1))
+    Order.objects.bulk_create(rows, batch_size=2000)
+    messages = [parse_private_message(json.loads(frame, parse_float=Decimal)) for frame in frames]
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for message in messages:
+        private_message_apply(message=message)
+    cpu, elapsed = time.process_time() - cpu0, time.perf_counter() - t0
+    return {
+        "shape": "market, single frames in-process",
+        "fills": total,
+        "messages": len(messages),
+        "cpu_ms_per_fill": round(1000 * cpu / total, 3),
+        "cpu_ms_per_message": round(1000 * cpu / len(messages), 3),
+        "wall_ms_per_fill": round(1000 * elapsed / total, 3),
+    }
+
+
 def _commits() -> int:
     """Transactions committed in this database so far (pg_stat_database; counted when a backend reports)."""
     from django.db import connection
@@ -529,16 +557,24 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=4)
     parser.add_argument(
         "--shape",
-        choices=["execution", "market"],
+        choices=["execution", "market", "market-single"],
         default="execution",
-        help="execution: messages of --batch fills; market: per fill the order, execution and position messages",
+        help="execution: messages of --batch fills; market: per fill the order, execution and position messages; "
+        "market-single: those messages applied one by one in this process (no endpoint), CPU per fill",
     )
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-validation", action="store_true")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     setup_postgres(args.db, WS_GATEWAY_API_KEY=GATEWAY_KEY)
-    if not args.skip_ingest and args.shape == "market":
+    if not args.skip_ingest and args.shape == "market-single":
+        result = bench_market_single(args.ingest)
+        print(json.dumps({"ingest": result, "load_average_1m": round(os.getloadavg()[0], 1)}))
+        print(
+            f"ingest, market orders as single frames in-process: CPU {result['cpu_ms_per_fill']:.3f} ms per fill "
+            f"({result['cpu_ms_per_message']:.3f} per message), wall {result['wall_ms_per_fill']:.3f} ms per fill"
+        )
+    elif not args.skip_ingest and args.shape == "market":
         floor = commit_floor(args.db)
         result = bench_market(args.ingest, args.connections, args.symbols)
         print(json.dumps({"ingest": result, "commit_floor_per_s": round(floor.per_s)}))

@@ -308,8 +308,11 @@ def test_a_message_costs_the_same_statements_for_one_fill_or_fifty():
     # (one position.updated per change set, order.updated per status change), not per fill: counted apart, as
     # is the wake-up of waiting decisions (one NOTIFY per transaction, PostgreSQL only; docs/decisions/0327).
     def statements(captured):
-        return [q["sql"][:70] for q in captured.captured_queries
-                if "SAVEPOINT" not in q["sql"] and "core_outbox" not in q["sql"] and "pg_notify" not in q["sql"]]
+        return [
+            q["sql"][:70]
+            for q in captured.captured_queries
+            if "SAVEPOINT" not in q["sql"] and "core_outbox" not in q["sql"] and "pg_notify" not in q["sql"]
+        ]
 
     assert len(statements(q50)) == len(statements(q1)) == 7, statements(q50)
     assert notifies(q50) == notifies(q1) == (1 if connection.vendor == "postgresql" else 0)
@@ -453,8 +456,11 @@ def test_execution_ids_longer_than_the_column_are_refused_never_cut_and_merged()
 
 @pytest.mark.parametrize(
     ("overrides", "field", "limit"),
-    [({"order_id": "o" * 65}, "orderId", 64), ({"order_link_id": "l" * 37}, "orderLinkId", 36),
-     ({"symbol": "S" * 31}, "symbol", None)],
+    [
+        ({"order_id": "o" * 65}, "orderId", 64),
+        ({"order_link_id": "l" * 37}, "orderLinkId", 36),
+        ({"symbol": "S" * 31}, "symbol", None),
+    ],
 )
 def test_other_execution_texts_longer_than_their_column_are_refused(overrides, field, limit):
     item = bm.execution_item(qty="0.5", price="100", **overrides)
@@ -523,8 +529,11 @@ def test_a_group_of_messages_costs_the_statements_of_one_message():
         outcomes = fills.private_messages_apply(messages=group)
 
     def statements(captured):  # as in the test above: outbox rows and the wake-up NOTIFY counted apart
-        return [q["sql"][:70] for q in captured.captured_queries
-                if "SAVEPOINT" not in q["sql"] and "core_outbox" not in q["sql"] and "pg_notify" not in q["sql"]]
+        return [
+            q["sql"][:70]
+            for q in captured.captured_queries
+            if "SAVEPOINT" not in q["sql"] and "core_outbox" not in q["sql"] and "pg_notify" not in q["sql"]
+        ]
 
     assert len(statements(q19)) == len(statements(q1)) == 7, statements(q19)
     assert notifies(q19) == notifies(q1) == (1 if connection.vendor == "postgresql" else 0)
@@ -550,8 +559,9 @@ def test_a_groups_events_cost_a_fixed_number_of_outbox_statements():
 
     # One sequence upsert and one insert for the group's order.updated (one per order) and position.updated.
     assert len(outbox(q20)) == len(outbox(q2)) == 2, outbox(q20)
-    rows = list(OutboxEvent.objects.filter(routing_key="order.updated").order_by("id")
-                .values_list("aggregate_id", "sequence"))
+    rows = list(
+        OutboxEvent.objects.filter(routing_key="order.updated").order_by("id").values_list("aggregate_id", "sequence")
+    )
     assert sorted(a for a, _ in rows[-20:]) == sorted(o.order_link_id for o in orders[3:])
     assert {s for _, s in rows[-20:]} == {1}  # each order's first event
     position = OutboxEvent.objects.filter(routing_key="position.updated").order_by("id")
