@@ -3,6 +3,7 @@
     .venv/bin/python bench/fills.py                    # both, defaults below
     .venv/bin/python bench/fills.py --validation 1000000 --positions 100 --skip-ingest
     .venv/bin/python bench/fills.py --skip-validation --ingest 20000 --connections 4 --batch 1
+    .venv/bin/python bench/fills.py --skip-validation --shape market --ingest 4000   # order+execution+position
 
 Uses its own database (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/om_bench_fills),
 migrated and emptied first.
@@ -14,7 +15,9 @@ migrated and emptied first.
   figure is end to end: frame → parse → transaction (execution, order, ledger,
   position) → commit. Printed: messages/s, executions/s, the server process's
   CPU ms per message, and the commit floor measured in the same run with the
-  ratio to it (``bench.floor``; docs/decisions/0419).
+  ratio to it (``bench.floor``; docs/decisions/0419). ``--shape market``: per fill the order, execution
+  and position messages the simulator pushes for a market order (``--ingest`` fills), timed to the pong after
+  the last frame; prints fills/s, messages/s, CPU ms per message and per fill (docs/decisions/0424).
 - Validation: ``--validation`` executions (with ~1% funding rows) spread over
   ``--positions`` positions are generated with their ledger states by the same
   fold the service uses and loaded with COPY; then the recompute
@@ -262,6 +265,46 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _served(clients, connections: int) -> tuple[float, float]:
+    """Serve the endpoint in a child process, open ``connections`` WebSocket clients, and time
+    ``await clients(sockets)``: (seconds, the server process's CPU seconds)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = multiprocessing.get_context("fork").Process(target=_serve, args=(sock,), daemon=True)
+    server.start()
+    url = f"ws://127.0.0.1:{port}/ws/gateway/"
+    headers = {"X-API-Key": GATEWAY_KEY}
+
+    async def connected(deadline: float):
+        while True:
+            try:
+                return await websockets.connect(
+                    url, additional_headers=headers, max_queue=None, ping_interval=None, compression=None
+                )
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+
+    async def run() -> tuple[float, float]:
+        sockets = [await connected(time.monotonic() + 30) for _ in range(connections)]
+        await asyncio.sleep(0.5)  # the connect-time work (heartbeat, backfill mark) is not the figure's
+        cpu0, t0 = _cpu_seconds(server.pid), time.perf_counter()
+        await clients(sockets)
+        elapsed, cpu = time.perf_counter() - t0, _cpu_seconds(server.pid) - cpu0
+        for ws in sockets:
+            await ws.close()
+        return elapsed, cpu
+
+    try:
+        return asyncio.run(run())
+    finally:
+        server.terminate()
+        server.join(timeout=10)
+        sock.close()
+
+
 def bench_ingest(total: int, connections: int, batch: int, symbols: int) -> dict:
     """Executions through ``ws/gateway/`` served by uvicorn in a child process (its CPU measured apart)."""
     # Django's models load only after setup_postgres (main), so they are imported here.
@@ -303,25 +346,6 @@ def bench_ingest(total: int, connections: int, batch: int, symbols: int) -> dict
     sent = sum(len(frames) for frames in prepared)
     connection.close()  # the child must not share the parent's database connection
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = multiprocessing.get_context("fork").Process(target=_serve, args=(sock,), daemon=True)
-    server.start()
-    url = f"ws://127.0.0.1:{port}/ws/gateway/"
-    headers = {"X-API-Key": GATEWAY_KEY}
-
-    async def connected(deadline: float):
-        while True:
-            try:
-                return await websockets.connect(
-                    url, additional_headers=headers, max_queue=None, ping_interval=None, compression=None
-                )
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.05)
-
     async def feed(ws, frames: list[str], done: asyncio.Event) -> None:
         for frame in frames:
             await ws.send(frame)
@@ -339,24 +363,11 @@ def bench_ingest(total: int, connections: int, batch: int, symbols: int) -> dict
             await asyncio.sleep(0.02)
         done.set()
 
-    async def run() -> tuple[float, float]:
-        sockets = [await connected(time.monotonic() + 30) for _ in prepared]
-        await asyncio.sleep(0.5)  # the connect-time work (heartbeat, backfill mark) is not the figure's
+    async def clients(sockets: list) -> None:
         done = asyncio.Event()
-        cpu0, t0 = _cpu_seconds(server.pid), time.perf_counter()
-        feeds = [feed(ws, frames, done) for ws, frames in zip(sockets, prepared, strict=True)]
-        await asyncio.gather(stored(done), *feeds)
-        elapsed, cpu = time.perf_counter() - t0, _cpu_seconds(server.pid) - cpu0
-        for ws in sockets:
-            await ws.close()
-        return elapsed, cpu
+        await asyncio.gather(stored(done), *(feed(ws, f, done) for ws, f in zip(sockets, prepared, strict=True)))
 
-    try:
-        elapsed, cpu = asyncio.run(run())
-    finally:
-        server.terminate()
-        server.join(timeout=10)
-        sock.close()
+    elapsed, cpu = _served(clients, len(prepared))
     count = Execution.objects.count()
     assert count == connections * per_conn, count
     with connection.cursor() as cursor:  # the transactions that stored them (PostgreSQL's xmin): the group sizes
@@ -374,6 +385,153 @@ def bench_ingest(total: int, connections: int, batch: int, symbols: int) -> dict
         "server_cpu_ms_per_message": round(1000 * cpu / sent, 3),
         "messages_per_transaction": round(sent / transactions, 1),
     }
+
+
+def _market_frames(conn: int, count: int, symbol: str, rng: random.Random) -> tuple[list, list[str]]:
+    """``count`` market orders of ours on ``symbol``, each filled at once, and the frames the simulator pushes
+    for each (``exchange.simulator.engine._emit_changes``): an ``order`` message (the order Filled), the
+    ``execution`` message (its one fill), a ``position`` message (the position after it), in the simulator's
+    wire shape (``exchange.simulator.wire``, ``ws=True``)."""
+    from exchange.simulator.engine import SimExecution, SimOrder, SimPosition
+    from exchange.simulator.instruments import LINEAR
+    from exchange.simulator.wire import execution_api, order_api, position_api
+    from orders.models import Order
+
+    spec = LINEAR["BTCUSDT"]  # the wire's scales; the symbol's name is the bench's own
+    rows, frames = [], []
+    position = SimPosition(symbol=symbol, position_idx=0, leverage=Decimal(10), created_ms=BASE_MS, updated_ms=BASE_MS)
+    for k in range(count):
+        n, ms = conn * count + k, BASE_MS + conn * count + k
+        link, order_id = f"bench-{conn}-{k}", str(uuid.uuid4())
+        side = rng.choice(("Buy", "Sell"))
+        qty = Decimal(rng.randint(1, 100)) / 1000
+        price = Decimal(60000 + rng.randint(-1000, 1000))
+        fee = (qty * price * Decimal("0.00055")).quantize(Decimal("1e-8"))
+        rows.append(Order(order_link_id=link, symbol=symbol, side=side, order_type="Market", qty=qty, status="new"))
+        order = SimOrder(
+            n=n, category="linear", symbol=symbol, order_id=order_id, order_link_id=link, side=side,
+            order_type="Market", price=price, qty=qty, time_in_force="IOC", position_idx=0, reduce_only=False,
+            close_on_trigger=False, created_ms=ms, updated_ms=ms, last_price_on_created=price, status="Filled",
+            cum_exec_qty=qty, cum_exec_value=qty * price, cum_exec_fee=fee,
+        )  # fmt: skip
+        execution = SimExecution(
+            n=n, category="linear", symbol=symbol, exec_id=str(uuid.uuid4()), order_id=order_id, order_link_id=link,
+            side=side, order_type="Market", order_price=price, order_qty=qty, leaves_qty=Decimal(0),
+            exec_type="Trade", exec_qty=qty, exec_price=price, exec_value=qty * price, exec_fee=fee,
+            fee_rate=Decimal("0.00055"), is_maker=False, closed_size=Decimal(0), exec_pnl=Decimal(0),
+            mark_price=price, exec_time=ms, seq=n, position_idx=0,
+        )  # fmt: skip
+        signed = (position.size if position.side != "Sell" else -position.size) + (qty if side == "Buy" else -qty)
+        position.size, position.side = abs(signed), ("Buy" if signed > 0 else "Sell" if signed < 0 else "")
+        position.avg_price, position.updated_ms, position.seq = price, ms, n
+        for topic, item in (
+            ("order", order_api(order, spec, ws=True)),
+            ("execution", execution_api(execution, spec, ws=True)),
+            ("position", position_api(position, spec, price, ws=True)),
+        ):
+            frames.append(json.dumps({"id": str(uuid.uuid4()), "topic": topic, "creationTime": ms, "data": [item]}))
+    return rows, frames
+
+
+def bench_market(total: int, connections: int, symbols: int) -> dict:
+    """``total`` market orders (``--shape market``): per fill the three messages the simulator sends, on
+    ``connections`` connections; the clock stops when every connection has had the pong of a ping sent after
+    its last frame (a pong leaves only once everything before it is stored, docs/decisions/0419)."""
+    from django.db import connection
+    from django.db.models import F
+
+    from orders.models import Execution, Order, OrderStatus
+
+    _empty()
+    per_conn = total // connections
+    rng = random.Random(1)
+    prepared, orders = [], []
+    for conn in range(connections):
+        rows, frames = _market_frames(conn, per_conn, f"S{conn % symbols:03d}USDT", rng)
+        orders += rows
+        prepared.append(frames)
+    Order.objects.bulk_create(orders, batch_size=2000)
+    sent = sum(len(frames) for frames in prepared)
+    commits0 = _commits()
+    connection.close()  # the child must not share the parent's database connection
+
+    async def feed(ws, frames: list[str]) -> None:
+        for frame in frames:
+            await ws.send(frame)
+        await ws.send(json.dumps({"op": "ping", "req_id": "bench-end"}))
+        reply = await ws.recv()
+        if json.loads(reply).get("op") != "pong":
+            raise RuntimeError(f"the endpoint answered {reply}")
+
+    async def clients(sockets: list) -> None:
+        await asyncio.gather(*(feed(ws, f) for ws, f in zip(sockets, prepared, strict=True)))
+
+    elapsed, cpu = _served(clients, len(prepared))
+    fills = connections * per_conn
+    count = Execution.objects.count()
+    assert count == fills, count
+    filled = Order.objects.filter(status=OrderStatus.FILLED, filled_qty=F("qty")).count()
+    assert filled == fills, filled
+    transactions = _commits() - commits0
+    return {
+        "shape": "market",
+        "fills": fills,
+        "messages": sent,
+        "connections": connections,
+        "symbols": symbols,
+        "seconds": round(elapsed, 2),
+        "fills_per_second": round(fills / elapsed),
+        "messages_per_second": round(sent / elapsed),
+        "server_cpu_ms_per_message": round(1000 * cpu / sent, 3),
+        "server_cpu_ms_per_fill": round(1000 * cpu / fills, 3),
+        "transactions": transactions,
+    }
+
+
+def bench_market_single(total: int) -> dict:
+    """The market shape's messages applied in this process one by one, each in its own transaction
+    (``private_message_apply``), as at light load when no frame waits for another: CPU and wall per fill."""
+    from exchange.bybit.events import parse_private_message
+    from orders.models import Order
+    from orders.services.fills import private_message_apply
+
+    _empty()
+    rows, frames = _market_frames(0, total, "S000USDT", random.Random(1))
+    Order.objects.bulk_create(rows, batch_size=2000)
+    messages = [parse_private_message(json.loads(frame, parse_float=Decimal)) for frame in frames]
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for message in messages:
+        private_message_apply(message=message)
+    cpu, elapsed = time.process_time() - cpu0, time.perf_counter() - t0
+    return {
+        "shape": "market, single frames in-process",
+        "fills": total,
+        "messages": len(messages),
+        "cpu_ms_per_fill": round(1000 * cpu / total, 3),
+        "cpu_ms_per_message": round(1000 * cpu / len(messages), 3),
+        "wall_ms_per_fill": round(1000 * elapsed / total, 3),
+    }
+
+
+def _commits() -> int:
+    """Transactions committed in this database so far (pg_stat_database; counted when a backend reports)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+        cursor.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def market_lines(result: dict, floor: Floor) -> list[str]:
+    return [
+        f"ingest, market orders (order + execution + position messages per fill) over {result['connections']} "
+        f"connections: {result['fills_per_second']:,} fills/s, {result['messages_per_second']:,} messages/s, "
+        f"server CPU {result['server_cpu_ms_per_message']:.3f} ms per message, "
+        f"{result['server_cpu_ms_per_fill']:.3f} ms per fill, {result['transactions']:,} transactions; "
+        f"{floor.ratio(result['messages_per_second'])} (messages/s)",
+        floor.line(),
+    ]
 
 
 def ingest_lines(result: dict, floor: Floor) -> list[str]:
@@ -397,12 +555,31 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--symbols", type=int, default=4)
+    parser.add_argument(
+        "--shape",
+        choices=["execution", "market", "market-single"],
+        default="execution",
+        help="execution: messages of --batch fills; market: per fill the order, execution and position messages; "
+        "market-single: those messages applied one by one in this process (no endpoint), CPU per fill",
+    )
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-validation", action="store_true")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     setup_postgres(args.db, WS_GATEWAY_API_KEY=GATEWAY_KEY)
-    if not args.skip_ingest:
+    if not args.skip_ingest and args.shape == "market-single":
+        result = bench_market_single(args.ingest)
+        print(json.dumps({"ingest": result, "load_average_1m": round(os.getloadavg()[0], 1)}))
+        print(
+            f"ingest, market orders as single frames in-process: CPU {result['cpu_ms_per_fill']:.3f} ms per fill "
+            f"({result['cpu_ms_per_message']:.3f} per message), wall {result['wall_ms_per_fill']:.3f} ms per fill"
+        )
+    elif not args.skip_ingest and args.shape == "market":
+        floor = commit_floor(args.db)
+        result = bench_market(args.ingest, args.connections, args.symbols)
+        print(json.dumps({"ingest": result, "commit_floor_per_s": round(floor.per_s)}))
+        print("\n".join(market_lines(result, floor)))
+    elif not args.skip_ingest:
         for batch in args.batch:
             floor = commit_floor(args.db)
             result = bench_ingest(args.ingest, args.connections, batch, args.symbols)

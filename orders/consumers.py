@@ -107,12 +107,14 @@ def apply_with_retry(message, *, source: str = "ws") -> MessageOutcome:
     instead, and a failure that may have broken it (server restart, network) closes it, so
     the retry, or the next message, connects afresh.
     """
-    return _with_retry(lambda: [private_message_apply(message=message, source=source)], [message])[0]
+    # Every message reaching it (a frame, the backlog's) was checked on receipt (``_message``): not again here.
+    return _with_retry(lambda: [private_message_apply(message=message, source=source, checked=True)], [message])[0]
 
 
 def group_apply_with_retry(messages: list, *, source: str = "ws") -> list[MessageOutcome]:
     """``apply_with_retry`` for a group of messages applied in one transaction (group commit)."""
-    return _with_retry(lambda: private_messages_apply(messages=messages, source=source), messages)
+    # Every frame was checked on receipt (``_message``, ``message_check``) before it was queued: not again here.
+    return _with_retry(lambda: private_messages_apply(messages=messages, source=source, checked=True), messages)
 
 
 def _with_retry(apply, messages: list) -> list[MessageOutcome]:

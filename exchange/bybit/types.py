@@ -16,6 +16,7 @@ from typing import Any
 from ordermanager.core.decimals import DecimalTextInvalid, decimal_from_text
 
 _MS_TEXT = re.compile(r"[0-9]{1,18}")
+_ZERO = Decimal(0)
 
 
 class MalformedPayload(ValueError):
@@ -26,6 +27,13 @@ def dec(value: Any, *, name: str = "value", default: Decimal | None = None) -> D
     """Parse a Bybit decimal string. ``""``/``None`` give ``default`` (Bybit's empty field);
     floats are refused; any other text must be a JSON number (``decimal_from_text``), so
     ``" 5"``, ``"+5"``, ``"1_000"``, ``"NaN"`` or non-ASCII digits are malformed, not guessed at."""
+    if type(value) is str and value:
+        # The common case, first: Bybit's decimal text. Texts repeat (prices, sizes, "0"), so each is read once
+        # per process while the cache holds it (a Decimal is immutable; a refused text is never cached).
+        number = _DECIMALS.get(value)
+        if number is None:
+            number = _decimal_text(value, name)
+        return number
     if value is None or value == "":
         return default
     if isinstance(value, float):
@@ -40,6 +48,21 @@ def dec(value: Any, *, name: str = "value", default: Decimal | None = None) -> D
         return decimal_from_text(str(value))
     except DecimalTextInvalid as exc:
         raise MalformedPayload(f"{name}: {exc}") from None
+
+
+_DECIMALS: dict[str, Decimal] = {}
+_DECIMALS_MAX = 16_384  # texts kept at once; the cache starts over when full (bounded memory, no LRU bookkeeping)
+
+
+def _decimal_text(text: str, name: str) -> Decimal:
+    try:
+        number = decimal_from_text(text)
+    except DecimalTextInvalid as exc:
+        raise MalformedPayload(f"{name}: {exc}") from None
+    if len(_DECIMALS) >= _DECIMALS_MAX:
+        _DECIMALS.clear()
+    _DECIMALS[text] = number
+    return number
 
 
 def dec_req(item: dict, key: str) -> Decimal:
@@ -127,10 +150,10 @@ class OrderInfo:
             qty=dec_req(item, "qty"),
             price=_positive_or_none(dec(item.get("price"), name="price")),
             avg_price=_positive_or_none(dec(item.get("avgPrice"), name="avgPrice")),
-            cum_exec_qty=dec(item.get("cumExecQty"), name="cumExecQty", default=Decimal(0)),
-            cum_exec_value=dec(item.get("cumExecValue"), name="cumExecValue", default=Decimal(0)),
+            cum_exec_qty=dec(item.get("cumExecQty"), name="cumExecQty", default=_ZERO),
+            cum_exec_value=dec(item.get("cumExecValue"), name="cumExecValue", default=_ZERO),
             cum_exec_fee=_fee(item),
-            leaves_qty=dec(item.get("leavesQty"), name="leavesQty", default=Decimal(0)),
+            leaves_qty=dec(item.get("leavesQty"), name="leavesQty", default=_ZERO),
             time_in_force=item.get("timeInForce") or "",
             position_idx=int(item.get("positionIdx") or 0),
             reduce_only=bool(item.get("reduceOnly", False)),
@@ -177,8 +200,8 @@ class ExecutionInfo:
             # or in 1970 (docs/decisions/0416-fills-complete-or-refused.md).
             exec_qty=dec_req(item, "execQty"),
             exec_price=dec_req(item, "execPrice"),
-            exec_value=dec(item.get("execValue"), name="execValue", default=Decimal(0)),
-            exec_fee=dec(item.get("execFee"), name="execFee", default=Decimal(0)),
+            exec_value=dec(item.get("execValue"), name="execValue", default=_ZERO),
+            exec_fee=dec(item.get("execFee"), name="execFee", default=_ZERO),
             fee_currency=item.get("feeCurrency") or "",
             is_maker=bool(item.get("isMaker", False)),
             closed_size=dec(item.get("closedSize"), name="closedSize"),
@@ -215,11 +238,11 @@ class PositionInfo:
             symbol=req(item, "symbol"),
             position_idx=int(item.get("positionIdx") or 0),
             side=item.get("side") or "",
-            size=dec(item.get("size"), name="size", default=Decimal(0)),
-            avg_price=dec(entry, name="avgPrice", default=Decimal(0)),
+            size=dec(item.get("size"), name="size", default=_ZERO),
+            avg_price=dec(entry, name="avgPrice", default=_ZERO),
             mark_price=dec(item.get("markPrice"), name="markPrice"),
-            unrealised_pnl=dec(item.get("unrealisedPnl"), name="unrealisedPnl", default=Decimal(0)),
-            cum_realised_pnl=dec(item.get("cumRealisedPnl"), name="cumRealisedPnl", default=Decimal(0)),
+            unrealised_pnl=dec(item.get("unrealisedPnl"), name="unrealisedPnl", default=_ZERO),
+            cum_realised_pnl=dec(item.get("cumRealisedPnl"), name="cumRealisedPnl", default=_ZERO),
             seq=int(item["seq"]) if item.get("seq") not in (None, "") else None,
             updated_ms=ms(item.get("updatedTime"), name="updatedTime"),
         )
@@ -246,16 +269,16 @@ class WalletBalance:
         coins = tuple(
             CoinBalance(
                 coin=c.get("coin", ""),
-                equity=dec(c.get("equity"), name="equity", default=Decimal(0)),
-                wallet_balance=dec(c.get("walletBalance"), name="walletBalance", default=Decimal(0)),
-                unrealised_pnl=dec(c.get("unrealisedPnl"), name="unrealisedPnl", default=Decimal(0)),
+                equity=dec(c.get("equity"), name="equity", default=_ZERO),
+                wallet_balance=dec(c.get("walletBalance"), name="walletBalance", default=_ZERO),
+                unrealised_pnl=dec(c.get("unrealisedPnl"), name="unrealisedPnl", default=_ZERO),
             )
             for c in account.get("coin") or []
         )
         return cls(
             account_type=account.get("accountType") or "UNIFIED",
-            total_equity=dec(account.get("totalEquity"), name="totalEquity", default=Decimal(0)),
-            total_wallet_balance=dec(account.get("totalWalletBalance"), name="totalWalletBalance", default=Decimal(0)),
+            total_equity=dec(account.get("totalEquity"), name="totalEquity", default=_ZERO),
+            total_wallet_balance=dec(account.get("totalWalletBalance"), name="totalWalletBalance", default=_ZERO),
             total_available_balance=dec(
                 account.get("totalAvailableBalance"), name="totalAvailableBalance", default=Decimal(0)
             ),
@@ -286,12 +309,12 @@ class InstrumentInfo:
             qty_step = dec(lot.get("basePrecision"), name="basePrecision")
             max_mkt = dec(lot.get("maxMarketOrderQty"), name="maxMarketOrderQty")
             max_qty = dec(lot.get("maxLimitOrderQty") or lot.get("maxOrderQty"), name="maxLimitOrderQty")
-            min_notional = dec(lot.get("minOrderAmt"), name="minOrderAmt", default=Decimal(0))
+            min_notional = dec(lot.get("minOrderAmt"), name="minOrderAmt", default=_ZERO)
         else:
             qty_step = dec(lot.get("qtyStep"), name="qtyStep")
             max_mkt = dec(lot.get("maxMktOrderQty"), name="maxMktOrderQty")
             max_qty = dec(lot.get("maxOrderQty"), name="maxOrderQty")
-            min_notional = dec(lot.get("minNotionalValue"), name="minNotionalValue", default=Decimal(0))
+            min_notional = dec(lot.get("minNotionalValue"), name="minNotionalValue", default=_ZERO)
         tick = dec(price.get("tickSize"), name="tickSize")
         if not qty_step or not tick or qty_step <= 0 or tick <= 0 or max_qty is None:
             raise MalformedPayload(f"instrument {item.get('symbol')!r} lacks tickSize/qtyStep/maxOrderQty")
@@ -303,7 +326,7 @@ class InstrumentInfo:
             quote_coin=item.get("quoteCoin") or "",
             tick_size=tick,
             qty_step=qty_step,
-            min_order_qty=dec(lot.get("minOrderQty"), name="minOrderQty", default=Decimal(0)),
+            min_order_qty=dec(lot.get("minOrderQty"), name="minOrderQty", default=_ZERO),
             max_order_qty=max_qty,
             max_market_order_qty=max_mkt,
             min_notional=min_notional,
@@ -338,5 +361,5 @@ def _fee(item: dict) -> Decimal:
     # cumExecFee is deprecated for linear/spot; cumFeeDetail maps coin -> fee.
     detail = item.get("cumFeeDetail")
     if isinstance(detail, dict) and detail:
-        return sum((dec(v, name="cumFeeDetail", default=Decimal(0)) for v in detail.values()), Decimal(0))
-    return dec(item.get("cumExecFee"), name="cumExecFee", default=Decimal(0))
+        return sum((dec(v, name="cumFeeDetail", default=_ZERO) for v in detail.values()), Decimal(0))
+    return dec(item.get("cumExecFee"), name="cumExecFee", default=_ZERO)

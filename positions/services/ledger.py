@@ -16,6 +16,8 @@ ledger calls it (never the reverse) to re-evaluate the loss warning after a chan
 from __future__ import annotations
 
 import functools
+import json
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +31,7 @@ from django.utils import timezone
 
 from ordermanager.core.epoch import epoch_ms, from_epoch_ms
 from ordermanager.core.pg_arrays import pg_array_literals
+from ordermanager.core.prebuilt_sql import instance_update, qn, rows_select, select_sql
 from ordermanager.events import POSITION_UPDATED, publish_event_on_commit
 from positions.models import Position, PositionLedgerEntry, PositionMode, PositionPnlDay
 from positions.services.marks import position_loss_warning_evaluate, position_mark_observed, position_payload
@@ -46,6 +49,7 @@ log = structlog.get_logger(__name__)
 
 _STATE_FIELDS = ["size", "avg_entry_price", "realized_pnl", "fees_paid", "funding_paid", "unrealized_pnl"]
 _KEY_FIELDS = ["last_exec_time", "last_exec_ms", "last_exec_seq", "last_exec_id"]
+_STORE_FIELDS = (*_STATE_FIELDS, *_KEY_FIELDS, "updated_at")
 _AFTER_FIELDS = ["size_after", "avg_entry_after", "realized_after", "fees_after", "funding_after"]
 
 ExecKey = tuple[int, int, str]
@@ -68,6 +72,10 @@ class FillValues:
     @property
     def key(self) -> ExecKey:
         return (self.exec_time_ms, self.seq, self.exec_id)
+
+
+# FillValues.key as a C-level getter: a message of many fills sorts by it (the property builds the same tuple).
+_FILL_ORDER = operator.attrgetter("exec_time_ms", "seq", "exec_id")
 
 
 @dataclass
@@ -94,7 +102,7 @@ def positions_apply_fills(*, fills: Mapping[PositionKey, Sequence[FillValues]]) 
         replays: list[tuple[Position, ExecKey]] = []
         for key in keys:
             position = positions[key]
-            batch = sorted(fills[key], key=lambda f: f.key)
+            batch = sorted(fills[key], key=_FILL_ORDER)
             new = [_entry(position, f) for f in batch]
             entries += new
             if batch[0].key > _last_key(position):
@@ -114,7 +122,7 @@ def positions_apply_fills(*, fills: Mapping[PositionKey, Sequence[FillValues]]) 
             position, batch = positions[key], fills[key]
             for fill in batch:
                 _log_flag(flags.get(fill.exec_id, ""), fill.exec_id, fill.exec_type, position)
-            last = max(batch, key=lambda f: f.key)
+            last = max(batch, key=_FILL_ORDER)
             _after_change(position, exec_id=last.exec_id, exec_type=last.exec_type, executions=len(batch))
     return FillsApplied(positions={k: positions[k] for k in keys}, created=created)
 
@@ -216,26 +224,45 @@ def _locked_position(*, category: str, symbol: str, position_idx: int) -> Positi
 
 
 def _lock_positions(keys: list[PositionKey]) -> tuple[dict[PositionKey, Position], set[PositionKey]]:
-    """Lock (creating the missing ones) the position rows of ``keys``, in key order, in one statement."""
+    """Lock (creating the missing ones) the position rows of ``keys``, in key order, in one prebuilt
+    statement (docs/decisions/0424)."""
     if not keys:
         return {}, set()
-    wanted = Q()
-    for category, symbol, idx in keys:
-        wanted |= Q(category=category, symbol=symbol, position_idx=idx)
-    locked = Position.objects.select_for_update().filter(wanted).order_by("category", "symbol", "position_idx")
-    found = {(p.category, p.symbol, p.position_idx): p for p in locked}
+    found = _positions_locked(keys)
     missing = [k for k in keys if k not in found]
     if missing:
         # First fill of a position: create the rows (a concurrent creator wins the unique key,
         # we wait for it and then lock its row), then lock them like the others.
         rows = [Position(category=c, symbol=s, position_idx=i, mode=_mode_of(i)) for c, s, i in missing]
         Position.objects.bulk_create(rows, ignore_conflicts=True)
-        again = Q()
-        for category, symbol, idx in missing:
-            again |= Q(category=category, symbol=symbol, position_idx=idx)
-        for p in Position.objects.select_for_update().filter(again).order_by("category", "symbol", "position_idx"):
-            found[(p.category, p.symbol, p.position_idx)] = p
+        found.update(_positions_locked(missing))
     return found, set(missing)
+
+
+def _positions_locked(keys: list[PositionKey]) -> dict[PositionKey, Position]:
+    one, many = _positions_locked_sql(connection.vendor)
+    if len(keys) == 1:
+        sql, params = one, list(keys[0])
+    elif connection.vendor == "postgresql":
+        sql, params = many, [list(column) for column in zip(*keys, strict=True)]
+    else:
+        sql, params = many, [json.dumps(keys)]
+    return {(p.category, p.symbol, p.position_idx): p for p in rows_select(Position, sql, params)}
+
+
+@functools.cache
+def _positions_locked_sql(vendor: str) -> tuple[str, str]:
+    meta = Position._meta
+    category, symbol, idx = (qn(meta.get_field(n).column) for n in ("category", "symbol", "position_idx"))
+    order = f"{category}, {symbol}, {idx}"
+    one = select_sql(Position, f"{category} = %s AND {symbol} = %s AND {idx} = %s", lock=True)
+    if vendor == "postgresql":
+        wanted = "SELECT * FROM unnest(%s::text[], %s::text[], %s::int[])"
+    else:
+        wanted = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(3))
+        wanted = f"SELECT {wanted} FROM json_each(%s)"
+    many = select_sql(Position, f"({order}) IN ({wanted})", order_by=order, lock=True)
+    return one, many
 
 
 DAY_MS = 86_400_000
@@ -262,12 +289,31 @@ def _ledger_insert(entries: list[_NewEntry]) -> None:
         entry.created_at = now
     fields = _ledger_fields()
     if connection.vendor != "postgresql":
-        rows = [PositionLedgerEntry(**{f.attname: getattr(e, f.attname) for f in fields}) for e in entries]
-        PositionLedgerEntry.objects.bulk_create(rows, batch_size=1000)
+        # Multi-row VALUES, the text joined here (as executions._insert_new does), not compiled by the ORM.
+        head, row_sql = _ledger_insert_sql_values()
+        with connection.cursor() as cursor:
+            for start in range(0, len(entries), _INSERT_CHUNK):
+                chunk = entries[start : start + _INSERT_CHUNK]
+                params = [f.get_db_prep_save(getattr(e, f.attname), connection) for e in chunk for f in fields]
+                cursor.execute(head + ", ".join([row_sql] * len(chunk)), params)
         return
     with connection.cursor() as cursor:
         # One array per column, unnested server side: one statement text for any number of entries.
         cursor.execute(_ledger_insert_sql(), pg_array_literals(fields, entries))
+
+
+# Rows per multi-row INSERT on SQLite (32766 parameters at most; an entry has 17).
+_INSERT_CHUNK = 1000
+
+
+@functools.cache
+def _ledger_insert_sql_values() -> tuple[str, str]:
+    fields = _ledger_fields()
+    columns = ", ".join(qn(f.column) for f in fields)
+    return (
+        f"INSERT INTO {qn(PositionLedgerEntry._meta.db_table)} ({columns}) VALUES ",
+        f"({', '.join(['%s'] * len(fields))})",
+    )
 
 
 def _ledger_fields() -> list:
@@ -276,7 +322,6 @@ def _ledger_fields() -> list:
 
 @functools.cache
 def _ledger_insert_sql() -> str:
-    qn = connection.ops.quote_name
     fields = _ledger_fields()
     columns = ", ".join(qn(f.column) for f in fields)
     arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
@@ -365,7 +410,7 @@ def _store_state(position: Position, state: PositionState, key: ExecKey) -> None
     )
     position.last_exec_ms, position.last_exec_seq, position.last_exec_id = key
     position.last_exec_time = from_epoch_ms(key[0]) if key[0] else None
-    position.save(update_fields=_STATE_FIELDS + _KEY_FIELDS + ["updated_at"])
+    instance_update(position, _STORE_FIELDS)  # a prebuilt UPDATE, not a compiled save() (0424)
 
 
 def exec_id_ordering():

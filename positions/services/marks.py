@@ -21,12 +21,12 @@ from django.utils import timezone
 
 from exchange.bybit import client as bybit_client  # the module: tests replace get_client
 from ordermanager.core.epoch import from_epoch_ms
+from ordermanager.core.prebuilt_sql import instance_update
 from ordermanager.events import POSITION_LOSS_WARNING, publish_event_on_commit
 from positions.models import Position, PositionSnapshot
 from positions.services.position_math import ZERO, q18, unrealized_pnl
 
 log = structlog.get_logger(__name__)
-
 
 
 def position_mark_observed(position: Position, *, mark_price: Decimal | None, updated_ms: int = 0) -> None:
@@ -163,11 +163,14 @@ def position_payload(position: Position) -> dict:
 # --- internals ---------------------------------------------------------------------
 
 
+_MARK_FIELDS = ("mark_price", "mark_price_updated_at", "unrealized_pnl", "updated_at")
+
+
 def _set_mark(position: Position, mark_price: Decimal, *, at: datetime | None = None) -> None:
     position.mark_price = q18(mark_price)
     position.mark_price_updated_at = at or timezone.now()
     position.unrealized_pnl = unrealized_pnl(
         size=position.signed_size, avg_entry_price=position.avg_entry_price, mark_price=position.mark_price
     )
-    position.save(update_fields=["mark_price", "mark_price_updated_at", "unrealized_pnl", "updated_at"])
+    instance_update(position, _MARK_FIELDS)  # prebuilt: the position topic's hot path (docs/decisions/0424)
     position_loss_warning_evaluate(position)

@@ -3,6 +3,7 @@
 import asyncio
 import json
 from decimal import Decimal as D
+from unittest import mock
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -567,6 +568,46 @@ def test_frames_that_arrive_while_a_transaction_runs_are_committed_together_in_t
     assert transactions[0] != transactions[1] and len(set(transactions[1:])) == 1, transactions
     assert Position.objects.get(symbol="BTCUSDT").size == D("0.5")
     assert consumers.frames_waiting() == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_frame_applied_in_a_group_is_checked_once_on_receipt():
+    # The check runs per item (docs/decisions/0424): on receipt, before the frame is queued, and not again
+    # when its group is applied.
+    from orders.services.fills import dispatch, refusals
+
+    orders = [OrderFactory(qty=D("1")) for _ in range(4)]
+    messages = [_fill(order, qty="0.1", price="100") for order in orders]
+    holder, release = _held_position("BTCUSDT")
+    checked = []
+
+    def check(message):
+        checked.append(message.items[0].exec_id)
+        refusals.message_check(message)
+
+    async def scenario():
+        ws = communicator()
+        await ws.connect()
+        for message in messages:
+            await ws.send_json_to(message)
+        await _until(lambda: consumers.frames_waiting() == 4, "the frames did not reach the connection's queue")
+        release.set()
+        await ws.send_json_to({"op": "ping"})
+        pong = await ws.receive_json_from()
+        await ws.disconnect()
+        return pong
+
+    try:
+        with mock.patch.object(consumers, "message_check", check), mock.patch.object(dispatch, "message_check", check):
+            pong = run(scenario)
+    finally:
+        release.set()
+        holder.join(10)
+    assert pong["op"] == "pong"
+    assert len(set(_transactions_of([m["data"][0]["execId"] for m in messages])[1:])) == 1  # a group it was
+    assert sorted(checked) == sorted(m["data"][0]["execId"] for m in messages)
+    assert Position.objects.get(symbol="BTCUSDT").size == D("0.4")
 
 
 @pytest.mark.postgres

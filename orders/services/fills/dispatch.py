@@ -18,7 +18,7 @@ from orders.services.fill_wakeups import fills_booked_on_commit
 from orders.services.fills.executions import executions_apply, executions_link_orphans
 from orders.services.fills.external_orders import external_order_create
 from orders.services.fills.funding import funding_waiting_apply
-from orders.services.fills.order_state import order_locked, order_merge
+from orders.services.fills.order_state import order_locked_for_event, order_merge
 from orders.services.fills.refusals import FillRefused, clipped, execution_refusal, message_check, order_refusal
 from positions.selectors import position_idxs_of
 from positions.services.ledger import position_observe
@@ -32,10 +32,12 @@ class MessageOutcome:
     deferred: list[str] = field(default_factory=list)  # exec ids waiting for their order
 
 
-def private_message_apply(*, message: PrivateMessage, source: str = "ws") -> MessageOutcome:
+def private_message_apply(*, message: PrivateMessage, source: str = "ws", checked: bool = False) -> MessageOutcome:
     """Apply one private-stream message in one transaction; ``FillRefused`` (nothing applied)
-    when an item cannot be stored as it is."""
-    message_check(message)
+    when an item cannot be stored as it is. ``checked``: the caller ran ``message_check`` on it already
+    (the consumer does on receipt), so it is not run again (docs/decisions/0424)."""
+    if not checked:
+        message_check(message)
     outcome = MessageOutcome(topic=message.topic)
     with transaction.atomic(), events_grouped():  # the message's events in one outbox write
         _message_apply(message, source=source, outcome=outcome)
@@ -43,7 +45,9 @@ def private_message_apply(*, message: PrivateMessage, source: str = "ws") -> Mes
     return outcome
 
 
-def private_messages_apply(*, messages: list[PrivateMessage], source: str = "ws") -> list[MessageOutcome]:
+def private_messages_apply(
+    *, messages: list[PrivateMessage], source: str = "ws", checked: bool = False
+) -> list[MessageOutcome]:
     """Apply ``messages`` in their order in ONE transaction (group commit), each message's outcome in
     its place. A run of consecutive execution messages is applied as one batch of their executions
     (the fixed statements of ``executions_apply`` once for the run), the first copy of an execId
@@ -51,9 +55,13 @@ def private_messages_apply(*, messages: list[PrivateMessage], source: str = "ws"
 
     All or nothing for the group: ``FillRefused`` or any failure rolls back every message of it, and
     the caller applies them one by one (``private_message_apply``) so that one bad message cannot take
-    the good ones down."""
-    for message in messages:
-        message_check(message)
+    the good ones down.
+
+    ``checked``: the caller has run ``message_check`` on every message already (the consumer does on
+    receipt, before a frame is queued), so it is not run again (docs/decisions/0424)."""
+    if not checked:
+        for message in messages:
+            message_check(message)
     outcomes = [MessageOutcome(topic=m.topic) for m in messages]
     # The group's events (order.updated, position.updated...) are written together at its end: a fixed
     # number of outbox statements per group, not four per event (docs/decisions/0419).
@@ -140,16 +148,18 @@ def _executions(infos: list[ExecutionInfo], *, source: str, outcome: MessageOutc
 
 
 def _order_update(info: OrderInfo) -> bool:
-    order = order_locked(order_link_id=info.order_link_id, order_id=info.order_id)
+    # The lock tells whether executions wait for the order, so the usual event (none wait) costs two
+    # statements: this one and the row's update (docs/decisions/0424).
+    order, orphans = order_locked_for_event(order_link_id=info.order_link_id, order_id=info.order_id)
     created = order is None
     if order is None:
         order = external_order_create(info)
-        changed = order is not None
+        changed, orphans = order is not None, True
     else:
         changed = order_merge(order, info)
     if order is None:
         return False
-    linked = executions_link_orphans(order)
+    linked = executions_link_orphans(order) if orphans else 0
     if created and not position_idxs_of(category=order.category, symbol=order.symbol):
         # The symbol's first order tells its mode (no row does yet): place funding that waited for it.
         funding_waiting_apply(category=order.category, symbol=order.symbol)

@@ -13,11 +13,21 @@ from decimal import Decimal
 
 import structlog
 from django.db import connection
-from django.db.models import Sum
 from django.utils import timezone
 
 from exchange.bybit.types import ExecutionInfo, OrderInfo
 from ordermanager.core.pg_arrays import pg_array_literals
+from ordermanager.core.prebuilt_sql import (
+    column_converter,
+    in_list,
+    instance_update,
+    instances_of,
+    list_param,
+    lock_clause,
+    qn,
+    rows_select,
+    select_sql,
+)
 from ordermanager.events import ORDER_UPDATED, publish_event_on_commit
 from orders.exchange_status import order_status_of
 from orders.models import STATUS_RANK, CancelReason, Execution, Order, OrderStatus
@@ -26,34 +36,69 @@ from positions.services.position_math import div18
 log = structlog.get_logger(__name__)
 
 
-
 def order_locked(*, order_link_id: str, order_id: str) -> Order | None:
+    """The order row of an event, locked: by our orderLinkId, else by the exchange's orderId."""
+    return order_locked_for_event(order_link_id=order_link_id, order_id=order_id)[0]
+
+
+def order_locked_for_event(*, order_link_id: str, order_id: str) -> tuple[Order | None, bool]:
+    """``order_locked``, and whether executions wait for that order (stored before it was known: what
+    ``executions_link_orphans`` would find once the event's orderId is on the row), in the same statement.
+
+    One prebuilt statement in the usual case (docs/decisions/0424): the row is found by its orderLinkId,
+    and the orphan test that used to be a query of its own rides along as an ``EXISTS``."""
     # Our orderLinkId is the better key: the row exists (pending_submit) before
     # the exchange has assigned an orderId.
-    if order_link_id:
-        order = Order.objects.select_for_update().filter(order_link_id=order_link_id).first()
-        if order is not None:
-            return order
-    if order_id:
-        return Order.objects.select_for_update().filter(order_id=order_id).order_by("pk").first()
-    return None
+    sql_by_link, sql_by_id = _locked_for_event_sql()
+    for sql, key in ((sql_by_link, order_link_id), (sql_by_id, order_id)):
+        if not key:
+            continue
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [order_id, order_id, key])  # the event's orderId twice in the EXISTS
+            row = cursor.fetchone()
+        if row is not None:
+            return instances_of(Order, [row[:-1]])[0], bool(row[-1])
+    return None, False
+
+
+@functools.cache
+def _locked_for_event_sql() -> tuple[str, str]:
+    order, execution = Order._meta, Execution._meta
+    o, e = qn(order.db_table), qn(execution.db_table)
+    col = {f.name: qn(f.column) for f in order.concrete_fields}
+    ecol = {f.name: qn(f.column) for f in execution.concrete_fields}
+    # As executions_link_orphans keys them, with the event's orderId standing in for a row that has none yet
+    # (order_merge writes it): by exchange orderId, or by our orderLinkId unless the order is external.
+    order_id = f"(CASE WHEN {o}.{col['order_id']} <> '' THEN {o}.{col['order_id']} ELSE %s END)"
+    orphans = (
+        f"EXISTS (SELECT 1 FROM {e} WHERE {e}.{ecol['order']} IS NULL AND ("
+        f"({order_id} <> '' AND {e}.{ecol['exchange_order_id']} = {order_id}) OR "
+        f"({o}.{col['order_link_id']} <> '' AND NOT {o}.{col['is_external']} "
+        f"AND {e}.{ecol['order_link_id']} = {o}.{col['order_link_id']})))"
+    )
+    columns = ", ".join(f"{o}.{qn(f.column)}" for f in order.concrete_fields)
+    head = f"SELECT {columns}, {orphans} FROM {o} WHERE "
+    return (
+        head + f"{o}.{col['order_link_id']} = %s" + lock_clause(),
+        head + f"{o}.{col['order_id']} = %s ORDER BY {o}.{col['id']} LIMIT 1" + lock_clause(),
+    )
 
 
 def orders_locked(infos: list[ExecutionInfo]) -> dict[tuple[str, str], Order | None]:
-    """``order_locked`` for every (orderLinkId, orderId) of a message, in at most two queries.
+    """``order_locked`` for every (orderLinkId, orderId) of a message, in at most two prebuilt statements.
 
     Rows are locked in primary-key order, so two messages touching the same orders never
     wait on each other crosswise.
     """
     links = sorted({i.order_link_id for i in infos if i.order_link_id})
+    sql_by_links, sql_by_ids = _orders_locked_sql()
     by_link: dict[str, Order] = {}
     if links:
-        locked = Order.objects.select_for_update().filter(order_link_id__in=links).order_by("pk")
-        by_link = {o.order_link_id: o for o in locked}
+        by_link = {o.order_link_id: o for o in rows_select(Order, sql_by_links, [list_param(links)])}
     ids = sorted({i.order_id for i in infos if i.order_id and i.order_link_id not in by_link})
     by_id: dict[str, Order] = {}
     if ids:
-        for o in Order.objects.select_for_update().filter(order_id__in=ids).order_by("pk"):
+        for o in rows_select(Order, sql_by_ids, [list_param(ids)]):
             by_id.setdefault(o.order_id, o)
     # One object per row, however it was found, so its totals are refreshed once.
     rows = {o.pk: o for o in by_link.values()}
@@ -66,6 +111,15 @@ def orders_locked(infos: list[ExecutionInfo]) -> dict[tuple[str, str], Order | N
     return found
 
 
+@functools.cache
+def _orders_locked_sql() -> tuple[str, str]:
+    pk = qn(Order._meta.pk.column)
+    return tuple(
+        select_sql(Order, in_list(qn(Order._meta.get_field(name).column)), order_by=pk, lock=True)
+        for name in ("order_link_id", "order_id")
+    )
+
+
 def orders_refresh_fills(orders: list[Order]) -> None:
     """Fill totals from each order's executions (one grouped query), unless an order event
     already reported more.
@@ -75,13 +129,7 @@ def orders_refresh_fills(orders: list[Order]) -> None:
     """
     if not orders:
         return
-    rows = (
-        Execution.objects.filter(order__in=[o.pk for o in orders])
-        .order_by()
-        .values("order")
-        .annotate(qty=Sum("exec_qty"), value=Sum("exec_value"), fees=Sum("exec_fee"))
-    )
-    totals = {r["order"]: r for r in rows}
+    totals = _fill_totals([o.pk for o in orders])
     changed: list[tuple[Order, str]] = []
     for order in sorted(orders, key=lambda o: o.pk):
         row = totals.get(order.pk) or {}
@@ -90,14 +138,42 @@ def orders_refresh_fills(orders: list[Order]) -> None:
             log.info("order_fills_behind_event", order_link_id=order.order_link_id, executions=qty)
             continue
         before = order.status
+        stored = _fill_values(order)
         order_set_fills(
             order, qty=qty, value=row.get("value") or Decimal(0), fees=row.get("fees") or Decimal(0), avg=None
         )
         _advance_from_fills(order)
-        changed.append((order, before))
+        # The order event usually came first with the same totals (a market order: order, execution,
+        # position): nothing to write then (docs/decisions/0424).
+        if _fill_values(order) != stored:
+            changed.append((order, before))
     _orders_save_fills([order for order, _ in changed])
     for order, before in changed:
         _order_event(order, before)
+
+
+def _fill_values(order: Order) -> tuple:
+    return tuple(getattr(order, name) for name in _FILL_FIELDS if name != "updated_at")
+
+
+def _fill_totals(order_pks: list[int]) -> dict[int, dict]:
+    """Per order: the sums of its executions' qty, value and fees (one prebuilt statement)."""
+    sql, convert = _fill_totals_sql(connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [list_param(order_pks)])
+        rows = cursor.fetchall()
+    return {pk: {"qty": convert(qty), "value": convert(value), "fees": convert(fees)} for pk, qty, value, fees in rows}
+
+
+@functools.cache
+def _fill_totals_sql(vendor: str) -> tuple[str, object]:
+    meta = Execution._meta
+    order, qty, value, fee = (qn(meta.get_field(n).column) for n in ("order", "exec_qty", "exec_value", "exec_fee"))
+    sums = ", ".join(f"CAST(SUM({c}) AS NUMERIC)" if vendor == "sqlite" else f"SUM({c})" for c in (qty, value, fee))
+    sql = (f"SELECT {order}, {sums} FROM {qn(meta.db_table)} WHERE {in_list(order, 'bigint')} "
+           f"GROUP BY {order}")  # fmt: skip
+    # The three columns share one scale (money_field): one converter, as the ORM's Sum would apply.
+    return sql, column_converter(Execution, "exec_qty")
 
 
 _FILL_FIELDS = ["qty", "filled_qty", "cum_exec_value", "fees", "avg_fill_price", "status", "updated_at"]
@@ -113,7 +189,7 @@ def _orders_save_fills(orders: list[Order]) -> None:
         order.updated_at = now
     if connection.vendor != "postgresql":
         for order in orders:
-            order.save(update_fields=_FILL_FIELDS)
+            instance_update(order, tuple(_FILL_FIELDS))
         return
     fields = [Order._meta.pk] + [Order._meta.get_field(name) for name in _FILL_FIELDS]
     with connection.cursor() as cursor:
@@ -129,8 +205,9 @@ def _fills_update_sql() -> str:
     columns = ", ".join(qn(f.column) for f in fields)
     sets = ", ".join(f"{qn(f.column)} = v.{qn(f.column)}" for f in fields[1:])
     pk = qn(Order._meta.pk.column)
-    return (f"UPDATE {qn(Order._meta.db_table)} AS o SET {sets} FROM unnest({arrays}) AS v({columns}) "
-            f"WHERE o.{pk} = v.{pk}")
+    return (
+        f"UPDATE {qn(Order._meta.db_table)} AS o SET {sets} FROM unnest({arrays}) AS v({columns}) WHERE o.{pk} = v.{pk}"
+    )
 
 
 def order_set_fills(order: Order, *, qty: Decimal, value: Decimal, fees: Decimal, avg: Decimal | None) -> None:
@@ -160,6 +237,12 @@ def _advance_from_fills(order: Order) -> None:
         _advance(order, OrderStatus.PARTIALLY_FILLED)
 
 
+_MERGE_FIELDS = (
+    "order_id", "qty", "filled_qty", "cum_exec_value", "fees", "avg_fill_price", "status", "reject_reason",
+    "cancel_reason", "cancel_note", "exchange_updated_ms", "updated_at",
+)  # fmt: skip
+
+
 def order_merge(order: Order, info: OrderInfo) -> bool:
     """Apply an order event to the (locked) row and save it; True if anything changed."""
     before = (order.status, order.filled_qty, order.order_id, order.exchange_updated_ms)
@@ -179,7 +262,7 @@ def order_merge(order: Order, info: OrderInfo) -> bool:
     order.exchange_updated_ms = max(order.exchange_updated_ms, info.updated_ms)
     if (order.status, order.filled_qty, order.order_id, order.exchange_updated_ms) == before:
         return False
-    order.save()
+    instance_update(order, _MERGE_FIELDS)  # the fields an event can change, in a prebuilt UPDATE (0424)
     _order_event(order, status_before)
     return True
 

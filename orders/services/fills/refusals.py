@@ -74,14 +74,22 @@ def clipped(value: str) -> str:
     return repr(value) if len(value) <= 80 else repr(value[:77] + "...")
 
 
+def _item_key(info: ExecutionInfo | OrderInfo) -> str:
+    if isinstance(info, ExecutionInfo):
+        return f"execId {clipped(info.exec_id)}"
+    return f"orderId {clipped(info.order_id)}"
+
+
 def message_check(message: PrivateMessage) -> None:
     """Refuse the whole message (``FillRefused``) if any item cannot be stored as it is."""
     for index, info in enumerate(message.items):
         if isinstance(info, ExecutionInfo):
-            why, key = execution_refusal(info), f"execId {clipped(info.exec_id)}"
+            why = execution_refusal(info)
         elif isinstance(info, OrderInfo):
-            why, key = order_refusal(info), f"orderId {clipped(info.order_id)}"
+            why = order_refusal(info)
         else:
             continue
         if why is not None:
+            # The item's key is written only for a refusal (an accepted item costs no repr).
+            key = _item_key(info)
             raise FillRefused(f"{message.topic} message: data[{index}] ({key}): {why}; nothing of the message applied")

@@ -25,6 +25,17 @@ def test_decimal_text_in_json_notation_is_exact(text, expected):
     assert value == expected and str(value) == str(expected)
 
 
+def test_a_text_read_again_from_the_cache_is_the_same_value_and_a_refused_one_stays_refused():
+    # Decimal texts are cached per process (docs/decisions/0424): the second read is the first's value, exactly
+    # (scale kept), under any field name; a malformed text is never cached, so it is refused every time.
+    first, again = dec("64000.50", name="execPrice"), dec("64000.50", name="markPrice")
+    assert again is first and str(again) == "64000.50"
+    for name in ("execQty", "execQty"):
+        with pytest.raises(MalformedPayload, match=rf"^{name}: '1_000' is not a decimal number"):
+            dec("1_000", name=name)
+    assert dec("", name="closedSize") is None
+
+
 def test_bybit_empty_fields_keep_their_default():
     # Bybit sends "" for empty values (closedSize, avgPrice with no fills, ...): documented, not malformed.
     assert dec("", name="closedSize") is None

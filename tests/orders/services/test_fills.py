@@ -308,8 +308,11 @@ def test_a_message_costs_the_same_statements_for_one_fill_or_fifty():
     # (one position.updated per change set, order.updated per status change), not per fill: counted apart, as
     # is the wake-up of waiting decisions (one NOTIFY per transaction, PostgreSQL only; docs/decisions/0327).
     def statements(captured):
-        return [q["sql"][:70] for q in captured.captured_queries
-                if "SAVEPOINT" not in q["sql"] and "core_outbox" not in q["sql"] and "pg_notify" not in q["sql"]]
+        return [
+            q["sql"][:70]
+            for q in captured.captured_queries
+            if "SAVEPOINT" not in q["sql"] and "core_outbox" not in q["sql"] and "pg_notify" not in q["sql"]
+        ]
 
     assert len(statements(q50)) == len(statements(q1)) == 7, statements(q50)
     assert notifies(q50) == notifies(q1) == (1 if connection.vendor == "postgresql" else 0)
@@ -453,8 +456,11 @@ def test_execution_ids_longer_than_the_column_are_refused_never_cut_and_merged()
 
 @pytest.mark.parametrize(
     ("overrides", "field", "limit"),
-    [({"order_id": "o" * 65}, "orderId", 64), ({"order_link_id": "l" * 37}, "orderLinkId", 36),
-     ({"symbol": "S" * 31}, "symbol", None)],
+    [
+        ({"order_id": "o" * 65}, "orderId", 64),
+        ({"order_link_id": "l" * 37}, "orderLinkId", 36),
+        ({"symbol": "S" * 31}, "symbol", None),
+    ],
 )
 def test_other_execution_texts_longer_than_their_column_are_refused(overrides, field, limit):
     item = bm.execution_item(qty="0.5", price="100", **overrides)
@@ -523,8 +529,11 @@ def test_a_group_of_messages_costs_the_statements_of_one_message():
         outcomes = fills.private_messages_apply(messages=group)
 
     def statements(captured):  # as in the test above: outbox rows and the wake-up NOTIFY counted apart
-        return [q["sql"][:70] for q in captured.captured_queries
-                if "SAVEPOINT" not in q["sql"] and "core_outbox" not in q["sql"] and "pg_notify" not in q["sql"]]
+        return [
+            q["sql"][:70]
+            for q in captured.captured_queries
+            if "SAVEPOINT" not in q["sql"] and "core_outbox" not in q["sql"] and "pg_notify" not in q["sql"]
+        ]
 
     assert len(statements(q19)) == len(statements(q1)) == 7, statements(q19)
     assert notifies(q19) == notifies(q1) == (1 if connection.vendor == "postgresql" else 0)
@@ -550,8 +559,9 @@ def test_a_groups_events_cost_a_fixed_number_of_outbox_statements():
 
     # One sequence upsert and one insert for the group's order.updated (one per order) and position.updated.
     assert len(outbox(q20)) == len(outbox(q2)) == 2, outbox(q20)
-    rows = list(OutboxEvent.objects.filter(routing_key="order.updated").order_by("id")
-                .values_list("aggregate_id", "sequence"))
+    rows = list(
+        OutboxEvent.objects.filter(routing_key="order.updated").order_by("id").values_list("aggregate_id", "sequence")
+    )
     assert sorted(a for a, _ in rows[-20:]) == sorted(o.order_link_id for o in orders[3:])
     assert {s for _, s in rows[-20:]} == {1}  # each order's first event
     position = OutboxEvent.objects.filter(routing_key="position.updated").order_by("id")
@@ -595,3 +605,188 @@ def test_a_group_is_all_or_nothing():
     with pytest.raises(IntegrityError):
         fills.private_messages_apply(messages=[good, bad])
     assert not Execution.objects.exists()
+
+
+# --- single frames at a fixed price (docs/decisions/0424) --------------------------------------------------
+
+
+def _statements(captured) -> list[str]:
+    """Statements of the fill path proper: the test's savepoint, outbox rows and the wake-up NOTIFY apart."""
+    apart = ("SAVEPOINT", "core_outbox", "pg_notify")
+    return [q["sql"][:80] for q in captured.captured_queries if not any(a in q["sql"] for a in apart)]
+
+
+@pytest.fixture
+def compiled():
+    """The models whose queries Django compiled while the test ran (the fill path writes its own SQL)."""
+    from django.db.models.sql.compiler import SQLCompiler
+
+    seen: list = []
+    real = SQLCompiler.as_sql
+
+    def as_sql(self, *args, **kwargs):
+        seen.append(self.query.model)
+        return real(self, *args, **kwargs)
+
+    with mock.patch.object(SQLCompiler, "as_sql", as_sql):
+        yield seen
+
+
+FILL_MODELS = {Order, Execution, Position, PositionLedgerEntry}
+
+
+def _order_frame(order, **kwargs):
+    return parse_private_message(bm.message("order", [bm.order_item(order_link_id=order.order_link_id, **kwargs)]))
+
+
+def test_an_order_frame_costs_its_lock_and_its_update_and_compiles_no_query(compiled):
+    order = OrderFactory(qty=D("0.010"), status=OrderStatus.NEW, order_id="")
+    frame = _order_frame(
+        order, order_id="ex-9", status="Filled", qty="0.010", cum_qty="0.010", cum_value="640", cum_fee="0.35",
+        avg_price="64000", updated_ms=bm.BASE_MS + 5,
+    )  # fmt: skip
+    with CaptureQueriesContext(connection) as captured:
+        outcome = private_message_apply(message=frame)
+
+    # The row locked (with the test for executions waiting for it in the same statement), then updated: the
+    # ORM path read the orphans in a query of its own and compiled all three.
+    assert len(_statements(captured)) == 2, _statements(captured)
+    assert notifies(captured) == (1 if connection.vendor == "postgresql" else 0)
+    assert not FILL_MODELS & set(compiled), compiled
+    assert (outcome.applied, outcome.ignored) == (1, 0)
+    order.refresh_from_db()
+    assert (order.status, order.order_id, order.filled_qty, order.cum_exec_value, order.fees, order.avg_fill_price) == (
+        OrderStatus.FILLED, "ex-9", D("0.010"), D("640"), D("0.35"), D("64000")
+    )  # fmt: skip
+    assert order.exchange_updated_ms == bm.BASE_MS + 5
+    assert OutboxEvent.objects.filter(routing_key=fills.ORDER_UPDATED).count() == 1
+
+
+def test_an_older_order_frame_is_ignored_and_costs_only_its_lock():
+    order = OrderFactory(qty=D("0.010"), status=OrderStatus.NEW, order_id="ex-3")
+    filled = _order_frame(order, order_id="ex-3", status="Filled", cum_qty="0.010", cum_value="640",
+                          updated_ms=bm.BASE_MS + 9)  # fmt: skip
+    private_message_apply(message=filled)
+    late = _order_frame(order, order_id="ex-3", status="PartiallyFilled", cum_qty="0.004", cum_value="256",
+                        updated_ms=bm.BASE_MS + 1)  # fmt: skip
+    with CaptureQueriesContext(connection) as captured:
+        outcome = private_message_apply(message=late)
+
+    assert len(_statements(captured)) == 1, _statements(captured)
+    assert (outcome.applied, outcome.ignored) == (0, 1)
+    order.refresh_from_db()
+    assert (order.status, order.filled_qty, order.exchange_updated_ms) == (
+        OrderStatus.FILLED, D("0.010"), bm.BASE_MS + 9
+    )  # fmt: skip
+    assert OutboxEvent.objects.filter(routing_key=fills.ORDER_UPDATED).count() == 1
+
+
+def test_an_order_frame_links_fills_that_came_by_exchange_order_id_before_the_row_knew_it():
+    # Our row has no orderId yet (the create response was lost); a fill names only the exchange's orderId.
+    order = OrderFactory(qty=D("0.010"), status=OrderStatus.PENDING_SUBMIT, order_id="")
+    fill = bm.execution_item(order_link_id="", order_id="ex-late", qty="0.010", price="64000", fee="0.35")
+    outcome = private_message_apply(message=parse_private_message(bm.message("execution", [fill])))
+    assert outcome.deferred == [fill["execId"]]
+    assert Execution.objects.get().order is None
+
+    private_message_apply(message=_order_frame(
+        order, order_id="ex-late", status="Filled", cum_qty="0.010", cum_value="640", cum_fee="0.35"))  # fmt: skip
+
+    assert Execution.objects.get().order == order
+    assert _position().size == D("0.010")
+    order.refresh_from_db()
+    assert (order.status, order.order_id, order.filled_qty, order.fees) == (
+        OrderStatus.FILLED, "ex-late", D("0.010"), D("0.35")
+    )  # fmt: skip
+
+
+def test_an_order_frame_leaves_fills_of_another_order_waiting():
+    order = OrderFactory(qty=D("0.010"), status=OrderStatus.NEW, order_id="ex-a")
+    fill = bm.execution_item(order_link_id="", order_id="ex-other", qty="0.010", price="64000")
+    private_message_apply(message=parse_private_message(bm.message("execution", [fill])))
+    private_message_apply(message=_order_frame(order, order_id="ex-a", status="Cancelled"))
+
+    assert Execution.objects.get().order is None
+    assert not PositionLedgerEntry.objects.exists()
+
+
+def _position_frame(symbol="SOLUSDT", idx=0, mark="150", ms=bm.BASE_MS):
+    item = {"category": "linear", "symbol": symbol, "positionIdx": idx, "side": "", "size": "0",
+            "entryPrice": "0", "markPrice": mark, "updatedTime": str(ms)}  # fmt: skip
+    return parse_private_message(bm.message("position", [item]))
+
+
+def test_a_position_frame_costs_its_lock_and_its_update_and_compiles_no_query(compiled):
+    private_message_apply(message=_position_frame(mark="150", ms=bm.BASE_MS))  # creates the row
+    Position.objects.filter(symbol="SOLUSDT").update(size=D("2"), avg_entry_price=D("140"))
+    compiled.clear()
+    with CaptureQueriesContext(connection) as captured:
+        private_message_apply(message=_position_frame(mark="155", ms=bm.BASE_MS + 1000))
+
+    assert len(_statements(captured)) == 2, _statements(captured)
+    assert not FILL_MODELS & set(compiled), compiled
+    row = Position.objects.get(symbol="SOLUSDT")
+    assert (row.mark_price, row.unrealized_pnl) == (D("155"), D("30"))
+    assert row.mark_price_updated_at.timestamp() * 1000 == bm.BASE_MS + 1000
+
+
+def test_a_position_frame_for_a_new_row_creates_it_and_places_funding_that_waited():
+    funding = bm.execution_item(symbol="SOLUSDT", exec_type="Funding", side="Buy", qty="1", price="150", fee="0.02")
+    private_message_apply(message=parse_private_message(bm.message("execution", [funding])))
+    assert not PositionLedgerEntry.objects.exists()  # the symbol's mode is unknown: it waits
+
+    private_message_apply(message=_position_frame(symbol="SOLUSDT", idx=1, mark="150"))
+
+    assert set(Position.objects.filter(symbol="SOLUSDT").values_list("position_idx", "mode")) >= {(1, "hedge")}
+    assert Execution.objects.get().position_idx == 1
+    assert PositionLedgerEntry.objects.get().exec_id == funding["execId"]
+
+
+def test_an_execution_message_compiles_no_query_of_the_fill_tables(compiled):
+    order = OrderFactory(qty=D("1"))
+    private_message_apply(message=_fills_message(order, 1, start_seq=1))  # the position row exists from here on
+    compiled.clear()
+    private_message_apply(message=_fills_message(order, 3, start_seq=10))
+
+    assert not FILL_MODELS & set(compiled), compiled
+    order.refresh_from_db()
+    assert (order.filled_qty, order.cum_exec_value, order.fees) == (D("0.004"), D("0.400"), D("0.04"))
+
+
+def test_a_message_on_several_positions_locks_them_in_one_statement():
+    btc, eth = OrderFactory(qty=D("1"), symbol="BTCUSDT"), OrderFactory(qty=D("1"), symbol="ETHUSDT")
+    items = [bm.execution_item(symbol=o.symbol, order_link_id=o.order_link_id, qty="0.1", price="100", seq=k)
+             for k, o in enumerate((btc, eth))]  # fmt: skip
+    private_message_apply(message=parse_private_message(bm.message("execution", items)))  # both rows created
+    items = [bm.execution_item(symbol=o.symbol, order_link_id=o.order_link_id, qty="0.2", price="110", seq=10 + k)
+             for k, o in enumerate((btc, eth))]  # fmt: skip
+    with CaptureQueriesContext(connection) as captured:
+        private_message_apply(message=parse_private_message(bm.message("execution", items)))
+
+    table = Position._meta.db_table
+    locks = [q for q in captured.captured_queries if q["sql"].startswith("SELECT") and f'FROM "{table}"' in q["sql"]]
+    assert len(locks) == 1, _statements(captured)
+    assert (_position("BTCUSDT").size, _position("ETHUSDT").size) == (D("0.3"), D("0.3"))
+
+
+def test_an_execution_message_after_its_order_event_leaves_the_order_row_alone():
+    # A market order as the exchange pushes it: the order event (Filled, its totals), then the fill.
+    order = OrderFactory(qty=D("0.010"), status=OrderStatus.NEW, order_id="")
+    private_message_apply(message=_order_frame(
+        order, order_id="ex-m", status="Filled", qty="0.010", cum_qty="0.010", cum_value="640", cum_fee="0.35",
+        avg_price="64000"))  # fmt: skip
+    private_message_apply(message=_fills_message(OrderFactory(qty=D("1")), 1, start_seq=1))  # the position row
+    fill = bm.execution_item(order_link_id=order.order_link_id, order_id="ex-m", qty="0.010", price="64000",
+                             fee="0.35", seq=50)  # fmt: skip
+    with CaptureQueriesContext(connection) as captured:
+        private_message_apply(message=parse_private_message(bm.message("execution", [fill])))
+
+    # Order lock, execution insert, position lock, ledger insert, position update, order totals: the order's
+    # update is left out when the totals are what the event already wrote.
+    assert len(_statements(captured)) == 6, _statements(captured)
+    order.refresh_from_db()
+    assert (order.status, order.filled_qty, order.cum_exec_value, order.fees, order.avg_fill_price) == (
+        OrderStatus.FILLED, D("0.010"), D("640"), D("0.35"), D("64000")
+    )  # fmt: skip
+    events = OutboxEvent.objects.filter(routing_key=fills.ORDER_UPDATED, payload__order_link_id=order.order_link_id)
+    assert events.count() == 1
