@@ -162,9 +162,13 @@ def fills_applied(message, outcome) -> None:
     if not outcome.applied or getattr(message, "topic", "") != "execution":
         return
     now_ms = time.time() * 1000
+    per_type: dict[str, int] = {}
     for info in _new_executions(message.items, outcome.applied):
-        _fills.labels(info.exec_type or "Trade").inc()
+        kind = info.exec_type or "Trade"
+        per_type[kind] = per_type.get(kind, 0) + 1
         _fill_lag.observe(max(0.0, (now_ms - info.exec_time_ms) / 1000))
+    for kind, count in per_type.items():  # one write per type, not per execution (each is a locked file write)
+        _fills.labels(kind).inc(count)
 
 
 def _new_executions(items, applied: int) -> list:

@@ -221,15 +221,18 @@ def test_fills_count_by_exec_type_with_their_lag():
              SimpleNamespace(exec_id="e1", exec_type="Trade", exec_time_ms=now_ms - 2000),  # repeated in the batch
              SimpleNamespace(exec_id="e2", exec_type="Funding", exec_time_ms=now_ms - 4000)]  # fmt: skip
     message = SimpleNamespace(topic="execution", items=items)
+    trades = SimpleNamespace(topic="execution", items=[
+        SimpleNamespace(exec_id=f"t{k}", exec_type="Trade", exec_time_ms=now_ms) for k in range(3)])
     before = scrape()
     metrics.fills_applied(message, SimpleNamespace(applied=2))
+    metrics.fills_applied(trades, SimpleNamespace(applied=3))  # three of a type: counted three, in one write
     metrics.fills_applied(message, SimpleNamespace(applied=0))  # a resend: nothing new
     metrics.fills_applied(SimpleNamespace(topic="order", items=[]), SimpleNamespace(applied=3))
     after = scrape()
 
-    assert _delta(before, after, "ordermanager_fills_total", exec_type="Trade") == 1
+    assert _delta(before, after, "ordermanager_fills_total", exec_type="Trade") == 4
     assert _delta(before, after, "ordermanager_fills_total", exec_type="Funding") == 1
-    assert _delta(before, after, "ordermanager_fill_lag_seconds_count") == 2
+    assert _delta(before, after, "ordermanager_fill_lag_seconds_count") == 5
     assert 6 <= _delta(before, after, "ordermanager_fill_lag_seconds_sum") < 20
 
 
