@@ -38,6 +38,7 @@ from kombu import Exchange, Producer
 from ordermanager.celery import broker_connection
 from ordermanager.core.models import OutboxEvent, OutboxSequence
 from ordermanager.core.pg_arrays import pg_array_literal, pg_array_literals
+from ordermanager.core.sql_once import fixed_cursor
 from ordermanager.tracing import HEADER, traceparent_for
 
 log = structlog.get_logger(__name__)
@@ -125,7 +126,7 @@ def _rows_insert_pg(rows: list[OutboxEvent]) -> None:
     fields = [OutboxEvent._meta.get_field(name) for name in _INSERTED]
     qn = connection.ops.quote_name
     arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
-    with connection.cursor() as cursor:
+    with fixed_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {qn(OutboxEvent._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
             f"SELECT * FROM unnest({arrays})",
@@ -155,7 +156,7 @@ def _next_sequences(counts: dict[str, int]) -> dict[str, int]:
     inserted/locked in aggregate order, so writers of overlapping aggregates cannot deadlock on them."""
     table = OutboxSequence._meta.db_table
     keys = sorted(counts)
-    with connection.cursor() as cursor:
+    with fixed_cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
                 f"INSERT INTO {table} (aggregate, last) "

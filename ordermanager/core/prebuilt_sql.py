@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 from django.db import connection
 from django.db.models import Model
 
+from ordermanager.core.sql_once import fixed_cursor
+
 
 def qn(name: str) -> str:
     return connection.ops.quote_name(name)
@@ -46,7 +48,7 @@ def select_sql(
 
 def rows_select(model: type[Model], sql: str, params: Sequence) -> list:
     """Model instances of the rows ``sql`` (from ``select_sql``) returns."""
-    with connection.cursor() as cursor:
+    with fixed_cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return instances_of(model, rows)
@@ -106,7 +108,7 @@ def instance_update(instance: Model, fields: tuple[str, ...]) -> int:
     sql, targets = _update_sql(type(instance), fields, connection.vendor)
     params = [f.get_db_prep_save(f.pre_save(instance, False), connection) for f in targets]
     params.append(instance.pk)
-    with connection.cursor() as cursor:
+    with fixed_cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
 

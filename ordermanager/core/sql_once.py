@@ -24,7 +24,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
+from django.conf import settings
 from django.db import connection
+from django.db.backends.utils import CursorDebugWrapper
 from django.db.models.sql.subqueries import UpdateQuery
 
 _FIXED = object()  # a parameter of the build itself, the same on every call
@@ -106,3 +109,42 @@ def _key(value: Any) -> tuple[type, Any] | None:
         return (type(value), value) if isinstance(value, str | int | datetime | Decimal) else None
     except TypeError:  # pragma: no cover - unhashable parameters are never markers
         return None
+
+
+def fixed_cursor():
+    """``connection.cursor()`` for a statement whose text is fixed (built once per process: ``OrmStatement``, the
+    prebuilt statements of the fill path, the rules' read): on PostgreSQL with ``DATABASE_PREPARE`` (the
+    default) its parameters are bound server side and the statement is prepared on the connection the first
+    time, so later calls skip the client's quoting of every value into the text and the server's parse and plan
+    (docs/decisions/0329). Django's wrapper stays around it: the statement is counted, logged and its errors
+    mapped as any other. Elsewhere, the connection's ordinary cursor."""
+    if not (settings.DATABASE_PREPARE and connection.vendor == "postgresql"):
+        return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        # Django opens connections with preparing off (None). Only server-binding cursors ever prepare, and this is
+        # the one place that makes them; the number does not matter, as ours ask to prepare at once.
+        raw.prepare_threshold = 5
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        cursor = _PreparingCursor(raw)
+    return _LoggedFixed(cursor, connection) if connection.queries_logged else connection.make_cursor(cursor)
+
+
+class _LoggedFixed(CursorDebugWrapper):
+    """Django's query log (DEBUG, the tests' statement counts) with the statement's values in its text, as for
+    any other statement: Django reads that text from the cursor's last query, which a prepared run leaves empty."""
+
+    def execute(self, sql, params=None):
+        with self.debug_sql(self.db.ops.compose_sql(sql, params) if params else sql):
+            return self._execute_with_wrappers(sql, params, many=False, executor=self._execute)
+
+
+class _PreparingCursor(psycopg.Cursor):
+    """A server-binding cursor that prepares what it runs (psycopg keeps the prepared statements per
+    connection, up to ``prepared_max``; a fixed text is prepared once)."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True, binary=binary)

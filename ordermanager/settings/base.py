@@ -138,6 +138,11 @@ else:
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+# The hot paths' fixed statements (built once per process) are bound server side and prepared once per
+# connection (ordermanager.core.sql_once.fixed_cursor, docs/decisions/0329). Turn off behind a pooler in
+# transaction mode that does not keep prepared statements (PgBouncer before 1.21, or without
+# max_prepared_statements).
+DATABASE_PREPARE = DATABASE_IS_POSTGRES and env_bool("DATABASE_PREPARE", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -20,6 +20,8 @@ from collections.abc import Iterable
 
 from django.db import connection, transaction
 
+from ordermanager.core.sql_once import fixed_cursor
+
 CHANNEL = "om_fills_booked"
 # PostgreSQL refuses a NOTIFY payload of 8,000 bytes or more; a longer list names no symbol (wakes every waiter).
 _PAYLOAD_MAX = 7900
@@ -46,7 +48,7 @@ def fills_booked_on_commit(symbols: Iterable[str]) -> None:
         payload = " ".join(names)
         if len(payload) > _PAYLOAD_MAX:
             payload = ANY_SYMBOL
-        with connection.cursor() as cursor:
+        with fixed_cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, payload])
     transaction.on_commit(lambda: fills_booked(names))
 

@@ -34,7 +34,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ordermanager.core.services.db_backlog import outage_seen_within
-from ordermanager.core.sql_once import OrmStatement
+from ordermanager.core.sql_once import OrmStatement, fixed_cursor
 from orders.models import BackfillMark, Execution, Order, OrderStatus, OrderType, Side
 from orders.services.fill_wakeups import booked_mark, booked_wait
 from orders.services.position_mode import positions_read
@@ -133,7 +133,7 @@ def _unsettled_poll(*, category: str, symbol: str):
     sql, params = _UNSETTLED_ONE.sql(category=category, symbol=symbol, since=timezone.now() - UNSETTLED_LOOKBACK)
 
     def still_unsettled() -> bool:
-        with connection.cursor() as cursor:
+        with fixed_cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone() is not None
 
@@ -159,7 +159,7 @@ def book_doubts(*, category: str, symbol: str) -> tuple[list[str], list[tuple[st
            f"(SELECT EXISTS({mark_sql}) AS marked, EXISTS({unacked_sql}) AS unacked, "
            f"{restarted_sql} AS restarted) d "
            f"LEFT JOIN ({rows_sql}) u ON 1 = 1")  # fmt: skip
-    with connection.cursor() as cursor:
+    with fixed_cursor() as cursor:
         cursor.execute(sql, (*mark_params, *unacked_params, *restarted_params, *rows_params))
         rows = cursor.fetchall()
     marked, pending, restarted = rows[0][:3]

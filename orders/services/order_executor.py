@@ -24,14 +24,14 @@ from collections.abc import Callable
 
 import structlog
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from exchange.bybit import client as bybit_client
 from exchange.bybit.errors import BybitError
 from ordermanager import events
 from ordermanager.core.formatting import number_text
-from ordermanager.core.sql_once import OrmStatement
+from ordermanager.core.sql_once import OrmStatement, fixed_cursor
 from orders.models import Order, OrderStatus
 from orders.services.position_mode import is_mode_mismatch, position_mode_forget
 
@@ -158,7 +158,7 @@ def _ack_recorded(pk: int, order_id: str, now) -> bool:
     """A still-pending row without an orderId moves to New with it; False when the stream (or reconciliation)
     moved the row first."""
     sql, params = _ACK.sql(pk=pk, order_id=order_id, now=now)
-    with connection.cursor() as cursor:
+    with fixed_cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount == 1
 

@@ -33,6 +33,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
 
+from ordermanager.core.sql_once import fixed_cursor
 from orders.models import Order, OrderStatus, OrderType, RiskLimit, TimeInForce
 from orders.services.risk_limits import EffectiveLimits, risk_limit_seed_global, risk_limits_from_rows
 from positions.selectors import position_rows, position_size_get, position_sql_tables
@@ -229,7 +230,7 @@ _LIMIT_DECIMALS = ("max_position_size", "max_position_value", "max_exposure", "m
 
 
 def _book_rows(sql: str, params: list) -> dict[str, _BookRow]:
-    with connection.cursor() as cursor:
+    with fixed_cursor() as cursor:
         cursor.execute(sql, params)
         fetched = cursor.fetchall()
     rows = {}

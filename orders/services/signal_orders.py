@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from exchange.bybit.errors import BybitError
 from exchange.instruments import UnknownInstrument
+from ordermanager.core.sql_once import fixed_cursor
 from orders.models import Order, OrderHold, OrderStatus, SignalOrderRelationship
 from orders.services import fresh_position, order_holds
 from orders.services.cancellation import CancelOutcome, CancelResult, orders_cancel_for_signal
@@ -310,7 +311,7 @@ def _insert_row(obj):
     fields as the ORM prepares them (``pre_save`` fills auto timestamps, ``get_db_prep_save`` adapts)."""
     sql, fields = _insert_statement(type(obj), connection.vendor)
     params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-    with connection.cursor() as cursor:
+    with fixed_cursor() as cursor:
         cursor.execute(sql, params)
         obj.pk = cursor.fetchone()[0] if connection.features.can_return_columns_from_insert else cursor.lastrowid
     obj._state.adding, obj._state.db = False, connection.alias

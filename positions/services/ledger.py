@@ -32,6 +32,7 @@ from django.utils import timezone
 from ordermanager.core.epoch import epoch_ms, from_epoch_ms
 from ordermanager.core.pg_arrays import pg_array_literals
 from ordermanager.core.prebuilt_sql import instance_update, qn, rows_select, select_sql
+from ordermanager.core.sql_once import fixed_cursor
 from ordermanager.events import POSITION_UPDATED, publish_event_on_commit
 from positions.models import Position, PositionLedgerEntry, PositionMode, PositionPnlDay
 from positions.services.marks import position_loss_warning_evaluate, position_mark_observed, position_payload
@@ -297,7 +298,7 @@ def _ledger_insert(entries: list[_NewEntry]) -> None:
                 params = [f.get_db_prep_save(getattr(e, f.attname), connection) for e in chunk for f in fields]
                 cursor.execute(head + ", ".join([row_sql] * len(chunk)), params)
         return
-    with connection.cursor() as cursor:
+    with fixed_cursor() as cursor:
         # One array per column, unnested server side: one statement text for any number of entries.
         cursor.execute(_ledger_insert_sql(), pg_array_literals(fields, entries))
 

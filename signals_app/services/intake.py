@@ -33,6 +33,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from ordermanager import events, metrics
+from ordermanager.core.sql_once import fixed_cursor
 from ordermanager.tracing import SignalTrace, signal_trace
 from signals_app.contract import ParsedSignal, SignalInvalid, signal_parse
 from signals_app.models import SignalStatus, TradingSignal
@@ -156,7 +157,7 @@ def _lock_symbols_and_find(*, assets: set[str], ids: list, offered: set[str]) ->
         if not ids:
             return set()
         return set(TradingSignal.objects.filter(signal_id__in=ids).values_list("signal_id", flat=True))
-    with connection.cursor() as cursor:
+    with fixed_cursor() as cursor:
         # The NOTIFY is delivered only if this transaction commits.
         cursor.execute(
             "SELECT (SELECT count(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::int[]) AS k), pg_notify(%s, %s), "

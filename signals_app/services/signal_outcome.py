@@ -18,11 +18,11 @@ not be reached, or a leg's outcome stayed unknown until it was given up; the rea
 from __future__ import annotations
 
 import structlog
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from ordermanager import events, metrics
-from ordermanager.core.sql_once import OrmStatement
+from ordermanager.core.sql_once import OrmStatement, fixed_cursor
 from orders.models import Order
 from orders.services.signal_orders import Placement, PlacementResult
 from signals_app.models import SignalStatus, TradingSignal
@@ -92,7 +92,7 @@ _FINISH = OrmStatement(lambda pk, status, reason, now: (
 def _run(statement: OrmStatement, **values) -> int:
     """Run an UPDATE; the rows it changed."""
     sql, params = statement.sql(**values)
-    with connection.cursor() as cursor:
+    with fixed_cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
 

@@ -29,7 +29,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 from ordermanager import metrics
-from ordermanager.core.sql_once import OrmStatement
+from ordermanager.core.sql_once import OrmStatement, fixed_cursor
 from orders.models import OrderHold, Side
 from orders.services import fill_wakeups, fresh_position, order_holds
 from orders.services.risk_limits import risk_limit_seed_global
@@ -178,7 +178,7 @@ def symbols_with_work(*, symbol: str | None = None) -> list[str]:
         sql, params = _WORK_OF_SYMBOL.sql(now=timezone.now(), symbol=symbol)
     else:
         sql, params = _WORK.sql(now=timezone.now())
-    with connection.cursor() as cursor:
+    with fixed_cursor() as cursor:
         cursor.execute(sql, params)
         return [asset for (asset,) in cursor.fetchall()]
 

@@ -98,3 +98,30 @@ def test_an_update_binds_its_values_and_its_filter():
             cursor.execute(sql, params)
     assert list(Order.objects.order_by("id").values_list("order_id", "submitted_at")) == [
         ("ex-1", T0), ("ex-2", T0)]  # the third found a's order_id already set
+
+
+def _prepared(marker: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", [f"%{marker}%"])
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres
+def test_a_fixed_statement_is_bound_server_side_prepared_once_and_still_seen_by_django(settings):
+    from django.test.utils import CaptureQueriesContext
+
+    from ordermanager.core.sql_once import fixed_cursor
+
+    sql = "SELECT %s::text || 'fixed-statement-test', %s::numeric * 2"
+    with CaptureQueriesContext(connection) as queries:
+        for value in ("a", "b'; DROP TABLE x; --", "c"):
+            with fixed_cursor() as cursor:
+                cursor.execute(sql, [value, D("1.5")])
+                assert cursor.fetchone() == (f"{value}fixed-statement-test", D("3.0"))
+    assert _prepared("fixed-statement-test") == 1  # on this connection, once for the three calls
+    assert len([q for q in queries.captured_queries if "fixed-statement-test" in q["sql"]]) == 3
+
+    settings.DATABASE_PREPARE = False  # behind a pooler that keeps no prepared statements: the ordinary cursor
+    with fixed_cursor() as cursor:
+        cursor.execute("SELECT %s::text || 'unprepared-statement-test'", ["x"])
+    assert _prepared("unprepared-statement-test") == 0

@@ -24,6 +24,7 @@ from django.utils import timezone
 from exchange.bybit.types import ExecutionInfo
 from ordermanager.core.epoch import from_epoch_ms
 from ordermanager.core.pg_arrays import pg_array_literals
+from ordermanager.core.sql_once import fixed_cursor
 from orders.models import Execution, Order
 from orders.services.fills.fill_values import fill_of_execution, fill_of_info, side_of
 from orders.services.fills.funding import fills_to_positions, funding_idx
@@ -166,7 +167,7 @@ def _insert_new(rows: list[dict]) -> set[str]:
         return set()
     fields = [f for f in Execution._meta.concrete_fields if not f.primary_key]
     new: set[str] = set()
-    with connection.cursor() as cursor:
+    with fixed_cursor() as cursor:
         if connection.vendor == "postgresql":
             # One array per column, unnested server side: the statement text is the same for any
             # number of rows (parsed once by the driver), and values go to the driver as they are.

@@ -28,6 +28,7 @@ from ordermanager.core.prebuilt_sql import (
     rows_select,
     select_sql,
 )
+from ordermanager.core.sql_once import fixed_cursor
 from ordermanager.events import ORDER_UPDATED, publish_event_on_commit
 from orders.exchange_status import order_status_of
 from orders.models import STATUS_RANK, CancelReason, Execution, Order, OrderStatus
@@ -53,7 +54,7 @@ def order_locked_for_event(*, order_link_id: str, order_id: str) -> tuple[Order 
     for sql, key in ((sql_by_link, order_link_id), (sql_by_id, order_id)):
         if not key:
             continue
-        with connection.cursor() as cursor:
+        with fixed_cursor() as cursor:
             cursor.execute(sql, [order_id, order_id, key])  # the event's orderId twice in the EXISTS
             row = cursor.fetchone()
         if row is not None:
@@ -159,7 +160,7 @@ def _fill_values(order: Order) -> tuple:
 def _fill_totals(order_pks: list[int]) -> dict[int, dict]:
     """Per order: the sums of its executions' qty, value and fees (one prebuilt statement)."""
     sql, convert = _fill_totals_sql(connection.vendor)
-    with connection.cursor() as cursor:
+    with fixed_cursor() as cursor:
         cursor.execute(sql, [list_param(order_pks)])
         rows = cursor.fetchall()
     return {pk: {"qty": convert(qty), "value": convert(value), "fees": convert(fees)} for pk, qty, value, fees in rows}
@@ -192,7 +193,7 @@ def _orders_save_fills(orders: list[Order]) -> None:
             instance_update(order, tuple(_FILL_FIELDS))
         return
     fields = [Order._meta.pk] + [Order._meta.get_field(name) for name in _FILL_FIELDS]
-    with connection.cursor() as cursor:
+    with fixed_cursor() as cursor:
         cursor.execute(_fills_update_sql(), pg_array_literals(fields, orders))
 
 
