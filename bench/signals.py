@@ -477,8 +477,9 @@ def main() -> None:
     parser.add_argument("--paced-signals", type=int, default=400, help="signals of the paced (latency) run")
     parser.add_argument("--rate", type=float, default=40.0, help="signals/s for the latency run")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--threads", type=int, default=4,
-                        help="processor threads per consumer process (0: intake only, publish → inbox measured)")
+    parser.add_argument("--threads", type=int, default=8,
+                        help="processor threads per consumer process (the service's default on PostgreSQL; "
+                             "0: intake only, publish → inbox measured)")
     parser.add_argument("--symbols", type=int, default=20, help="symbols (the simulator lists 5; more are added)")
     parser.add_argument("--skip-floors", action="store_true", help="do not measure the floors first")
     parser.add_argument("--no-burst", action="store_true")
