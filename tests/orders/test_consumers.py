@@ -538,31 +538,38 @@ def _fill(order, **kwargs) -> dict:
     return bm.message("execution", [bm.execution_item(order_link_id=order.order_link_id, **kwargs)])
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_frames_that_arrive_while_a_transaction_runs_are_committed_together_in_the_next_one():
-    orders = [OrderFactory(qty=D("1")) for _ in range(5)]
-    messages = [_fill(order, qty="0.1", price="100") for order in orders]
+def _sent_while_held(messages: list[dict], *, replies: int = 1) -> list[dict]:
+    """Send ``messages`` on one connection while BTCUSDT's position row is held, so they queue behind the first
+    one's transaction; let go once all are queued, then ping: the ``replies`` answers (the pong last)."""
     holder, release = _held_position("BTCUSDT")
 
     async def scenario():
         ws = communicator()
         await ws.connect()
-        await ws.send_json_to(messages[0])  # its transaction waits for the row lock
-        for message in messages[1:]:
+        for message in messages:
             await ws.send_json_to(message)
-        await _until(lambda: consumers.frames_waiting() == 5, "the frames did not reach the connection's queue")
+        await _until(lambda: consumers.frames_waiting() == len(messages),
+                     "the frames did not reach the connection's queue")  # fmt: skip
         release.set()
         await ws.send_json_to({"op": "ping"})
-        pong = await ws.receive_json_from()  # after every message before it was committed
+        answers = [await ws.receive_json_from() for _ in range(replies)]  # after every message before it committed
         await ws.disconnect()
-        return pong
+        return answers
 
     try:
-        pong = run(scenario)
+        return run(scenario)
     finally:
         release.set()
         holder.join(10)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_frames_that_arrive_while_a_transaction_runs_are_committed_together_in_the_next_one():
+    orders = [OrderFactory(qty=D("1")) for _ in range(5)]
+    messages = [_fill(order, qty="0.1", price="100") for order in orders]
+    # The first one's transaction waits for the row lock; the others queue meanwhile.
+    (pong,) = _sent_while_held(messages)
     assert pong["op"] == "pong"
     transactions = _transactions_of([m["data"][0]["execId"] for m in messages])
     assert None not in transactions
@@ -580,31 +587,14 @@ def test_a_frame_applied_in_a_group_is_checked_once_on_receipt():
 
     orders = [OrderFactory(qty=D("1")) for _ in range(4)]
     messages = [_fill(order, qty="0.1", price="100") for order in orders]
-    holder, release = _held_position("BTCUSDT")
     checked = []
 
     def check(message):
         checked.append(message.items[0].exec_id)
         refusals.message_check(message)
 
-    async def scenario():
-        ws = communicator()
-        await ws.connect()
-        for message in messages:
-            await ws.send_json_to(message)
-        await _until(lambda: consumers.frames_waiting() == 4, "the frames did not reach the connection's queue")
-        release.set()
-        await ws.send_json_to({"op": "ping"})
-        pong = await ws.receive_json_from()
-        await ws.disconnect()
-        return pong
-
-    try:
-        with mock.patch.object(consumers, "message_check", check), mock.patch.object(dispatch, "message_check", check):
-            pong = run(scenario)
-    finally:
-        release.set()
-        holder.join(10)
+    with mock.patch.object(consumers, "message_check", check), mock.patch.object(dispatch, "message_check", check):
+        (pong,) = _sent_while_held(messages)
     assert pong["op"] == "pong"
     assert len(set(_transactions_of([m["data"][0]["execId"] for m in messages])[1:])) == 1  # a group it was
     assert sorted(checked) == sorted(m["data"][0]["execId"] for m in messages)
@@ -617,25 +607,7 @@ def test_a_bad_message_in_a_group_gets_its_error_and_the_good_ones_are_committed
     orders = [OrderFactory(qty=D("1")) for _ in range(4)]
     first, good, bad, last = (_fill(orders[0], qty="0.1"), _fill(orders[1], qty="0.2"),
                               _fill(orders[2], qty="-1"), _fill(orders[3], qty="0.3"))  # fmt: skip
-    holder, release = _held_position("BTCUSDT")
-
-    async def scenario():
-        ws = communicator()
-        await ws.connect()
-        for message in (first, good, bad, last):
-            await ws.send_json_to(message)
-        await _until(lambda: consumers.frames_waiting() == 4, "the frames did not reach the connection's queue")
-        release.set()
-        await ws.send_json_to({"op": "ping"})
-        replies = [await ws.receive_json_from() for _ in range(2)]
-        await ws.disconnect()
-        return replies
-
-    try:
-        replies = run(scenario)
-    finally:
-        release.set()
-        holder.join(10)
+    replies = _sent_while_held([first, good, bad, last], replies=2)
     assert replies == [
         {"op": "error", "error": "could not apply execution message: IntegrityError", "id": bad["id"]},
         {"op": "pong", "req_id": None},
