@@ -174,6 +174,7 @@ class BybitClient:
             return self._dry_run_ack("create_order", path, body, order_link_id=order_link_id, trace_id=trace_id)
         op = self._op(trace_id=trace_id, order_link_id=order_link_id)
         failures = 0
+        saw_ambiguous = False
         while True:
             try:
                 result = self._attempt(POST, path, body, op=op, attempt=failures + 1)["result"]
@@ -184,11 +185,21 @@ class BybitClient:
             except E.BybitError as exc:
                 failures += 1
                 if exc.ambiguous:
+                    saw_ambiguous = True
                     ack = self._lookup_after_ambiguous(category, symbol, order_link_id, op=op, cause=exc)
                     if ack is not None:
                         return ack
-                    # Confirmed absent: the request never took effect, so sending again is safe.
+                    # Not there now: sending again with the same orderLinkId is safe (the exchange keeps one order
+                    # per orderLinkId). It is not proof the earlier request will never take effect (below).
                 if not exc.retryable or failures >= self.retry.max_attempts:
+                    if saw_ambiguous and not exc.ambiguous:
+                        # An earlier attempt's outcome is unknown, and the exchange may still apply a request it
+                        # received late (within its recv window): this last answer is about this attempt only,
+                        # so nothing may say the order was not placed (docs/decisions/0210).
+                        exc.ambiguous = True
+                        exc.after_ambiguous_attempt = True
+                        logger.error("bybit_create_outcome_unknown", order_link_id=order_link_id,
+                                     trace_id=op.trace_id, cause=str(exc))  # fmt: skip
                     raise
                 self._backoff(exc, failures, op)
 

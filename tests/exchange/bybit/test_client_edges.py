@@ -310,6 +310,32 @@ def test_create_is_not_resent_when_the_lookup_fails(make_client, fake_bybit):
     assert fake_bybit.paths().count(CREATE) == 1
 
 
+@pytest.mark.parametrize(
+    "last",
+    [envelope(code=10006, msg="Too many visits!"), envelope(code=110007, msg="ab not enough for new order")],
+    ids=["rate-limited-until-out-of-attempts", "refused"],
+)  # fmt: skip
+def test_a_create_given_up_after_an_ambiguous_attempt_is_of_unknown_outcome(make_client, fake_bybit, last):
+    """The first request timed out and the order was not visible at once; the exchange may still apply that
+    request (it came in late, within its recv window) while later attempts are refused. The last refusal is about
+    its own attempt: the outcome stays unknown, so the order is held, not recorded as not placed (0210)."""
+    fake_bybit.script(CREATE, httpx.ReadTimeout("t"), *[last] * 3)
+    fake_bybit.script(REALTIME, envelope({"list": [], "nextPageCursor": ""}))
+    fake_bybit.script(HISTORY, envelope({"list": [], "nextPageCursor": ""}))
+    with pytest.raises(E.BybitError) as info:
+        create(make_client())
+    assert info.value.ret_code == last["retCode"]
+    assert info.value.ambiguous is True and info.value.after_ambiguous_attempt is True
+    assert fake_bybit.paths().count(CREATE) >= 2  # sent again after the lookup found nothing
+
+
+def test_a_create_refused_without_an_ambiguous_attempt_is_not_placed(make_client, fake_bybit):
+    fake_bybit.script(CREATE, envelope(code=110007, msg="ab not enough for new order"))
+    with pytest.raises(E.BybitError) as info:
+        create(make_client())
+    assert info.value.ambiguous is False and info.value.after_ambiguous_attempt is False
+
+
 def test_rejected_create_is_retried_after_the_rate_limit_reset(make_client, fake_bybit, clock):
     limited = httpx.Response(
         200, json=envelope(code=10006, msg="Too many visits!"),
