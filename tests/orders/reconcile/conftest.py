@@ -56,8 +56,9 @@ class Stream:
             private_message_apply(message=parse_private_message(message), source="ws")
         return len(messages)
 
-    def pump_later(self, seconds: float) -> threading.Timer:
-        """``pump()`` on another thread (its own database connection) after ``seconds``; start it, then join it."""
+    def pumped_during(self, seconds: float, call):
+        """``call()`` while ``pump()`` runs on another thread (its own database connection) after ``seconds``;
+        returns what ``call`` returns once both are done."""
 
         def deliver() -> None:
             try:
@@ -65,7 +66,12 @@ class Stream:
             finally:
                 connection.close()
 
-        return threading.Timer(seconds, deliver)
+        timer = threading.Timer(seconds, deliver)
+        timer.start()
+        try:
+            return call()
+        finally:
+            timer.join()
 
     def stop(self) -> None:
         """The consumer stops: what happens on the exchange from now on is not seen."""

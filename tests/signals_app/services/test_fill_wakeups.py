@@ -50,13 +50,8 @@ def test_fills_that_arrive_while_the_decision_waits_wake_it_long_before_its_next
     assert run("buy").status == SignalStatus.EXECUTED
     before = counts()
 
-    timer = stream.pump_later(0.3)
     started = time.monotonic()
-    timer.start()
-    try:
-        sell = run("sell")
-    finally:
-        timer.join()
+    sell = stream.pumped_during(0.3, lambda: run("sell"))
     took = time.monotonic() - started
     assert sell.status == SignalStatus.EXECUTED, sell.reason
     assert delta(before) == {fresh_position.WAITED: 1}

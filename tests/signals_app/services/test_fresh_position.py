@@ -137,12 +137,7 @@ def test_fills_that_arrive_while_the_decision_waits_are_used_without_asking_the_
     assert run("buy").status == SignalStatus.EXECUTED
     reads, before = position_reads(), counts()
 
-    timer = stream.pump_later(0.3)
-    timer.start()
-    try:
-        sell = run("sell")
-    finally:
-        timer.join()
+    sell = stream.pumped_during(0.3, lambda: run("sell"))
 
     assert sell.status == SignalStatus.EXECUTED, sell.reason
     order = Order.objects.get(signal_links__signal=sell)

@@ -60,13 +60,8 @@ def test_a_decision_waiting_for_fills_builds_its_poll_once_and_only_runs_it(pipe
         monkeypatch.setattr(statement, "_compiled", {})  # as in a new process
     before = fresh_position.position_path_counts()
 
-    timer = stream.pump_later(0.4)
     with CaptureQueriesContext(connection) as queries:
-        timer.start()
-        try:
-            sell = fresh_run("sell")
-        finally:
-            timer.join()
+        sell = stream.pumped_during(0.4, lambda: fresh_run("sell"))
     assert sell.status == SignalStatus.EXECUTED, sell.reason
     after = fresh_position.position_path_counts()
     assert after[fresh_position.WAITED] == before[fresh_position.WAITED] + 1  # decided on the book, after waiting
