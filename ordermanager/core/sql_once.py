@@ -56,6 +56,20 @@ class OrmStatement:
         text, places = compiled
         return text, [values[place] if isinstance(place, str) else place[1] for place in places]
 
+    def rows(self, **values: Any) -> list[tuple]:
+        """Run the SELECT on a ``fixed_cursor``: its rows."""
+        sql, params = self.sql(**values)
+        with fixed_cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+    def run(self, **values: Any) -> int:
+        """Run the UPDATE on a ``fixed_cursor``: how many rows it changed."""
+        sql, params = self.sql(**values)
+        with fixed_cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+
     def _compile(self, values: dict[str, Any]) -> tuple[str, list]:
         markers = {name: _marker(name, index, value) for index, (name, value) in enumerate(sorted(values.items()))}
         text, params = _sql_of(self._build(**markers))
@@ -105,10 +119,7 @@ def _marker(name: str, index: int, value: Any) -> Any:
 
 def _key(value: Any) -> tuple[type, Any] | None:
     # By type and value: a constant 0 must not be taken for a marker that compares equal to it.
-    try:
-        return (type(value), value) if isinstance(value, str | int | datetime | Decimal) else None
-    except TypeError:  # pragma: no cover - unhashable parameters are never markers
-        return None
+    return (type(value), value) if isinstance(value, str | int | datetime | Decimal) else None
 
 
 def fixed_cursor():

@@ -31,7 +31,7 @@ from exchange.bybit import client as bybit_client
 from exchange.bybit.errors import BybitError
 from ordermanager import events
 from ordermanager.core.formatting import number_text
-from ordermanager.core.sql_once import OrmStatement, fixed_cursor
+from ordermanager.core.sql_once import OrmStatement
 from orders.models import Order, OrderStatus
 from orders.services.position_mode import is_mode_mismatch, position_mode_forget
 
@@ -157,10 +157,7 @@ _ACK = OrmStatement(lambda pk, order_id, now: (
 def _ack_recorded(pk: int, order_id: str, now) -> bool:
     """A still-pending row without an orderId moves to New with it; False when the stream (or reconciliation)
     moved the row first."""
-    sql, params = _ACK.sql(pk=pk, order_id=order_id, now=now)
-    with fixed_cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount == 1
+    return _ACK.run(pk=pk, order_id=order_id, now=now) == 1
 
 
 def _update_pending(order: Order, values: dict) -> None:

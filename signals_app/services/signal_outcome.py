@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ordermanager import events, metrics
-from ordermanager.core.sql_once import OrmStatement, fixed_cursor
+from ordermanager.core.sql_once import OrmStatement
 from orders.models import Order
 from orders.services.signal_orders import Placement, PlacementResult
 from signals_app.models import SignalStatus, TradingSignal
@@ -56,7 +56,7 @@ class SignalCommit:
     def orders_recorded(self) -> None:
         # `processing` is set in the transaction that commits the orders (one commit fewer per signal).
         with transaction.atomic(savepoint=False):
-            _run(_TO_PROCESSING, pk=self.signal.pk)
+            _TO_PROCESSING.run(pk=self.signal.pk)
 
     def placement_settled(self, placement: Placement) -> None:
         signal_finish(self.signal, SIGNAL_STATUS_OF[placement.result], placement.reason)
@@ -68,7 +68,7 @@ def signal_finish(signal: TradingSignal, status: str, reason: str) -> TradingSig
     # savepoint=False: inside the executor's transaction this joins it (no SAVEPOINT round trips).
     with transaction.atomic(savepoint=False):
         now = timezone.now()
-        changed = _run(_FINISH, pk=signal.pk, status=status, reason=reason, now=now)
+        changed = _FINISH.run(pk=signal.pk, status=status, reason=reason, now=now)
         if changed:
             signal.status, signal.reason, signal.processed_at = status, reason, now
         else:
@@ -87,14 +87,6 @@ _TO_PROCESSING = OrmStatement(lambda pk: (
 _FINISH = OrmStatement(lambda pk, status, reason, now: (
     TradingSignal.objects.filter(pk=pk, status__in=UNFINISHED), {"status": status, "reason": reason,
                                                                   "processed_at": now}))
-
-
-def _run(statement: OrmStatement, **values) -> int:
-    """Run an UPDATE; the rows it changed."""
-    sql, params = statement.sql(**values)
-    with fixed_cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
 
 
 class HeldSignalsOfInbox:

@@ -29,7 +29,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 from ordermanager import metrics
-from ordermanager.core.sql_once import OrmStatement, fixed_cursor
+from ordermanager.core.sql_once import OrmStatement
 from orders.models import OrderHold, Side
 from orders.services import fill_wakeups, fresh_position, order_holds
 from orders.services.risk_limits import risk_limit_seed_global
@@ -174,13 +174,9 @@ def processor_local_backend(pid: int) -> None:
 def symbols_with_work(*, symbol: str | None = None) -> list[str]:
     """Symbols with unfinished signals, the one waiting longest first; a held symbol only when its next
     lookup is due (so workers do not spin on it)."""
-    if symbol:
-        sql, params = _WORK_OF_SYMBOL.sql(now=timezone.now(), symbol=symbol)
-    else:
-        sql, params = _WORK.sql(now=timezone.now())
-    with fixed_cursor() as cursor:
-        cursor.execute(sql, params)
-        return [asset for (asset,) in cursor.fetchall()]
+    # With and without a symbol these are two statements (an OrmStatement compiles one per set of slots).
+    rows = _WORK.rows(now=timezone.now(), symbol=symbol) if symbol else _WORK.rows(now=timezone.now())
+    return [asset for (asset,) in rows]
 
 
 def _symbols_with_work_query(now, symbol=None):
@@ -204,7 +200,6 @@ def _next_signals(symbol: str, limit: int) -> list[TradingSignal]:
 
 # Run by every worker's search and every drain: compiled by the ORM once per process (docs/decisions/0328).
 _WORK = OrmStatement(_symbols_with_work_query)
-_WORK_OF_SYMBOL = OrmStatement(_symbols_with_work_query)
 _NEXT: dict[int, OrmStatement] = {}
 
 

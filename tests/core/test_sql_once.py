@@ -19,13 +19,6 @@ def _marks():
         BackfillMark.objects.create(category="linear", symbol=symbol, requested_at=at, reason=f"r-{symbol}")
 
 
-def _rows(statement: OrmStatement, **values) -> list:
-    sql, params = statement.sql(**values)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
 def _build_counting(builds: list):
     def build(category, symbol, since):
         builds.append(symbol)
@@ -41,8 +34,8 @@ def test_each_call_reads_what_the_orm_query_of_its_own_values_reads():
     statement = OrmStatement(_build_counting(builds))
     for symbol, since in (("BTCUSDT", T0), ("ETHUSDT", T0), ("ETHUSDT", T0 + timedelta(hours=2)), ("XRPUSDT", T0)):
         expected = list(_build_counting([])(category="linear", symbol=symbol, since=since))
-        assert [tuple(r) for r in _rows(statement, category="linear", symbol=symbol, since=since)] == expected
-    assert _rows(statement, category="spot", symbol="BTCUSDT", since=T0) == []
+        assert [tuple(r) for r in statement.rows(category="linear", symbol=symbol, since=since)] == expected
+    assert statement.rows(category="spot", symbol="BTCUSDT", since=T0) == []
 
 
 @pytest.mark.postgres
@@ -51,7 +44,7 @@ def test_on_postgresql_the_query_is_built_once_for_every_call():
     builds: list = []
     statement = OrmStatement(_build_counting(builds))
     for symbol in ("BTCUSDT", "ETHUSDT", "XRPUSDT"):
-        _rows(statement, category="linear", symbol=symbol, since=T0)
+        statement.rows(category="linear", symbol=symbol, since=T0)
     assert len(builds) == 1
     assert builds[0] not in ("BTCUSDT", "ETHUSDT", "XRPUSDT")  # built with a marker, not a caller's value
 
@@ -60,8 +53,8 @@ def test_a_decimal_slot_is_bound_apart_from_an_equal_constant():
     Order.objects.create(category="linear", symbol="BTCUSDT", side="Buy", order_type="Limit", qty=D("2"),
                          price=D("100"), order_link_id="om-sql-once-1")  # fmt: skip
     statement = OrmStatement(lambda qty: Order.objects.filter(qty=qty, filled_qty=D("0")).values_list("order_link_id"))
-    assert _rows(statement, qty=D("2")) == [("om-sql-once-1",)]
-    assert _rows(statement, qty=D("0")) == []
+    assert statement.rows(qty=D("2")) == [("om-sql-once-1",)]
+    assert statement.rows(qty=D("0")) == []
 
 
 @pytest.mark.postgres
@@ -92,10 +85,9 @@ def test_an_update_binds_its_values_and_its_filter():
     statement = OrmStatement(lambda pk, order_id, now: (
         Order.objects.filter(pk=pk, order_id=""), {"order_id": order_id, "submitted_at": now}))
     a, b = Order.objects.order_by("id")
-    for order, order_id in ((a, "ex-1"), (b, "ex-2"), (a, "ex-3")):
-        sql, params = statement.sql(pk=order.pk, order_id=order_id, now=T0)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+    changed = [statement.run(pk=order.pk, order_id=order_id, now=T0)
+               for order, order_id in ((a, "ex-1"), (b, "ex-2"), (a, "ex-3"))]
+    assert changed == [1, 1, 0]
     assert list(Order.objects.order_by("id").values_list("order_id", "submitted_at")) == [
         ("ex-1", T0), ("ex-2", T0)]  # the third found a's order_id already set
 
