@@ -36,6 +36,9 @@ if not os.environ.get("METRICS_DIR"):
     METRICS_DIR = metrics_dir_configure(tempfile.mkdtemp(prefix="om-metrics-test-"))
     atexit.register(shutil.rmtree, METRICS_DIR, True)
 PROCESS_HEARTBEAT_INTERVAL = 0
+# The test process keeps Python's collector whatever it imports (ordermanager.asgi applies the policy); the
+# processes a test starts run the base settings, under the policy (docs/decisions/0331).
+GC_GEN0_THRESHOLD = 0
 
 # pytest-xdist (`make test` runs the suite on several workers): pytest-django gives each worker its own test
 # database; the Channels layer gets its own Redis database too, so one worker's dashboard groups and channels

@@ -39,6 +39,7 @@ from django.utils import timezone
 
 from exchange.bybit.client import TIME_PATH, base_url_from_settings
 from exchange.profile import log_startup_profile
+from ordermanager.core.gc_policy import gc_policy_apply
 from ordermanager.core.services.heartbeat import CONSUMER, heartbeat_beat
 from ordermanager.core.services.startup_sequence import StartupSequence
 from ordermanager.core.services.startup_wait import stop_on_signals
@@ -262,3 +263,4 @@ class PipelineCommand:
         continuous.start()  # light passes and in-flight checks (docs/decisions/0606)
         sequence.started("continuous", continuous.stop)
         self.started = True
+        gc_policy_apply(self.command)  # every step imported what it needs: freeze it (docs/decisions/0331)

@@ -46,7 +46,7 @@ def test_a_running_process_beats_the_consumer_heartbeat_and_says_when_it_stopped
     queue_name = f"test.heartbeat.{uuid.uuid4().hex[:10]}"
     broker = Broker(amqp_url, queue_name)
     proc = ConsumerProcess(amqp_url=amqp_url, queue_name=queue_name, simulator=simulator, log_dir=tmp_path,
-                           command=command, extra_env={"SIGNAL_HEARTBEAT_INTERVAL": "0.2"})
+                           command=command, extra_env={"SIGNAL_HEARTBEAT_INTERVAL": "0.2", "LOG_LEVEL": "info"})
     try:
         proc.start()
         label = f"{command} pid {proc.proc.pid} on "
@@ -63,6 +63,9 @@ def test_a_running_process_beats_the_consumer_heartbeat_and_says_when_it_stopped
         wait_until(lambda: Heartbeat.objects.get(component="consumer").beat_at > first.beat_at, timeout=10,
                    what="a later beat")
         assert {c.name: c.status for c in health_components()}["consumer"] == "ok"
+        # Started: the collector's policy is in force (docs/decisions/0331).
+        wait_until(lambda: "gc_policy_applied" in proc.log_path.read_text(errors="replace"), timeout=30,
+                   what=f"the collector's policy applied\n{proc.log_tail()}")
         assert proc.terminate() == 0, proc.log_tail()
     finally:
         if proc.alive():
