@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import decimal
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from typing import NamedTuple
 
 ZERO = Decimal(0)
 SCALE = Decimal("1e-18")  # ordermanager.core.fields.MONEY_PLACES
@@ -76,8 +76,9 @@ class Flag(StrEnum):
     NO_SIDE = "no_side"  # a trade row without side: stored, cannot move the position
 
 
-@dataclass(frozen=True)
-class PositionState:
+# Immutable records built two or three times per fill: tuples (a frozen dataclass sets each field through
+# object.__setattr__, about 2.5 times the cost; docs/decisions/0332).
+class PositionState(NamedTuple):
     size: Decimal = ZERO
     avg_entry_price: Decimal = ZERO
     realized_pnl: Decimal = ZERO
@@ -85,16 +86,18 @@ class PositionState:
     funding_paid: Decimal = ZERO
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     state: PositionState
     closed_qty: Decimal = ZERO
     closed_pnl: Decimal = ZERO  # gross PnL of the closed part, before fees
     flag: Flag = Flag.NONE
 
 
+_QUANTIZE = _CONTEXT.quantize  # half up (the context's rounding); the method avoids keyword parsing per call
+
+
 def q18(value: Decimal) -> Decimal:
-    return value.quantize(SCALE, rounding=ROUND_HALF_UP, context=_CONTEXT)
+    return _QUANTIZE(value, SCALE)
 
 
 def direction_for(position_idx: int) -> int:
@@ -109,7 +112,7 @@ def apply_execution(
     # Every product and sum exact (the default 28-digit context would round a
     # 3-digit size times an 18-place average before our one rounding).
     with decimal.localcontext(_CONTEXT):
-        return _apply(state, exec_type=exec_type, side=side, qty=qty, price=price, fee=fee, direction=direction)
+        return _apply(state, exec_type, side, qty, price, fee, direction)
 
 
 def apply_executions(state: PositionState, fills: Sequence, *, direction: int = 0) -> list[Step]:
@@ -119,8 +122,7 @@ def apply_executions(state: PositionState, fills: Sequence, *, direction: int = 
     steps = []
     with decimal.localcontext(_CONTEXT):
         for f in fills:
-            step = _apply(state, exec_type=f.exec_type, side=f.side, qty=f.qty, price=f.price, fee=f.fee,
-                          direction=direction)  # fmt: skip
+            step = _apply(state, f.exec_type, f.side, f.qty, f.price, f.fee, direction)
             steps.append(step)
             state = step.state
     return steps
@@ -131,9 +133,8 @@ def div18(numerator: Decimal, denominator: Decimal) -> Decimal:
     return q18(_CONTEXT.divide(numerator, denominator))
 
 
-def _apply(
-    state: PositionState, *, exec_type: str, side: str, qty: Decimal, price: Decimal, fee: Decimal, direction: int
-) -> Step:
+def _apply(state: PositionState, exec_type: str, side: str, qty: Decimal, price: Decimal, fee: Decimal,
+           direction: int) -> Step:  # fmt: skip
     qty, price, fee = q18(qty), q18(price), q18(fee)
     rule = rule_for(exec_type)
     if rule is FillRule.FUNDING:
@@ -152,31 +153,23 @@ def _apply(
     if side not in ("Buy", "Sell"):
         return Step(state, flag=Flag.NO_SIDE)
     signed = qty if side == "Buy" else -qty
-    step = _trade(state, signed=signed, price=price, direction=direction)
-    after = step.state
-    charged = PositionState(
-        size=after.size,
-        avg_entry_price=after.avg_entry_price,
-        realized_pnl=after.realized_pnl - fee,
-        fees_paid=after.fees_paid + fee,
-        funding_paid=after.funding_paid,
-    )
-    flag = step.flag or (Flag.FORCED if rule is FillRule.FORCED_TRADE else Flag.NONE)
-    return Step(charged, closed_qty=step.closed_qty, closed_pnl=step.closed_pnl, flag=flag)
+    return _trade(state, signed, price, fee, direction, Flag.FORCED if rule is FillRule.FORCED_TRADE else Flag.NONE)
 
 
-def _trade(state: PositionState, *, signed: Decimal, price: Decimal, direction: int) -> Step:
+def _trade(state: PositionState, signed: Decimal, price: Decimal, fee: Decimal, direction: int, flag: Flag) -> Step:
+    """The state after a trade of ``signed`` size at ``price`` that cost ``fee``, in one record per fill (each
+    built once: the fold's cost is mostly building them); ``flag`` unless the trade over-closes a hedge row."""
     size, entry = state.size, state.avg_entry_price
+    realized, fees = state.realized_pnl - fee, state.fees_paid + fee
     if signed == 0:
-        return Step(state)
+        return Step(PositionState(size, entry, realized, fees, state.funding_paid), ZERO, ZERO, flag)
     if _is_increase(size, signed, direction):
         new_size = size + signed
         entry = q18(_CONTEXT.divide(abs(size) * entry + abs(signed) * price, abs(new_size)))
-        return Step(_with(state, size=new_size, entry=entry))
+        return Step(PositionState(new_size, entry, realized, fees, state.funding_paid), ZERO, ZERO, flag)
     closing = min(abs(signed), abs(size))
     pnl = q18(_CONTEXT.multiply(closing * (price - entry), _sign(size)))
     rest = abs(signed) - closing
-    flag = Flag.NONE
     if rest == 0:
         new_size = size + signed
         new_entry = entry if new_size != 0 else ZERO
@@ -184,8 +177,7 @@ def _trade(state: PositionState, *, signed: Decimal, price: Decimal, direction: 
         new_size, new_entry = _sign(signed) * rest, price
     else:  # a hedge row cannot cross zero; the excess belongs to a fill we have not seen
         new_size, new_entry, flag = ZERO, ZERO, Flag.OVERCLOSE
-    after = _with(state, size=new_size, entry=new_entry, realized=state.realized_pnl + pnl)
-    return Step(after, closed_qty=closing, closed_pnl=pnl, flag=flag)
+    return Step(PositionState(new_size, new_entry, realized + pnl, fees, state.funding_paid), closing, pnl, flag)
 
 
 def _is_increase(size: Decimal, signed: Decimal, direction: int) -> bool:
@@ -196,16 +188,6 @@ def _is_increase(size: Decimal, signed: Decimal, direction: int) -> bool:
 
 def _sign(value: Decimal) -> int:
     return (value > 0) - (value < 0)
-
-
-def _with(state: PositionState, *, size: Decimal, entry: Decimal, realized: Decimal | None = None) -> PositionState:
-    return PositionState(
-        size=size,
-        avg_entry_price=entry,
-        realized_pnl=state.realized_pnl if realized is None else realized,
-        fees_paid=state.fees_paid,
-        funding_paid=state.funding_paid,
-    )
 
 
 def unrealized_pnl(*, size: Decimal, avg_entry_price: Decimal, mark_price: Decimal | None) -> Decimal:
