@@ -121,7 +121,7 @@ def executions_apply(
     applied = []
     for info in sorted(infos, key=sort_key):
         if info.position_idx is None and info.order_id in idx:
-            info = dataclasses.replace(info, position_idx=idx[info.order_id])
+            info = info._replace(position_idx=idx[info.order_id])
         try:
             if execution_apply(execution=info, source=SOURCE):
                 applied.append(info)

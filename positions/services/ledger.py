@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 import structlog
 from django.db import connection, transaction
@@ -57,8 +58,7 @@ ExecKey = tuple[int, int, str]
 PositionKey = tuple[str, str, int]  # (category, symbol, position_idx)
 
 
-@dataclass(frozen=True)
-class FillValues:
+class FillValues(NamedTuple):  # a tuple: one per fill on the fill path (docs/decisions/0332)
     """One execution as a position sees it: values only (``positions`` knows nothing of orders)."""
 
     exec_id: str
