@@ -37,7 +37,7 @@ from kombu import Exchange, Producer
 
 from ordermanager.celery import broker_connection
 from ordermanager.core.models import OutboxEvent, OutboxSequence
-from ordermanager.core.pg_arrays import pg_array_literal, pg_array_literals
+from ordermanager.core.pg_arrays import pg_array_literal
 from ordermanager.core.sql_once import fixed_cursor
 from ordermanager.tracing import HEADER, traceparent_for
 
@@ -95,6 +95,12 @@ def outbox_write_many(events: Sequence[tuple[str, dict]]) -> list[dict]:
         for (routing_key, _, _), wire in zip(prepared, wires, strict=True):
             event_validate(routing_key, wire)
     now = timezone.now()
+    if connection.vendor == "postgresql":
+        # The sequences and the rows in one statement (docs/decisions/0333).
+        sequences = _rows_insert_numbered_pg(prepared, wires, counts, now)
+        for (_, message, _), sequence in zip(prepared, sequences, strict=True):
+            message["sequence"] = sequence
+        return [message for _, message, _ in prepared]
     # The sequences and the rows together; inside the caller's transaction no savepoint is needed (nothing
     # between them is expected to fail and be caught), outside one this is the transaction.
     with transaction.atomic(savepoint=False):
@@ -109,29 +115,75 @@ def outbox_write_many(events: Sequence[tuple[str, dict]]) -> list[dict]:
                 aggregate_id=message["aggregate_id"][:128], sequence=wire["sequence"], payload=wire,
                 created_at=now,
             ))
-        if connection.vendor == "postgresql":
-            _rows_insert_pg(rows)
-        else:
-            OutboxEvent.objects.bulk_create(rows)
+        OutboxEvent.objects.bulk_create(rows)
     return [message for _, message, _ in prepared]
 
 
-_INSERTED = ["event_id", "routing_key", "aggregate_type", "aggregate_id", "sequence", "payload", "created_at"]
+def _rows_insert_numbered_pg(prepared: list, wires: list[dict], counts: dict[str, int], now) -> list[int]:
+    """PostgreSQL: the aggregates' sequence upsert and the rows' insert as ONE statement (a data-modifying
+    CTE), each row numbered from its aggregate's new last (``last - back``, ``back`` = how many of its
+    aggregate's events follow it in this batch) in the payload too; the sequences in the order given.
 
-
-def _rows_insert_pg(rows: list[OutboxEvent]) -> None:
-    """The rows in one ``INSERT … SELECT * FROM unnest(…)``, each column one array literal joined here:
-    ``bulk_create`` hands psycopg lists whose every JSON payload it escapes with a regexp per quote, the
-    largest CPU cost of a fill group's events (docs/decisions/0423). Ids are taken in the order given."""
-    fields = [OutboxEvent._meta.get_field(name) for name in _INSERTED]
-    qn = connection.ops.quote_name
-    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
+    One round trip instead of two on every transaction that publishes an event (an intake, each step of a
+    signal, a fill group). Locks as before: the upsert takes the aggregates' rows in aggregate order and
+    holds them to commit (0321), so events of one aggregate still commit in sequence order."""
+    keys = sorted(counts)
+    remaining = dict(counts)
+    backs, aggregate_keys = [], []
+    for _, _, key in prepared:
+        remaining[key] -= 1
+        backs.append(remaining[key])
+        aggregate_keys.append(key)
+    fields = _numbered_fields()
+    rows = [
+        (wire["event_id"], routing_key, message["aggregate_type"], message["aggregate_id"][:128], key, back, wire, now)
+        for (routing_key, message, key), wire, back in zip(prepared, wires, backs, strict=True)
+    ]
+    columns = [pg_array_literal(field, list(column)) for field, column in zip(fields, zip(*rows, strict=True),
+                                                                                strict=True)]  # fmt: skip
+    sequence_keys = [pg_array_literal(OutboxSequence._meta.get_field("aggregate"), keys),
+                     "{" + ",".join(str(counts[k]) for k in keys) + "}"]  # fmt: skip
     with fixed_cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {qn(OutboxEvent._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
-            f"SELECT * FROM unnest({arrays})",
-            pg_array_literals(fields, rows),
-        )
+        cursor.execute(_numbered_insert_sql(), [*sequence_keys, *columns])
+        numbered = cursor.fetchall()
+    numbered.sort()  # by id: ids follow the order given
+    return [int(sequence) for _, sequence in numbered]
+
+
+def _numbered_fields() -> list:
+    """The model fields whose array literal encoding each unnested column uses (event_id … created_at)."""
+    get = OutboxEvent._meta.get_field
+    return [get("event_id"), get("routing_key"), get("aggregate_type"), get("aggregate_id"),
+            OutboxSequence._meta.get_field("aggregate"), get("sequence"), get("payload"), get("created_at")]
+
+
+@cache
+def _numbered_insert_sql() -> str:
+    qn = connection.ops.quote_name
+    seq_table, table = qn(OutboxSequence._meta.db_table), qn(OutboxEvent._meta.db_table)
+    types = [f.db_type(connection) for f in _numbered_fields()]
+    get = OutboxEvent._meta.get_field
+    col = {name: qn(get(name).column) for name in _INSERTED}
+    return (
+        f"WITH seq AS ("
+        f"INSERT INTO {seq_table} (aggregate, last) "
+        f"SELECT a, k FROM unnest(%s::varchar[], %s::bigint[]) AS s(a, k) ORDER BY a "
+        f"ON CONFLICT (aggregate) DO UPDATE SET last = {seq_table}.last + EXCLUDED.last "
+        f"RETURNING aggregate, last"
+        f"), v AS ("
+        f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in types)}) WITH ORDINALITY "
+        f"AS v(event_id, routing_key, aggregate_type, aggregate_id, agg, back, payload, created_at, ord)"
+        f") "
+        f"INSERT INTO {table} ({col['event_id']}, {col['routing_key']}, {col['aggregate_type']}, "
+        f"{col['aggregate_id']}, {col['sequence']}, {col['payload']}, {col['created_at']}) "
+        f"SELECT v.event_id, v.routing_key, v.aggregate_type, v.aggregate_id, seq.last - v.back, "
+        f"jsonb_set(v.payload, '{{sequence}}', to_jsonb(seq.last - v.back)), v.created_at "
+        f"FROM v JOIN seq ON seq.aggregate = v.agg ORDER BY v.ord "
+        f"RETURNING {qn(OutboxEvent._meta.pk.column)}, {col['sequence']}"
+    )
+
+
+_INSERTED = ["event_id", "routing_key", "aggregate_type", "aggregate_id", "sequence", "payload", "created_at"]
 
 
 # --- the wire: Decimals as strings, times ISO-8601 ------------------------------------------------------------
@@ -150,26 +202,13 @@ def encode(message: dict) -> bytes:
 
 
 def _next_sequences(counts: dict[str, int]) -> dict[str, int]:
-    """Move each aggregate's last sequence on by its count in one statement; the new last of each.
-
-    The row locks last until commit: events of one aggregate commit in sequence order (0321). Rows are
-    inserted/locked in aggregate order, so writers of overlapping aggregates cannot deadlock on them."""
+    """SQLite: move each aggregate's last sequence on by its count; the new last of each (PostgreSQL does
+    this inside the insert's statement, ``_rows_insert_numbered_pg``). SQLite (>= 3.35 for RETURNING) has
+    one writer at a time, so the order is moot; chunks keep the bound parameters under its limit."""
     table = OutboxSequence._meta.db_table
     keys = sorted(counts)
+    result: dict[str, int] = {}
     with fixed_cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"INSERT INTO {table} (aggregate, last) "
-                f"SELECT a, k FROM unnest(%s::varchar[], %s::bigint[]) AS v(a, k) ORDER BY a "
-                f"ON CONFLICT (aggregate) DO UPDATE SET last = {table}.last + EXCLUDED.last RETURNING aggregate, last",
-                # Array literals joined here, not lists for psycopg's per-element dumper (0423, 0328).
-                [pg_array_literal(OutboxSequence._meta.get_field("aggregate"), keys),
-                 "{" + ",".join(str(counts[k]) for k in keys) + "}"],
-            )
-            return {aggregate: int(value) for aggregate, value in cursor.fetchall()}
-        # SQLite (>= 3.35 for RETURNING): one writer at a time, so the order is moot; chunks keep the bound
-        # parameters under its limit.
-        result: dict[str, int] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
             cursor.execute(
@@ -178,7 +217,7 @@ def _next_sequences(counts: dict[str, int]) -> dict[str, int]:
                 [v for k in chunk for v in (k, counts[k])],
             )
             result.update({aggregate: int(value) for aggregate, value in cursor.fetchall()})
-        return result
+    return result
 
 
 # --- schemas -----------------------------------------------------------------------------------------------

@@ -82,8 +82,8 @@ def signals_intake_batch(*, payloads: list[bytes | str | dict], source: str,
     The consumer stores up to 50 messages per transaction; one by one that is several round trips each, and
     the intake thread shares the GIL with the processor threads, so each round trip can wait milliseconds
     to run again. Here: the locks of every symbol in the batch (taken in key order, so two batches cannot
-    deadlock), the NOTIFY and the duplicate check in one statement, and one multi-row INSERT in message
-    order (ids follow it, so per-symbol order is kept).
+    deadlock), the NOTIFY and the duplicate check in one statement, one multi-row INSERT in message
+    order (ids follow it, so per-symbol order is kept), and one outbox write for the batch's events.
 
     Must run inside a transaction. The check's snapshot may predate the lock wait: an id stored meanwhile
     by another door makes the INSERT fail (``IntegrityError``), and the caller takes the batch again (the
@@ -107,7 +107,8 @@ def signals_intake_batch(*, payloads: list[bytes | str | dict], source: str,
         rows.append(row)
         planned.append((row, trace))
     TradingSignal.objects.bulk_create(rows)  # one INSERT ... RETURNING id, in message order
-    return [_result(item, source=source, trace=trace) for item, trace in planned]
+    with events.events_grouped():  # the batch's events (signal.received...) in one outbox write
+        return [_result(item, source=source, trace=trace) for item, trace in planned]
 
 
 def _parse(payload, header) -> tuple[ParsedSignal | SignalInvalid, SignalTrace]:

@@ -3,10 +3,14 @@ import uuid
 from decimal import Decimal as D
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from ordermanager import events
+from ordermanager.core.models import OutboxEvent
 from signals_app.models import SignalStatus, TradingSignal
 from signals_app.services.intake import WARMUP_REASON, signal_intake
+from tests.core.test_outbox_many import outbox_statements
 
 
 def message(**overrides):
@@ -123,8 +127,13 @@ def test_a_batch_is_stored_in_message_order_with_the_outcomes_of_one_by_one_inta
     payloads = [json.dumps(first).encode(), json.dumps(stored).encode(), json.dumps(bad_with_id).encode(),
                 bad_without_id, json.dumps(second).encode(), json.dumps(first).encode(),
                 json.dumps(message(is_warmup=True)).encode()]
-    with transaction.atomic():
+    events_before = OutboxEvent.objects.count()
+    with transaction.atomic(), CaptureQueriesContext(connection) as captured:
         results = signals_intake_batch(payloads=payloads, source="amqp")
+    # The batch's events in one outbox write (its statements as for one event).
+    assert len([q for q in captured.captured_queries if "core_outbox" in q["sql"]]) == outbox_statements()
+    assert list(OutboxEvent.objects.order_by("id")[events_before:].values_list("routing_key", flat=True)) == [
+        "signal.received", "signal.rejected", "signal.rejected", "signal.received", "signal.skipped"]
     assert [(r.created, r.rejected_reason is not None) for r in results] == [
         (True, False), (False, False), (True, True), (False, True), (True, False), (False, False), (True, False)]
     assert "amount: must be greater than 0, got -1" in results[2].rejected_reason
