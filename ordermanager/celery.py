@@ -25,7 +25,11 @@ def configure_from_settings() -> Celery:
     return app
 
 
-def broker_connection(url: str | None = None) -> Connection:
-    """A kombu connection with the Celery app's broker settings (heartbeat, timeouts, confirms)."""
+def broker_connection(url: str | None = None, *, confirm_each: bool = True) -> Connection:
+    """A kombu connection with the Celery app's broker settings (heartbeat, timeouts, confirms).
+
+    ``confirm_each``: every publish waits for the broker's confirm. Off, the caller puts its channel in
+    confirm mode and awaits the confirms of many messages at once (the outbox relay, ``PublisherConfirms``)."""
     app = configure_from_settings()
-    return app.connection_for_write(url=url) if url else app.connection_for_write()
+    options = {} if confirm_each else {"transport_options": {"confirm_publish": False}}
+    return app.connection_for_write(url=url, **options) if url else app.connection_for_write(**options)

@@ -295,6 +295,7 @@ class OutboxRelay:
         self._thread: threading.Thread | None = None
         self._connection = None
         self._producer = None
+        self._confirms: PublisherConfirms | None = None
         self._next_prune = 0.0
 
     # lifecycle
@@ -380,21 +381,25 @@ class OutboxRelay:
             return 0
         producer = self._ensure_producer()
         for _, routing_key, event_id, payload in rows:
-            # Returns once the broker confirmed it (the connection publishes with confirms).
             producer.publish(encode(payload), routing_key=routing_key, content_type="application/json",
                              content_encoding="utf-8", delivery_mode=2, message_id=str(event_id),
                              type=routing_key, retry=False, headers=event_headers(payload, event_id))
+            self._confirms.published()
+        # Marked sent only once the broker confirmed every one of them (raises if it refused one or did not
+        # answer in time: nothing is marked, the next round publishes them again).
+        self._confirms.wait(self._connection, timeout=CONFIRM_TIMEOUT)
         self.published += len(rows)
         OutboxEvent.objects.filter(id__in=[r[0] for r in rows]).update(sent_at=timezone.now())
         return len(rows)
 
     def _ensure_producer(self):
         if self._producer is None:
-            self._connection = broker_connection(self.url)
+            self._connection = broker_connection(self.url, confirm_each=False)
             self._connection.ensure_connection(max_retries=1)
             exchange = Exchange(self.exchange_name, type="topic", durable=True)
             channel = self._connection.channel()
             exchange.declare(channel=channel)
+            self._confirms = PublisherConfirms(channel)
             self._producer = Producer(channel, exchange=exchange)
         return self._producer
 
@@ -404,7 +409,60 @@ class OutboxRelay:
                 self._connection.release()
         except Exception:  # already broken
             pass
-        self._connection = self._producer = None
+        self._connection = self._producer = self._confirms = None
+
+
+# Seconds the relay waits for the broker to confirm a round's events before it gives the round up (retried).
+CONFIRM_TIMEOUT = 30.0
+
+
+class PublisherConfirms:
+    """The broker's confirms (RabbitMQ publisher confirms) of one channel, awaited once per round of messages
+    instead of once per message (docs/decisions/0334): the channel is put in confirm mode, the broker numbers
+    its messages 1, 2, … and acks or nacks them, one or many (``multiple``) at a time."""
+
+    def __init__(self, channel) -> None:
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._ack)
+        channel.events["basic_nack"].add(self._nack)
+        self._last_tag = 0
+        self._unconfirmed: set[int] = set()
+        self._refused = 0
+
+    def published(self) -> None:
+        self._last_tag += 1
+        self._unconfirmed.add(self._last_tag)
+
+    def wait(self, connection, *, timeout: float) -> None:
+        """Until the broker has answered for every message published so far; raises ``PublishNotConfirmed``
+        if it refused any (nack) or did not answer within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while self._unconfirmed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PublishNotConfirmed(f"{len(self._unconfirmed)} events not confirmed within {timeout:g}s")
+            try:
+                connection.drain_events(timeout=remaining)
+            except TimeoutError:  # socket.timeout: checked against the deadline above
+                continue
+        if self._refused:
+            refused, self._refused = self._refused, 0
+            raise PublishNotConfirmed(f"the broker refused {refused} events (nack)")
+
+    def _settled(self, tag: int, multiple: bool) -> int:
+        settled = {t for t in self._unconfirmed if t <= tag} if multiple else {tag} & self._unconfirmed
+        self._unconfirmed -= settled
+        return len(settled)
+
+    def _ack(self, tag: int, multiple: bool) -> None:
+        self._settled(tag, multiple)
+
+    def _nack(self, tag: int, multiple: bool) -> None:
+        self._refused += self._settled(tag, multiple)
+
+
+class PublishNotConfirmed(Exception):
+    """The broker refused a published event or did not confirm it in time: the round is not marked sent."""
 
 
 def event_headers(payload: dict, event_id) -> dict:
