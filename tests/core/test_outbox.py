@@ -16,7 +16,7 @@ from ordermanager import events
 from ordermanager.core.models import OutboxEvent
 from ordermanager.dashboard.selectors import health_components
 from ordermanager.events import ORDER_UPDATED, POSITION_LOSS_WARNING, POSITION_UPDATED, RISK_LIMIT_CHANGED
-from ordermanager.outbox import SCHEMA_DIR, EventSchemaError, event_validate, outbox_lag, outbox_prune
+from ordermanager.outbox import SCHEMA_DIR, EventSchemaError, event_validate, outbox_lag, outbox_prune, outbox_unsent
 
 pytestmark = pytest.mark.django_db
 
@@ -56,6 +56,26 @@ def test_an_event_is_a_row_of_the_transaction_that_made_the_change():
         events.publish_event_on_commit(routing_key=events.ORDER_FAILED, payload=order_event(status="failed"))
         raise RuntimeError("the change fails")
     assert OutboxEvent.objects.count() == 1  # rolled back with it
+
+
+def test_the_relay_reads_each_unsent_event_as_the_json_text_it_publishes_with_its_trace_id():
+    """The relay sends the stored JSON text as it is (docs/decisions/0334): it is the event, money still as
+    exact strings, the sequence in it; the trace id comes apart for the headers."""
+    with transaction.atomic():
+        events.publish_event_on_commit(routing_key=events.ORDER_CREATED, payload=order_event(resolved_existing=False))
+        events.publish_event_on_commit(routing_key=events.ORDER_CREATED, payload=order_event(link="link-2",
+                                       trace_id="", resolved_existing=False))  # fmt: skip
+    OutboxEvent.objects.filter(aggregate_id="link-2").update(sent_at=timezone.now())
+    events.publish_event_on_commit(routing_key=events.ORDER_FAILED, payload=order_event(status="failed"))
+
+    rows = outbox_unsent(10)
+
+    stored = list(OutboxEvent.objects.filter(sent_at__isnull=True).order_by("id"))
+    assert [(r[0], r[1], str(r[2])) for r in rows] == [(e.pk, e.routing_key, str(e.event_id)) for e in stored]
+    assert [json.loads(r[3]) for r in rows] == [e.payload for e in stored]
+    assert [json.loads(r[3])["sequence"] for r in rows] == [1, 2] and json.loads(rows[0][3])["qty"] == "0.010"
+    assert [r[4] for r in rows] == ["t", "t"]
+    assert len(outbox_unsent(1)) == 1
 
 
 def test_each_aggregate_numbers_its_events_one_two_three():
