@@ -40,7 +40,7 @@ from kombu import Exchange, Producer
 
 from ordermanager.celery import broker_connection
 from ordermanager.core.models import OutboxEvent, OutboxSequence
-from ordermanager.core.pg_arrays import pg_array_literal
+from ordermanager.core.pg_arrays import pg_array_literal, pg_text_array_literal
 from ordermanager.core.sql_once import fixed_cursor
 from ordermanager.tracing import HEADER, traceparent_for
 
@@ -91,19 +91,20 @@ def outbox_write_many(events: Sequence[tuple[str, dict]]) -> list[dict]:
         prepared.append((routing_key, message, key))
     if not prepared:
         return []
-    # What goes on the wire: Decimals as strings, times ISO-8601; checked with a stand-in sequence (an int
-    # either way), so a bad event is refused before any statement.
-    wires = [json.loads(encode({**message, "sequence": 1})) for _, message, _ in prepared]
+    # What goes on the wire: Decimals as strings, times ISO-8601, encoded once; checked with a stand-in
+    # sequence (an int either way), so a bad event is refused before any statement.
+    texts = [encode({**message, "sequence": 1}).decode() for _, message, _ in prepared]
     if settings.OUTBOX_VALIDATE:
-        for (routing_key, _, _), wire in zip(prepared, wires, strict=True):
-            event_validate(routing_key, wire)
+        for (routing_key, _, _), text in zip(prepared, texts, strict=True):
+            event_validate(routing_key, json.loads(text))
     now = timezone.now()
     if connection.vendor == "postgresql":
-        # The sequences and the rows in one statement (docs/decisions/0333).
-        sequences = _rows_insert_numbered_pg(prepared, wires, counts, now)
+        # The sequences and the rows in one statement (docs/decisions/0333); the texts go as they are.
+        sequences = _rows_insert_numbered_pg(prepared, texts, counts, now)
         for (_, message, _), sequence in zip(prepared, sequences, strict=True):
             message["sequence"] = sequence
         return [message for _, message, _ in prepared]
+    wires = [json.loads(text) for text in texts]
     # The sequences and the rows together; inside the caller's transaction no savepoint is needed (nothing
     # between them is expected to fail and be caught), outside one this is the transaction.
     with transaction.atomic(savepoint=False):
@@ -122,7 +123,7 @@ def outbox_write_many(events: Sequence[tuple[str, dict]]) -> list[dict]:
     return [message for _, message, _ in prepared]
 
 
-def _rows_insert_numbered_pg(prepared: list, wires: list[dict], counts: dict[str, int], now) -> list[int]:
+def _rows_insert_numbered_pg(prepared: list, texts: list[str], counts: dict[str, int], now) -> list[int]:
     """PostgreSQL: the aggregates' sequence upsert and the rows' insert as ONE statement (a data-modifying
     CTE), each row numbered from its aggregate's new last (``last - back``, ``back`` = how many of its
     aggregate's events follow it in this batch) in the payload too; the sequences in the order given.
@@ -139,11 +140,12 @@ def _rows_insert_numbered_pg(prepared: list, wires: list[dict], counts: dict[str
         aggregate_keys.append(key)
     fields = _numbered_fields()
     rows = [
-        (wire["event_id"], routing_key, message["aggregate_type"], message["aggregate_id"][:128], key, back, wire, now)
-        for (routing_key, message, key), wire, back in zip(prepared, wires, backs, strict=True)
+        (message["event_id"], routing_key, message["aggregate_type"], message["aggregate_id"][:128], key, back, now)
+        for (routing_key, message, key), back in zip(prepared, backs, strict=True)
     ]
     columns = [pg_array_literal(field, list(column)) for field, column in zip(fields, zip(*rows, strict=True),
                                                                                 strict=True)]  # fmt: skip
+    columns.insert(_PAYLOAD_COLUMN, pg_text_array_literal(texts))  # JSON texts, cast to jsonb[] by the statement
     sequence_keys = [pg_array_literal(OutboxSequence._meta.get_field("aggregate"), keys),
                      "{" + ",".join(str(counts[k]) for k in keys) + "}"]  # fmt: skip
     with fixed_cursor() as cursor:
@@ -154,10 +156,14 @@ def _rows_insert_numbered_pg(prepared: list, wires: list[dict], counts: dict[str
 
 
 def _numbered_fields() -> list:
-    """The model fields whose array literal encoding each unnested column uses (event_id … created_at)."""
+    """The model fields whose array literal encoding each unnested column uses (event_id … created_at), the
+    payload aside: it goes as JSON text, at ``_PAYLOAD_COLUMN``."""
     get = OutboxEvent._meta.get_field
     return [get("event_id"), get("routing_key"), get("aggregate_type"), get("aggregate_id"),
-            OutboxSequence._meta.get_field("aggregate"), get("sequence"), get("payload"), get("created_at")]
+            OutboxSequence._meta.get_field("aggregate"), get("sequence"), get("created_at")]
+
+
+_PAYLOAD_COLUMN = 6
 
 
 @cache
@@ -165,6 +171,7 @@ def _numbered_insert_sql() -> str:
     qn = connection.ops.quote_name
     seq_table, table = qn(OutboxSequence._meta.db_table), qn(OutboxEvent._meta.db_table)
     types = [f.db_type(connection) for f in _numbered_fields()]
+    types.insert(_PAYLOAD_COLUMN, OutboxEvent._meta.get_field("payload").db_type(connection))
     get = OutboxEvent._meta.get_field
     col = {name: qn(get(name).column) for name in _INSERTED}
     return (

@@ -86,7 +86,17 @@ def _encoder_of(field) -> Callable[[Any], str]:
 
 def pg_array_literal(field, values: Sequence[Any]) -> str:
     """The PostgreSQL array literal (``{…}``) of ``values`` for a column of model ``field``; None is NULL."""
-    encode = _encoder_of(field)
+    return _literal(_encoder_of(field), values)
+
+
+def pg_text_array_literal(values: Sequence[str | None]) -> str:
+    """The array literal of texts, whatever the column they are cast to: JSON documents already encoded for a
+    ``jsonb[]`` cast, say (their one encoding; ``pg_array_literal`` of a JSON field encodes values). None is
+    NULL."""
+    return _literal(_text, values)
+
+
+def _literal(encode: Callable[[Any], str], values: Sequence[Any]) -> str:
     fast = _FAST.get(encode)
     if fast is not None and values:
         text = fast(values)
