@@ -133,11 +133,10 @@ def _rows_insert_numbered_pg(prepared: list, texts: list[str], counts: dict[str,
     holds them to commit (0321), so events of one aggregate still commit in sequence order."""
     keys = sorted(counts)
     remaining = dict(counts)
-    backs, aggregate_keys = [], []
+    backs = []
     for _, _, key in prepared:
         remaining[key] -= 1
         backs.append(remaining[key])
-        aggregate_keys.append(key)
     fields = _numbered_fields()
     rows = [
         (message["event_id"], routing_key, message["aggregate_type"], message["aggregate_id"][:128], key, back, now)
@@ -155,12 +154,13 @@ def _rows_insert_numbered_pg(prepared: list, texts: list[str], counts: dict[str,
     return [int(sequence) for _, sequence in numbered]
 
 
-def _numbered_fields() -> list:
+@cache
+def _numbered_fields() -> tuple:
     """The model fields whose array literal encoding each unnested column uses (event_id … created_at), the
     payload aside: it goes as JSON text, at ``_PAYLOAD_COLUMN``."""
     get = OutboxEvent._meta.get_field
-    return [get("event_id"), get("routing_key"), get("aggregate_type"), get("aggregate_id"),
-            OutboxSequence._meta.get_field("aggregate"), get("sequence"), get("created_at")]
+    return (get("event_id"), get("routing_key"), get("aggregate_type"), get("aggregate_id"),
+            OutboxSequence._meta.get_field("aggregate"), get("sequence"), get("created_at"))
 
 
 _PAYLOAD_COLUMN = 6
