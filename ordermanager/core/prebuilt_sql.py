@@ -8,6 +8,8 @@ more CPU than the statements themselves. These helpers keep the ORM's meaning at
   same on PostgreSQL and SQLite (decimals, datetimes, booleans).
 - ``instance_update``: ``instance.save(update_fields=...)`` as one prebuilt UPDATE; fields are prepared as
   the ORM prepares them (``pre_save`` sets ``auto_now`` times, ``get_db_prep_save`` adapts).
+- ``instances_insert``: ``bulk_create`` of new instances as one prebuilt multi-row INSERT (a text per model
+  and row count), the primary keys set from its ``RETURNING``; fields prepared as for ``instance_update``.
 - ``in_list`` / ``list_param``: "column is one of these values" with the same statement text for any number
   of values (an array on PostgreSQL, ``json_each`` on SQLite).
 
@@ -118,6 +120,42 @@ def _update_sql(model: type[Model], fields: tuple[str, ...], vendor: str) -> tup
     targets = [model._meta.get_field(name) for name in fields]
     sets = ", ".join(f"{qn(f.column)} = %s" for f in targets)
     return f"UPDATE {qn(model._meta.db_table)} SET {sets} WHERE {qn(model._meta.pk.column)} = %s", targets
+
+
+def instances_insert(objs: Sequence[Model]) -> None:
+    """Insert new instances of one model in one statement, in order, and set their primary keys: what
+    ``bulk_create`` does (no signals, no ``save()``), without compiling the INSERT on every call.
+
+    The auto primary key is left to the database; every other concrete column is written as the ORM would
+    write it (``pre_save(add=True)`` fills ``auto_now_add`` times and defaults were set by ``__init__``)."""
+    if not objs:
+        return
+    model = type(objs[0])
+    sql, fields, returning = _insert_sql(model, len(objs), connection.vendor)
+    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields]
+    with fixed_cursor() as cursor:
+        cursor.execute(sql, params)
+        pks = [row[0] for row in cursor.fetchall()] if returning else [cursor.lastrowid]
+    alias = connection.alias
+    for obj, pk in zip(objs, pks, strict=True):
+        obj.pk = pk
+        obj._state.adding, obj._state.db = False, alias
+
+
+@functools.cache
+def _insert_sql(model: type[Model], count: int, vendor: str) -> tuple[str, tuple, bool]:
+    """The INSERT of ``count`` rows of ``model`` (every concrete column but the auto primary key), its fields,
+    and whether it returns the new keys (one row without ``RETURNING`` reads ``lastrowid``)."""
+    fields = tuple(f for f in model._meta.concrete_fields if not f.primary_key)
+    returning = connection.features.can_return_rows_from_bulk_insert
+    if count > 1 and not returning:
+        raise NotImplementedError(f"{vendor} cannot return the keys of a multi-row INSERT")
+    row = f"({', '.join(['%s'] * len(fields))})"
+    sql = (f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+           f"VALUES {', '.join([row] * count)}")
+    if returning:
+        sql += f" RETURNING {qn(model._meta.pk.column)}"
+    return sql, fields, returning
 
 
 def in_list(column: str, db_type: str = "text") -> str:

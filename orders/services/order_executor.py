@@ -19,19 +19,21 @@ Outcomes:
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable
 
 import structlog
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from exchange.bybit import client as bybit_client
 from exchange.bybit.errors import BybitError
 from ordermanager import events
 from ordermanager.core.formatting import number_text
-from ordermanager.core.sql_once import OrmStatement
+from ordermanager.core.prebuilt_sql import instances_of, qn
+from ordermanager.core.sql_once import fixed_cursor
 from orders.models import Order, OrderStatus
 from orders.services.position_mode import is_mode_mismatch, position_mode_forget
 
@@ -125,18 +127,8 @@ def _then(order: Order, in_outcome_commit: OutcomeCommit) -> Order:
 
 def _record_ack(order: Order, order_id: str, *, resolved_existing: bool,
                 in_outcome_commit: OutcomeCommit = None) -> Order:
-    now = timezone.now()
     with transaction.atomic(), events.events_grouped():
-        # Race: the private stream may have applied New/Filled first; only a
-        # still-pending row moves to New, but the orderId is recorded either way.
-        if _ack_recorded(order.pk, order_id, now):
-            order.status, order.order_id, order.submitted_at = OrderStatus.NEW, order_id, now
-        else:
-            Order.objects.filter(pk=order.pk, order_id="").update(order_id=order_id)
-            Order.objects.filter(pk=order.pk, status=OrderStatus.PENDING_SUBMIT).update(
-                status=OrderStatus.NEW, submitted_at=now, updated_at=now
-            )
-            order.refresh_from_db()
+        _ack_recorded(order, order_id, timezone.now())
         events.publish_event_on_commit(
             routing_key=events.ORDER_CREATED, payload={**order_payload(order), "resolved_existing": resolved_existing}
         )
@@ -147,17 +139,39 @@ def _record_ack(order: Order, order_id: str, *, resolved_existing: bool,
     return order
 
 
-# The common case of ``_record_ack``, compiled by the ORM once per process (the ORM compiles its UPDATE on every
-# call: a quarter of a millisecond of CPU per signal; docs/decisions/0325, 0328).
-_ACK = OrmStatement(lambda pk, order_id, now: (
-    Order.objects.filter(pk=pk, status=OrderStatus.PENDING_SUBMIT, order_id=""),
-    {"status": OrderStatus.NEW, "order_id": order_id, "submitted_at": now, "updated_at": now}))
+def _ack_recorded(order: Order, order_id: str, now) -> None:
+    """Record the exchange's acknowledgement in one statement and take the stored row into ``order``.
+
+    Race: the private stream (or reconciliation) may have moved the row first (a market order's fills can
+    be booked before the create's answer is read). Only a still-pending row moves to New; the orderId is
+    recorded either way, and whatever the stream stored is what ``order`` holds afterwards. One UPDATE with
+    ``RETURNING`` (its text built once per process): before, the race took two more UPDATEs and a re-read,
+    each compiled by the ORM on the call (docs/decisions/0335)."""
+    sql, stamp = _ack_sql(connection.vendor)
+    when = stamp.get_db_prep_save(now, connection)
+    pending = OrderStatus.PENDING_SUBMIT
+    with fixed_cursor() as cursor:
+        cursor.execute(sql, [order_id, pending, when, pending, when, pending, OrderStatus.NEW, order.pk])
+        rows = cursor.fetchall()
+    if not rows:
+        raise Order.DoesNotExist(f"order {order.pk} vanished before its acknowledgement was recorded")
+    stored = instances_of(Order, rows)[0]
+    for field in Order._meta.concrete_fields:
+        setattr(order, field.attname, getattr(stored, field.attname))
 
 
-def _ack_recorded(pk: int, order_id: str, now) -> bool:
-    """A still-pending row without an orderId moves to New with it; False when the stream (or reconciliation)
-    moved the row first."""
-    return _ACK.run(pk=pk, order_id=order_id, now=now) == 1
+@functools.cache
+def _ack_sql(vendor: str):
+    """The acknowledgement's UPDATE (every SET reads the row as it was) and the field that prepares its time."""
+    columns = ", ".join(qn(f.column) for f in Order._meta.concrete_fields)
+    pending_then = f"CASE WHEN {qn('status')} = %s THEN %s ELSE"
+    sql = (f"UPDATE {qn(Order._meta.db_table)} SET "
+           f"{qn('order_id')} = CASE WHEN {qn('order_id')} = '' THEN %s ELSE {qn('order_id')} END, "
+           f"{qn('submitted_at')} = {pending_then} {qn('submitted_at')} END, "
+           f"{qn('updated_at')} = {pending_then} {qn('updated_at')} END, "
+           f"{qn('status')} = {pending_then} {qn('status')} END "
+           f"WHERE {qn(Order._meta.pk.column)} = %s RETURNING {columns}")
+    return sql, Order._meta.get_field("submitted_at")
 
 
 def _update_pending(order: Order, values: dict) -> None:

@@ -23,7 +23,6 @@ says the position was not what we decided on re-reads the exchange and re-plans 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -31,12 +30,12 @@ from typing import Protocol
 import structlog
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from exchange.bybit.errors import BybitError
 from exchange.instruments import UnknownInstrument
-from ordermanager.core.sql_once import fixed_cursor
+from ordermanager.core.prebuilt_sql import instances_insert
 from orders.models import Order, OrderHold, OrderStatus, SignalOrderRelationship
 from orders.services import fresh_position, order_holds
 from orders.services.cancellation import CancelOutcome, CancelResult, orders_cancel_for_signal
@@ -260,62 +259,37 @@ def _orders_create(signal: SignalOrderInput, plan: OrderPlan, signal_commit: Sig
     """Commit every leg as pending_submit (with its orderLinkId) before anything is sent, with the signal's
     ``processing`` (``SignalCommitHook.orders_recorded``).
 
-    Each row is written with a statement built once per process (``_insert_row``): the ORM's ``create``
-    builds and compiles its INSERT for every call, a third of a millisecond of CPU per row on the signal
-    path (docs/decisions/0325). The values go through the fields as the ORM's would (defaults, auto
-    timestamps, database preparation)."""
+    The legs are written in one statement and their links in another, each built once per process and leg
+    count (``instances_insert``): the ORM's ``create`` builds and compiles its INSERT for every call, a third
+    of a millisecond of CPU per row on the signal path (docs/decisions/0325). The values go through the
+    fields as the ORM's would (defaults, auto timestamps, database preparation)."""
     with transaction.atomic():
         signal_commit.orders_recorded()
-        orders = []
-        for leg in plan.legs:
-            order = _insert_row(Order(
-                order_link_id=order_link_id_for(signal_id=signal.signal_id, leg=leg.leg),
-                category=settings.BYBIT_CATEGORY,
-                symbol=plan.symbol,
-                side=plan.side,
-                order_type=plan.decision.order_type,
-                time_in_force=plan.decision.time_in_force,
-                qty=leg.qty,
-                price=plan.decision.price,
-                post_only=plan.decision.post_only,
-                reduce_only=leg.reduce_only,
-                position_idx=leg.position_idx,
-                leg=leg.leg,
-                status=OrderStatus.PENDING_SUBMIT,
-                is_dry_run=settings.ENABLE_DRY_RUN,
-                strategy_id=signal.strategy_id,
-                trace_id=signal.trace_id,
-            ))
-            # The allocation is the share of the amount this leg's sent quantity stands for; the role says
-            # whether it closes, opens or flips (a hedge remainder is a second, opening order; decision 0318).
-            _insert_row(SignalOrderRelationship(signal_id=signal.pk, order=order,
-                                                allocation_amount=leg.allocation_amount, role=leg.role))
-            orders.append(order)
+        orders = [Order(
+            order_link_id=order_link_id_for(signal_id=signal.signal_id, leg=leg.leg),
+            category=settings.BYBIT_CATEGORY,
+            symbol=plan.symbol,
+            side=plan.side,
+            order_type=plan.decision.order_type,
+            time_in_force=plan.decision.time_in_force,
+            qty=leg.qty,
+            price=plan.decision.price,
+            post_only=plan.decision.post_only,
+            reduce_only=leg.reduce_only,
+            position_idx=leg.position_idx,
+            leg=leg.leg,
+            status=OrderStatus.PENDING_SUBMIT,
+            is_dry_run=settings.ENABLE_DRY_RUN,
+            strategy_id=signal.strategy_id,
+            trace_id=signal.trace_id,
+        ) for leg in plan.legs]
+        instances_insert(orders)
+        # The allocation is the share of the amount this leg's sent quantity stands for; the role says
+        # whether it closes, opens or flips (a hedge remainder is a second, opening order; decision 0318).
+        instances_insert([SignalOrderRelationship(signal_id=signal.pk, order=order,
+                                                  allocation_amount=leg.allocation_amount, role=leg.role)
+                          for order, leg in zip(orders, plan.legs, strict=True)])
     return orders
-
-
-@functools.cache
-def _insert_statement(model: type, vendor: str) -> tuple[str, tuple]:
-    """The INSERT of one ``model`` row (every concrete column but the auto primary key) and its fields."""
-    quote = connection.ops.quote_name
-    fields = tuple(f for f in model._meta.concrete_fields if not f.primary_key)
-    returning = f" RETURNING {quote(model._meta.pk.column)}" if connection.features.can_return_columns_from_insert \
-        else ""
-    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-           f"VALUES ({', '.join(['%s'] * len(fields))}){returning}")
-    return sql, fields
-
-
-def _insert_row(obj):
-    """``obj.save()`` for a new row, without compiling the INSERT each time: the values are prepared by the
-    fields as the ORM prepares them (``pre_save`` fills auto timestamps, ``get_db_prep_save`` adapts)."""
-    sql, fields = _insert_statement(type(obj), connection.vendor)
-    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-    with fixed_cursor() as cursor:
-        cursor.execute(sql, params)
-        obj.pk = cursor.fetchone()[0] if connection.features.can_return_columns_from_insert else cursor.lastrowid
-    obj._state.adding, obj._state.db = False, connection.alias
-    return obj
 
 
 def _outcome_settled(signal_commit: SignalCommitHook, orders: list[Order], *, summary: str) -> Placement:

@@ -33,6 +33,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from ordermanager import events, metrics
+from ordermanager.core.prebuilt_sql import instances_insert
 from ordermanager.core.sql_once import fixed_cursor
 from ordermanager.tracing import SignalTrace, signal_trace
 from signals_app.contract import ParsedSignal, SignalInvalid, signal_parse
@@ -106,7 +107,7 @@ def signals_intake_batch(*, payloads: list[bytes | str | dict], source: str,
                else _rejected_row(item, source=source, trace=trace))
         rows.append(row)
         planned.append((row, trace))
-    TradingSignal.objects.bulk_create(rows)  # one INSERT ... RETURNING id, in message order
+    instances_insert(rows)  # one INSERT ... RETURNING id, in message order, its text built once per row count
     with events.events_grouped():  # the batch's events (signal.received...) in one outbox write
         return [_result(item, source=source, trace=trace) for item, trace in planned]
 

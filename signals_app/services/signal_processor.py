@@ -16,6 +16,7 @@ symbol: the worker stops there until the outcome is known (docs/decisions/0315).
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 from ordermanager import metrics
+from ordermanager.core.prebuilt_sql import qn, rows_select, select_sql
 from ordermanager.core.sql_once import OrmStatement
 from orders.models import OrderHold, Side
 from orders.services import fill_wakeups, fresh_position, order_holds
@@ -190,17 +192,20 @@ def _symbols_with_work_query(now, symbol=None):
 def _next_signals(symbol: str, limit: int) -> list[TradingSignal]:
     """The symbol's next unfinished signals in arrival order, read at once: the caller holds the symbol, so
     nobody else changes them, and later arrivals are picked up by the next read."""
-    statement = _NEXT.get(limit)
-    if statement is None:  # a limit is part of the statement's text: one statement per limit (few: 1..batch)
-        statement = _NEXT[limit] = OrmStatement(
-            lambda symbol: TradingSignal.objects.filter(asset=symbol, status__in=UNFINISHED).order_by("id")[:limit])
-    sql, params = statement.sql(symbol=symbol)
-    return list(TradingSignal.objects.raw(sql, params))
+    return rows_select(TradingSignal, _next_sql(connection.vendor), [symbol, *UNFINISHED, limit])
 
 
-# Run by every worker's search and every drain: compiled by the ORM once per process (docs/decisions/0328).
+@functools.cache
+def _next_sql(vendor: str) -> str:
+    """``_next_signals``' statement, written once per process (the ORM compiled it on every read: a raw
+    queryset of a compiled statement, docs/decisions/0328, 0335)."""
+    marks = ", ".join(["%s"] * len(UNFINISHED))
+    return select_sql(TradingSignal, f"{qn('asset')} = %s AND {qn('status')} IN ({marks})",
+                      order_by=qn("id")) + " LIMIT %s"
+
+
+# Run by every worker's search: compiled by the ORM once per process (docs/decisions/0328).
 _WORK = OrmStatement(_symbols_with_work_query)
-_NEXT: dict[int, OrmStatement] = {}
 
 
 # --- processing ----------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""How an acknowledgement is recorded (``order_executor._record_ack``): one fixed UPDATE in the common case,
-the stream's state kept when it got there first, and the order's event written with the outcome's other
-events in one outbox batch (docs/decisions/0325)."""
+"""How an acknowledgement is recorded (``order_executor._record_ack``): one fixed UPDATE whether or not the
+stream got there first, the stream's state kept when it did, and the order's event written with the outcome's
+other events in one outbox batch (docs/decisions/0325, 0335)."""
 
 from decimal import Decimal as D
 from unittest import mock
@@ -46,7 +46,22 @@ def test_a_fill_the_stream_applied_first_is_kept_and_the_order_id_still_recorded
     submit_acked(order, settings, fresh=True)
     stored = Order.objects.get(pk=order.pk)
     assert (stored.status, stored.order_id, stored.filled_qty) == (OrderStatus.FILLED, "ex-1", order.qty)
-    assert order.status == OrderStatus.FILLED
+    # The caller's instance holds what is stored (the signal's outcome is decided on it).
+    assert (order.status, order.order_id, order.filled_qty) == (OrderStatus.FILLED, "ex-1", order.qty)
+    assert order.submitted_at is None
+
+
+def test_the_acknowledgement_is_one_statement_on_the_order_whoever_came_first(settings):
+    """The common case and the race alike: one UPDATE that returns the row (no second UPDATE, no re-read)."""
+    for stream_first in (False, True):
+        order = OrderFactory(status=OrderStatus.PENDING_SUBMIT, order_id="")
+        if stream_first:
+            Order.objects.filter(pk=order.pk).update(status=OrderStatus.FILLED, filled_qty=order.qty)
+        with CaptureQueriesContext(connection) as queries:
+            submit_acked(order, settings, fresh=True)
+        on_orders = [q["sql"] for q in queries.captured_queries if Order._meta.db_table in q["sql"]]
+        assert len(on_orders) == 1 and on_orders[0].startswith("UPDATE"), on_orders
+        assert order.status == (OrderStatus.FILLED if stream_first else OrderStatus.NEW)
 
 
 def test_an_order_id_the_stream_recorded_first_is_not_overwritten(settings):
