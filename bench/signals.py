@@ -16,6 +16,9 @@ the exchange's acceptance of the order (the simulator's order event):
   reaching its HTTP app to its acceptance), measured inside the simulator;
 - CPU ms per signal of our consumer processes (user+system from /proc, over the measured phase), of the
   ASGI ingest process (below) shown apart, and of the simulator process beside it; exchange calls per signal;
+- the whole machine's CPU per signal over the same phase (every process: ours, the simulator, PostgreSQL and
+  RabbitMQ, shown apart, the bench itself), how busy the machine was, and the signals/s its cores would give
+  at that cost: under the burst, the bound of the figure above;
 - where the time goes (median per stage): publish → inbox commit, inbox → order row (wake-up, rules,
   cancels, exchange reads), order row → exchange ack (the create request).
 
@@ -171,6 +174,29 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15 of stat)
+
+
+def machine_busy_seconds() -> float:
+    """CPU-seconds the whole machine spent busy so far (every core; idle and I/O wait excluded), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / CLOCK_TICKS
+
+
+def servers_cpu_seconds() -> dict[str, float]:
+    """CPU so far of the servers the pipeline uses on this machine, by name: PostgreSQL (every ``postgres``
+    process) and RabbitMQ (``beam.smp``). A backend that exits during a run takes its share with it."""
+    totals = {"PostgreSQL": 0.0, "RabbitMQ": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        server = {"postgres": "PostgreSQL", "beam.smp": "RabbitMQ"}.get(name)
+        if server:
+            totals[server] += cpu_seconds(int(entry.name))
+    return totals
 
 
 def _reset_tables(*, warm_up_only: bool = False):
@@ -371,6 +397,7 @@ def _measure(run: Run, processes: int, *, count: int, rate: float | None) -> dic
         cpu_before = [cpu_seconds(p.pid) for p in procs]
         sim_cpu_before = cpu_seconds(run.sim.pid)
         asgi_cpu_before = cpu_seconds(run.asgi.pid) if run.asgi else 0.0
+        servers_before, machine_before = servers_cpu_seconds(), machine_busy_seconds()
         started = time.time()
         for index, body in enumerate(bodies):
             if rate:
@@ -388,11 +415,16 @@ def _measure(run: Run, processes: int, *, count: int, rate: float | None) -> dic
         cpu = sum(cpu_seconds(p.pid) for p in procs) - sum(cpu_before)
         asgi_cpu = cpu_seconds(run.asgi.pid) - asgi_cpu_before if run.asgi else None
         sim_cpu = cpu_seconds(run.sim.pid) - sim_cpu_before
+        machine_cpu, finished = machine_busy_seconds() - machine_before, time.time()
+        servers_cpu = {k: v - servers_before[k] for k, v in servers_cpu_seconds().items()}
         result = _intake_figures(published, started, count) if intake_only else _figures(
             run.sim.ask("acks"), published, started, count)
         result["cpu_ms"] = cpu * 1000 / max(count, 1)
         result["sim_cpu_ms"] = sim_cpu * 1000 / max(count, 1)
         result["asgi_cpu_ms"] = None if asgi_cpu is None else asgi_cpu * 1000 / max(count, 1)
+        result["servers_cpu_ms"] = {k: v * 1000 / max(count, 1) for k, v in servers_cpu.items()}
+        result["machine_cpu_ms"] = machine_cpu * 1000 / max(count, 1)
+        result["machine_busy"] = machine_cpu / max(finished - started, 1e-9) / (os.cpu_count() or 1)
     finally:
         # Also when the run breaks: a consumer left running would process the next run's signals.
         _stop(procs)
@@ -467,6 +499,11 @@ def _print(label: str, r: dict, floors: list[Floor]) -> None:
     ingest = "" if r["asgi_cpu_ms"] is None else f"ASGI fill ingest {r['asgi_cpu_ms']:.2f} ms, "
     print(f"  {'':<22} CPU per signal: consumers {r['cpu_ms']:.2f} ms, {ingest}simulator {r['sim_cpu_ms']:.2f} ms | "
           f"{r['exchange_calls_per_signal']:.2f} exchange calls/signal")
+    servers = ", ".join(f"{k} {v:.2f} ms" for k, v in r["servers_cpu_ms"].items())
+    cores = os.cpu_count() or 1
+    print(f"  {'':<22} whole machine {r['machine_cpu_ms']:.2f} ms of CPU per signal ({servers}; the machine "
+          f"{r['machine_busy']:.0%} busy over the run): at that cost its {cores} cores give at most "
+          f"{cores * 1000 / max(r['machine_cpu_ms'], 1e-9):.0f} signals/s")
     print(f"  {'':<22} where (medians): publish→inbox {r['inbox_ms']:.1f} ms | inbox→order row {r['plan_ms']:.1f} ms"
           f" | order row→exchange ack {r['send_ms']:.1f} ms (simulator's own time {r['exchange_ms']:.2f} ms)")
 
