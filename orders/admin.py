@@ -162,8 +162,8 @@ class OrderAdmin(ReadOnlyAdmin):
     fieldsets = (
         (None, {"fields": ("order_link_id", "order_id", "status", "symbol", "category", "side", "order_type",
                            "time_in_force", "post_only", "reduce_only", "position_idx", "leg")}),
-        ("Quantities and money", {"fields": ("qty", "price", "filled_qty", "avg_fill_price", "cum_exec_value",
-                                             "fees")}),
+        ("Quantities and money", {"fields": ("qty", "price", "filled_qty", "booked_qty", "avg_fill_price",
+                                             "cum_exec_value", "fees")}),
         ("Outcome", {"fields": ("reject_code", "reject_reason", "cancel_reason", "cancel_note", "cancelled_by")}),
         ("Context", {"fields": ("is_dry_run", "is_external", "strategy_id", "trace_id", "exchange_updated_ms",
                                 "submitted_at", "created_at", "updated_at")}),

@@ -83,6 +83,11 @@ class Order(models.Model):
     leg = models.PositiveSmallIntegerField(default=0)
     status = models.CharField(max_length=20, choices=OrderStatus.choices, default=OrderStatus.PENDING_SUBMIT)
     filled_qty = money_field(default=0)
+    # The sum of the quantities of this order's executions stored here, kept by the fill path in the
+    # transaction that stores them (``orders_refresh_fills``): below ``filled_qty`` while fills the exchange
+    # reported are missing. A decision's freshness check reads it instead of summing executions per order
+    # (docs/decisions/0336).
+    booked_qty = money_field(default=0)
     avg_fill_price = money_field(null=True, blank=True)
     cum_exec_value = money_field(default=0)
     fees = money_field(default=0)

@@ -29,13 +29,12 @@ from decimal import Decimal
 import structlog
 from django.conf import settings
 from django.db import connection
-from django.db.models import DecimalField, F, Max, OuterRef, Q, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import F, Max, Q, Subquery
 from django.utils import timezone
 
 from ordermanager.core.services.db_backlog import outage_seen_within
 from ordermanager.core.sql_once import OrmStatement, fixed_cursor
-from orders.models import BackfillMark, Execution, Order, OrderStatus, OrderType, Side
+from orders.models import BackfillMark, Order, OrderStatus, OrderType, Side
 from orders.services.fill_wakeups import booked_mark, booked_wait
 from orders.services.position_mode import positions_read
 from positions.selectors import position_rows
@@ -83,14 +82,13 @@ def position_matters(*, side: str, sizes: dict, hedge: bool) -> bool:
 
 
 def _unsettled_query(*, category: str, symbol: str, since: datetime, limit: int):
-    booked = (Execution.objects.filter(order=OuterRef("pk")).order_by().values("order")
-              .annotate(total=Sum("exec_qty")).values("total"))  # fmt: skip
-    zero = Value(Decimal(0), output_field=DecimalField(max_digits=36, decimal_places=18))
+    # What is booked of each order is its ``booked_qty`` (kept by the fill path), not a sum over its
+    # executions per row: the check's cost no longer grows with the symbol's orders (docs/decisions/0336).
     position_touched = (position_rows(category=category, symbol=symbol).order_by()
                         .values("symbol").annotate(last=Max("updated_at")).values("last"))  # fmt: skip
     # Acknowledged after the position row last changed, expected to fill (a market order, or one the stream says
     # filled) and nothing booked for it: its fills are on the way even if an order event already came.
-    ack_after_book = (Q(submitted_at__isnull=False, booked=0)
+    ack_after_book = (Q(submitted_at__isnull=False, booked_qty=0)
                       & (Q(order_type=OrderType.MARKET) & ~Q(status__in=[OrderStatus.CANCELLED]) | Q(filled_qty__gt=0))
                       & (Q(position_touched__isnull=True) | Q(submitted_at__gt=F("position_touched"))))  # fmt: skip
     return (
@@ -98,8 +96,8 @@ def _unsettled_query(*, category: str, symbol: str, since: datetime, limit: int)
                              created_at__gte=since)
         .exclude(order_id="")
         .filter(status__in=[*_ACK_OPEN, OrderStatus.FILLED, OrderStatus.CANCELLED])
-        .annotate(booked=Coalesce(Subquery(booked), zero), position_touched=Subquery(position_touched))
-        .filter(Q(exchange_updated_ms=0, status__in=_ACK_OPEN) | Q(filled_qty__gt=F("booked")) | ack_after_book)
+        .annotate(position_touched=Subquery(position_touched))
+        .filter(Q(exchange_updated_ms=0, status__in=_ACK_OPEN) | Q(filled_qty__gt=F("booked_qty")) | ack_after_book)
         .order_by("id")
         .values_list("order_link_id", "updated_at")[:limit]
     )  # fmt: skip

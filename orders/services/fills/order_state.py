@@ -123,38 +123,44 @@ def _orders_locked_sql() -> tuple[str, str]:
 
 def orders_refresh_fills(orders: list[Order]) -> None:
     """Fill totals from each order's executions (one grouped query), unless an order event
-    already reported more.
+    already reported more; and each order's ``booked_qty`` (the executions' sum) in every case.
 
     Executions give exact per-fill fees; an order event's cumExecQty can run ahead
-    of them when execution messages were dropped (the backfill catches up later).
+    of them when execution messages were dropped (the backfill catches up later): then only
+    ``booked_qty`` moves, and it stays below ``filled_qty`` until they come.
     """
     if not orders:
         return
     totals = _fill_totals([o.pk for o in orders])
+    saved: list[Order] = []
     changed: list[tuple[Order, str]] = []
     for order in sorted(orders, key=lambda o: o.pk):
         row = totals.get(order.pk) or {}
         qty = row.get("qty") or Decimal(0)
+        before, stored, booked = order.status, _fill_values(order), order.booked_qty
+        order.booked_qty = qty
         if qty < order.filled_qty:
             log.info("order_fills_behind_event", order_link_id=order.order_link_id, executions=qty)
-            continue
-        before = order.status
-        stored = _fill_values(order)
-        order_set_fills(
-            order, qty=qty, value=row.get("value") or Decimal(0), fees=row.get("fees") or Decimal(0), avg=None
-        )
-        _advance_from_fills(order)
+        else:
+            order_set_fills(
+                order, qty=qty, value=row.get("value") or Decimal(0), fees=row.get("fees") or Decimal(0), avg=None
+            )
+            _advance_from_fills(order)
         # The order event usually came first with the same totals (a market order: order, execution,
-        # position): nothing to write then (docs/decisions/0424).
+        # position): only the booked sum moves then, and no event is due (docs/decisions/0424, 0336).
         if _fill_values(order) != stored:
             changed.append((order, before))
-    _orders_save_fills([order for order, _ in changed])
+            saved.append(order)
+        elif qty != booked and connection.vendor != "postgresql":
+            saved.append(order)  # PostgreSQL: the totals' statement stored it (``_fill_totals_sql``)
+    _orders_save_fills(saved)
     for order, before in changed:
         _order_event(order, before)
 
 
 def _fill_values(order: Order) -> tuple:
-    return tuple(getattr(order, name) for name in _FILL_FIELDS if name != "updated_at")
+    """What an order event reports of the fills (``booked_qty`` and the time of the change aside)."""
+    return tuple(getattr(order, name) for name in _FILL_FIELDS if name not in ("updated_at", "booked_qty"))
 
 
 def _fill_totals(order_pks: list[int]) -> dict[int, dict]:
@@ -168,16 +174,23 @@ def _fill_totals(order_pks: list[int]) -> dict[int, dict]:
 
 @functools.cache
 def _fill_totals_sql(vendor: str) -> tuple[str, object]:
+    """The totals' statement. On PostgreSQL it also stores each order's ``booked_qty`` where it moved, in a
+    data-modifying CTE (the orders are locked by the caller): keeping the booked sum costs no statement of
+    its own when the order event came first and nothing else of the order changes (docs/decisions/0336)."""
     meta = Execution._meta
     order, qty, value, fee = (qn(meta.get_field(n).column) for n in ("order", "exec_qty", "exec_value", "exec_fee"))
     sums = ", ".join(f"CAST(SUM({c}) AS NUMERIC)" if vendor == "sqlite" else f"SUM({c})" for c in (qty, value, fee))
     sql = (f"SELECT {order}, {sums} FROM {qn(meta.db_table)} WHERE {in_list(order, 'bigint')} "
            f"GROUP BY {order}")  # fmt: skip
+    if vendor == "postgresql":
+        booked, pk = qn(Order._meta.get_field("booked_qty").column), qn(Order._meta.pk.column)
+        sql = (f"WITH t (o, q, v, f) AS ({sql}), b AS (UPDATE {qn(Order._meta.db_table)} AS r SET {booked} = t.q "
+               f"FROM t WHERE r.{pk} = t.o AND r.{booked} <> t.q) SELECT o, q, v, f FROM t")  # fmt: skip
     # The three columns share one scale (money_field): one converter, as the ORM's Sum would apply.
     return sql, column_converter(Execution, "exec_qty")
 
 
-_FILL_FIELDS = ["qty", "filled_qty", "cum_exec_value", "fees", "avg_fill_price", "status", "updated_at"]
+_FILL_FIELDS = ["qty", "filled_qty", "booked_qty", "cum_exec_value", "fees", "avg_fill_price", "status", "updated_at"]
 
 
 def _orders_save_fills(orders: list[Order]) -> None:
