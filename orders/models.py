@@ -67,6 +67,19 @@ class CancelReason(models.TextChoices):
     RECONCILE = "reconcile", "Settled by reconciliation"
 
 
+# Our order, acknowledged, whose fills may not all be booked (the row's own part of
+# ``fresh_position._unsettled_query``; the query adds the position's last change): the stream never spoke of
+# an open order, it reported more filled than is booked, or one expected to fill has nothing booked.
+_ACK_OPEN = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL)
+MAY_BE_UNSETTLED = (
+    Q(is_dry_run=False, is_external=False, status__in=[*_ACK_OPEN, OrderStatus.FILLED, OrderStatus.CANCELLED])
+    & ~Q(order_id="")
+    & (Q(exchange_updated_ms=0, status__in=_ACK_OPEN) | Q(filled_qty__gt=F("booked_qty"))
+       | Q(booked_qty=0, submitted_at__isnull=False)
+       & (Q(order_type=OrderType.MARKET) & ~Q(status=OrderStatus.CANCELLED) | Q(filled_qty__gt=0)))
+)
+
+
 class Order(models.Model):
     order_link_id = models.CharField(max_length=36, unique=True)
     order_id = models.CharField(max_length=64, blank=True, db_index=True)
@@ -107,6 +120,13 @@ class Order(models.Model):
     submitted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Computed by the database on every write: the row passes the part of a decision's freshness check that
+    # reads only the row (``orders.services.fresh_position``); the partial index below holds these rows alone,
+    # so the check costs what the possibly unsettled orders cost, not every recent order (docs/decisions/0336).
+    may_be_unsettled = models.GeneratedField(
+        expression=models.ExpressionWrapper(MAY_BE_UNSETTLED, output_field=models.BooleanField()),
+        output_field=models.BooleanField(), db_persist=True,
+    )
 
     class Meta:
         permissions = [("cancel_order", "Can cancel orders on the exchange")]
@@ -131,6 +151,8 @@ class Order(models.Model):
             models.Index(fields=["strategy_id", "-created_at"], name="order_strategy_created"),
             models.Index(fields=["-created_at"], condition=Q(is_dry_run=True), name="order_dry_run_created"),
             models.Index(fields=["-created_at"], condition=Q(is_external=True), name="order_external_created"),
+            models.Index(fields=["symbol", "created_at"], condition=Q(may_be_unsettled=True),
+                         name="order_may_be_unsettled"),
         ]
 
     def __str__(self) -> str:

@@ -126,8 +126,9 @@ def instances_insert(objs: Sequence[Model]) -> None:
     """Insert new instances of one model in one statement, in order, and set their primary keys: what
     ``bulk_create`` does (no signals, no ``save()``), without compiling the INSERT on every call.
 
-    The auto primary key is left to the database; every other concrete column is written as the ORM would
-    write it (``pre_save(add=True)`` fills ``auto_now_add`` times and defaults were set by ``__init__``)."""
+    The auto primary key and generated columns are left to the database; every other column is written as the
+    ORM would write it (``pre_save(add=True)`` fills ``auto_now_add`` times and defaults were set by
+    ``__init__``)."""
     if not objs:
         return
     model = type(objs[0])
@@ -144,9 +145,10 @@ def instances_insert(objs: Sequence[Model]) -> None:
 
 @functools.cache
 def _insert_sql(model: type[Model], count: int, vendor: str) -> tuple[str, tuple, bool]:
-    """The INSERT of ``count`` rows of ``model`` (every concrete column but the auto primary key), its fields,
-    and whether it returns the new keys (one row without ``RETURNING`` reads ``lastrowid``)."""
-    fields = tuple(f for f in model._meta.concrete_fields if not f.primary_key)
+    """The INSERT of ``count`` rows of ``model`` (every concrete column but the auto primary key and the ones the
+    database computes), its fields, and whether it returns the new keys (one row without ``RETURNING`` reads
+    ``lastrowid``)."""
+    fields = tuple(f for f in model._meta.concrete_fields if not f.primary_key and not f.generated)
     returning = connection.features.can_return_rows_from_bulk_insert
     if count > 1 and not returning:
         raise NotImplementedError(f"{vendor} cannot return the keys of a multi-row INSERT")

@@ -92,8 +92,10 @@ def _unsettled_query(*, category: str, symbol: str, since: datetime, limit: int)
                       & (Q(order_type=OrderType.MARKET) & ~Q(status__in=[OrderStatus.CANCELLED]) | Q(filled_qty__gt=0))
                       & (Q(position_touched__isnull=True) | Q(submitted_at__gt=F("position_touched"))))  # fmt: skip
     return (
-        Order.objects.filter(category=category, symbol=symbol, is_dry_run=False, is_external=False,
-                             created_at__gte=since)
+        # ``may_be_unsettled`` is the row's part of what follows, computed by the database: its partial index
+        # holds the few orders that can be unsettled, so the check does not walk every recent order (0336).
+        Order.objects.filter(may_be_unsettled=True, category=category, symbol=symbol, is_dry_run=False,
+                             is_external=False, created_at__gte=since)
         .exclude(order_id="")
         .filter(status__in=[*_ACK_OPEN, OrderStatus.FILLED, OrderStatus.CANCELLED])
         .annotate(position_touched=Subquery(position_touched))

@@ -6,6 +6,7 @@ from unittest import mock
 import pytest
 from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from exchange.bybit.events import parse_private_message
 from exchange.bybit.types import ExecutionInfo, MalformedPayload, OrderInfo
@@ -617,13 +618,39 @@ def test_an_order_keeps_the_sum_of_its_booked_executions_and_is_unsettled_while_
                                  fee="0.3", seq=seq, exec_id=f"b-{seq}")  # fmt: skip
         private_message_apply(message=parse_private_message(bm.message("execution", [item])))
         order.refresh_from_db()
-        return order.booked_qty, order.filled_qty, [link for link, _ in unsettled_orders(category="linear",
-                                                                                         symbol=order.symbol)]
+        unsettled = [link for link, _ in unsettled_orders(category="linear", symbol=order.symbol)]
+        assert order.may_be_unsettled == bool(unsettled)  # the database's column agrees with the check
+        return order.booked_qty, order.filled_qty, unsettled
 
     assert fill("0.010", 1) == (D("0.010"), D("0.030"), [order.order_link_id])  # two fills still to come
     assert fill("0.010", 1) == (D("0.010"), D("0.030"), [order.order_link_id])  # a repeat books nothing
     assert fill("0.020", 2) == (D("0.030"), D("0.030"), [])  # all booked: settled
     assert order.booked_qty == sum(Execution.objects.filter(order=order).values_list("exec_qty", flat=True))
+
+
+def test_the_database_marks_the_rows_a_freshness_check_must_look_at():
+    """``may_be_unsettled`` (computed by the database, with a partial index) holds while the stream has not
+    spoken of an acknowledged order, while fills it reported are not booked, or while a market order has
+    nothing booked; never for a dry run, an external order, or one not acknowledged (0336)."""
+    def marked(**fields) -> bool:
+        return Order.objects.get(pk=OrderFactory(**fields).pk).may_be_unsettled
+
+    acked = {"order_id": "ex-1", "submitted_at": timezone.now(), "qty": D("1")}
+    assert marked(status=OrderStatus.NEW, exchange_updated_ms=0, **acked)  # the stream never spoke of it
+    assert not marked(status=OrderStatus.NEW, exchange_updated_ms=5, order_type="Limit", price=D("1"), **acked)
+    assert marked(status=OrderStatus.FILLED, exchange_updated_ms=5, filled_qty=D("1"), booked_qty=D("0.4"), **acked)
+    assert not marked(status=OrderStatus.FILLED, exchange_updated_ms=5, filled_qty=D("1"), booked_qty=D("1"),
+                      **acked)  # fmt: skip
+    assert marked(status=OrderStatus.NEW, exchange_updated_ms=5, order_type="Market", **acked)  # nothing booked
+    assert not marked(status=OrderStatus.CANCELLED, exchange_updated_ms=5, order_type="Market", **acked)
+    assert not marked(status=OrderStatus.PENDING_SUBMIT, order_id="", qty=D("1"))
+    assert not marked(status=OrderStatus.NEW, exchange_updated_ms=0, is_dry_run=True, **acked)
+    assert not marked(status=OrderStatus.NEW, exchange_updated_ms=0, is_external=True, **acked)
+
+    order = OrderFactory(status=OrderStatus.NEW, exchange_updated_ms=0, **acked)
+    Order.objects.filter(pk=order.pk).update(exchange_updated_ms=7, order_type="Limit", price=D("1"))
+    order.refresh_from_db()
+    assert not order.may_be_unsettled  # computed again on every write
 
 
 def test_the_migration_books_the_executions_stored_before_it():
