@@ -96,6 +96,39 @@ class Writer(threading.Thread):
             connections.close_all()
 
 
+@pytest.fixture
+def relays():
+    """Start relays (``relays(url=..., exchange=..., log_path=...)``); any still running when the test ends is
+    killed: a relay left behind by a failed test holds the one-active-relay lock of the worker's database and
+    silences the relays of the tests after it."""
+    started: list[Relay] = []
+
+    def start(**kwargs) -> Relay:
+        relay = Relay(**kwargs).start()
+        started.append(relay)
+        return relay
+
+    yield start
+    for relay in started:
+        if relay.proc is not None and relay.proc.poll() is None:
+            relay.proc.kill()
+            relay.proc.wait(10)
+
+
+def _unsent_locked(locker) -> list[int]:
+    """Lock the unsent events (until ``locker`` rolls back) once there are some: the relay may have caught up
+    just then, and an empty lock would hold nothing for its mark to wait on."""
+    def lock() -> list[int]:
+        with locker.cursor() as cursor:
+            cursor.execute("SELECT id FROM core_outboxevent WHERE sent_at IS NULL FOR UPDATE")
+            rows = [row[0] for row in cursor.fetchall()]
+        if not rows:
+            locker.rollback()
+        return rows
+
+    return wait_until(lock, timeout=60, interval=0.01, what="unsent events to hold")
+
+
 def _relay_backend_blocked_on_mark() -> int | None:
     """The database session of a relay whose mark (UPDATE ... sent_at) waits on a row lock, if any."""
     with connection.cursor() as cursor:
@@ -108,7 +141,7 @@ def _relay_backend_blocked_on_mark() -> int | None:
 
 @pytest.mark.timeout(900)
 def test_every_event_arrives_at_least_once_in_order_per_aggregate_through_an_outage_and_a_kill(
-        private_rabbit, tmp_path):
+        private_rabbit, tmp_path, relays):
     exchange = f"test.outbox.{uuid.uuid4().hex[:8]}"
     queue = f"{exchange}.model-service"
     pika_conn = pika.BlockingConnection(pika_parameters(private_rabbit.url))
@@ -118,7 +151,7 @@ def test_every_event_arrives_at_least_once_in_order_per_aggregate_through_an_out
     channel.queue_bind(queue, exchange, routing_key="#")
     pika_conn.close()
 
-    relay = Relay(url=private_rabbit.url, exchange=exchange, log_path=tmp_path / "relay.log").start()
+    relay = relays(url=private_rabbit.url, exchange=exchange, log_path=tmp_path / "relay.log")
     writer = Writer([f"agg-{i}" for i in range(5)])
     writer.start()
     try:
@@ -128,9 +161,7 @@ def test_every_event_arrives_at_least_once_in_order_per_aggregate_through_an_out
         # 1. kill -9 between the broker's confirm and the mark: hold the unsent rows' locks so the mark waits.
         locker = connections.create_connection("default")
         locker.set_autocommit(False)
-        with locker.cursor() as cursor:
-            cursor.execute("SELECT id FROM core_outboxevent WHERE sent_at IS NULL FOR UPDATE")
-            locked = [row[0] for row in cursor.fetchall()]
+        locked = _unsent_locked(locker)
         try:
             backend = wait_until(_relay_backend_blocked_on_mark, timeout=60,
                                  what="the relay waiting to mark a batch the broker confirmed")
@@ -143,7 +174,7 @@ def test_every_event_arrives_at_least_once_in_order_per_aggregate_through_an_out
             locker.rollback()
             locker.close()
         assert locked
-        relay = Relay(url=private_rabbit.url, exchange=exchange, log_path=tmp_path / "relay.log").start()
+        relay = relays(url=private_rabbit.url, exchange=exchange, log_path=tmp_path / "relay.log")
         marked = OutboxEvent.objects.filter(sent_at__isnull=False).count()
         wait_until(lambda: OutboxEvent.objects.filter(sent_at__isnull=False).count() > marked + 50, timeout=90,
                    what="the restarted relay publishing")
