@@ -52,7 +52,10 @@ def login(browser, live_server):
 
 
 def wait_for(driver, condition, timeout: float = 10.0):
-    """Poll a condition with a deadline (never a fixed sleep)."""
+    """Poll a condition with a deadline (never a fixed sleep). An element replaced between finding it and
+    reading it (a live fragment swapped in by the page) is polled again, not a failure."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+    return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(condition)
