@@ -165,6 +165,9 @@ def test_two_consumers_kill_9_of_the_active_one_fifo_no_loss_no_double_dead_lett
     chunks = [stream[i * len(stream) // 4:(i + 1) * len(stream) // 4] for i in range(4)]
     kills = 0
     for number, chunk in enumerate(chunks):
+        # Counted before the chunk is published: a consumer that stores the whole chunk before the count is
+        # read would otherwise leave nothing to wait for.
+        before = TradingSignal.objects.count()
         for what, body, _ in chunk:
             message_id = uuid.uuid4().hex
             if what == "bad":
@@ -173,7 +176,6 @@ def test_two_consumers_kill_9_of_the_active_one_fifo_no_loss_no_double_dead_lett
         if number == len(chunks) - 1:
             break
         # Kill the active one while it is working through this chunk: the standby must take over.
-        before = TradingSignal.objects.count()
         wait_until(lambda b=before: TradingSignal.objects.count() > b, timeout=60, what="intake under way")
         active.proc.kill9()
         kills += 1
