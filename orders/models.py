@@ -70,11 +70,14 @@ class CancelReason(models.TextChoices):
 # Our order, acknowledged, whose fills may not all be booked (the row's own part of
 # ``fresh_position._unsettled_query``; the query adds the position's last change): the stream never spoke of
 # an open order, it reported more filled than is booked, or one expected to fill has nothing booked.
-_ACK_OPEN = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL)
+# The stream's silence and its reported fills are the first two parts (STREAM_BEHIND); the third holds until
+# the position changes after the order's acknowledgement, which only the query can tell.
+ACK_OPEN = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL)
+STREAM_BEHIND = Q(exchange_updated_ms=0, status__in=ACK_OPEN) | Q(filled_qty__gt=F("booked_qty"))
 MAY_BE_UNSETTLED = (
-    Q(is_dry_run=False, is_external=False, status__in=[*_ACK_OPEN, OrderStatus.FILLED, OrderStatus.CANCELLED])
+    Q(is_dry_run=False, is_external=False, status__in=[*ACK_OPEN, OrderStatus.FILLED, OrderStatus.CANCELLED])
     & ~Q(order_id="")
-    & (Q(exchange_updated_ms=0, status__in=_ACK_OPEN) | Q(filled_qty__gt=F("booked_qty"))
+    & (STREAM_BEHIND
        | Q(booked_qty=0, submitted_at__isnull=False)
        & (Q(order_type=OrderType.MARKET) & ~Q(status=OrderStatus.CANCELLED) | Q(filled_qty__gt=0)))
 )

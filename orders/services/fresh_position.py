@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from ordermanager.core.services.db_backlog import outage_seen_within
 from ordermanager.core.sql_once import OrmStatement, fixed_cursor
-from orders.models import BackfillMark, Order, OrderStatus, OrderType, Side
+from orders.models import STREAM_BEHIND, BackfillMark, Order, OrderStatus, Side
 from orders.services.fill_wakeups import booked_mark, booked_wait
 from orders.services.position_mode import positions_read
 from positions.selectors import position_rows
@@ -48,7 +48,6 @@ UNSETTLED_LOOKBACK = timedelta(minutes=15)
 POLL_SECONDS = 0.05
 # An order whose events have not come this long after its last change lost them: no point waiting for it.
 RECENT_SECONDS = 5.0
-_ACK_OPEN = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL)
 # Orders whose acknowledgement (or cancel outcome) we do not know: a killed consumer, a lost response.
 _UNACKED = (OrderStatus.PENDING_SUBMIT, OrderStatus.PENDING_CANCEL)
 # After the database was unreachable (this process saw it, or the server restarted), fills may still sit in
@@ -82,24 +81,16 @@ def position_matters(*, side: str, sizes: dict, hedge: bool) -> bool:
 
 
 def _unsettled_query(*, category: str, symbol: str, since: datetime, limit: int):
-    # What is booked of each order is its ``booked_qty`` (kept by the fill path), not a sum over its
-    # executions per row: the check's cost no longer grows with the symbol's orders (docs/decisions/0336).
+    # The row's part is ``Order.may_be_unsettled``, computed by the database from ``MAY_BE_UNSETTLED``: its
+    # partial index holds the few orders that can be unsettled, so the check neither sums executions nor walks
+    # every recent order (docs/decisions/0336). What a row cannot tell is added here: an order expected to
+    # fill with nothing booked counts only if it was acknowledged after the position row last changed.
     position_touched = (position_rows(category=category, symbol=symbol).order_by()
                         .values("symbol").annotate(last=Max("updated_at")).values("last"))  # fmt: skip
-    # Acknowledged after the position row last changed, expected to fill (a market order, or one the stream says
-    # filled) and nothing booked for it: its fills are on the way even if an order event already came.
-    ack_after_book = (Q(submitted_at__isnull=False, booked_qty=0)
-                      & (Q(order_type=OrderType.MARKET) & ~Q(status__in=[OrderStatus.CANCELLED]) | Q(filled_qty__gt=0))
-                      & (Q(position_touched__isnull=True) | Q(submitted_at__gt=F("position_touched"))))  # fmt: skip
     return (
-        # ``may_be_unsettled`` is the row's part of what follows, computed by the database: its partial index
-        # holds the few orders that can be unsettled, so the check does not walk every recent order (0336).
-        Order.objects.filter(may_be_unsettled=True, category=category, symbol=symbol, is_dry_run=False,
-                             is_external=False, created_at__gte=since)
-        .exclude(order_id="")
-        .filter(status__in=[*_ACK_OPEN, OrderStatus.FILLED, OrderStatus.CANCELLED])
+        Order.objects.filter(may_be_unsettled=True, category=category, symbol=symbol, created_at__gte=since)
         .annotate(position_touched=Subquery(position_touched))
-        .filter(Q(exchange_updated_ms=0, status__in=_ACK_OPEN) | Q(filled_qty__gt=F("booked_qty")) | ack_after_book)
+        .filter(STREAM_BEHIND | Q(position_touched__isnull=True) | Q(submitted_at__gt=F("position_touched")))
         .order_by("id")
         .values_list("order_link_id", "updated_at")[:limit]
     )  # fmt: skip
