@@ -156,6 +156,9 @@ class Order(models.Model):
             models.Index(fields=["-created_at"], condition=Q(is_external=True), name="order_external_created"),
             models.Index(fields=["symbol", "created_at"], condition=Q(may_be_unsettled=True),
                          name="order_may_be_unsettled"),
+            # The few orders still open: a decision's book read sums those of every other symbol for the exposure
+            # limit, and without this index a planner that thinks many are open scans the whole table (0337).
+            models.Index(fields=["symbol"], condition=Q(status__in=ACTIVE_STATUSES), name="order_active_symbol"),
         ]
 
     def __str__(self) -> str:
