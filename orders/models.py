@@ -252,6 +252,12 @@ class Execution(models.Model):
             # few rows not from the live stream (backfills, adjustments) without scanning millions of ws rows.
             models.Index(fields=["exec_type", "-exec_time"], name="execution_type_time"),
             models.Index(fields=["source", "-exec_time"], condition=~Q(source="ws"), name="execution_not_ws_time"),
+            # Executions waiting for their order, by either key: the order lookup of every order event asks for
+            # them (0338). Linked executions leave them, and funding fees (no order, no keys) never enter.
+            models.Index(fields=["exchange_order_id"], condition=Q(order__isnull=True) & ~Q(exchange_order_id=""),
+                         name="execution_unlinked_order"),
+            models.Index(fields=["order_link_id"], condition=Q(order__isnull=True) & ~Q(order_link_id=""),
+                         name="execution_unlinked_link"),
         ]
 
     def __str__(self) -> str:

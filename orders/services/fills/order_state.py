@@ -70,12 +70,18 @@ def _locked_for_event_sql() -> tuple[str, str]:
     ecol = {f.name: qn(f.column) for f in execution.concrete_fields}
     # As executions_link_orphans keys them, with the event's orderId standing in for a row that has none yet
     # (order_merge writes it): by exchange orderId, or by our orderLinkId unless the order is external.
+    # One EXISTS per key, each answered by an index on that key: executions without an order include every
+    # funding fee ever booked (they never get one), so "order IS NULL" alone would walk all of them on every
+    # order event (docs/decisions/0338).
     order_id = f"(CASE WHEN {o}.{col['order_id']} <> '' THEN {o}.{col['order_id']} ELSE %s END)"
+    # The literal "key <> ''" on the execution's side matches the partial indexes' predicates (funding fees have
+    # neither key), so the planner takes them whatever it guesses the key's value matches.
     orphans = (
-        f"EXISTS (SELECT 1 FROM {e} WHERE {e}.{ecol['order']} IS NULL AND ("
-        f"({order_id} <> '' AND {e}.{ecol['exchange_order_id']} = {order_id}) OR "
-        f"({o}.{col['order_link_id']} <> '' AND NOT {o}.{col['is_external']} "
-        f"AND {e}.{ecol['order_link_id']} = {o}.{col['order_link_id']})))"
+        f"(EXISTS (SELECT 1 FROM {e} WHERE {order_id} <> '' AND {e}.{ecol['exchange_order_id']} = {order_id} "
+        f"AND {e}.{ecol['order']} IS NULL AND {e}.{ecol['exchange_order_id']} <> '') OR "
+        f"EXISTS (SELECT 1 FROM {e} WHERE {o}.{col['order_link_id']} <> '' AND NOT {o}.{col['is_external']} "
+        f"AND {e}.{ecol['order_link_id']} = {o}.{col['order_link_id']} AND {e}.{ecol['order']} IS NULL "
+        f"AND {e}.{ecol['order_link_id']} <> ''))"
     )
     columns = ", ".join(f"{o}.{qn(f.column)}" for f in order.concrete_fields)
     head = f"SELECT {columns}, {orphans} FROM {o} WHERE "
