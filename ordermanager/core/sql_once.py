@@ -26,7 +26,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.utils import CursorDebugWrapper
 from django.db.models.sql.subqueries import UpdateQuery
 
@@ -129,19 +129,22 @@ def fixed_cursor():
     time, so later calls skip the client's quoting of every value into the text and the server's parse and plan
     (docs/decisions/0329). Django's wrapper stays around it: the statement is counted, logged and its errors
     mapped as any other. Elsewhere, the connection's ordinary cursor."""
-    if not (settings.DATABASE_PREPARE and connection.vendor == "postgresql"):
-        return connection.cursor()
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    raw = connection.connection
+    # The thread's connection object, looked up once: every attribute read through ``django.db.connection`` is a
+    # lookup of the thread's connection again, and this runs for every statement of the hot paths.
+    db = connections[DEFAULT_DB_ALIAS]
+    if not (settings.DATABASE_PREPARE and db.vendor == "postgresql"):
+        return db.cursor()
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    raw = db.connection
     if raw.prepare_threshold is None:
         # Django opens connections with preparing off (None). Only server-binding cursors ever prepare, and this is
         # the one place that makes them; the number does not matter, as ours ask to prepare at once.
         raw.prepare_threshold = 5
-    connection.validate_thread_sharing()
-    with connection.wrap_database_errors:
+    db.validate_thread_sharing()
+    with db.wrap_database_errors:
         cursor = _PreparingCursor(raw)
-    return _LoggedFixed(cursor, connection) if connection.queries_logged else connection.make_cursor(cursor)
+    return _LoggedFixed(cursor, db) if db.queries_logged else db.make_cursor(cursor)
 
 
 class _LoggedFixed(CursorDebugWrapper):
