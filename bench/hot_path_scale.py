@@ -10,9 +10,11 @@ signal and of its order's fill frames, called through the functions the consumer
 Each step runs in a transaction that is rolled back, so the seed stays as it was.
 
 Each step is timed after a warm-up (median of ``--repeat``), with the number of statements. The statements of
-each step are then run once more under ``EXPLAIN (ANALYZE)``, again rolled back. Any statement slower than
-``--slow-ms`` is printed with its plan's scans. The same steps on an empty database are what
-``bench/signals.py`` measures; a step that costs much more here grows with the history (docs/decisions/0338).
+each step are then run again under ``EXPLAIN (ANALYZE)`` with their values bound server side, once planned for
+those values and once as a generic plan (what a prepared statement of the hot path may run), each pass rolled
+back. Any statement slower than ``--slow-ms`` in either pass is printed with its plan's scans. The same steps
+on an empty database are what ``bench/signals.py`` measures; a step that costs much more here grows with the
+history (docs/decisions/0338).
 """
 
 from __future__ import annotations
