@@ -217,7 +217,8 @@ def executions_link_orphans(order: Order) -> int:
         keys |= Q(order_link_id=order.order_link_id)
     if not keys:
         return 0
-    # order IS NULL first: the FK index narrows the scan to the few orphans.
+    # Answered by the partial indexes of the unlinked executions, one per key (docs/decisions/0338): "order IS
+    # NULL" alone would also match every funding fee ever booked.
     orphans = list(Execution.objects.filter(order__isnull=True).filter(keys).order_by("exec_time", "seq", "exec_id"))
     if not orphans:
         return 0
