@@ -144,6 +144,7 @@ def seed(*, orders: int, executions: int, snapshots: int, exchange_calls: int) -
     )
     price = "(100 + (g % 1000))::numeric"
     qty = "(0.001 * (1 + g % 500))::numeric"
+    filled = f"CASE ({status}) WHEN 'filled' THEN {qty} WHEN 'partially_filled' THEN {qty} / 2 ELSE 0 END"
     strategy = "CASE WHEN g % 10007 = 0 THEN 'rare-strategy' ELSE 'strat-' || lpad((g % 10)::text, 2, '0') END"
     timings = {}
     # One transaction: truncate, drop the secondary indexes, load, rebuild them. A failure anywhere
@@ -166,9 +167,8 @@ def seed(*, orders: int, executions: int, snapshots: int, exchange_calls: int) -
             "time_in_force": "CASE WHEN g % 3 = 0 THEN 'IOC' ELSE 'GTC' END",
             "qty": qty, "price": f"CASE WHEN g % 3 = 0 THEN NULL ELSE {price} END",
             "status": status,
-            "filled_qty": f"CASE ({status}) WHEN 'filled' THEN {qty} WHEN 'partially_filled' THEN {qty} / 2 ELSE 0 END",
-            # What the fill path keeps (0336): every fill of the history is booked.
-            "booked_qty": f"CASE ({status}) WHEN 'filled' THEN {qty} WHEN 'partially_filled' THEN {qty} / 2 ELSE 0 END",
+            "filled_qty": filled,
+            "booked_qty": filled,  # what the fill path keeps (0336): every fill of the history is booked
             "avg_fill_price": f"CASE WHEN ({status}) IN ('filled', 'partially_filled') THEN {price} END",
             "cum_exec_value": f"CASE ({status}) WHEN 'filled' THEN {qty} * {price} ELSE 0 END",
             "fees": f"CASE ({status}) WHEN 'filled' THEN round({qty} * {price} * 0.00055, 8) ELSE 0 END",
