@@ -36,7 +36,7 @@ from ordermanager.core.prebuilt_sql import instance_update, qn, rows_select, sel
 from ordermanager.core.sql_once import fixed_cursor
 from ordermanager.events import POSITION_UPDATED, publish_event_on_commit
 from positions.models import Position, PositionLedgerEntry, PositionMode, PositionPnlDay
-from positions.services.marks import position_loss_warning_evaluate, position_mark_observed, position_payload
+from positions.services.marks import position_loss_warning_evaluate, position_marks_observed, position_payload
 from positions.services.position_math import (
     ZERO,
     Flag,
@@ -196,18 +196,21 @@ def position_rebuild(*, category: str, symbol: str, position_idx: int, execution
     return position
 
 
-def position_observe(
-    *, category: str, symbol: str, position_idx: int, mark_price: Decimal | None, updated_ms: int = 0
-) -> FillsApplied:
-    """Record what the exchange's ``position`` topic says: the row exists (and so the
-    symbol's mode) and its mark price. Size and entry come from fills only.
+def positions_observe(observations: Sequence[tuple[PositionKey, Decimal | None, int]]) -> set[PositionKey]:
+    """Record what the exchange's ``position`` topic says, for each ``(row key, mark price, its time in ms)`` in
+    their order: the row exists (and so the symbol's mode) and its mark price. Size and entry come from fills
+    only. Every row is locked (created when missing) in one statement, in key order, and written once
+    (``position_marks_observed``). Returns the keys of the rows created.
 
     Here rather than in ``marks`` because it creates and locks rows the way fills do."""
-    key = (category, symbol, position_idx)
+    marks: dict[PositionKey, list[tuple[Decimal | None, int]]] = {}
+    for key, mark_price, updated_ms in observations:
+        marks.setdefault(key, []).append((mark_price, updated_ms))
     with transaction.atomic(savepoint=False):
-        positions, created = _lock_positions([key])
-        position_mark_observed(positions[key], mark_price=mark_price, updated_ms=updated_ms)
-    return FillsApplied(positions=positions, created=created)
+        positions, created = _lock_positions(sorted(marks))
+        for key, pushes in marks.items():
+            position_marks_observed(positions[key], pushes)
+    return created
 
 
 # --- internals ---------------------------------------------------------------------

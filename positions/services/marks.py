@@ -1,7 +1,7 @@
 """Mark prices, unrealized PnL, snapshots and loss warnings of positions.
 
 Marks come from two places: the exchange's ``position`` topic (through
-``ledger.position_observe``, which owns row creation and locking) and the
+``ledger.positions_observe``, which owns row creation and locking) and the
 periodic ticker refresh. Each new mark recomputes unrealized PnL and
 re-evaluates the loss warning, which fires once per crossing of
 ``UNREALIZED_LOSS_WARNING_THRESHOLD`` (docs/decisions/0406). This module never
@@ -11,6 +11,7 @@ touches the ledger; the ledger calls ``position_loss_warning_evaluate`` and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -29,20 +30,24 @@ from positions.services.position_math import ZERO, q18, unrealized_pnl
 log = structlog.get_logger(__name__)
 
 
-def position_mark_observed(position: Position, *, mark_price: Decimal | None, updated_ms: int = 0) -> None:
-    """Set the mark the exchange pushed (``updated_ms`` its time, 0 unknown) on a row the caller holds locked,
-    unless a newer mark is already stored."""
-    if mark_price is None or mark_price <= 0 or not _newer_mark(position, updated_ms):
-        return
-    _set_mark(position, mark_price, at=from_epoch_ms(updated_ms) if updated_ms else None)
+def position_marks_observed(position: Position, marks: Sequence[tuple[Decimal | None, int]]) -> None:
+    """Set the marks the exchange pushed, each ``(mark price, its time in ms or 0 unknown)``, in their order on a
+    row the caller holds locked: a push older than the mark stored (or than a push before it) changes nothing.
 
-
-def _newer_mark(position: Position, updated_ms: int) -> bool:
-    # The stream reorders and repeats: an older push must not overwrite a newer mark
-    # (from a later push or from the ticker refresh).
-    if not updated_ms or position.mark_price_updated_at is None:
-        return True
-    return from_epoch_ms(updated_ms) > position.mark_price_updated_at
+    The row is written once, with the mark the pushes applied one by one would leave (a group of stream
+    messages carries many pushes of one row, docs/decisions/0339); the loss warning is evaluated on it."""
+    chosen: tuple[Decimal, datetime | None] | None = None
+    current = position.mark_price_updated_at
+    for mark_price, updated_ms in marks:
+        if mark_price is None or mark_price <= 0:
+            continue
+        at = from_epoch_ms(updated_ms) if updated_ms else None
+        # The stream reorders and repeats: an older push must not overwrite a newer mark (from a later push or
+        # from the ticker refresh). A push of unknown time is stamped now, as ``_set_mark`` stamps it.
+        if at is None or current is None or at > current:
+            chosen, current = (mark_price, at), at or timezone.now()
+    if chosen is not None:
+        _set_mark(position, chosen[0], at=chosen[1])
 
 
 def position_set_mark_price(*, category: str, symbol: str, mark_price: Decimal) -> int:

@@ -1,5 +1,5 @@
 """The entry points: one private-stream message (or one REST backfill row) → its job, in one transaction;
-or a group of messages in one transaction (group commit, docs/decisions/0419).
+or a group of messages in one transaction (group commit, docs/decisions/0419), applied by topic (0339).
 
 Items are applied in a fixed (symbol, time) order so concurrent writers take locks in the same
 order; the order row and the position row are locked.
@@ -14,14 +14,21 @@ from django.db import transaction
 from exchange.bybit.events import TOPIC_EXECUTION, TOPIC_ORDER, TOPIC_POSITION, PrivateMessage
 from exchange.bybit.types import ExecutionInfo, OrderInfo, PositionInfo
 from ordermanager.events import events_grouped
+from orders.models import Order
 from orders.services.fill_wakeups import fills_booked_on_commit
 from orders.services.fills.executions import executions_apply, executions_link_orphans
 from orders.services.fills.external_orders import external_order_create
 from orders.services.fills.funding import funding_waiting_apply
-from orders.services.fills.order_state import order_locked_for_event, order_merge
+from orders.services.fills.order_state import (
+    order_locked_for_event,
+    order_merge,
+    orders_awaited,
+    orders_locked,
+    orders_save_merged,
+)
 from orders.services.fills.refusals import FillRefused, clipped, execution_refusal, message_check, order_refusal
 from positions.selectors import position_idxs_of
-from positions.services.ledger import position_observe
+from positions.services.ledger import positions_observe
 
 
 @dataclass
@@ -48,10 +55,18 @@ def private_message_apply(*, message: PrivateMessage, source: str = "ws", checke
 def private_messages_apply(
     *, messages: list[PrivateMessage], source: str = "ws", checked: bool = False
 ) -> list[MessageOutcome]:
-    """Apply ``messages`` in their order in ONE transaction (group commit), each message's outcome in
-    its place. A run of consecutive execution messages is applied as one batch of their executions
-    (the fixed statements of ``executions_apply`` once for the run), the first copy of an execId
-    counting for the first message that carries it; any other message is applied as alone.
+    """Apply ``messages`` in ONE transaction (group commit), each message's outcome in its place.
+
+    The group is applied by topic (docs/decisions/0339): first every order event (the orders locked in one
+    statement, each event merged in arrival order, the changed rows saved in one statement), then every
+    execution as one batch (``executions_apply``, the first copy of an execId counting for the first message
+    that carries it), then every position push (the rows locked in one statement, each written once). The
+    state at commit is the state the messages applied one by one in arrival order would leave: an order's
+    status only moves forward and its fill totals only grow, an execId is stored once and the fold does not
+    depend on arrival order (0411), a position's mark takes the newest push, and an execution that came
+    before its order is linked when the order is known, which here is before it is stored. A message's
+    outcome counts what it did in that order of application (an execution of an order whose event is later
+    in the group is not "deferred").
 
     All or nothing for the group: ``FillRefused`` or any failure rolls back every message of it, and
     the caller applies them one by one (``private_message_apply``) so that one bad message cannot take
@@ -63,19 +78,24 @@ def private_messages_apply(
         for message in messages:
             message_check(message)
     outcomes = [MessageOutcome(topic=m.topic) for m in messages]
+    orders: list[tuple[OrderInfo, MessageOutcome]] = []
+    executions: list[tuple[PrivateMessage, MessageOutcome]] = []
+    positions: list[tuple[PositionInfo, MessageOutcome]] = []
+    for message, outcome in zip(messages, outcomes, strict=True):
+        if message.topic == TOPIC_ORDER:
+            orders += [(info, outcome) for info in _order_items(message)]
+        elif message.topic == TOPIC_EXECUTION:
+            executions.append((message, outcome))
+        elif message.topic == TOPIC_POSITION:
+            positions += [(info, outcome) for info in message.items]
+        else:
+            outcome.ignored += len(message.items)  # balances: read from the exchange when needed
     # The group's events (order.updated, position.updated...) are written together at its end: a fixed
     # number of outbox statements per group, not four per event (docs/decisions/0419).
     with transaction.atomic(), events_grouped():
-        start = 0
-        while start < len(messages):
-            end = start + 1
-            if messages[start].topic == TOPIC_EXECUTION:
-                while end < len(messages) and messages[end].topic == TOPIC_EXECUTION:
-                    end += 1
-                _execution_run(messages[start:end], outcomes[start:end], source=source)
-            else:
-                _message_apply(messages[start], source=source, outcome=outcomes[start])
-            start = end
+        _order_run(orders)
+        _execution_run([m for m, _ in executions], [o for _, o in executions], source=source)
+        _position_run(positions)
         fills_booked_on_commit(_symbols(messages))
     return outcomes
 
@@ -89,20 +109,58 @@ def _message_apply(message: PrivateMessage, *, source: str, outcome: MessageOutc
     if message.topic == TOPIC_EXECUTION:
         _executions(message.items, source=source, outcome=outcome)
     elif message.topic == TOPIC_ORDER:
-        for info in sorted(message.items, key=lambda i: (i.symbol, i.updated_ms, i.order_id)):
+        for info in _order_items(message):
             _count(outcome, _order_update(info))
     elif message.topic == TOPIC_POSITION:
-        for info in sorted(message.items, key=lambda i: (i.symbol, i.position_idx)):
-            _position_observe(info)
-            outcome.applied += 1
+        _position_run([(info, outcome) for info in message.items])
     else:
         # Balances are read from the exchange when needed (risk checks); the
         # stream copy is not stored.
         outcome.ignored += len(message.items)
 
 
+def _order_items(message: PrivateMessage) -> list[OrderInfo]:
+    return sorted(message.items, key=lambda i: (i.symbol, i.updated_ms, i.order_id))
+
+
+def _order_run(items: list[tuple[OrderInfo, MessageOutcome]]) -> None:
+    """A group's order events in arrival order, at a fixed number of statements for the orders we know: their
+    rows locked in one statement (primary-key order), the executions waiting for them found in one, each event
+    merged on its row in memory, the changed rows saved in one. An event of an order not yet recorded goes
+    through ``_order_update`` alone (recorded as external on first sight)."""
+    if not items:
+        return
+    found = orders_locked([info for info, _ in items])
+    event_ids: dict[int, str] = {}
+    for info, _ in items:
+        order = found[(info.order_link_id, info.order_id)]
+        if order is not None and info.order_id:
+            event_ids.setdefault(order.pk, info.order_id)
+    rows = {order.pk: order for order in found.values() if order is not None}
+    awaited_ids, awaited_links = orders_awaited([(order, event_ids.get(pk, "")) for pk, order in rows.items()])
+    changed: dict[int, Order] = {}
+    linked: set[int] = set()
+    for info, outcome in items:
+        order = found[(info.order_link_id, info.order_id)]
+        if order is None:
+            _count(outcome, _order_update(info))
+            continue
+        merged = order_merge(order, info, save=False)
+        if merged:
+            changed[order.pk] = order
+        orphans = order.pk not in linked and (
+            order.order_id in awaited_ids or (not order.is_external and order.order_link_id in awaited_links)
+        )
+        if orphans:
+            linked.add(order.pk)
+        _count(outcome, (executions_link_orphans(order) if orphans else 0) > 0 or merged)
+    orders_save_merged(list(changed.values()))
+
+
 def _execution_run(messages: list[PrivateMessage], outcomes: list[MessageOutcome], *, source: str) -> None:
-    """Consecutive execution messages as one batch; each message is told what of its own was new."""
+    """Execution messages as one batch; each message is told what of its own was new."""
+    if not messages:
+        return
     owner: dict[str, MessageOutcome] = {}  # execId -> the first message (in arrival order) that carries it
     infos: list[ExecutionInfo] = []
     for message, outcome in zip(messages, outcomes, strict=True):
@@ -166,16 +224,18 @@ def _order_update(info: OrderInfo) -> bool:
     return changed or linked > 0
 
 
-def _position_observe(info: PositionInfo) -> None:
-    observed = position_observe(
-        category=info.category,
-        symbol=info.symbol,
-        position_idx=info.position_idx,
-        mark_price=info.mark_price,
-        updated_ms=info.updated_ms,
+def _position_run(items: list[tuple[PositionInfo, MessageOutcome]]) -> None:
+    """Position pushes in arrival order: rows locked (created) in one statement, each written once; a row created
+    tells its symbol's mode, so funding that waited for it is placed."""
+    if not items:
+        return
+    created = positions_observe(
+        [((info.category, info.symbol, info.position_idx), info.mark_price, info.updated_ms) for info, _ in items]
     )
-    if observed.created:
-        funding_waiting_apply(category=info.category, symbol=info.symbol)
+    for _, outcome in items:
+        outcome.applied += 1
+    for category, symbol in sorted({(c, s) for c, s, _ in created}):
+        funding_waiting_apply(category=category, symbol=symbol)
 
 
 def _count(outcome: MessageOutcome, changed: bool) -> None:

@@ -9,6 +9,7 @@ publishes ``order.updated`` after commit. Callers hold the order row locked (``o
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from decimal import Decimal
 
 import structlog
@@ -91,7 +92,7 @@ def _locked_for_event_sql() -> tuple[str, str]:
     )
 
 
-def orders_locked(infos: list[ExecutionInfo]) -> dict[tuple[str, str], Order | None]:
+def orders_locked(infos: Sequence[ExecutionInfo | OrderInfo]) -> dict[tuple[str, str], Order | None]:
     """``order_locked`` for every (orderLinkId, orderId) of a message, in at most two prebuilt statements.
 
     Rows are locked in primary-key order, so two messages touching the same orders never
@@ -116,6 +117,33 @@ def orders_locked(infos: list[ExecutionInfo]) -> dict[tuple[str, str], Order | N
             order = rows.setdefault(by_id[info.order_id].pk, by_id[info.order_id])
         found[(info.order_link_id, info.order_id)] = order
     return found
+
+
+def orders_awaited(orders: Sequence[tuple[Order, str]]) -> tuple[set[str], set[str]]:
+    """For ``(order, the orderId its event gives)`` pairs: the exchange orderIds and our orderLinkIds of those
+    orders that executions wait for (stored before the order was known, what ``executions_link_orphans`` would
+    find), in one prebuilt statement for any number of orders. The event's orderId stands in for a row that
+    has none yet (``order_merge`` writes it); an external order is not matched by its link, as there."""
+    ids = sorted({order.order_id or event_id for order, event_id in orders} - {""})
+    links = sorted({o.order_link_id for o, _ in orders if o.order_link_id and not o.is_external})
+    if not ids and not links:
+        return set(), set()
+    with fixed_cursor() as cursor:
+        cursor.execute(_orders_awaited_sql(), [list_param(ids), list_param(links)])
+        rows = cursor.fetchall()
+    return {key for by_id, key in rows if by_id}, {key for by_id, key in rows if not by_id}
+
+
+@functools.cache
+def _orders_awaited_sql() -> str:
+    meta = Execution._meta
+    e, order = qn(meta.db_table), qn(meta.get_field("order").column)
+    # One branch per key, each carrying the literal "key <> ''" of its partial index (docs/decisions/0338).
+    return " UNION ".join(
+        f"SELECT {flag}, {col} FROM {e} WHERE {order} IS NULL AND {col} <> '' AND {in_list(col)}"
+        for flag, col in ((1, qn(meta.get_field("exchange_order_id").column)),
+                          (0, qn(meta.get_field("order_link_id").column)))
+    )  # fmt: skip
 
 
 @functools.cache
@@ -202,6 +230,12 @@ _FILL_FIELDS = ["qty", "filled_qty", "booked_qty", "cum_exec_value", "fees", "av
 def _orders_save_fills(orders: list[Order]) -> None:
     """Save the fill fields of ``orders`` (locked by the caller): one UPDATE for all of them on PostgreSQL,
     however many a group of messages touched (docs/decisions/0419); one per order elsewhere."""
+    orders_save(orders, tuple(_FILL_FIELDS))
+
+
+def orders_save(orders: list[Order], names: tuple[str, ...]) -> None:
+    """Save the fields ``names`` (``updated_at`` among them) of ``orders``, locked by the caller: one
+    ``UPDATE … FROM unnest(…)`` for all of them on PostgreSQL, one UPDATE per order elsewhere."""
     if not orders:
         return
     now = timezone.now()
@@ -209,18 +243,18 @@ def _orders_save_fills(orders: list[Order]) -> None:
         order.updated_at = now
     if connection.vendor != "postgresql":
         for order in orders:
-            instance_update(order, tuple(_FILL_FIELDS))
+            instance_update(order, names)
         return
-    fields = [Order._meta.pk] + [Order._meta.get_field(name) for name in _FILL_FIELDS]
+    fields = [Order._meta.pk] + [Order._meta.get_field(name) for name in names]
     with fixed_cursor() as cursor:
-        cursor.execute(_fills_update_sql(), pg_array_literals(fields, orders))
+        cursor.execute(_orders_update_sql(names), pg_array_literals(fields, orders))
 
 
 @functools.cache
-def _fills_update_sql() -> str:
+def _orders_update_sql(names: tuple[str, ...]) -> str:
     # One array per column, unnested server side: the statement text is the same for any number of orders.
     qn = connection.ops.quote_name
-    fields = [Order._meta.pk] + [Order._meta.get_field(name) for name in _FILL_FIELDS]
+    fields = [Order._meta.pk] + [Order._meta.get_field(name) for name in names]
     arrays = ", ".join(f"%s::{f.db_type(connection).replace('serial', 'int')}[]" for f in fields)
     columns = ", ".join(qn(f.column) for f in fields)
     sets = ", ".join(f"{qn(f.column)} = v.{qn(f.column)}" for f in fields[1:])
@@ -263,8 +297,9 @@ _MERGE_FIELDS = (
 )  # fmt: skip
 
 
-def order_merge(order: Order, info: OrderInfo) -> bool:
-    """Apply an order event to the (locked) row and save it; True if anything changed."""
+def order_merge(order: Order, info: OrderInfo, *, save: bool = True) -> bool:
+    """Apply an order event to the (locked) row and save it; True if anything changed. ``save=False``: the
+    caller saves the changed rows (``_MERGE_FIELDS``) together, before its transaction ends (``orders_merge``)."""
     before = (order.status, order.filled_qty, order.order_id, order.exchange_updated_ms)
     status_before = order.status
     if not order.order_id and info.order_id:
@@ -282,9 +317,16 @@ def order_merge(order: Order, info: OrderInfo) -> bool:
     order.exchange_updated_ms = max(order.exchange_updated_ms, info.updated_ms)
     if (order.status, order.filled_qty, order.order_id, order.exchange_updated_ms) == before:
         return False
-    instance_update(order, _MERGE_FIELDS)  # the fields an event can change, in a prebuilt UPDATE (0424)
+    if save:
+        instance_update(order, _MERGE_FIELDS)  # the fields an event can change, in a prebuilt UPDATE (0424)
     _order_event(order, status_before)
     return True
+
+
+def orders_save_merged(orders: list[Order]) -> None:
+    """Save what ``order_merge(save=False)`` changed on ``orders`` (locked by the caller), in one statement on
+    PostgreSQL."""
+    orders_save(orders, _MERGE_FIELDS)
 
 
 def status_of(info: OrderInfo) -> str | None:
