@@ -127,8 +127,11 @@ def _order_run(items: list[tuple[OrderInfo, MessageOutcome]]) -> None:
     """A group's order events in arrival order, at a fixed number of statements for the orders we know: their
     rows locked in one statement (primary-key order), the executions waiting for them found in one, each event
     merged on its row in memory, the changed rows saved in one. An event of an order not yet recorded goes
-    through ``_order_update`` alone (recorded as external on first sight)."""
-    if not items:
+    through ``_order_update`` alone (recorded as external on first sight), and so does a lone event, which
+    that path takes in two statements (its lock tells whether executions wait) instead of three."""
+    if len(items) <= 1:
+        for info, outcome in items:
+            _count(outcome, _order_update(info))
         return
     found = orders_locked([info for info, _ in items])
     event_ids: dict[int, str] = {}

@@ -186,9 +186,10 @@ def _market_fills(orders, start_ms):
 
 def test_a_group_of_market_fills_costs_the_statements_of_one_whatever_its_size():
     orders = [OrderFactory(qty=D("0.001"), status=OrderStatus.NEW, order_id="", order_type="Market")
-              for _ in range(15)]  # fmt: skip
+              for _ in range(16)]  # fmt: skip
     private_messages_apply(messages=_market_fills(orders[:1], T))  # the position row exists from here on
-    small, large = _market_fills(orders[1:3], T + 100), _market_fills(orders[3:], T + 200)
+    one, small, large = (_market_fills(orders[1:2], T + 50), _market_fills(orders[2:4], T + 100),
+                         _market_fills(orders[4:], T + 200))  # fmt: skip
 
     def statements(messages):
         with CaptureQueriesContext(connection) as captured:
@@ -196,18 +197,20 @@ def test_a_group_of_market_fills_costs_the_statements_of_one_whatever_its_size()
         apart = ("SAVEPOINT", "core_outbox", "pg_notify")
         return [q["sql"][:80] for q in captured.captured_queries if not any(a in q["sql"] for a in apart)]
 
-    two, twelve = statements(small), statements(large)
+    single, two, twelve = statements(one), statements(small), statements(large)
 
     # PostgreSQL: the orders' lock, the executions awaited, the orders' update, the 6 of the executions' batch,
     # the position's lock and update. SQLite updates one order per statement, twice (the event's fields, the
-    # booked sum), in place of the orders' update.
+    # booked sum), in place of the orders' update. A lone order event: its lock (which tells whether
+    # executions wait) and its update, as alone.
     if connection.vendor == "postgresql":
         assert len(twelve) == len(two) == 11, twelve
+        assert len(single) == 10, single
     else:
-        assert (len(two), len(twelve)) == (10 + 2 * 2, 10 + 2 * 12), twelve
+        assert (len(single), len(two), len(twelve)) == (11, 10 + 2 * 2, 10 + 2 * 12), twelve
     assert set(Order.objects.values_list("status", "filled_qty", "booked_qty")) == {
         (OrderStatus.FILLED, D("0.001"), D("0.001"))
     }
     position = Position.objects.get(symbol="BTCUSDT", position_idx=0)
-    assert (position.size, position.mark_price) == (D("0.015"), D("64011"))
-    assert PositionLedgerEntry.objects.count() == Execution.objects.count() == 15
+    assert (position.size, position.mark_price) == (D("0.016"), D("64011"))
+    assert PositionLedgerEntry.objects.count() == Execution.objects.count() == 16
