@@ -13,7 +13,12 @@ import pytest
 from django.db import connection, transaction
 
 from orders.models import Execution
-from orders.services.fills.order_state import _locked_for_event_sql, order_locked_for_event
+from orders.services.fills.order_state import (
+    _locked_for_event_sql,
+    _orders_awaited_sql,
+    order_locked_for_event,
+    orders_awaited,
+)
 from tests.orders.factories import ExecutionFactory, OrderFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -43,13 +48,15 @@ def _read_by_lookup(order, mode: str) -> int:
     """The rows of executions read by the lookup, planned as ``mode`` says. The values are bound server side, as
     the fill path's prepared statement binds them (Django's own cursor would write them into the text)."""
     by_link, _ = _locked_for_event_sql()
+    return _read_by(by_link, [order.order_id, order.order_id, order.order_link_id], mode)
+
+
+def _read_by(sql: str, params: list, mode: str) -> int:
     with transaction.atomic():
         connection.ensure_connection()
         with psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(f"SET LOCAL plan_cache_mode = {mode}")
-            cursor.execute(
-                "EXPLAIN (ANALYZE, FORMAT JSON) " + by_link, [order.order_id, order.order_id, order.order_link_id]
-            )
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
             return _executions_read(cursor.fetchone()[0][0]["Plan"])
 
 
@@ -58,6 +65,13 @@ def test_the_order_lookup_skips_funding_fees(a_year_of_funding, mode):
     order = OrderFactory(symbol="S01USDT")
     ExecutionFactory(order=order)  # linked: not an orphan
     assert _read_by_lookup(order, mode) < 10
+
+
+@pytest.mark.parametrize("mode", ["force_generic_plan", "force_custom_plan"])
+def test_a_groups_check_for_waiting_executions_skips_funding_fees(a_year_of_funding, mode):
+    """A group of messages asks once for all its orders (docs/decisions/0339), by the same two keys."""
+    params = [[f"ex-{i}" for i in range(50)], [f"om-link-{i}" for i in range(50)]]
+    assert _read_by(_orders_awaited_sql(), params, mode) < 10
 
 
 def test_the_lookup_still_finds_executions_that_wait_for_the_order(a_year_of_funding):
@@ -74,3 +88,8 @@ def test_the_lookup_still_finds_executions_that_wait_for_the_order(a_year_of_fun
         assert order_locked_for_event(order_link_id="om-link-2", order_id="ex-2") == (by_link, True)
         assert order_locked_for_event(order_link_id="their-link", order_id="ex-3") == (external, False)
         assert order_locked_for_event(order_link_id="om-link-4", order_id="ex-4") == (alone, False)
+        # A group's check, for the same events at once: the exchange orderIds and our links that executions wait for.
+        assert orders_awaited([(by_id, ""), (by_link, "ex-2"), (external, ""), (alone, "")]) == (
+            {"ex-1", "ex-2"},
+            {"om-link-2"},
+        )
