@@ -147,6 +147,8 @@ class EventPublisher:
         self._dropped_logged_at: float | None = None
 
     def submit(self, routing_key: str, message: dict) -> None:
+        if not _dashboard_reachable():
+            return
         self._ensure_thread()
         try:
             self._queue.put_nowait((routing_key, message))
@@ -202,6 +204,19 @@ class EventPublisher:
     def _deliver(self, routing_key: str, message: dict) -> None:
         log.debug("event", routing_key=routing_key, event_id=message.get("event_id"))
         _forward_to_dashboard(message)
+
+
+def _dashboard_reachable() -> bool:
+    """Whether a forward from this process can reach a dashboard. Not over an in-process channel layer (the
+    embedded default, without Redis) on which no consumer of this process is in the group: the processor and
+    ingest processes serve no browser, and a forward there cost the publisher thread's work and a thread
+    switch per event, for no one."""
+    from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+    layer = get_channel_layer()
+    if isinstance(layer, InMemoryChannelLayer):
+        return bool(layer.groups.get(DASHBOARD_GROUP))
+    return layer is not None
 
 
 # One event loop per thread that forwards (normally only the publisher thread), kept for the process.

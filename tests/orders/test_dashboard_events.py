@@ -89,6 +89,44 @@ def test_sync_publish_reaches_the_dashboard_group(dashboard_member, no_warnings,
     assert [(e["event"], e["n"], e["amount"]) for e in got] == [("test.dashboard", n, "1.10") for n in range(3)]
 
 
+@pytest.mark.django_db
+def test_an_in_process_layer_is_forwarded_to_only_while_this_process_has_a_dashboard_member(
+    django_capture_on_commit_callbacks, settings
+):
+    """The embedded default has no Redis: a process's events can reach only its own consumers, and the processor
+    and ingest processes serve no browser. Their forwards are skipped until a dashboard joins in the process."""
+    from unittest import mock
+
+    from channels.layers import InMemoryChannelLayer
+
+    settings.OUTBOX_VALIDATE = False  # a made-up event type, with no schema in docs/events/
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    layer = get_channel_layer()
+    sent: list[str] = []
+    real = InMemoryChannelLayer.group_send
+
+    async def group_send(self, group, message):
+        sent.append(message["event"]["marker"])
+        await real(self, group, message)
+
+    def publish(marker: str) -> None:
+        with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+            events.publish_event_on_commit(routing_key="test.dashboard", payload={"marker": marker})
+        assert events.events_flush(10)
+
+    with mock.patch.object(InMemoryChannelLayer, "group_send", group_send):
+        publish("nobody-listens")
+        channel = async_to_sync(layer.new_channel)("test-dashboard.")
+        async_to_sync(layer.group_add)(events.DASHBOARD_GROUP, channel)
+        publish("a-member")
+        got = _collect(layer, channel, lambda got: len(got) == 1)
+        async_to_sync(layer.group_discard)(events.DASHBOARD_GROUP, channel)
+        publish("left-again")
+
+    assert sent == ["a-member"]
+    assert got[0]["event"]["marker"] == "a-member"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_gateway_consumer_path_reaches_the_dashboard_group(dashboard_member, no_warnings, settings):
     settings.WS_GATEWAY_API_KEY = "gateway-test-key"
