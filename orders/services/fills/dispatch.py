@@ -101,8 +101,15 @@ def private_messages_apply(
 
 
 def _symbols(messages: list[PrivateMessage]) -> set[str]:
-    """The symbols a transaction of the fill path wrote for: decisions waiting on them look again (0327)."""
-    return {symbol for message in messages for item in message.items if (symbol := getattr(item, "symbol", ""))}
+    """The symbols a transaction of the fill path wrote fills or order states for: decisions waiting on them look
+    again (0327). A position push changes neither (only the mark and that the row exists), so it wakes no one."""
+    return {
+        symbol
+        for message in messages
+        if message.topic in (TOPIC_EXECUTION, TOPIC_ORDER)
+        for item in message.items
+        if (symbol := getattr(item, "symbol", ""))
+    }
 
 
 def _message_apply(message: PrivateMessage, *, source: str, outcome: MessageOutcome) -> None:

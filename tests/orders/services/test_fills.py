@@ -793,6 +793,8 @@ def test_a_position_frame_costs_its_lock_and_its_update_and_compiles_no_query(co
         private_message_apply(message=_position_frame(mark="155", ms=bm.BASE_MS + 1000))
 
     assert len(_statements(captured)) == 2, _statements(captured)
+    # A mark moves no fill and no order state: no decision waiting for the symbol's fills is woken (0327).
+    assert notifies(captured) == 0
     assert not FILL_MODELS & set(compiled), compiled
     row = Position.objects.get(symbol="SOLUSDT")
     assert (row.mark_price, row.unrealized_pnl) == (D("155"), D("30"))
