@@ -12,7 +12,8 @@ content type application/json, persistent, message id = event id, header ``trace
 ``trace_id``; docs/decisions/0322) when the trace id is a W3C one, on
 ``settings.ORDER_EVENTS_EXCHANGE`` (topic, durable); one JSON Schema per routing key in
 docs/events/. After commit the same object is forwarded to the Channels group
-``dashboard`` as ``{"type": "dashboard.event", "event": <message>}`` (a convenience, at most once).
+``dashboard``, with the others that queued meanwhile, as ``{"type": "dashboard.events", "events": [<message>,
+…]}`` (a convenience, at most once; the page only needs to know that something changed).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ OPS_ALERT = "ops.alert"  # an alert threshold started firing or resolved (orderm
 
 DASHBOARD_GROUP = "dashboard"
 _QUEUE_SIZE = 10_000
+# Events forwarded to the dashboard group in one message at most (what queued while the last one was sent).
+FORWARD_BATCH_MAX = 200
 # Forwards dropped on a full queue are logged as one line per this many seconds at most, with their count.
 DROPPED_LOG_EVERY = 10.0
 
@@ -168,12 +171,19 @@ class EventPublisher:
         with self._lock:
             now = time.monotonic()
             if not self._dropped_unlogged or (
-                    self._dropped_logged_at is not None and now - self._dropped_logged_at < DROPPED_LOG_EVERY):
+                self._dropped_logged_at is not None and now - self._dropped_logged_at < DROPPED_LOG_EVERY
+            ):
                 return
             count, self._dropped_unlogged, self._dropped_logged_at = self._dropped_unlogged, 0, now
             total, key = self.dropped, self._dropped_key
-        log.warning("dashboard_forward_dropped", dropped=count, total=total, last_routing_key=key,
-                    queue_size=_QUEUE_SIZE, detail="the dashboard's queue is full; the events are in the outbox")
+        log.warning(
+            "dashboard_forward_dropped",
+            dropped=count,
+            total=total,
+            last_routing_key=key,
+            queue_size=_QUEUE_SIZE,
+            detail="the dashboard's queue is full; the events are in the outbox",
+        )
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued event has been handled (tests, shutdown)."""
@@ -192,18 +202,31 @@ class EventPublisher:
                 self._thread.start()
 
     def _run(self) -> None:
+        # What queued up while the last batch was sent goes as one batch (up to FORWARD_BATCH_MAX events): one
+        # group send, not one per event. A flush marker is answered once everything before it was sent.
         while True:
-            routing_key, message = self._queue.get()
-            if routing_key is None:
-                message.set()
-                continue
-            self._deliver(routing_key, message)
+            waiting = [self._queue.get()]
+            while len(waiting) < FORWARD_BATCH_MAX:
+                try:
+                    waiting.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            batch: list[dict] = []
+            for routing_key, message in waiting:
+                if routing_key is None:
+                    self._deliver(batch)
+                    batch = []
+                    message.set()
+                else:
+                    batch.append(message)
+            self._deliver(batch)
             if self._dropped_unlogged:
                 self._log_dropped()
 
-    def _deliver(self, routing_key: str, message: dict) -> None:
-        log.debug("event", routing_key=routing_key, event_id=message.get("event_id"))
-        _forward_to_dashboard(message)
+    def _deliver(self, batch: list[dict]) -> None:
+        if batch:
+            log.debug("events_forwarded", events=len(batch), last=batch[-1].get("event_id"))
+            _forward_to_dashboard(batch)
 
 
 def _dashboard_reachable() -> bool:
@@ -224,7 +247,7 @@ _DASHBOARD_LOOPS = threading.local()
 _DASHBOARD_TASKS: set = set()
 
 
-def _forward_to_dashboard(message: dict) -> None:
+def _forward_to_dashboard(batch: list[dict]) -> None:
     # Not async_to_sync: from a thread without a loop it starts a new loop in a new executor thread for
     # every event (and channels-redis a new connection per loop), and at interpreter exit, when the
     # atexit flush delivers the last events, the executor refuses work ("cannot schedule new futures
@@ -239,7 +262,7 @@ def _forward_to_dashboard(message: dict) -> None:
         if layer is None:
             return
         # Serialise Decimals first: channel layers use msgpack, which has no Decimal.
-        send = layer.group_send(DASHBOARD_GROUP, {"type": "dashboard.event", "event": json.loads(encode(message))})
+        send = layer.group_send(DASHBOARD_GROUP, {"type": "dashboard.events", "events": json.loads(encode(batch))})
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:

@@ -71,12 +71,14 @@ def no_warnings():
 
 
 def _events_named(messages: list[dict], marker: str) -> list[dict]:
-    return [m["event"] for m in messages if marker in str(m.get("event"))]
+    """The events (of the batches the group received) that carry ``marker``."""
+    return [e for m in messages for e in m.get("events", []) if marker in str(e)]
 
 
 @pytest.mark.django_db
-def test_sync_publish_reaches_the_dashboard_group(dashboard_member, no_warnings, django_capture_on_commit_callbacks,
-                                                  settings):
+def test_sync_publish_reaches_the_dashboard_group(
+    dashboard_member, no_warnings, django_capture_on_commit_callbacks, settings
+):
     settings.OUTBOX_VALIDATE = False  # a made-up event type, with no schema in docs/events/
     layer, channel = dashboard_member
     marker = f"sync-{uuid.uuid4()}"
@@ -106,7 +108,7 @@ def test_an_in_process_layer_is_forwarded_to_only_while_this_process_has_a_dashb
     real = InMemoryChannelLayer.group_send
 
     async def group_send(self, group, message):
-        sent.append(message["event"]["marker"])
+        sent.extend(e["marker"] for e in message["events"])
         await real(self, group, message)
 
     def publish(marker: str) -> None:
@@ -124,7 +126,56 @@ def test_an_in_process_layer_is_forwarded_to_only_while_this_process_has_a_dashb
         publish("left-again")
 
     assert sent == ["a-member"]
-    assert got[0]["event"]["marker"] == "a-member"
+    assert got[0]["events"][0]["marker"] == "a-member"
+
+
+@pytest.mark.django_db
+def test_what_queued_while_a_forward_ran_goes_as_one_group_message(settings):
+    """Under load a send per event cost the signal path's interpreter more than the forward was worth: the
+    events waiting when the publisher thread takes its next turn go in one message, in their order."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)("test-dashboard.")
+    async_to_sync(layer.group_add)(events.DASHBOARD_GROUP, channel)
+    publisher = events.EventPublisher()
+    count = events.FORWARD_BATCH_MAX + 5
+    for n in range(count):  # queued before its thread starts: all of them wait for its first turn
+        publisher._queue.put_nowait(("test.dashboard", {"event": "test.dashboard", "n": n, "amount": D("1.5")}))
+    publisher._ensure_thread()
+    assert publisher.flush(10)
+
+    got = _collect(layer, channel, lambda got: sum(len(m["events"]) for m in got) == count)
+    assert [len(m["events"]) for m in got] == [events.FORWARD_BATCH_MAX, 5]
+    assert [e["n"] for m in got for e in m["events"]] == list(range(count))
+    assert got[0]["events"][0]["amount"] == "1.5"
+    async_to_sync(layer.group_discard)(events.DASHBOARD_GROUP, channel)
+
+
+def test_the_dashboard_consumer_tells_the_page_each_distinct_change_of_a_batch_once():
+    from ordermanager.dashboard.consumers import DashboardConsumer
+
+    consumer = DashboardConsumer()
+    frames: list[dict] = []
+
+    async def send_json(content, close=False):
+        frames.append(content)
+
+    consumer.send_json = send_json
+    batch = [
+        {"event": "order.updated", "symbol": "BTCUSDT", "n": 1},
+        {"event": "position.updated", "symbol": "BTCUSDT"},
+        {"event": "order.updated", "symbol": "BTCUSDT", "n": 2},
+        {"event": "order.updated", "symbol": "ETHUSDT"},
+    ]
+    async_to_sync(consumer.dashboard_events)({"type": "dashboard.events", "events": batch})
+    async_to_sync(consumer.dashboard_event)({"type": "dashboard.event", "event": {"event": "signal.received"}})
+
+    assert frames == [
+        {"op": "changed", "event": "order.updated", "symbol": "BTCUSDT"},
+        {"op": "changed", "event": "position.updated", "symbol": "BTCUSDT"},
+        {"op": "changed", "event": "order.updated", "symbol": "ETHUSDT"},
+        {"op": "changed", "event": "signal.received", "symbol": ""},
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
