@@ -11,6 +11,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -149,6 +150,38 @@ def test_what_queued_while_a_forward_ran_goes_as_one_group_message(settings):
     assert [e["n"] for m in got for e in m["events"]] == list(range(count))
     assert got[0]["events"][0]["amount"] == "1.5"
     async_to_sync(layer.group_discard)(events.DASHBOARD_GROUP, channel)
+
+
+@pytest.mark.django_db
+def test_a_forward_goes_at_once_after_a_quiet_spell_and_then_at_most_once_per_interval(settings):
+    from unittest import mock
+
+    from channels.layers import InMemoryChannelLayer
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    sends: list[tuple[float, list[int]]] = []
+    sent = threading.Condition()
+
+    async def group_send(self, group, message):  # the edge: when each group message leaves, and what it holds
+        with sent:
+            sends.append((time.monotonic(), [e["n"] for e in message["events"]]))
+            sent.notify_all()
+
+    def sends_reach(count: int) -> None:
+        with sent:
+            assert sent.wait_for(lambda: len(sends) >= count, timeout=10), sends
+
+    publisher = events.EventPublisher()
+    with mock.patch.object(InMemoryChannelLayer, "group_send", group_send):
+        publisher._ensure_thread()
+        publisher._queue.put_nowait(("test.dashboard", {"event": "test.dashboard", "n": 1}))
+        sends_reach(1)
+        for n in (2, 3):  # while the pace runs: gathered, and sent together once the interval is over
+            publisher._queue.put_nowait(("test.dashboard", {"event": "test.dashboard", "n": n}))
+        sends_reach(2)
+
+    assert [batch for _, batch in sends] == [[1], [2, 3]]
+    assert sends[1][0] - sends[0][0] >= events.FORWARD_INTERVAL * 0.9
 
 
 def test_the_dashboard_consumer_tells_the_page_each_distinct_change_of_a_batch_once():
