@@ -551,3 +551,21 @@ def test_base_url_follows_bybit_env(settings, env, url):
         assert settings.BYBIT_API_SECRET not in repr(client) or not settings.BYBIT_API_SECRET
     finally:
         get_client.cache_clear()
+
+
+# ------------------------------------------------------------------ no cookies
+
+
+def test_a_cookie_the_exchange_sets_is_neither_kept_nor_sent_back(make_client, fake_bybit):
+    """A request carries only what is signed: a load balancer's cookie from one answer is not replayed on the next."""
+    answer = {"orderId": "1001", "orderLinkId": "sig-1-0"}
+    fake_bybit.script(CREATE, httpx.Response(200, json=envelope(answer), headers={"Set-Cookie": "lb=node-7; Path=/"}),
+                      envelope({"orderId": "1002", "orderLinkId": "sig-2-0"}))  # fmt: skip
+    client = make_client()
+
+    create(client, link="sig-1-0")
+    create(client, link="sig-2-0")
+
+    creates = [r for r in fake_bybit.requests if r.url.path == CREATE]
+    assert len(creates) == 2 and all("cookie" not in r.headers for r in creates)
+    assert not client._http.cookies
