@@ -299,7 +299,7 @@ _MERGE_FIELDS = (
 
 def order_merge(order: Order, info: OrderInfo, *, save: bool = True) -> bool:
     """Apply an order event to the (locked) row and save it; True if anything changed. ``save=False``: the
-    caller saves the changed rows (``_MERGE_FIELDS``) together, before its transaction ends (``orders_merge``)."""
+    caller saves the changed rows together before its transaction ends (``orders_save_merged``)."""
     before = (order.status, order.filled_qty, order.order_id, order.exchange_updated_ms)
     status_before = order.status
     if not order.order_id and info.order_id:
