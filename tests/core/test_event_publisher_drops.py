@@ -12,10 +12,11 @@ from ordermanager import events
 def _stuck_publisher(monkeypatch, size: int):
     """A publisher whose thread holds the first forward until ``release`` is set, with room for ``size`` more."""
     monkeypatch.setattr(events, "_QUEUE_SIZE", size)
+    monkeypatch.setattr(events, "_dashboard_reachable", lambda: True)  # whatever layer this test run has
     release, started = threading.Event(), threading.Event()
     publisher = events.EventPublisher()
 
-    def deliver(routing_key, message):
+    def deliver(batch):
         started.set()
         release.wait(10)
 
