@@ -17,14 +17,16 @@ import uuid
 import warnings
 from decimal import Decimal as D
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import structlog
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 from ordermanager import events
+from ordermanager.dashboard.consumers import DashboardConsumer
 from orders.models import Execution
 from tests.orders.factories import OrderFactory
 from tests.orders.test_consumers import communicator, run
@@ -98,10 +100,6 @@ def test_an_in_process_layer_is_forwarded_to_only_while_this_process_has_a_dashb
 ):
     """The embedded default has no Redis: a process's events can reach only its own consumers, and the processor
     and ingest processes serve no browser. Their forwards are skipped until a dashboard joins in the process."""
-    from unittest import mock
-
-    from channels.layers import InMemoryChannelLayer
-
     settings.OUTBOX_VALIDATE = False  # a made-up event type, with no schema in docs/events/
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     layer = get_channel_layer()
@@ -154,10 +152,6 @@ def test_what_queued_while_a_forward_ran_goes_as_one_group_message(settings):
 
 @pytest.mark.django_db
 def test_a_forward_goes_at_once_after_a_quiet_spell_and_then_at_most_once_per_interval(settings):
-    from unittest import mock
-
-    from channels.layers import InMemoryChannelLayer
-
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     sends: list[tuple[float, list[int]]] = []
     sent = threading.Condition()
@@ -185,8 +179,6 @@ def test_a_forward_goes_at_once_after_a_quiet_spell_and_then_at_most_once_per_in
 
 
 def test_the_dashboard_consumer_tells_the_page_each_distinct_change_of_a_batch_once():
-    from ordermanager.dashboard.consumers import DashboardConsumer
-
     consumer = DashboardConsumer()
     frames: list[dict] = []
 
